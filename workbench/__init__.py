@@ -1,0 +1,34 @@
+"""Workbench: measure inference optimisations (quantisation, ONNX, distillation, batching, speculative decoding)
+and hand the winner to a serving team.
+
+The public API is imported lazily so that ``import workbench`` stays light (no onnxruntime, plotly or ipywidgets).
+
+Example:
+    >>> import workbench as wb                                  # doctest: +SKIP
+    >>> task = wb.get_task("text-classification")
+    >>> table = wb.ResultsTable.for_study("demo")
+    >>> table.append(wb.measure_variant(task, task.baseline()))
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Variant": "workbench.core", "apply": "workbench.core", "register_step": "workbench.core",
+    "get_task": "workbench.tasks", "from_module": "workbench.tasks", "Task": "workbench.tasks",
+    "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
+    "environment_fingerprint": "workbench.measure",
+    "ResultsTable": "workbench.results", "pareto_front": "workbench.results",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -1,0 +1,36 @@
+"""Measurement: never mutates a model. ``measure_variant`` is the single-request/batch latency scenario."""
+from __future__ import annotations
+
+from workbench.measure.environment import environment_fingerprint
+from workbench.measure.memory import measure_peak_memory
+from workbench.measure.size import variant_size
+from workbench.measure.timing import LatencyStats, measure_latency
+
+
+def measure_variant(task, variant, batch_size: int = 1, seq_len: int | None = None, quality: bool = True,
+                    eval_limit: int | None = None, threads: int | None = None, max_seconds: float = 20.0) -> dict:
+    """One results row for ``variant`` on ``task``: quality (+95% CI), latency percentiles, throughput, memory, size.
+
+    Args:
+        batch_size / seq_len: shape of the timing inputs (real task data, padded/truncated).
+        quality: evaluate the task metric on the test split (``eval_limit`` examples at most).
+        threads: intra-op threads for torch (ORT sessions fix theirs when created).
+
+    Example:
+        >>> row = measure_variant(task, task.baseline(), batch_size=8)   # doctest: +SKIP
+    """
+    inputs = task.example_inputs(batch_size, seq_len)
+    seq = int(next(iter(inputs.values())).shape[1])
+    stats = measure_latency(lambda: variant(inputs), device=variant.device, threads=threads, max_seconds=max_seconds)
+    row = {"task": task.name, **variant.describe(), "scenario": "latency", "batch_size": batch_size, "seq_len": seq,
+           **stats.as_row(), "throughput_per_s": round(batch_size * 1e3 / stats.p50_ms, 3)}
+    if task.kind == "causal-lm":
+        row["tokens_per_s"] = round(batch_size * seq * 1e3 / stats.p50_ms, 1)  # prefill tokens
+    row.update(measure_peak_memory(lambda: variant(inputs), variant.device))
+    row.update(variant_size(variant))
+    if quality:
+        row.update(task.evaluate(variant, limit=eval_limit).as_row())
+    return row
+
+
+__all__ = ["measure_variant", "measure_latency", "LatencyStats", "environment_fingerprint"]

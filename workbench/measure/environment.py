@@ -1,0 +1,63 @@
+"""Environment fingerprint stored with every results table: CPU, ISA flags, GPU, threads, versions, git."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "fma")
+PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
+
+
+def cpu_model_and_flags() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return model, [f for f in ISA_FLAGS if f in flags]
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_revision() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return (rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def environment_fingerprint() -> dict:
+    """Facts that make a timing reproducible or explain why it differs elsewhere."""
+    import os
+
+    import torch
+
+    cpu, flags = cpu_model_and_flags()
+    env = {"hostname": platform.node(), "os": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+           "cpu_isa": flags, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+           "packages": package_versions(), "git_revision": git_revision(), "gpu": None}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env["gpu"] = {"name": props.name, "memory_gb": round(props.total_memory / 1e9, 1),
+                      "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda}
+    return env

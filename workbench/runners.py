@@ -1,0 +1,49 @@
+"""Runners: the callables inside a Variant that turn a batch of named inputs into logits."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'. 'cuda' without a GPU is a clear error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for, but torch sees no GPU: use --device cpu (or auto)")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} unknown: use cpu, cuda or auto")
+    return device
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work so a timer around a call measures the call."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class TorchRunner:
+    """Runs an ``nn.Module`` whose output has ``.logits`` (HF) or is a tensor, under inference mode."""
+
+    def __init__(self, module: torch.nn.Module, device: str = "cpu", input_names: tuple[str, ...] | None = None):
+        self.module = module.eval()
+        self.device = device
+        self.input_names = input_names
+
+    def __call__(self, inputs: dict[str, Any]) -> torch.Tensor:
+        feed = {k: torch.as_tensor(v).to(self.device) for k, v in inputs.items()
+                if self.input_names is None or k in self.input_names}
+        with torch.inference_mode():
+            out = self.module(**feed)
+        logits = out.logits if hasattr(out, "logits") else out
+        return logits.float().cpu() if self.device != "cpu" or logits.dtype != torch.float32 else logits
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)

@@ -1,0 +1,81 @@
+"""Task: what is optimised. Model loader, eval data, metric, timing inputs, calibration data."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from workbench.core import Variant
+from workbench.runners import TORCH_DTYPES, TorchRunner, resolve_device
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """A task metric on held-out data with a bootstrap 95% confidence interval."""
+
+    metric: str            # "accuracy" (higher is better) or "perplexity" (lower is better)
+    value: float
+    ci_low: float
+    ci_high: float
+    n_examples: int
+    higher_is_better: bool = True
+    extra: dict | None = None  # secondary metrics (next-token accuracy, majority baseline, ...)
+
+    def as_row(self) -> dict:
+        row = {"metric": self.metric, "quality": self.value, "quality_ci_low": self.ci_low,
+               "quality_ci_high": self.ci_high, "quality_n": self.n_examples,
+               "higher_is_better": self.higher_is_better}
+        row.update(self.extra or {})
+        return row
+
+
+class Task(ABC):
+    """Base class of every task. Subclasses fill in the model, data and metric.
+
+    Example:
+        >>> task = get_task("text-classification")   # doctest: +SKIP
+        >>> base = task.baseline()                   # torch eager fp32 on CPU
+        >>> task.evaluate(base).value                 # held-out accuracy
+    """
+
+    name: str = "task"
+    kind: str = "custom"          # "classification" | "causal-lm" | "custom"
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
+
+    @abstractmethod
+    def load_model(self) -> torch.nn.Module:
+        """A fresh fp32 torch module (CPU)."""
+
+    @abstractmethod
+    def evaluate(self, variant: Variant, split: str = "test", limit: int | None = None) -> QualityResult:
+        """The task metric of ``variant`` on a held-out split."""
+
+    @abstractmethod
+    def example_inputs(self, batch_size: int = 1, seq_len: int = 128) -> dict[str, torch.Tensor]:
+        """Realistic inputs of the given shape for timing (taken from the task's own data)."""
+
+    def calibration_batches(self, n_examples: int = 128, batch_size: int = 8,
+                            seq_len: int = 128) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches from the calibration split (the validation split unless a task says otherwise)."""
+        raise NotImplementedError(f"task {self.name!r} has no calibration data")
+
+    def baseline(self, device: str = "cpu", precision: str = "fp32") -> Variant:
+        """Torch eager variant. fp16/bf16 only on CUDA (CPU half precision is slow and not a serving choice)."""
+        device = resolve_device(device)
+        if precision not in TORCH_DTYPES:
+            raise ValueError(f"baseline precision {precision!r}: use fp32, fp16 or bf16")
+        if precision != "fp32" and device != "cuda":
+            raise ValueError(f"{precision} baselines run on CUDA only; on CPU use fp32")
+        model = self.load_model().to(device=device, dtype=TORCH_DTYPES[precision]).eval()
+        return Variant(name=f"torch-{precision}" + ("-cuda" if device == "cuda" else ""), task=self.name,
+                       backend="torch", device=device, precision=precision,
+                       runner=TorchRunner(model, device, self.input_names), model=model)
+
+    def baselines(self, device: str = "auto") -> list[Variant]:
+        """fp32 on CPU always; fp16 and bf16 too when CUDA is present."""
+        out = [self.baseline("cpu", "fp32")]
+        if resolve_device(device) == "cuda":
+            out += [self.baseline("cuda", p) for p in ("fp32", "fp16", "bf16")]
+        return out

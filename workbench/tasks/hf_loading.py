@@ -1,0 +1,45 @@
+"""Loading a local Hugging Face model directory, with errors that say what is wrong and how to fix it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def check_model_dir(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"model path {path} does not exist: pass a local Hugging Face model directory")
+    if not path.is_dir():
+        raise NotADirectoryError(f"model path {path} is a file: pass the directory that holds config.json")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} has no config.json: it is not a Hugging Face model directory "
+                                "(save one with model.save_pretrained(dir))")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise FileNotFoundError(f"{path} has no weights (*.safetensors): save them with save_pretrained(dir)")
+    return path
+
+
+def dtype_kwargs(dtype: torch.dtype = torch.float32) -> dict:
+    """transformers 5 renamed ``torch_dtype`` to ``dtype`` (and defaults to the stored dtype): ask explicitly."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    return {"dtype": dtype} if major >= 5 else {"torch_dtype": dtype}
+
+
+def load_hf_model(path: str | Path, auto_class: str, trust_remote_code: bool = False) -> torch.nn.Module:
+    """Load ``path`` with ``transformers.<auto_class>`` as fp32, eval mode, safetensors preferred."""
+    import transformers
+
+    path = check_model_dir(path)
+    cls = getattr(transformers, auto_class)
+    model = cls.from_pretrained(path, trust_remote_code=trust_remote_code, use_safetensors=any(path.glob("*.safetensors")),
+                                **dtype_kwargs(torch.float32))
+    return model.eval()
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(check_model_dir(path), trust_remote_code=trust_remote_code)
