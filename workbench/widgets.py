@@ -1,0 +1,312 @@
+"""The workbench panel: one ipywidgets panel, used by every notebook, over the public API.
+
+Pick a task (a demo, or a local HF directory + data file), tick optimisation steps (discovered from
+``workbench.steps``), choose devices, press Run: each variant is built with ``apply``, measured with
+``measure_variant``, appended to the study's ResultsTable and drawn on a live Pareto plot as it arrives.
+Then export the chosen point. A choice that cannot run here (CUDA without a GPU, a step whose dependency is
+missing or that fails) is reported in the panel and the rest of the run goes on.
+
+Everything is drivable from code, so tests and notebooks can press the buttons:
+
+Example:
+    >>> panel = WorkbenchPanel(study="quickstart")          # doctest: +SKIP
+    >>> panel.tick("quantize_dynamic")                      # or panel.step_boxes[label].value = True
+    >>> panel.run_button.click()                            # same as panel.run()
+    >>> panel                                               # displays the panel in a notebook
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from workbench.core import apply, registered_steps
+
+
+def small_mode() -> bool:
+    """``WORKBENCH_SMALL=1`` shrinks the work (eval examples, timing budget) through the same code paths."""
+    return os.environ.get("WORKBENCH_SMALL", "") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class StepOption:
+    """One tick box: a label and the step configs applied in order to the baseline; ``reason`` says why it cannot run."""
+
+    label: str
+    configs: tuple = ()
+    reason: str = ""
+
+
+def discover_step_options() -> list[StepOption]:
+    """Every registered step with its default config and named presets; step modules that fail to import
+    (a missing dependency) come back as options that say why."""
+    broken = []
+    try:
+        package = importlib.import_module("workbench.steps")
+        modules = [info.name for info in pkgutil.iter_modules(package.__path__)]
+    except ImportError:
+        modules = []
+    for name in modules:
+        try:
+            importlib.import_module(f"workbench.steps.{name}")
+        except Exception as err:  # noqa: BLE001 - any import failure makes the step unavailable, not the panel
+            broken.append(StepOption(name, (), f"cannot import workbench.steps.{name}: {type(err).__name__}: {err}"))
+    options = [opt for name, cfg_type in registered_steps().items() for opt in _presets(name, cfg_type)]
+    return options + broken
+
+
+def _presets(name: str, cfg_type: type) -> list[StepOption]:
+    """The default config (when every field has a default) and each no-argument classmethod preset."""
+    found: list[tuple[str, Any]] = []
+    try:
+        found.append((name, cfg_type()))
+    except Exception:  # noqa: BLE001 - a config without defaults is offered through its presets only
+        pass
+    for attr, value in vars(cfg_type).items():
+        if attr.startswith("_") or not isinstance(value, classmethod) or attr in ("from_dict", "from_json"):
+            continue
+        try:
+            config = getattr(cfg_type, attr)()
+        except Exception:  # noqa: BLE001 - presets that need arguments cannot be a plain tick box
+            continue
+        if isinstance(config, cfg_type) and all(config != c for _l, c in found):
+            found.append((f"{name}: {attr}", config))
+    return [StepOption(label, (config,)) for label, config in found]
+
+
+class WorkbenchPanel:
+    """Task, steps and devices in; live Pareto plot, results table and an exported bundle out.
+
+    Args:
+        study: results go to ``artifacts/<study>/results.jsonl``.
+        task: the task kind selected first ("text-classification" or "causal-lm").
+        options: tick boxes to offer: StepOption or (label, config or tuple of configs); default: every
+            registered step and preset (``discover_step_options``).
+        batch_size: timing batch size; eval_limit: test examples for quality (default: all, 64 in small mode).
+        threads: intra-op threads for every arm (default 2, the reference machine's cores).
+
+    Example:
+        >>> panel = WorkbenchPanel("quickstart"); panel.tick("quantize_dynamic"); panel.run()   # doctest: +SKIP
+    """
+
+    def __init__(self, study: str = "quickstart", task: str = "text-classification",
+                 options: Iterable | None = None, batch_size: int = 1, eval_limit: int | None = None,
+                 threads: int | None = 2, max_seconds: float | None = None):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+        import torch
+
+        from workbench.tasks import BUILTIN_TASKS
+
+        self.study, self.threads = study, threads
+        self.max_seconds = max_seconds or (3.0 if small_mode() else 10.0)
+        self.options = [self._as_option(o) for o in (discover_step_options() if options is None else options)]
+        self.rows: list[dict] = []           # rows measured by this panel (the plot shows these)
+        self.variants: dict[str, Any] = {}   # variant id -> Variant, for export
+        self.messages: list[str] = []
+        self.table = None
+        self._tasks: dict = {}
+        self._onnx_parents: dict = {}
+
+        self.task_kind = w.Dropdown(options=list(BUILTIN_TASKS), value=task, description="task")
+        self.model_dir = w.Text(placeholder="demo weights, or a local HF model directory", description="model dir")
+        self.data_path = w.Text(placeholder="JSONL/CSV eval data (with a model dir)", description="data")
+        self.step_boxes = {o.label: w.Checkbox(value=False, description=o.label + (" (unavailable)" if o.reason else ""),
+                                               indent=False, layout=w.Layout(width="auto")) for o in self.options}
+        gpu = torch.cuda.is_available()
+        self.devices = {"cpu": w.Checkbox(value=True, description="CPU", indent=False),
+                        "cuda": w.Checkbox(value=False, description="CUDA" if gpu else "CUDA (no GPU seen)", indent=False)}
+        self.batch_size = w.BoundedIntText(value=batch_size, min=1, max=4096, description="batch")
+        default_limit = eval_limit if eval_limit is not None else (64 if small_mode() else 0)
+        self.eval_limit = w.BoundedIntText(value=default_limit, min=0, max=10**7, description="eval n (0=all)")
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.export_choice = w.Dropdown(options=[], description="export")
+        self.export_button = w.Button(description="Export bundle", icon="box", disabled=True)
+        self.status = w.HTML()
+        self.output = w.Output()
+        self.figure = go.FigureWidget(layout=dict(title="Run to measure variants", template="plotly_white", height=480))
+        self.run_button.on_click(lambda _b: self.run())
+        self.export_button.on_click(lambda _b: self.export())
+        self.widget = w.VBox([
+            w.HTML(f"<b>Workbench</b> - study <code>{study}</code>"),
+            w.HBox([self.task_kind, self.model_dir, self.data_path]),
+            w.HTML("Optimisation steps (each applied to the baseline):"),
+            w.GridBox(list(self.step_boxes.values()) or [w.HTML("<i>no steps registered yet</i>")],
+                      layout=w.Layout(grid_template_columns="repeat(3, 33%)")),
+            w.HBox([w.HTML("devices:"), *self.devices.values(), self.batch_size, self.eval_limit]),
+            self.run_button, self.output, self.status, self.figure,
+            w.HBox([self.export_choice, self.export_button])])
+
+    # ---- drivable state -------------------------------------------------------------------------------------------
+    def tick(self, *labels: str, value: bool = True) -> "WorkbenchPanel":
+        """Tick (or untick) step boxes by label; an unknown label names the known ones."""
+        for label in labels:
+            if label not in self.step_boxes:
+                raise ValueError(f"no step option {label!r}: choose from {sorted(self.step_boxes)}")
+            self.step_boxes[label].value = value
+        return self
+
+    def say(self, message: str) -> None:
+        """Add a line to the panel's status area (also kept in ``self.messages`` for code and tests)."""
+        self.messages.append(message)
+        self.status.value = "<br>".join(_escape(m) for m in self.messages[-12:])
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # ---- run --------------------------------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        """Measure the baseline and every ticked step on every ticked device; returns the new rows."""
+        from tqdm.auto import tqdm
+
+        from workbench.measure import environment_fingerprint
+        from workbench.results import ResultsTable
+
+        self.run_button.disabled = True
+        start = len(self.rows)
+        try:
+            task = self._task()
+            if task is None:
+                return []
+            self.table = ResultsTable.for_study(self.study, environment=environment_fingerprint())
+            devices = self._devices()
+            chosen = [o for o in self.options if self.step_boxes[o.label].value]
+            for option in (o for o in chosen if o.reason):
+                self.say(f"✗ {option.label}: skipped, {option.reason}")
+            jobs = [(d, o) for d in devices for o in [None] + [o for o in chosen if not o.reason]]
+            with self.output:
+                baselines = {}
+                for device, option in tqdm(jobs, desc="variants", unit="variant"):
+                    self._run_one(task, device, option, baselines)
+            self.say(f"done: {len(self.rows) - start} rows in {self.table.path}")
+        finally:
+            self.run_button.disabled = False
+        return self.rows[start:]
+
+    def _task(self):
+        from workbench.tasks import get_task
+
+        key = (self.task_kind.value, self.model_dir.value.strip() or None, self.data_path.value.strip() or None)
+        if key not in self._tasks:
+            try:
+                self._tasks[key] = get_task(key[0], key[1] and Path(key[1]).expanduser(), key[2])
+            except Exception as err:  # noqa: BLE001 - a bad task choice is reported, the panel stays usable
+                self.say(f"✗ task {key[0]}: {err}")
+                return None
+        return self._tasks[key]
+
+    def _devices(self) -> list[str]:
+        import torch
+
+        devices = [d for d, box in self.devices.items() if box.value]
+        if "cuda" in devices and not torch.cuda.is_available():
+            devices.remove("cuda")
+            self.say("✗ CUDA: torch sees no GPU on this machine, so the CUDA arm is skipped (CPU arms still run)")
+        if not devices:
+            self.say("✗ no device that can run here is ticked: tick CPU")
+        return devices
+
+    def _run_one(self, task, device: str, option: StepOption | None, baselines: dict) -> None:
+        from workbench.measure import measure_variant
+
+        label = option.label if option else f"baseline ({device})"
+        try:
+            if device not in baselines:
+                baselines[device] = task.baseline(device)
+            variant = baselines[device]
+            for config in option.configs if option else ():
+                variant = self._apply(variant, config)
+            limit = self.eval_limit.value or None
+            row = measure_variant(task, variant, self.batch_size.value, quality=True, eval_limit=limit,
+                                  threads=self.threads, max_seconds=self.max_seconds)
+        except Exception as err:  # noqa: BLE001 - one failing variant must not stop the others
+            self.say(f"✗ {label} on {device}: {type(err).__name__}: {err}")
+            self.table.append({"task": task.name, "variant": label, "device": device, "failed": True,
+                               "error": f"{type(err).__name__}: {err}"})
+            return
+        self.variants[variant.id] = variant
+        self.rows.append(self.table.append({**row, "option": label}))
+        self.say(f"✓ {label} on {device}: {row.get('metric', 'quality')} {row.get('quality', float('nan')):.4g}, "
+                 f"p50 {row['latency_p50_ms']:.3g} ms")
+        self.redraw()
+
+    def _apply(self, variant, config):
+        """Apply one step. Steps that run on an ONNX model (ORT quantisation, graph optimisation) fail on a torch
+        baseline; every step is offered as a tick box on its own, so the panel then gives them the ONNX export."""
+        try:
+            return apply(variant, config)
+        except Exception as first:  # noqa: BLE001
+            export_cfg = registered_steps().get("export_onnx")
+            if variant.backend != "torch" or export_cfg is None or isinstance(config, export_cfg):
+                raise
+            if variant.id not in self._onnx_parents:
+                self._onnx_parents[variant.id] = apply(variant, export_cfg())
+            try:
+                return apply(self._onnx_parents[variant.id], config)
+            except Exception as second:  # noqa: BLE001
+                raise RuntimeError(f"on the torch model: {first}; on its ONNX export: {second}") from second
+
+    def redraw(self) -> None:
+        """Redraw the live Pareto plot from this panel's rows and refresh the export choices."""
+        from workbench.plots import pareto_figure
+        from workbench.results import pareto_front
+
+        new = pareto_figure(self.rows, title=f"{self.study}: quality vs p50 latency (live)")
+        self.figure.data = []
+        self.figure.add_traces(list(new.data))
+        self.figure.update_layout(new.layout.to_plotly_json())
+        self.figure.layout.annotations = new.layout.annotations
+        front = pareto_front(self.rows)
+        self.export_choice.options = [(f"{r['variant']} [{r['variant_id']}] p50 {r['latency_p50_ms']:.3g} ms", r["variant_id"])
+                                      for r in front]
+        if front and self.export_choice.value is None:
+            self.export_choice.value = front[0]["variant_id"]   # ipywidgets leaves it unset when options change
+        self.export_button.disabled = not front
+
+    # ---- export -----------------------------------------------------------------------------------------------------
+    def export(self, variant_id: str | None = None, to: str | Path | None = None):
+        """Export the chosen Pareto point as a serving bundle (``workbench.export.export_bundle``)."""
+        variant_id = variant_id or self.export_choice.value
+        if variant_id not in self.variants:
+            self.say("✗ export: run first, then choose a point on the Pareto front")
+            return None
+        try:
+            from workbench.export import export_bundle
+        except ImportError as err:
+            self.say(f"✗ export: the serving-bundle exporter is not available here ({err})")
+            return None
+        from workbench.results import ResultsTable
+
+        variant = self.variants[variant_id]
+        rows = ResultsTable(None, [r for r in self.rows if r.get("variant_id") == variant_id])
+        target = Path(to) if to else Path(self.table.path).parent / "bundles" / f"{variant.name}-{variant.id}"
+        try:
+            bundle = export_bundle(variant, rows, to=target)
+        except Exception as err:  # noqa: BLE001 - say why; the study and the panel stay as they are
+            self.say(f"✗ export {variant.name}: {type(err).__name__}: {err}")
+            return None
+        self.say(f"✓ exported {variant.name} to {getattr(bundle, 'path', bundle)}")
+        return bundle
+
+    @staticmethod
+    def _as_option(option) -> StepOption:
+        if isinstance(option, StepOption):
+            return option
+        label, configs = option
+        configs = tuple(configs) if isinstance(configs, (tuple, list)) else (configs,)
+        if not all(dataclasses.is_dataclass(c) for c in configs):
+            raise TypeError(f"option {label!r}: step configs are dataclass instances, got {configs!r}")
+        return StepOption(label, configs)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+__all__ = ["WorkbenchPanel", "StepOption", "discover_step_options", "small_mode"]
