@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PORT ?= 8888
+# Notebooks (run from notebooks/ by Jupyter and nbval) write into the repo's artifacts/ like the CLI does.
+export WORKBENCH_ARTIFACTS ?= $(CURDIR)/artifacts
+# Every notebook under notebooks/ runs under nbval (outputs not compared unless a cell asks: --nbval-lax).
+NBVAL := --nbval-lax --sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=600
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +27,11 @@ measure: install
 	$(BIN)/workbench measure --task text-classification
 	$(BIN)/workbench measure --task causal-lm
 
+# Unit tests, every notebook (nbval) and the browser test, in one pytest run. CI sets WORKBENCH_SMALL=1.
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests notebooks $(NBVAL)
 
-.PHONY: install lab measure test
+test-notebooks: install
+	$(BIN)/python -m pytest -q notebooks $(NBVAL)
+
+.PHONY: install lab measure test test-notebooks
