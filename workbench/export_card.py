@@ -1,0 +1,73 @@
+"""The bundle's MODEL_CARD.md, written only from measured facts (export_bundle passes them in)."""
+from __future__ import annotations
+
+
+def _num(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_num(v) for v in row) + " |" for row in rows]
+
+
+def model_card(facts: dict, sweep: list[dict]) -> str:
+    """Markdown card: intended use, lineage, quality with CI, latency/throughput, batching plan, cost, environment."""
+    v, served, env, plan = facts["variant"], facts["served"], facts["environment"], facts["batching"]
+    q = facts.get("quality")
+    lines = [f"# Model card: {facts['name']}", "",
+             "## Intended use",
+             f"Workbench task `{facts.get('task')}`, served by Triton (ONNX Runtime backend) on "
+             f"{'GPU' if served.get('device') == 'cuda' else 'CPU'}. Inputs and outputs are listed below; the "
+             "tokenizer in `tokenizer/` turns text into the inputs. Use it for the data it was evaluated on; "
+             "re-measure before relying on it for other inputs.", "",
+             "## Lineage",
+             f"Measured variant `{v['variant']}` (id {v['variant_id']}, {v['backend']}, {v['precision']}); served "
+             f"ONNX variant `{served['variant']}` (id {served['variant_id']}).", ""]
+    lines += [f"{i}. `{step['step']}`: `{step['config']}`" for i, step in enumerate(facts["lineage"], 1)] or ["(baseline)"]
+    export = facts.get("export") or {}
+    if export:
+        lines += ["", f"ONNX opset {export.get('opset')}; validated against the parent: max |diff| "
+                      f"{_num(export.get('max_abs_diff'))}, agreement {_num(export.get('agreement'))}."]
+    lines += ["", "## Quality"]
+    if q:
+        lines += [f"{q.get('metric')} = {_num(q.get('quality'))} (95% CI {_num(q.get('quality_ci_low'))} to "
+                  f"{_num(q.get('quality_ci_high'))}, n = {q.get('quality_n')}, measured {q.get('measured_at', '-')})."]
+    else:
+        lines += ["Not measured in the results this bundle was made from: run `workbench measure` before relying on it."]
+    lines += ["", f"## Latency and throughput (seq_len {plan.get('seq_len')}, {env.get('cpu')}, "
+                  f"{sweep[0].get('threads') if sweep else '-'} threads)"]
+    lines += _table(["batch", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak RSS MB"],
+                    [[r["batch_size"], r.get("latency_p50_ms"), r.get("latency_p90_ms"), r.get("latency_p99_ms"),
+                      r.get("throughput_per_s"), r.get("peak_rss_mb")] for r in sweep])
+    slo = plan.get("slo")
+    lines += ["", "## Batching plan (config.pbtxt)",
+              f"max_batch_size {plan['max_batch_size']}, preferred batch sizes {plan['preferred_batch_sizes']}, "
+              f"max queue delay {plan['max_queue_delay_us']} us."]
+    lines += [f"SLO {slo['percentile']} <= {slo['target_ms']} ms: {slo['reason']}; knee at batch "
+              f"{slo['knee_batch_size']}." if slo else "No SLO given: max batch = largest measured batch, queue "
+              "delay = one batch-1 service time."]
+    cost = facts["cost"]
+    lines += ["", f"## Cost ({cost['instance']} at ${cost['usd_per_hour']}/h, {cost['source']}, {cost['date']}; "
+                  f"utilisation {cost['utilisation']})"]
+    lines += _table(["batch", "$/1k requests", "$/1M tokens"],
+                    [[p["batch_size"], p.get("usd_per_1k_requests"), p.get("usd_per_1m_tokens")]
+                     for p in cost["points"]])
+    lines += ["", "## Interface"]
+    lines += [f"- input `{s['name']}` {s['data_type']} dims {list(s['dims'])}" for s in facts["inputs"]]
+    lines += [f"- output `{s['name']}` {s['data_type']} dims {list(s['dims'])}" for s in facts["outputs"]]
+    pk = env.get("packages", {})
+    lines += ["", "## Environment",
+              f"CPU {env.get('cpu')} ({', '.join(env.get('cpu_isa') or [])}), GPU {env.get('gpu') or 'none'}, "
+              f"torch {pk.get('torch')}, onnxruntime {pk.get('onnxruntime')}, git {env.get('git_revision')}.", "",
+              "## Limitations",
+              "- Latency, throughput and cost were measured on the machine above; re-run `workbench sweep` on the "
+              "serving hardware before sizing a fleet.",
+              "- Quality holds for the evaluation data named in the task; the CI is a bootstrap over its examples.",
+              "- Triton's onnxruntime backend must be present on the serving side; `workbench serve-check` tests the "
+              "same model, interface and batching through a Python-backend twin.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""Batching sweep: latency, throughput and memory of one variant over a grid of batch sizes x sequence lengths.
+
+Encoders/classifiers: one forward call per point (``scenario="batching"``). Causal LMs: prompt length x output
+length, timing the prefill forward and the whole greedy generation separately so prompt and output tokens get
+their own throughput and cost (``scenario="generation-batching"``).
+
+A point that fails (out of memory, an error, or slower than the per-point time budget) becomes a row with
+``failed=True`` and the reason, and the sweep goes on. Per sequence length the batch stops growing once a point's
+p99 passes ``latency_cap_ms`` or runs out of memory (bigger batches would only be slower / fail the same way).
+Rows are appended to the results table as soon as each point is measured.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from workbench.measure.memory import measure_peak_memory
+from workbench.measure.timing import measure_latency
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The grid and its limits.
+
+    Args:
+        batch_sizes: batch sizes to try, grown in ascending order per sequence length.
+        seq_lens: input lengths (classifiers) or prompt lengths (LMs); None = the task's default length.
+        output_lens: tokens generated per prompt (causal LMs only).
+        latency_cap_ms: stop growing the batch once a point's p99 exceeds this (None: no cap).
+        point_seconds: time budget of one point; a first call slower than this fails the point.
+        threads: intra-op threads (same for every point).
+
+    Example:
+        >>> SweepConfig.quick()                 # 1, 2, 4, 8 at the task's length
+    """
+
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    seq_lens: tuple[int | None, ...] = (None,)
+    output_lens: tuple[int, ...] = (16,)
+    latency_cap_ms: float | None = None
+    point_seconds: float = 10.0
+    threads: int | None = None
+
+    def __post_init__(self):
+        for name in ("batch_sizes", "output_lens"):
+            values = tuple(int(v) for v in getattr(self, name))
+            if not values or min(values) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: give one or more positive integers")
+            object.__setattr__(self, name, tuple(sorted(set(values))))
+        seqs = tuple(None if s is None else int(s) for s in self.seq_lens)
+        if not seqs or any(s is not None and s < 1 for s in seqs):
+            raise ValueError(f"seq_lens={self.seq_lens}: give positive lengths (or None for the task's default)")
+        object.__setattr__(self, "seq_lens", seqs)
+        if self.latency_cap_ms is not None and self.latency_cap_ms <= 0:
+            raise ValueError(f"latency_cap_ms={self.latency_cap_ms}: use a positive number of ms or None")
+        if self.point_seconds <= 0:
+            raise ValueError(f"point_seconds={self.point_seconds} must be positive")
+
+    @classmethod
+    def quick(cls) -> "SweepConfig":
+        """Small grid for notebooks and CI: batch 1..8, a few seconds per point."""
+        return cls(batch_sizes=(1, 2, 4, 8), point_seconds=3.0, output_lens=(8,))
+
+    @classmethod
+    def serving(cls) -> "SweepConfig":
+        """Batch 1..64 capped at 500 ms p99: the range a dynamic batcher would use."""
+        return cls(batch_sizes=(1, 2, 4, 8, 16, 32, 64), latency_cap_ms=500.0)
+
+
+class PointTimeout(RuntimeError):
+    """One call took longer than the point's time budget."""
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower()
+
+
+def _timed_stats(fn: Callable[[], object], device: str, config: SweepConfig):
+    start = time.perf_counter()
+    fn()  # first call: also tells whether the point fits its budget at all
+    first = time.perf_counter() - start
+    if first > config.point_seconds:
+        raise PointTimeout(f"one call took {first:.1f}s > point budget {config.point_seconds}s")
+    return measure_latency(fn, device=device, warmup=3, window_calls=5, max_windows=6,
+                           max_seconds=config.point_seconds, threads=config.threads)
+
+
+def _forward_point(task, variant, batch: int, seq_len: int | None, config: SweepConfig) -> dict:
+    inputs = task.example_inputs(batch, seq_len)
+    seq = int(next(iter(inputs.values())).shape[1])
+    stats = _timed_stats(lambda: variant(inputs), variant.device, config)
+    row = {"seq_len": seq, **stats.as_row(), "throughput_per_s": round(batch * 1e3 / stats.p50_ms, 3)}
+    if task.kind == "causal-lm":
+        row["tokens_per_s"] = round(batch * seq * 1e3 / stats.p50_ms, 1)
+    row.update(measure_peak_memory(lambda: variant(inputs), variant.device))
+    return row
+
+
+def _generate_fn(variant, prompt: torch.Tensor, output_len: int) -> Callable[[], object]:
+    """Greedy generation of exactly ``output_len`` tokens with the variant's own KV-cache path."""
+    model = variant.model
+    if model is not None and hasattr(model, "generate"):
+        ids = prompt.to(variant.device)
+        kwargs = dict(max_new_tokens=output_len, min_new_tokens=output_len, do_sample=False,
+                      attention_mask=torch.ones_like(ids), pad_token_id=0)
+
+        def run():
+            with torch.inference_mode():
+                return model.generate(ids, **kwargs)
+        return run
+    runner = getattr(variant, "runner", None)
+    if hasattr(runner, "generate_greedy"):
+        return lambda: runner.generate_greedy(prompt, max_new_tokens=output_len)
+    raise ValueError(f"variant {variant.name!r} cannot generate (no model.generate, no runner.generate_greedy): "
+                     "sweep it with the forward-only scenario or export the LM with a KV cache")
+
+
+def _generation_point(task, variant, batch: int, prompt_len: int | None, output_len: int, config: SweepConfig) -> dict:
+    prompt = task.example_inputs(batch, prompt_len)["input_ids"]
+    plen = int(prompt.shape[1])
+    prefill = _timed_stats(lambda: variant({"input_ids": prompt}), variant.device, config)
+    generate = _generate_fn(variant, prompt, output_len)
+    full = _timed_stats(generate, variant.device, config)
+    decode_ms = max(full.p50_ms - prefill.p50_ms, 1e-6)
+    row = {"seq_len": plen, "prompt_len": plen, "output_len": output_len, **full.as_row(),
+           "prefill_p50_ms": round(prefill.p50_ms, 4), "decode_p50_ms": round(decode_ms, 4),
+           "throughput_per_s": round(batch * 1e3 / full.p50_ms, 3),
+           "prompt_tokens_per_s": round(batch * plen * 1e3 / prefill.p50_ms, 1),
+           "output_tokens_per_s": round(batch * output_len * 1e3 / decode_ms, 1),
+           "tokens_per_s": round(batch * (plen + output_len) * 1e3 / full.p50_ms, 1)}
+    row.update(measure_peak_memory(generate, variant.device))
+    return row
+
+
+def sweep_batching(task, variant, config: SweepConfig | None = None, table=None, progress: bool = True) -> list[dict]:
+    """Measure ``variant`` at every grid point; returns the rows (also appended to ``table`` as measured).
+
+    Args:
+        task: the Task (gives realistic inputs of each shape).
+        variant: the Variant to time (never changed).
+        config: the grid and its limits (default :class:`SweepConfig`).
+        table: a :class:`~workbench.results.ResultsTable`; each row is appended (and saved) when measured.
+        progress: show a tqdm bar.
+
+    Example:
+        >>> rows = sweep_batching(task, task.baseline(), SweepConfig.quick(), table)   # doctest: +SKIP
+        >>> [(r["batch_size"], r["latency_p99_ms"]) for r in rows if not r["failed"]]
+    """
+    from tqdm.auto import tqdm
+
+    config = config or SweepConfig()
+    lm = task.kind == "causal-lm"
+    outs = config.output_lens if lm else (None,)
+    lines = [(s, o) for s in config.seq_lens for o in outs]
+    bar = tqdm(total=len(lines) * len(config.batch_sizes), desc=f"sweep {variant.name}", disable=not progress)
+    rows: list[dict] = []
+    for seq_len, out_len in lines:
+        stop_reason = None
+        for batch in config.batch_sizes:
+            bar.update(1)
+            if stop_reason:
+                continue
+            row, stop_reason = _one_point(task, variant, batch, seq_len, out_len, config)
+            rows.append(table.append(row) if table is not None else row)
+    bar.close()
+    return rows
+
+
+def _one_point(task, variant, batch, seq_len, out_len, config) -> tuple[dict, str | None]:
+    base = {"task": task.name, **variant.describe(), "batch_size": batch,
+            "scenario": "generation-batching" if out_len is not None else "batching",
+            "seq_len": seq_len, "output_len": out_len, "latency_cap_ms": config.latency_cap_ms}
+    try:
+        measured = (_generation_point(task, variant, batch, seq_len, out_len, config) if out_len is not None
+                    else _forward_point(task, variant, batch, seq_len, config))
+    except Exception as exc:  # one bad point must not end the sweep
+        kind = "oom" if _is_oom(exc) else "timeout" if isinstance(exc, PointTimeout) else "error"
+        if kind == "oom" and variant.device == "cuda":
+            torch.cuda.empty_cache()
+        row = {**base, "failed": True, "failure": kind, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        # OOM / timeout at this batch: larger batches would only fail the same way.
+        return row, (f"stopped after {kind} at batch {batch}" if kind in ("oom", "timeout") else None)
+    row = {**base, **measured, "failed": False}
+    if config.latency_cap_ms is not None and row["latency_p99_ms"] > config.latency_cap_ms:
+        row["capped"] = True
+        return row, f"p99 {row['latency_p99_ms']:.1f} ms > cap {config.latency_cap_ms} ms at batch {batch}"
+    return row, None
+
+
+def sweep_rows(rows, variant_id: str | None = None, seq_len: int | None = None) -> list[dict]:
+    """The successful sweep rows (optionally of one variant / one sequence length), sorted by batch size."""
+    keep = [r for r in rows if r.get("scenario") in ("batching", "generation-batching") and not r.get("failed")
+            and (variant_id is None or r.get("variant_id") == variant_id)
+            and (seq_len is None or r.get("seq_len") == seq_len)]
+    return sorted(keep, key=lambda r: (r.get("seq_len") or 0, r.get("output_len") or 0, r["batch_size"]))
+
+
+__all__ = ["SweepConfig", "sweep_batching", "sweep_rows", "PointTimeout"]
