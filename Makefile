@@ -15,6 +15,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -e '.[test]'
+	# Triton server + client for export/serve-check; --no-deps: their numpy<2 / ml-dtypes pins clash (see pyproject)
+	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0 tritonclient==2.73.0
 	touch $@
 
 install: $(BIN)/.installed
