@@ -88,6 +88,7 @@ class WorkbenchPanel:
             registered step and preset (``discover_step_options``).
         batch_size: timing batch size; eval_limit: test examples for quality (default: all, 64 in small mode).
         threads: intra-op threads for every arm (default 2, the reference machine's cores).
+        instance: price-table instance for the $ columns (``workbench/assets/data/prices.csv``).
 
     Example:
         >>> panel = WorkbenchPanel("quickstart"); panel.tick("quantize_dynamic"); panel.run()   # doctest: +SKIP
@@ -95,14 +96,14 @@ class WorkbenchPanel:
 
     def __init__(self, study: str = "quickstart", task: str = "text-classification",
                  options: Iterable | None = None, batch_size: int = 1, eval_limit: int | None = None,
-                 threads: int | None = 2, max_seconds: float | None = None):
+                 threads: int | None = 2, max_seconds: float | None = None, instance: str = "c7i.large"):
         import ipywidgets as w
         import plotly.graph_objects as go
         import torch
 
         from workbench.tasks import BUILTIN_TASKS
 
-        self.study, self.threads = study, threads
+        self.study, self.threads, self.instance = study, threads, instance
         self.max_seconds = max_seconds or (3.0 if small_mode() else 10.0)
         self.options = [self._as_option(o) for o in (discover_step_options() if options is None else options)]
         self.rows: list[dict] = []           # rows measured by this panel (the plot shows these)
@@ -223,6 +224,7 @@ class WorkbenchPanel:
             limit = self.eval_limit.value or None
             row = measure_variant(task, variant, self.batch_size.value, quality=True, eval_limit=limit,
                                   threads=self.threads, max_seconds=self.max_seconds)
+            row = self._with_cost(row)
         except Exception as err:  # noqa: BLE001 - one failing variant must not stop the others
             self.say(f"✗ {label} on {device}: {type(err).__name__}: {err}")
             self.table.append({"task": task.name, "variant": label, "device": device, "failed": True,
@@ -233,6 +235,18 @@ class WorkbenchPanel:
         self.say(f"✓ {label} on {device}: {row.get('metric', 'quality')} {row.get('quality', float('nan')):.4g}, "
                  f"p50 {row['latency_p50_ms']:.3g} ms")
         self.redraw()
+
+    def _with_cost(self, row: dict) -> dict:
+        """Add $ per 1k requests / 1M tokens from the editable price table (``instance``), when the cost model exists."""
+        try:
+            from workbench.measure.cost import add_costs
+        except ImportError:
+            return row
+        try:
+            return add_costs([row], self.instance)[0]
+        except Exception as err:  # noqa: BLE001 - a bad price table costs the cost columns, not the measurement
+            self.say(f"✗ cost for {self.instance}: {err}")
+            return row
 
     def _apply(self, variant, config):
         """Apply one step. Steps that run on an ONNX model (ORT quantisation, graph optimisation) fail on a torch
@@ -268,28 +282,30 @@ class WorkbenchPanel:
         self.export_button.disabled = not front
 
     # ---- export -----------------------------------------------------------------------------------------------------
-    def export(self, variant_id: str | None = None, to: str | Path | None = None):
-        """Export the chosen Pareto point as a serving bundle (``workbench.export.export_bundle``)."""
+    def export(self, variant_id: str | None = None, to: str | Path | None = None, slo_ms: float | None = None):
+        """Export the chosen Pareto point as a serving bundle: a quick batching sweep of that variant (Triton's
+        batching plan comes from it), then ``workbench.export.export_bundle``. Returns the bundle folder or None."""
         variant_id = variant_id or self.export_choice.value
         if variant_id not in self.variants:
             self.say("✗ export: run first, then choose a point on the Pareto front")
             return None
         try:
             from workbench.export import export_bundle
+            from workbench.measure.batching import SweepConfig, sweep_batching
         except ImportError as err:
             self.say(f"✗ export: the serving-bundle exporter is not available here ({err})")
             return None
-        from workbench.results import ResultsTable
-
-        variant = self.variants[variant_id]
-        rows = ResultsTable(None, [r for r in self.rows if r.get("variant_id") == variant_id])
+        variant, task = self.variants[variant_id], self._task()
         target = Path(to) if to else Path(self.table.path).parent / "bundles" / f"{variant.name}-{variant.id}"
         try:
-            bundle = export_bundle(variant, rows, to=target)
+            with self.output:
+                sweep_batching(task, variant, SweepConfig.quick(), table=self.table)
+                bundle = export_bundle(variant, self.table.filter(variant_id=variant_id), to=target, task=task,
+                                       slo_ms=slo_ms, overwrite=True)
         except Exception as err:  # noqa: BLE001 - say why; the study and the panel stay as they are
             self.say(f"✗ export {variant.name}: {type(err).__name__}: {err}")
             return None
-        self.say(f"✓ exported {variant.name} to {getattr(bundle, 'path', bundle)}")
+        self.say(f"✓ exported {variant.name} to {bundle}")
         return bundle
 
     @staticmethod
