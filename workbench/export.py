@@ -165,6 +165,36 @@ def write_manifest(folder: Path, facts: dict) -> dict:
     return manifest
 
 
+def variant_from_row(task, row: dict):
+    """Rebuild the Variant a results row describes by replaying its lineage (step configs) on the task's baseline.
+
+    The same recipe gives the same lineage id, which is checked: a row from another model or task fails clearly.
+    """
+    import workbench.steps as steps
+    from workbench.core import apply, config_from_dict
+
+    steps.discover()
+    lineage = row.get("lineage") or []
+    device = row.get("device") or "cpu"
+    variant = task.baseline(device, "fp32" if lineage else row.get("precision") or "fp32")
+    for _step, config in lineage:
+        variant = apply(variant, config_from_dict(config))
+    if row.get("variant_id") and variant.id != row["variant_id"]:
+        raise ExportError(f"replaying the lineage of {row.get('variant')!r} gave id {variant.id}, not "
+                          f"{row['variant_id']}: the results come from another model or task")
+    return variant
+
+
+def find_variant_row(rows, variant_id: str) -> dict:
+    """The last row of ``variant_id`` (a unique prefix is enough)."""
+    hits = [r for r in rows if str(r.get("variant_id", "")).startswith(variant_id)]
+    ids = sorted({r["variant_id"] for r in hits})
+    if len(ids) != 1:
+        known = sorted({f"{r.get('variant_id')} ({r.get('variant')})" for r in rows if r.get("variant_id")})
+        raise ExportError(f"variant id {variant_id!r} matches {len(ids)} variants in the results: use one of {known}")
+    return hits[-1]
+
+
 def _onnx_form(variant):
     if variant.backend == "onnxruntime" and variant.artifact_path:
         return variant
@@ -222,4 +252,4 @@ def _artifacts() -> Path:
     return artifacts_root()
 
 
-__all__ = ["export_bundle", "batching_plan", "reference_io", "write_manifest", "ExportError", "BUNDLE_FORMAT"]
+__all__ = ["export_bundle", "batching_plan", "variant_from_row", "find_variant_row", "reference_io", "write_manifest", "ExportError", "BUNDLE_FORMAT"]

@@ -32,7 +32,8 @@ def model_card(facts: dict, sweep: list[dict]) -> str:
     export = facts.get("export") or {}
     if export:
         lines += ["", f"ONNX opset {export.get('opset')}; validated against the parent: max |diff| "
-                      f"{_num(export.get('max_abs_diff'))}, agreement {_num(export.get('agreement'))}."]
+                      f"{_num(export.get('max_abs_diff'))}, top-1 agreement {_num(export.get('top1_agreement'))} over "
+                      f"{export.get('grid_points')} grid points."]
     lines += ["", "## Quality"]
     if q:
         lines += [f"{q.get('metric')} = {_num(q.get('quality'))} (95% CI {_num(q.get('quality_ci_low'))} to "
