@@ -116,6 +116,23 @@ def _notify(event: str, step: int, value: float) -> None:
         fn(event, step, value)
 
 
+def family_of(lineage) -> str:
+    """Candidate family of a variant or result row: its distilled ancestor, so distil -> quantise -> export share one.
+
+    ``lineage`` is ``variant.lineage`` or a row's ``"lineage"``; "baseline" when no distill step is in it.
+    """
+    import hashlib
+    import json
+
+    steps = [list(x) for x in lineage]
+    cut = next((i for i, (name, _cfg) in enumerate(steps) if name == "distill"), None)
+    if cut is None:
+        return "baseline"
+    key = hashlib.sha256(json.dumps(steps[:cut + 1], sort_keys=True, default=str).encode()).hexdigest()[:8]
+    cfg = steps[cut][1]
+    return f"distill-{'nokd' if cfg.get('alpha') == 0 else 'kd'}-{key}"
+
+
 def teacher_tokenizer(teacher: torch.nn.Module):
     """The tokenizer saved beside the teacher's weights (HF ``name_or_path``): the student reuses it."""
     from workbench.tasks.hf_loading import load_tokenizer

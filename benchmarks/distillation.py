@@ -1,0 +1,107 @@
+"""Distillation benchmark on the demo classifier: teacher vs KD student vs no-KD student, and KD student + int8.
+
+    python benchmarks/distillation.py                 # ~3-4 min on 2 CPU cores
+    python benchmarks/distillation.py --epochs 1      # quicker, weaker students
+
+All arms are measured side by side in this process with the same thread count: accuracy on the full test split
+with a bootstrap 95% CI, p50 latency (batch 1, 128 tokens) interleaved over rounds, size. KD vs no-KD is also
+compared per example (paired bootstrap CI of the difference). Rows go to artifacts/distillation/results.jsonl.
+The last line printed is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def correctness(task, variant) -> np.ndarray:
+    from workbench.tasks.text_classification import predict_labels
+
+    texts, labels = task.splits["test"]
+    return np.array([p == y for p, y in zip(predict_labels(variant, task.tokenizer, texts), labels)], dtype=float)
+
+
+def interleaved_rows(task, arms: dict, threads: int, rounds: int) -> dict:
+    """measure_variant for every arm, ``rounds`` times in turn; keep each arm's median-p50 row (load drift cancels)."""
+    from workbench.measure import measure_variant
+
+    rows = {name: [] for name in arms}
+    for _ in range(rounds):
+        for name, variant in arms.items():
+            rows[name].append(measure_variant(task, variant, 1, None, quality=False, threads=threads, max_seconds=10))
+    return {name: sorted(rs, key=lambda r: r["latency_p50_ms"])[len(rs) // 2] for name, rs in rows.items()}
+
+
+def main(argv=None) -> dict:
+    from workbench.core import apply
+    from workbench.kd.quant import int8_of
+    from workbench.measure import environment_fingerprint
+    from workbench.measure.quality import accuracy_with_ci, bootstrap_ci
+    from workbench.results import ResultsTable
+    from workbench.steps.distill import DistillConfig, family_of
+    from workbench.tasks import get_task
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--extra-data", default="demo-corpus", help="unlabelled transfer text for KD ('none' to skip)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    task = get_task("text-classification")
+    teacher = task.baseline()
+    cfg = DistillConfig.half_depth(num_layers=args.layers, epochs=args.epochs,
+                                   extra_data=None if args.extra_data == "none" else args.extra_data)
+    kd, nokd = apply(teacher, cfg), apply(teacher, cfg.no_kd())
+    stacked, int8_method = int8_of(kd)
+    arms = {"teacher_fp32": teacher, "kd_student": kd, "nokd_student": nokd, "kd_student_int8": stacked}
+
+    correct = {name: correctness(task, v) for name, v in arms.items()}
+    rows = interleaved_rows(task, arms, args.threads, args.rounds)
+    table = ResultsTable.for_study("distillation", environment=environment_fingerprint())
+    figures = {}
+    for name, variant in arms.items():
+        acc, low, high = accuracy_with_ci(correct[name])
+        row = {**rows[name], "metric": "accuracy", "quality": acc, "quality_ci_low": low, "quality_ci_high": high,
+               "quality_n": len(correct[name]), "higher_is_better": True, "arm": name,
+               "family": family_of(variant.lineage), "train_seconds": variant.meta.get("step_seconds")}
+        table.append(row)
+        figures[name] = {"accuracy": round(acc, 4), "ci": [round(low, 4), round(high, 4)],
+                         "p50_ms": rows[name]["latency_p50_ms"], "stable": rows[name]["stable"],
+                         "size_mb": rows[name].get("size_mb"), "params": rows[name].get("params"),
+                         "layers": getattr(getattr(variant.model, "config", None), "num_hidden_layers", None),
+                         "step_seconds": variant.meta.get("step_seconds"), "family": row["family"]}
+    t = figures["teacher_fp32"]
+    for f in figures.values():
+        f["speedup"] = round(t["p50_ms"] / f["p50_ms"], 3)
+        f["retention"] = round(f["accuracy"] / t["accuracy"], 4)
+    diff = correct["kd_student"] - correct["nokd_student"]
+    d_low, d_high = bootstrap_ci(diff)
+    k, n = figures["kd_student"], figures["nokd_student"]
+    summary = {
+        "student_retention": k["retention"], "student_speedup": k["speedup"],
+        "kd_minus_nokd_pts": round(100 * float(diff.mean()), 2),
+        "kd_minus_nokd_paired_ci_pts": [round(100 * d_low, 2), round(100 * d_high, 2)],
+        "kd_beats_nokd_paired_ci": d_low > 0, "kd_ci_disjoint_from_nokd_ci": k["ci"][0] > n["ci"][1],
+        "stacked_speedup": figures["kd_student_int8"]["speedup"],
+        "stacked_retention": figures["kd_student_int8"]["retention"],
+        "int8_method": int8_method, "threads": args.threads, "timing": "batch 1, 128 tokens, interleaved median p50",
+        "config": {k_: v for k_, v in kd.config.items() if v is not None}, "arms": figures,
+        "cpu": environment_fingerprint().get("cpu"), "results": str(table.path),
+    }
+    print(ResultsTable(rows=table.rows[-len(arms):]).to_text(("arm", "family", "quality", "quality_ci_low",
+                                                                  "quality_ci_high", "latency_p50_ms", "size_mb")))
+    print(f"KD - no-KD: {summary['kd_minus_nokd_pts']} pts, paired 95% CI {summary['kd_minus_nokd_paired_ci_pts']}")
+    print(json.dumps(summary, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
