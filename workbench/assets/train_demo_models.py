@@ -28,8 +28,8 @@ SPECS = {
     # name: (architecture kwargs, steps, batch size, peak learning rate)
     "docstring-bert": (dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768,
                             max_position_embeddings=128), 900, 32, 1e-3),
-    "pydoc-gpt2": (dict(n_embd=256, n_layer=6, n_head=4, n_positions=256), 1200, 16, 1.5e-3),
-    "pydoc-gpt2-draft": (dict(n_embd=128, n_layer=1, n_head=2, n_positions=256), 800, 16, 3e-3),
+    "pydoc-gpt2": (dict(n_embd=256, n_layer=6, n_head=4, n_positions=256), 1000, 16, 1.5e-3),
+    "pydoc-gpt2-draft": (dict(n_embd=128, n_layer=1, n_head=2, n_positions=256), 700, 16, 3e-3),
 }
 
 
