@@ -122,7 +122,7 @@ class CausalLMTask(Task):
 
 
 class PydocLMTask(CausalLMTask):
-    """Built-in demo: GPT-2 (6x256) trained on the CPython docs, with a 1-layer draft for speculative decoding."""
+    """Built-in demo: GPT-2 (6x256) trained on the CPython docs, with a 2 x 128 draft distilled from it for speculative decoding."""
 
     def __init__(self, model_dir: str | Path = DEMO_TARGET_DIR, draft_dir: str | Path | None = DEMO_DRAFT_DIR):
         from workbench.tasks.demo_data import corpus_split
