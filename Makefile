@@ -8,7 +8,7 @@ PORT ?= 8888
 # Notebooks (run from notebooks/ by Jupyter and nbval) write into the repo's artifacts/ like the CLI does.
 export WORKBENCH_ARTIFACTS ?= $(CURDIR)/artifacts
 # Every notebook under notebooks/ runs under nbval (outputs not compared unless a cell asks: --nbval-lax).
-NBVAL := --nbval-lax --sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=600
+NBVAL := --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=600
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -111,7 +111,8 @@ class WorkbenchPanel:
         self.messages: list[str] = []
         self.table = None
         self._tasks: dict = {}
-        self._onnx_parents: dict = {}
+        self._applied: dict = {}
+        self._task_key: tuple = ()
 
         self.task_kind = w.Dropdown(options=list(BUILTIN_TASKS), value=task, description="task")
         self.model_dir = w.Text(placeholder="demo weights, or a local HF model directory", description="model dir")
@@ -151,6 +152,13 @@ class WorkbenchPanel:
             self.step_boxes[label].value = value
         return self
 
+    @property
+    def results(self):
+        """The rows this panel measured, as a ResultsTable (the whole study is ``self.table``)."""
+        from workbench.results import ResultsTable
+
+        return ResultsTable(None, self.rows)
+
     def say(self, message: str) -> None:
         """Add a line to the panel's status area (also kept in ``self.messages`` for code and tests)."""
         self.messages.append(message)
@@ -180,9 +188,8 @@ class WorkbenchPanel:
                 self.say(f"✗ {option.label}: skipped, {option.reason}")
             jobs = [(d, o) for d in devices for o in [None] + [o for o in chosen if not o.reason]]
             with self.output:
-                baselines = {}
                 for device, option in tqdm(jobs, desc="variants", unit="variant"):
-                    self._run_one(task, device, option, baselines)
+                    self._run_one(task, device, option)
             self.say(f"done: {len(self.rows) - start} rows in {self.table.path}")
         finally:
             self.run_button.disabled = False
@@ -192,6 +199,7 @@ class WorkbenchPanel:
         from workbench.tasks import get_task
 
         key = (self.task_kind.value, self.model_dir.value.strip() or None, self.data_path.value.strip() or None)
+        self._task_key = key
         if key not in self._tasks:
             try:
                 self._tasks[key] = get_task(key[0], key[1] and Path(key[1]).expanduser(), key[2])
@@ -211,14 +219,15 @@ class WorkbenchPanel:
             self.say("✗ no device that can run here is ticked: tick CPU")
         return devices
 
-    def _run_one(self, task, device: str, option: StepOption | None, baselines: dict) -> None:
+    def _run_one(self, task, device: str, option: StepOption | None) -> None:
         from workbench.measure import measure_variant
 
         label = option.label if option else f"baseline ({device})"
         try:
-            if device not in baselines:
-                baselines[device] = task.baseline(device)
-            variant = baselines[device]
+            key = (self._task_key, "baseline", device)
+            if key not in self._applied:
+                self._applied[key] = task.baseline(device)
+            variant = self._applied[key]
             for config in option.configs if option else ():
                 variant = self._apply(variant, config)
             limit = self.eval_limit.value or None
@@ -252,17 +261,23 @@ class WorkbenchPanel:
         """Apply one step. Steps that run on an ONNX model (ORT quantisation, graph optimisation) fail on a torch
         baseline; every step is offered as a tick box on its own, so the panel then gives them the ONNX export."""
         try:
-            return apply(variant, config)
+            return self._apply_once(variant, config)
         except Exception as first:  # noqa: BLE001
             export_cfg = registered_steps().get("export_onnx")
             if variant.backend != "torch" or export_cfg is None or isinstance(config, export_cfg):
                 raise
-            if variant.id not in self._onnx_parents:
-                self._onnx_parents[variant.id] = apply(variant, export_cfg())
+            onnx = self._apply_once(variant, export_cfg())
             try:
-                return apply(self._onnx_parents[variant.id], config)
+                return self._apply_once(onnx, config)
             except Exception as second:  # noqa: BLE001
                 raise RuntimeError(f"on the torch model: {first}; on its ONNX export: {second}") from second
+
+    def _apply_once(self, variant, config):
+        """``apply`` with a memo: variants never change, so the same (parent, config) is built once per panel."""
+        key = (self._task_key, variant.id, repr(config))
+        if key not in self._applied:
+            self._applied[key] = apply(variant, config)
+        return self._applied[key]
 
     def redraw(self) -> None:
         """Redraw the live Pareto plot from this panel's rows and refresh the export choices."""
