@@ -25,7 +25,8 @@ def _arguments(p) -> None:
     p.add_argument("--seq-lens", type=int, nargs="+", default=None, help="input / prompt lengths (default: the task's)")
     p.add_argument("--output-lens", type=int, nargs="+", default=[16], help="generated tokens (causal-lm)")
     p.add_argument("--latency-cap-ms", type=float, default=None, help="stop growing the batch past this p99")
-    p.add_argument("--point-seconds", type=float, default=10.0, help="time budget per point")
+    p.add_argument("--point-seconds", type=float, default=10.0, help="timing budget per point")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="a single call slower than this fails the point")
     p.add_argument("--slo-ms", type=float, default=None, help="latency target to read the largest feasible batch")
     p.add_argument("--percentile", default="p99", choices=["p50", "p90", "p95", "p99"])
     p.add_argument("--instance", default="c7i.large", help="price-table instance for the cost columns")
@@ -58,7 +59,8 @@ def cmd_sweep(args) -> int:
     price = get_price(args.instance, load_price_table(args.prices))  # bad price input fails before any timing
     config = SweepConfig(batch_sizes=tuple(args.batch_sizes), seq_lens=tuple(args.seq_lens or [None]),
                          output_lens=tuple(args.output_lens), latency_cap_ms=args.latency_cap_ms,
-                         point_seconds=args.point_seconds, threads=args.threads)
+                         point_seconds=args.point_seconds, timeout_s=args.timeout_s,
+                         threads=args.threads)
     task = get_task(args.task, args.model, args.data)
     table = ResultsTable.for_study(args.study or args.task, environment=environment_fingerprint())
     variant = pick_variant(task, table.rows, args.variant, args.device)

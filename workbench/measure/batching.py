@@ -30,7 +30,8 @@ class SweepConfig:
         seq_lens: input lengths (classifiers) or prompt lengths (LMs); None = the task's default length.
         output_lens: tokens generated per prompt (causal LMs only).
         latency_cap_ms: stop growing the batch once a point's p99 exceeds this (None: no cap).
-        point_seconds: time budget of one point; a first call slower than this fails the point.
+        point_seconds: timing budget of one point (windows stop early once stable).
+        timeout_s: a single call slower than this fails the point (and stops the batch growing).
         threads: intra-op threads (same for every point).
 
     Example:
@@ -42,6 +43,7 @@ class SweepConfig:
     output_lens: tuple[int, ...] = (16,)
     latency_cap_ms: float | None = None
     point_seconds: float = 10.0
+    timeout_s: float = 60.0
     threads: int | None = None
 
     def __post_init__(self):
@@ -56,8 +58,8 @@ class SweepConfig:
         object.__setattr__(self, "seq_lens", seqs)
         if self.latency_cap_ms is not None and self.latency_cap_ms <= 0:
             raise ValueError(f"latency_cap_ms={self.latency_cap_ms}: use a positive number of ms or None")
-        if self.point_seconds <= 0:
-            raise ValueError(f"point_seconds={self.point_seconds} must be positive")
+        if self.point_seconds <= 0 or self.timeout_s <= 0:
+            raise ValueError(f"point_seconds={self.point_seconds} and timeout_s={self.timeout_s} must be positive")
 
     @classmethod
     def quick(cls) -> "SweepConfig":
@@ -82,8 +84,8 @@ def _timed_stats(fn: Callable[[], object], device: str, config: SweepConfig):
     start = time.perf_counter()
     fn()  # first call: also tells whether the point fits its budget at all
     first = time.perf_counter() - start
-    if first > config.point_seconds:
-        raise PointTimeout(f"one call took {first:.1f}s > point budget {config.point_seconds}s")
+    if first > config.timeout_s:
+        raise PointTimeout(f"one call took {first:.1f}s > timeout_s {config.timeout_s}s")
     return measure_latency(fn, device=device, warmup=3, window_calls=5, max_windows=6,
                            max_seconds=config.point_seconds, threads=config.threads)
 

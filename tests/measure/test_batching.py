@@ -1,0 +1,85 @@
+"""Batching sweep: real demo models for the measured rows; a stand-in task for failure handling."""
+import json
+
+import pytest
+import torch
+
+from workbench.core import Variant
+from workbench.measure.batching import SweepConfig, sweep_batching, sweep_rows
+from workbench.results import ResultsTable
+from workbench.tasks import get_task
+
+
+def test_classifier_sweep_rows_are_saved_as_measured(tmp_path):
+    task = get_task("text-classification")
+    table = ResultsTable(tmp_path / "results.jsonl")
+    rows = sweep_batching(task, task.baseline(), SweepConfig(batch_sizes=(1, 2, 4), seq_lens=(16, 32),
+                                                             point_seconds=0.5), table, progress=False)
+    saved = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [(r["seq_len"], r["batch_size"]) for r in saved] == [(16, 1), (16, 2), (16, 4), (32, 1), (32, 2), (32, 4)]
+    for row in rows:
+        assert row["scenario"] == "batching" and row["failed"] is False
+        assert 0 < row["latency_p50_ms"] <= row["latency_p90_ms"] <= row["latency_p99_ms"]
+        assert row["throughput_per_s"] > 0 and row["peak_rss_mb"] > 0
+    assert [r["batch_size"] for r in sweep_rows(rows, seq_len=32)] == [1, 2, 4]
+
+
+def test_latency_cap_stops_growing_the_batch():
+    task = get_task("text-classification")
+    rows = sweep_batching(task, task.baseline(), SweepConfig(batch_sizes=(1, 2, 4), seq_lens=(16,), point_seconds=0.5,
+                                                             latency_cap_ms=1e-3), progress=False)
+    assert len(rows) == 1 and rows[0].get("capped") is True, rows[0].get("error")
+
+
+def test_lm_sweep_times_prompt_and_output_separately():
+    task = get_task("causal-lm")
+    rows = sweep_batching(task, task.baseline(), SweepConfig(batch_sizes=(1, 2), seq_lens=(16,), output_lens=(4,),
+                                                             point_seconds=0.5), progress=False)
+    assert [r["batch_size"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["scenario"] == "generation-batching" and not row["failed"], row.get("error")
+        assert row["prompt_len"] == 16 and row["output_len"] == 4
+        assert row["prompt_tokens_per_s"] > 0 and row["output_tokens_per_s"] > 0 and row["decode_p50_ms"] > 0
+
+
+class _TinyTask:
+    """Inputs of the asked shape; enough of the Task API for the sweep."""
+
+    name, kind = "tiny", "classification"
+
+    def example_inputs(self, batch_size, seq_len=None):
+        return {"input_ids": torch.zeros(batch_size, seq_len or 8, dtype=torch.long)}
+
+
+def _variant(fail_at: dict) -> Variant:
+    def runner(inputs):
+        batch = inputs["input_ids"].shape[0]
+        if batch in fail_at:
+            raise fail_at[batch]
+        return inputs["input_ids"].float().sum(-1, keepdim=True)
+    return Variant(name="fake", task="tiny", backend="torch", device="cpu", precision="fp32", runner=runner)
+
+
+def test_failed_points_are_recorded_and_the_sweep_goes_on():
+    variant = _variant({2: ValueError("bad shape"), 8: MemoryError("out of memory")})
+    rows = sweep_batching(_TinyTask(), variant, SweepConfig(batch_sizes=(1, 2, 4, 8, 16, 32), point_seconds=0.2),
+                          progress=False)
+    by_batch = {r["batch_size"]: r for r in rows}
+    assert by_batch[2]["failed"] and by_batch[2]["failure"] == "error" and "bad shape" in by_batch[2]["error"]
+    assert not by_batch[4]["failed"]                      # an error does not stop the sweep
+    assert by_batch[8]["failed"] and by_batch[8]["failure"] == "oom"
+    assert 16 not in by_batch and 32 not in by_batch      # after OOM the batch stops growing
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_sizes=()), "batch_sizes"), (dict(batch_sizes=(0, 2)), "batch_sizes"),
+    (dict(seq_lens=(-1,)), "seq_lens"), (dict(latency_cap_ms=0), "latency_cap_ms"),
+])
+def test_bad_sweep_configs_say_what_is_wrong(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SweepConfig(**kwargs)
+
+
+def test_a_point_past_its_timeout_fails_and_stops_the_line():
+    rows = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1, 2, 4), timeout_s=1e-9), progress=False)
+    assert len(rows) == 1 and rows[0]["failed"] and rows[0]["failure"] == "timeout"

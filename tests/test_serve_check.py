@@ -1,0 +1,49 @@
+"""Serve the demo classifier's bundle on a real Triton server on loopback (nvidia-pytriton's tritonserver)."""
+import psutil
+import pytest
+from demo_bundle import copy_bundle, demo_setup
+
+from workbench.serve_check import ServeCheckError, TritonServer, serve_check, triton_distribution, twin_repository
+from workbench.verify import BundleError, load_manifest
+
+
+def _triton_children():
+    return [p for p in psutil.Process().children(recursive=True)
+            if "triton" in " ".join(p.cmdline() if p.is_running() else [])]
+
+
+def test_serve_check_answers_match_and_triton_batches():
+    bundle = demo_setup()[3]
+    manifest = load_manifest(bundle)
+    report = serve_check(bundle, n_requests=32, concurrency=8)
+    assert report.ok and report.n_correct == 32 and report.max_abs_diff <= 1e-4
+    assert sum(size * count for size, count in report.batch_sizes.items()) == 32  # every request ran exactly once
+    assert max(report.batch_sizes) <= manifest["batching"]["max_batch_size"]
+    assert 0 < report.latency_ms["p50"] <= report.latency_ms["p99"] and report.server_version
+    assert all(1024 <= port <= 65535 for port in report.ports.values())
+    assert not _triton_children()  # the server (and its backend stubs) stopped
+
+
+def test_server_is_stopped_when_the_check_fails(tmp_path):
+    bundle = demo_setup()[3]
+    dist = triton_distribution()
+    backends, repo = twin_repository(bundle, load_manifest(bundle), tmp_path / "work", dist)
+    server = TritonServer(repo, backends, dist, tmp_path / "server.log")
+    with pytest.raises(RuntimeError, match="in the middle"):
+        with server:
+            assert server.process.poll() is None
+            raise RuntimeError("something failed in the middle of the check")
+    assert server.process.poll() is not None and not _triton_children()
+
+
+def test_tampered_bundle_is_not_served(tmp_path):
+    bundle = copy_bundle(tmp_path / "b")
+    (bundle / "reference" / "inputs.npz").write_bytes(b"x")
+    with pytest.raises(BundleError, match="refusing to serve.*hash mismatch"):
+        serve_check(bundle)
+
+
+def test_bounded_burst_only():
+    with pytest.raises(ValueError, match="n_requests"):
+        serve_check(demo_setup()[3], n_requests=10**6)
+    assert issubclass(ServeCheckError, RuntimeError)

@@ -1,0 +1,67 @@
+"""Verify: a good bundle passes; tampered, missing or extra files fail with the file named, and so does the CLI."""
+import subprocess
+import sys
+
+import pytest
+from demo_bundle import copy_bundle, demo_setup
+
+from workbench.verify import BundleError, verify_bundle
+
+
+def _cli(*args):
+    code = "import sys; from workbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+
+
+def test_good_bundle_verifies():
+    report = verify_bundle(demo_setup()[3])
+    assert report.ok and report.outputs_checked == ["logits"] and report.max_abs_diff <= 1e-4
+    assert report.files_checked >= 7
+
+
+def test_tampered_missing_and_extra_files_are_named(tmp_path):
+    bundle = copy_bundle(tmp_path / "b")
+    name = verify_bundle(bundle).name
+    onnx = bundle / "model_repository" / name / "1" / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    (bundle / "reference" / "outputs.npz").unlink()
+    (bundle / "notes.txt").write_text("hello")
+    report = verify_bundle(bundle, raise_on_error=False)
+    assert not report.ok
+    text = " ".join(report.problems)
+    assert f"hash mismatch for model_repository/{name}/1/model.onnx" in text
+    assert "missing file reference/outputs.npz" in text and "unexpected file notes.txt" in text
+    with pytest.raises(BundleError, match="hash mismatch"):
+        verify_bundle(bundle)
+
+
+def test_changed_reference_outputs_fail_even_with_matching_hashes(tmp_path):
+    """A manifest re-hashed by hand cannot hide outputs that no longer match the model."""
+    import json
+
+    import numpy as np
+
+    from workbench.export import write_manifest
+
+    bundle = copy_bundle(tmp_path / "b")
+    with np.load(bundle / "reference" / "outputs.npz") as f:
+        outputs = {k: f[k] + 1.0 for k in f.files}
+    np.savez(bundle / "reference" / "outputs.npz", **outputs)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    write_manifest(bundle, {k: v for k, v in manifest.items() if k not in ("files", "format", "workbench_version",
+                                                                            "created_at")})
+    with pytest.raises(BundleError, match="output logits: max |diff|"):
+        verify_bundle(bundle)
+
+
+def test_cli_exit_codes(tmp_path):
+    good = _cli("verify", str(demo_setup()[3]))
+    assert good.returncode == 0 and "ok:" in good.stdout, good.stderr
+    bundle = copy_bundle(tmp_path / "b")
+    (bundle / "MODEL_CARD.md").write_text("edited")
+    bad = _cli("verify", str(bundle))
+    assert bad.returncode == 2 and "hash mismatch for MODEL_CARD.md" in bad.stderr
+    with pytest.raises(BundleError, match="not a bundle folder"):
+        verify_bundle(tmp_path / "nope")
