@@ -10,6 +10,9 @@ import logging
 import pkgutil
 
 from workbench.steps.export_onnx import ExportOnnxConfig
+from workbench.steps.optimize import OptimizeConfig
+from workbench.steps.quantize_dynamic import QuantizeDynamicConfig
+from workbench.steps.quantize_static import QuantizeStaticConfig, calibrate
 
 _HELPERS = {"onnx_io", "export_validation"}
 
@@ -28,4 +31,4 @@ def discover() -> dict[str, str]:
     return errors
 
 
-__all__ = ["ExportOnnxConfig", "discover"]
+__all__ = ["ExportOnnxConfig", "OptimizeConfig", "QuantizeDynamicConfig", "QuantizeStaticConfig", "calibrate", "discover"]
