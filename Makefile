@@ -23,7 +23,7 @@ install: $(BIN)/.installed
 
 lab: install
 	@echo "JupyterLab on http://127.0.0.1:$(PORT)/lab - open the URL with ?token=... that it prints below"
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(PORT) --no-browser
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 measure: install
 	$(BIN)/workbench measure --task text-classification

@@ -78,6 +78,40 @@ def _presets(name: str, cfg_type: type) -> list[StepOption]:
     return [StepOption(label, (config,)) for label, config in found]
 
 
+class LivePlot:
+    """A plotly figure that redraws in place as data arrives: an ipywidgets Output re-showing a plain Figure.
+
+    plotly 7's FigureWidget (anywidget) draws blank axes in JupyterLab 4.6 here (checked with headless chromium),
+    while a Figure shown through plotly's mimetype renderer draws, so live plots in notebooks use this.
+
+    Example:
+        >>> live = LivePlot(); live                       # doctest: +SKIP
+        >>> live.update(pareto_figure(rows))              # redraws in place
+    """
+
+    def __init__(self, figure=None):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        self.output = w.Output()
+        self.figure = figure if figure is not None else go.Figure(layout=dict(template="plotly_white", height=480))
+        self.update(self.figure)
+
+    def update(self, figure) -> None:
+        from IPython import get_ipython
+        from IPython.display import clear_output, display
+
+        self.figure = figure
+        if get_ipython() is None:      # plain Python (scripts, tests): nothing to render into
+            return
+        with self.output:
+            clear_output(wait=True)
+            display(figure)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.output._repr_mimebundle_(**kwargs)
+
+
 class WorkbenchPanel:
     """Task, steps and devices in; live Pareto plot, results table and an exported bundle out.
 
@@ -130,7 +164,7 @@ class WorkbenchPanel:
         self.export_button = w.Button(description="Export bundle", icon="box", disabled=True)
         self.status = w.HTML()
         self.output = w.Output()
-        self.figure = go.FigureWidget(layout=dict(title="Run to measure variants", template="plotly_white", height=480))
+        self.plot = LivePlot(go.Figure(layout=dict(title="Run to measure variants", template="plotly_white", height=480)))
         self.run_button.on_click(lambda _b: self.run())
         self.export_button.on_click(lambda _b: self.export())
         self.widget = w.VBox([
@@ -140,7 +174,7 @@ class WorkbenchPanel:
             w.GridBox(list(self.step_boxes.values()) or [w.HTML("<i>no steps registered yet</i>")],
                       layout=w.Layout(grid_template_columns="repeat(3, 33%)")),
             w.HBox([w.HTML("devices:"), *self.devices.values(), self.batch_size, self.eval_limit]),
-            self.run_button, self.output, self.status, self.figure,
+            self.run_button, self.output, self.status, self.plot.output,
             w.HBox([self.export_choice, self.export_button])])
 
     # ---- drivable state -------------------------------------------------------------------------------------------
@@ -284,17 +318,18 @@ class WorkbenchPanel:
         from workbench.plots import pareto_figure
         from workbench.results import pareto_front
 
-        new = pareto_figure(self.rows, title=f"{self.study}: quality vs p50 latency (live)")
-        self.figure.data = []
-        self.figure.add_traces(list(new.data))
-        self.figure.update_layout(new.layout.to_plotly_json())
-        self.figure.layout.annotations = new.layout.annotations
+        self.plot.update(pareto_figure(self.rows, title=f"{self.study}: quality vs p50 latency (live)"))
         front = pareto_front(self.rows)
         self.export_choice.options = [(f"{r['variant']} [{r['variant_id']}] p50 {r['latency_p50_ms']:.3g} ms", r["variant_id"])
                                       for r in front]
         if front and self.export_choice.value is None:
             self.export_choice.value = front[0]["variant_id"]   # ipywidgets leaves it unset when options change
         self.export_button.disabled = not front
+
+    @property
+    def figure(self):
+        """The live plot's current plotly Figure."""
+        return self.plot.figure
 
     # ---- export -----------------------------------------------------------------------------------------------------
     def export(self, variant_id: str | None = None, to: str | Path | None = None, slo_ms: float | None = None):
@@ -340,4 +375,4 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
-__all__ = ["WorkbenchPanel", "StepOption", "discover_step_options", "small_mode"]
+__all__ = ["WorkbenchPanel", "LivePlot", "StepOption", "discover_step_options", "small_mode"]
