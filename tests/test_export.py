@@ -31,6 +31,7 @@ def test_bundle_layout_config_and_manifest():
     assert manifest["lineage"][0]["step"] == "export_onnx" and manifest["lineage"][0]["config"]["type"]
     assert manifest["quality"]["metric"] == "accuracy" and manifest["environment"]["cpu"]
     assert manifest["workbench_version"] and manifest["cost"]["points"]
+    assert 0 <= manifest["reference"]["batch_noise"] < 1e-4  # fp32: batch mates do not change an answer
     card = (bundle / "MODEL_CARD.md").read_text()
     for section in ("Intended use", "Lineage", "Quality", "95% CI", "Latency and throughput", "Cost", "Environment",
                     "Limitations"):

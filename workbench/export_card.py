@@ -69,6 +69,9 @@ def model_card(facts: dict, sweep: list[dict]) -> str:
               "- Latency, throughput and cost were measured on the machine above; re-run `workbench sweep` on the "
               "serving hardware before sizing a fleet.",
               "- Quality holds for the evaluation data named in the task; the CI is a bootstrap over its examples.",
+              f"- An output differs by up to {facts['reference']['batch_noise']:.2g} (max |diff|, measured on the "
+              "reference examples) between running alone and in a batch: dynamically quantised models pick "
+              "activation scales per batch, float models only reorder sums.",
               "- Triton's onnxruntime backend must be present on the serving side; `workbench serve-check` tests the "
               "same model, interface and batching through a Python-backend twin.", ""]
     return "\n".join(lines)

@@ -193,11 +193,17 @@ def _one_point(task, variant, batch, seq_len, out_len, config) -> tuple[dict, st
 
 
 def sweep_rows(rows, variant_id: str | None = None, seq_len: int | None = None) -> list[dict]:
-    """The successful sweep rows (optionally of one variant / one sequence length), sorted by batch size."""
-    keep = [r for r in rows if r.get("scenario") in ("batching", "generation-batching") and not r.get("failed")
-            and (variant_id is None or r.get("variant_id") == variant_id)
-            and (seq_len is None or r.get("seq_len") == seq_len)]
-    return sorted(keep, key=lambda r: (r.get("seq_len") or 0, r.get("output_len") or 0, r["batch_size"]))
+    """The successful sweep rows (optionally of one variant / one sequence length), sorted by batch size.
+
+    A table that grew over several runs can hold the same point twice: the latest measurement wins.
+    """
+    latest = {}
+    for r in rows:
+        if r.get("scenario") in ("batching", "generation-batching") and not r.get("failed") \
+                and (variant_id is None or r.get("variant_id") == variant_id) \
+                and (seq_len is None or r.get("seq_len") == seq_len):
+            latest[(r.get("variant_id"), r.get("seq_len"), r.get("output_len"), r["batch_size"])] = r
+    return sorted(latest.values(), key=lambda r: (r.get("seq_len") or 0, r.get("output_len") or 0, r["batch_size"]))
 
 
 __all__ = ["SweepConfig", "sweep_batching", "sweep_rows", "PointTimeout"]
