@@ -80,7 +80,8 @@ class CausalLMTask(Task):
             eos = self.tokenizer.eos_token_id
             ids: list[int] = []
             for doc in self.documents[split]:
-                ids.extend(self.tokenizer(doc)["input_ids"] + ([eos] if eos is not None else []))
+                # verbose=False: documents longer than the model's context are fine here, they are cut into blocks.
+                ids.extend(self.tokenizer(doc, verbose=False)["input_ids"] + ([eos] if eos is not None else []))
             n = len(ids) // block_len
             if n == 0:
                 raise ValueError(f"split {split!r} has fewer than {block_len} tokens: add documents or lower block_len")

@@ -21,11 +21,11 @@ def check_model_dir(path: str | Path) -> Path:
 
 
 def dtype_kwargs(dtype: torch.dtype = torch.float32) -> dict:
-    """transformers 5 renamed ``torch_dtype`` to ``dtype`` (and defaults to the stored dtype): ask explicitly."""
+    """transformers 4.56 renamed ``torch_dtype`` to ``dtype`` (5.x defaults to the stored dtype): ask explicitly."""
     import transformers
 
-    major = int(transformers.__version__.split(".")[0])
-    return {"dtype": dtype} if major >= 5 else {"torch_dtype": dtype}
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
 def load_hf_model(path: str | Path, auto_class: str, trust_remote_code: bool = False) -> torch.nn.Module:
