@@ -148,6 +148,8 @@ class OrtRunner:
     def feed(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Numpy arrays for the graph's inputs: cast to its dtypes, missing optional ones filled in."""
         arrays = {k: _as_numpy(v) for k, v in inputs.items() if k in self.inputs}
+        if "input_ids" not in self.inputs:  # not a token model: feed what was given, nothing to fill in
+            return self._cast(arrays)
         if "input_ids" not in arrays:
             raise ValueError(f"inputs need 'input_ids' (got {sorted(inputs)}); the model takes {sorted(self.inputs)}")
         ids = arrays["input_ids"]
@@ -166,6 +168,9 @@ class OrtRunner:
             mask = arrays["attention_mask"]
             pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
             arrays["position_ids"] = pos[:, -seq:].astype(np.int64)
+        return self._cast(arrays)
+
+    def _cast(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = set(self.inputs) - set(arrays)
         if missing:
             raise ValueError(f"the ONNX model needs inputs {sorted(missing)} that were not given")
