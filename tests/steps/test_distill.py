@@ -96,6 +96,12 @@ def test_no_kd_ablation_shares_student_and_init(cls_task):
     ablation = apply(teacher, DistillConfig.tiny().no_kd())
     assert ablation.name.endswith("-nokd") and ablation.meta["layer_map"] == [0, 3]
     assert family_of(ablation.lineage).startswith("distill-nokd-")
+    from workbench.kd.quant import int8_of
+
+    int8 = int8_of(ablation, "torch")  # distil -> quantise: one family in the results table
+    assert int8.precision == "int8" and [s for s, _ in int8.lineage] == ["distill", "quantize_dynamic"]
+    assert family_of(int8.lineage) == family_of(ablation.lineage)
+    assert (cls_task.evaluate(int8, limit=64).value - cls_task.evaluate(ablation, limit=64).value) > -0.1
 
 
 def test_bad_input_fails_before_training(cls_task, tmp_path, monkeypatch):
@@ -122,7 +128,10 @@ def test_bad_input_fails_before_training(cls_task, tmp_path, monkeypatch):
 
 
 def test_cli_bad_teacher_path_is_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "workbench.cli", "distill", "--task", "text-classification",
+    # Through workbench.cli.main (the console script's entry point): under `python -m workbench.cli` the
+    # plugin verbs register on the imported module, not on __main__.
+    entry = "import sys; from workbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", entry, "distill", "--task", "text-classification",
                              "--model", str(tmp_path / "nope"), "--data", "x.jsonl"], capture_output=True, text=True)
     assert result.returncode == 2 and "does not exist" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -102,7 +102,7 @@ class DistillPanel:
             with training_callback(self._live(label)):
                 arms[label] = apply(self.teacher, c)
             if self.int8.value:
-                arms[f"{label} int8"] = int8_of(arms[label])[0]
+                arms[f"{label} int8"] = int8_of(arms[label], "torch")
         new = []
         for label, variant in arms.items():
             self.status.value = f"measuring {label} ..."
