@@ -49,6 +49,10 @@ def test_cost_colours_points_and_family_colour_stays_on_outline():
     q8 = next(t for t in fig.data if t.name == "quantize_dynamic")
     assert q8.marker.line.color == plots.family_color("quantize_dynamic")
     assert list(q8.marker.color) == [3.0, 4.0]
+    both = [dict(r, usd_per_1k_requests=0.5) for r in rows]            # a classifier: $ per request reads better
+    assert plots.pareto_figure(both).layout.coloraxis.colorbar.title.text == "$ per 1k requests"
+    lm = [dict(r, tokens_per_s=1e3) for r in both]
+    assert plots.pareto_figure(lm).layout.coloraxis.colorbar.title.text == "$ per 1M tokens"
 
 
 def test_family_colours_are_stable_and_distinct():

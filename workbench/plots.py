@@ -98,7 +98,7 @@ def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: st
     Args:
         rows: a ResultsTable or a list of row dicts.
         x / y: columns to plot (lower ``x`` is better; ``y``'s direction comes from ``higher_is_better``).
-        color: a cost column to colour points by; "auto" picks the first of ``COST_COLUMNS`` the rows have,
+        color: a cost column to colour points by; "auto" picks one with :func:`cost_column`,
             None keeps family colours only. With a cost colour, the marker outline keeps the family colour.
         batch_size: keep only rows measured at this batch size.
         higher_is_better: direction of ``y`` for the front (default: the rows' ``higher_is_better`` flag).
@@ -111,7 +111,7 @@ def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: st
     usable = [r for r in _rows(rows) if _num(r.get(x)) and _num(r.get(y)) and not r.get("failed")
               and (batch_size is None or r.get("batch_size") == batch_size)]
     if color == "auto":
-        color = next((c for c in COST_COLUMNS if any(_num(r.get(c)) for r in usable)), None)
+        color = cost_column(usable)
     fig = go.Figure()
     for fam in _families(usable):
         fig.add_trace(_family_trace(go, [r for r in usable if family(r) == fam], fam, x, y, color))
@@ -119,15 +119,26 @@ def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: st
     if front:
         fig.add_trace(go.Scatter(x=[r[x] for r in front], y=[r[y] for r in front], mode="lines", name="Pareto front",
                                  line=dict(color="#222222", dash="dash", width=1.5), hoverinfo="skip"))
-    for r in (r for r in usable if family(r) == "baseline"):
+    for r in {r.get("variant_id"): r for r in usable if family(r) == "baseline"}.values():   # once per baseline
         fig.add_annotation(x=r[x], y=r[y], text=f"baseline {r.get('variant', '')}", showarrow=True, arrowhead=2,
                            ax=30, ay=-30, font=dict(size=11))
     if color:
-        fig.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(title=axis_label(color))))
+        fig.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(title=axis_label(color), x=1.02)))
     fig.update_layout(title=title or f"{axis_label(y, usable).split(' (')[0]} vs {axis_label(x)}",
                       xaxis_title=axis_label(x), yaxis_title=axis_label(y, usable), template="plotly_white",
-                      legend_title_text="step family", hoverlabel=dict(align="left"), height=480)
+                      legend=dict(title_text="step family", orientation="h", yanchor="top", y=-0.18, x=0),
+                      hoverlabel=dict(align="left"), height=520)
     return fig
+
+
+def cost_column(rows: list[dict]) -> str | None:
+    """The cost to colour by: $ per 1M tokens for LMs (rows with tokens/s), else $ per 1k requests, else any."""
+    present = [c for c in COST_COLUMNS if any(_num(r.get(c)) for r in rows)]
+    if not present:
+        return None
+    lm = any(_num(r.get("tokens_per_s")) for r in rows)
+    preferred = "usd_per_1m_tokens" if lm else "usd_per_1k_requests"
+    return preferred if preferred in present else present[0]
 
 
 def _family_trace(go, rows: list[dict], fam: str, x: str, y: str, color: str | None):
@@ -221,7 +232,7 @@ def figures_for(rows) -> list[tuple[str, object]]:
             per_variant.setdefault(r.get("variant_id") or r.get("variant"), set()).add(r["batch_size"])
     if any(len(b) > 1 for b in per_variant.values()):
         out.append(("Latency and throughput vs batch size", batching_figure(rows)))
-        cost = next((c for c in COST_COLUMNS if any(_num(r.get(c)) for r in rows)), None)
+        cost = cost_column(rows)
         if cost:
             out.append((f"{axis_label(cost)} vs batch size", line_figure(rows, "batch_size", cost, log_x=True)))
     if any(_num(r.get("size_mb")) and _num(r.get("latency_p50_ms")) for r in rows):
