@@ -40,7 +40,8 @@ def test_lm_export_with_kv_cache_generates_like_torch(lm_task):
     ours = onnx_v.runner.generate_greedy(prompt, max_new_tokens=12)
     ref = base.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=12, do_sample=False,
                               pad_token_id=lm_task.tokenizer.eos_token_id)
-    assert torch.equal(ours, ref)
+    # HF stops at EOS; up to there (and that is most of it) the ONNX cache path must pick the same tokens
+    assert ref.shape[1] >= prompt.shape[1] + 6 and torch.equal(ours[:, : ref.shape[1]], ref)
 
 
 def test_tolerance_violation_is_an_error(cls_task):
