@@ -55,8 +55,11 @@ def model_card(facts: dict, sweep: list[dict]) -> str:
     cost = facts["cost"]
     lines += ["", f"## Cost ({cost['instance']} at ${cost['usd_per_hour']}/h, {cost['source']}, {cost['date']}; "
                   f"utilisation {cost['utilisation']})"]
-    lines += _table(["batch", "$/1k requests", "$/1M tokens"],
+    split = any("usd_per_1m_output_tokens" in p for p in cost["points"])  # LMs: prompt and output priced apart
+    lines += _table(["batch", "$/1k requests", "$/1M tokens"] + (["$/1M prompt tokens", "$/1M output tokens"] if split
+                                                                else []),
                     [[p["batch_size"], p.get("usd_per_1k_requests"), p.get("usd_per_1m_tokens")]
+                     + ([p.get("usd_per_1m_prompt_tokens"), p.get("usd_per_1m_output_tokens")] if split else [])
                      for p in cost["points"]])
     lines += ["", "## Interface"]
     lines += [f"- input `{s['name']}` {s['data_type']} dims {list(s['dims'])}" for s in facts["inputs"]]
@@ -72,6 +75,9 @@ def model_card(facts: dict, sweep: list[dict]) -> str:
               f"- An output differs by up to {facts['reference']['batch_noise']:.2g} (max |diff|, measured on the "
               "reference examples) between running alone and in a batch: dynamically quantised models pick "
               "activation scales per batch, float models only reorder sums.",
+              *(["- Causal LM: the served graph is one full-sequence forward (scoring / prefill, no KV cache); the "
+                 "batching plan above comes from the generation sweep (prompt + output tokens), so it is conservative "
+                 "for that forward."] if any(r.get("output_len") for r in sweep) else []),
               "- Triton's onnxruntime backend must be present on the serving side; `workbench serve-check` tests the "
               "same model, interface and batching through a Python-backend twin.", ""]
     return "\n".join(lines)
