@@ -9,7 +9,8 @@ def _run(*args, cwd=None):
 
 def test_measure_writes_a_results_table(tmp_path, monkeypatch):
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "measure", "--task", "text-classification",
-                             "--batch-size", "1", "4", "--eval-limit", "64", "--study", "cli-test"],
+                             "--batch-size", "1", "4", "--eval-limit", "64", "--study", "cli-test",
+                             "--time-budget", "2"],
                             capture_output=True, text=True, env={**__import__("os").environ,
                                                                   "WORKBENCH_ARTIFACTS": str(tmp_path)})
     assert result.returncode == 0, result.stderr

@@ -36,6 +36,8 @@ def _measure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, nargs="+", default=[1, 8])
     p.add_argument("--seq-len", type=int, default=None, help="tokens per timing input (default: the task's)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most N test examples")
+    p.add_argument("--time-budget", type=float, default=20.0,
+                   help="seconds of timing per point at most (windows stop early once stable)")
 
 
 @command("measure", "measure the baseline variants of a task into a results table", _measure_arguments)
@@ -53,7 +55,7 @@ def cmd_measure(args) -> int:
     for variant, batch in tqdm(jobs, desc="measure"):
         # Quality does not depend on the timing batch size: evaluate once per variant.
         row = measure_variant(task, variant, batch, args.seq_len, quality=batch == args.batch_size[0],
-                              eval_limit=args.eval_limit, threads=args.threads)
+                              eval_limit=args.eval_limit, threads=args.threads, max_seconds=args.time_budget)
         table.append(row)
     print(ResultsTable(rows=table.rows[-len(jobs):]).to_text())
     print(f"wrote {table.path}")
