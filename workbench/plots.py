@@ -181,8 +181,8 @@ def line_figure(rows, x: str, y: str, group: str = "variant", title: str | None 
         fig.add_hline(y=hline, line_dash="dot", line_color="#C00000", annotation_text=hline_label)
     fig.update_layout(title=title or f"{axis_label(y)} vs {axis_label(x)}", xaxis_title=axis_label(x),
                       yaxis_title=axis_label(y), template="plotly_white", hoverlabel=dict(align="left"), height=420)
-    if log_x:
-        fig.update_xaxes(type="log")
+    if log_x:   # powers of two read better than decades for batch sizes
+        fig.update_xaxes(type="log", dtick=math.log10(2) if x == "batch_size" else None)
     return fig
 
 
@@ -233,8 +233,9 @@ def figures_for(rows) -> list[tuple[str, object]]:
     if any(len(b) > 1 for b in per_variant.values()):
         out.append(("Latency and throughput vs batch size", batching_figure(rows)))
         cost = cost_column(rows)
-        if cost:
-            out.append((f"{axis_label(cost)} vs batch size", line_figure(rows, "batch_size", cost, log_x=True)))
+        costed = [r for r in rows if cost and _num(r.get(cost))]
+        if len({(r.get("variant_id"), r.get("batch_size")) for r in costed}) > len({r.get("variant_id") for r in costed}):
+            out.append((f"{axis_label(cost)} vs batch size", line_figure(costed, "batch_size", cost, log_x=True)))
     if any(_num(r.get("size_mb")) and _num(r.get("latency_p50_ms")) for r in rows):
         out.append(("Size vs latency", pareto_figure(rows, y="size_mb", color=None, higher_is_better=False,
                                                    title="Model size vs p50 latency")))
