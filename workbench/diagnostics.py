@@ -120,7 +120,7 @@ def _accuracy_reasons(row: dict, meta: dict, isa: dict) -> list[str]:
     reasons = []
     if not config.get("per_channel", True):
         reasons.append("per-tensor weight scales: try per_channel=True")
-    if config.get("method") == "minmax":
+    if (meta.get("calibration") or {}).get("method", config.get("method")) == "minmax":
         reasons.append("MinMax calibration stretches ranges to activation outliers: try percentile or entropy")
     if not isa["vnni"] and not config.get("reduce_range", True):
         reasons.append("u8s8 int8 without VNNI can saturate (vpmaddubsw): try reduce_range=True")
