@@ -3,7 +3,7 @@
 The int8 arms stack the quantisation steps on the KD student: torch dynamic int8, and ONNX export -> O2 fusions
 -> ORT dynamic int8 (the headline ``stacked_*`` figures, the route a serving bundle takes).
 
-    python benchmarks/distillation.py                 # ~3-4 min on 2 CPU cores
+    python benchmarks/distillation.py                 # ~4 min on 2 idle CPU cores
     python benchmarks/distillation.py --epochs 1      # quicker, weaker students
 
 All arms are measured side by side in this process with the same thread count: accuracy on the full test split
@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+import math
 
 import numpy as np
 import torch
@@ -51,18 +50,23 @@ def main(argv=None) -> dict:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the labelled train split (the step budget)")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--extra-data", default="demo-corpus", help="unlabelled transfer text for KD ('none' to skip)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    p.add_argument("--train-threads", type=int, default=None,
+                   help="threads while training (default --threads; 1 is faster on an oversubscribed CPU)")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.train_threads or args.threads)
 
     task = get_task("text-classification")
     teacher = task.baseline()
-    cfg = DistillConfig.half_depth(num_layers=args.layers, epochs=args.epochs,
+    # Same optimiser-step budget for both arms: KD may see extra unlabelled text in those steps, no-KD cannot use it.
+    steps = args.epochs * math.ceil(len(task.splits["train"][0]) / 32)
+    cfg = DistillConfig.half_depth(num_layers=args.layers, epochs=args.epochs, max_steps=steps, batch_size=32,
                                    extra_data=None if args.extra_data == "none" else args.extra_data)
     kd, nokd = apply(teacher, cfg), apply(teacher, cfg.no_kd())
+    torch.set_num_threads(args.threads)  # every measured arm (and each ORT session made below) uses these
     arms = {"teacher_fp32": teacher, "kd_student": kd, "nokd_student": nokd,
             "kd_student_int8_torch": int8_of(kd, "torch"), "kd_student_int8_ort": int8_of(kd, "onnxruntime")}
 

@@ -159,8 +159,6 @@ def distill_step(teacher: Variant, config: DistillConfig) -> Variant:
     model = teacher.model.eval()
     kind = teacher_kind(model)
     tokenizer, tok_dir = teacher_tokenizer(model)
-    prepare = recipes.prepare_classification if kind == "classification" else recipes.prepare_lm
-    job = prepare(teacher.task, model, tokenizer, config)  # data checks and teacher scoring, before training
     t_cfg = model.config
     layers = config.num_layers or max(1, (t_cfg.num_hidden_layers + 1) // 2)
     hidden = config.hidden_size or t_cfg.hidden_size
@@ -171,6 +169,8 @@ def distill_step(teacher: Variant, config: DistillConfig) -> Variant:
             raise ValueError(f"student {layers}x{hidden} is not smaller than the teacher "
                              f"{t_cfg.num_hidden_layers}x{t_cfg.hidden_size}: pick fewer layers or a smaller width")
         student, init = build_student(model, layers, hidden, config.layer_map, config.seed)
+    prepare = recipes.prepare_classification if kind == "classification" else recipes.prepare_lm
+    job = prepare(teacher.task, model, tokenizer, config)  # data checks and teacher scoring, before training
     history = job.train(student, config, _notify)
     student.eval()
     s_cfg = student.config
