@@ -55,8 +55,16 @@ def test_lms_reach_recorded_perplexity(lm, model_dir):
     assert result.extra["next_token_accuracy"] >= _recorded(model_dir)["next_token_accuracy"] - 0.01
 
 
-def test_target_is_much_better_than_draft():
-    assert _recorded(DEMO_TARGET_DIR)["perplexity"] < 0.8 * _recorded(DEMO_DRAFT_DIR)["perplexity"]
+def test_draft_is_far_smaller_and_agrees_with_the_target(lm):
+    """What speculative decoding needs: a much cheaper draft whose greedy choices match the target's."""
+    from workbench.measure.size import parameter_count
+
+    target, draft = lm.load_model(), lm.load_draft()
+    assert parameter_count(draft) * 5 < parameter_count(target)
+    blocks = lm.token_blocks("test")[:16]
+    with torch.inference_mode():
+        same = target(input_ids=blocks).logits.argmax(-1) == draft(input_ids=blocks).logits.argmax(-1)
+    assert same.float().mean() >= 0.6  # 0.76 measured when trained (assets/README.md)
 
 
 def test_target_generates_varied_text_not_a_loop(lm):
