@@ -81,6 +81,16 @@ def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict) -> 
     return workdir / "backends", workdir / "repo"
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if this Python process dies (even by SIGKILL), the kernel kills the server."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
 class TritonServer:
     """Context manager: start tritonserver on free loopback ports, wait until ready, always stop it on exit."""
 
@@ -111,7 +121,7 @@ class TritonServer:
         self._log = open(self.log_path, "w")
         # Own session/process group: stopping it also stops the Python-backend stub processes it spawned.
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=self._env(),
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=_die_with_parent)
         try:
             self._wait_ready()
         except BaseException:
