@@ -57,6 +57,7 @@ def test_run_button_measures_plots_and_reports_what_cannot_run():
     assert measured == ["baseline (cpu)", "keep 2 layers", "keep 1 layer"]
     assert all(r["metric"] == "accuracy" and r["quality_n"] == 32 and r["latency_p50_ms"] > 0 for r in panel.rows)
     assert panel.rows[1]["lineage"][0][0] == "test_keep_layers"
+    assert all(r["instance"] == "c7i.large" and r["usd_per_1k_requests"] > 0 for r in panel.rows)   # price table
     said = "\n".join(panel.messages)
     assert "needs_foo: skipped, cannot import workbench.steps.foo" in said
     assert "fails on cpu" in said and "no such layer" in said

@@ -32,6 +32,10 @@ def small_mode() -> bool:
     return os.environ.get("WORKBENCH_SMALL", "") not in ("", "0")
 
 
+# Price-table instance per device for the $ columns: the reference 2-vCPU CPU box, and a 1-GPU L4 box.
+DEFAULT_INSTANCES = {"cpu": "c7i.large", "cuda": "g6.xlarge"}
+
+
 @dataclass(frozen=True)
 class StepOption:
     """One tick box: a label and the step configs applied in order to the baseline; ``reason`` says why it cannot run."""
@@ -122,7 +126,8 @@ class WorkbenchPanel:
             registered step and preset (``discover_step_options``).
         batch_size: timing batch size; eval_limit: test examples for quality (default: all, 64 in small mode).
         threads: intra-op threads for every arm (default 2, the reference machine's cores).
-        instance: price-table instance for the $ columns (``workbench/assets/data/prices.csv``).
+        instances: price-table instance per device for the $ columns (``workbench/assets/data/prices.csv``);
+            default ``DEFAULT_INSTANCES``.
 
     Example:
         >>> panel = WorkbenchPanel("quickstart"); panel.tick("quantize_dynamic"); panel.run()   # doctest: +SKIP
@@ -130,14 +135,15 @@ class WorkbenchPanel:
 
     def __init__(self, study: str = "quickstart", task: str = "text-classification",
                  options: Iterable | None = None, batch_size: int = 1, eval_limit: int | None = None,
-                 threads: int | None = 2, max_seconds: float | None = None, instance: str = "c7i.large"):
+                 threads: int | None = 2, max_seconds: float | None = None, instances: dict | None = None):
         import ipywidgets as w
         import plotly.graph_objects as go
         import torch
 
         from workbench.tasks import BUILTIN_TASKS
 
-        self.study, self.threads, self.instance = study, threads, instance
+        self.study, self.threads = study, threads
+        self.instances = {**DEFAULT_INSTANCES, **(instances or {})}
         self.max_seconds = max_seconds or (3.0 if small_mode() else 10.0)
         self.options = [self._as_option(o) for o in (discover_step_options() if options is None else options)]
         self.rows: list[dict] = []           # rows measured by this panel (the plot shows these)
@@ -280,15 +286,16 @@ class WorkbenchPanel:
         self.redraw()
 
     def _with_cost(self, row: dict) -> dict:
-        """Add $ per 1k requests / 1M tokens from the editable price table (``instance``), when the cost model exists."""
+        """Add $ per 1k requests / 1M tokens for the device's price-table instance, when the cost model exists."""
         try:
             from workbench.measure.cost import add_costs
         except ImportError:
             return row
+        instance = self.instances.get(row.get("device"), self.instances["cpu"])
         try:
-            return add_costs([row], self.instance)[0]
+            return add_costs([row], instance)[0]
         except Exception as err:  # noqa: BLE001 - a bad price table costs the cost columns, not the measurement
-            self.say(f"✗ cost for {self.instance}: {err}")
+            self.say(f"✗ cost for {instance}: {err}")
             return row
 
     def _apply(self, variant, config):
