@@ -96,4 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module so verbs in cli_<verb>.py register into the same COMMANDS dict.
+    from workbench.cli import main as package_main
+
+    sys.exit(package_main())
