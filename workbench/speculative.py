@@ -150,23 +150,36 @@ class ModelDrafter:
     the next ``propose`` feeds whatever the cache lacks (1 token, or 2 after a fully accepted round).
     """
 
-    def __init__(self, model, target=None):
+    def __init__(self, model, target=None, lean: bool = True):
+        from workbench import lean_gpt2
+
         self.model = model.eval()
         if target is not None and vocab_size(model) != vocab_size(target):
             raise ValueError(f"draft vocabulary ({vocab_size(model)} tokens) differs from the target's "
                              f"({vocab_size(target)}): use a draft trained with the same tokenizer, "
                              "or drafter='prompt-lookup'")
+        # GPT-2 drafts run on a lean forward (same weights, no per-call framework overhead): lower c
+        self.lean = lean_gpt2.LeanGPT2(model) if lean and lean_gpt2.supports(model) else None
         self.cache, self.n_cached, self.calls = None, 0, 0
 
     def reset(self) -> None:
-        self.cache, self.n_cached = new_cache(self.model), 0
+        self.n_cached = 0
+        if self.lean is not None:
+            self.lean.reset()
+        else:
+            self.cache = new_cache(self.model)
+
+    def _last_logits(self, feed: torch.Tensor) -> torch.Tensor:
+        if self.lean is not None:
+            return self.lean.step(feed)
+        return self.model(input_ids=feed[None], past_key_values=self.cache, use_cache=True).logits[0, -1]
 
     def propose(self, seq: torch.Tensor, n: int, k: int, temperature: float, generator=None):
         """k drafted tokens after ``seq[:n]`` and their draft probabilities q [k, V] (None when greedy)."""
         tokens, qs = torch.empty(k, dtype=torch.long), []
         feed = seq[self.n_cached:n]
         for i in range(k):
-            logits = self.model(input_ids=feed[None], past_key_values=self.cache, use_cache=True).logits[0, -1]
+            logits = self._last_logits(feed)
             if temperature == 0:
                 tokens[i] = logits.argmax()
             else:
@@ -179,7 +192,7 @@ class ModelDrafter:
 
     def rollback(self, n_valid: int) -> None:
         if self.n_cached > n_valid:
-            self.cache.crop(n_valid)
+            (self.lean or self.cache).crop(n_valid)
             self.n_cached = n_valid
 
 
