@@ -103,6 +103,9 @@ def main(argv=None) -> dict:
     hf_assisted_tps = max(tps["hf-assisted"], tps["hf-assisted-gamma"])
     speedup = tps["spec-draft"] / target_tps
     predicted = predicted_speedup(s.alpha, gamma, c)
+    verify = (s.target_seconds / s.target_calls) / (base.target_seconds / base.target_calls)
+    predicted_v = predicted_speedup(s.alpha, gamma, c, verify)
+    own_speedup = tps["spec-draft"] / tps["own-loop"]   # the prediction's own baseline: our loop, same forward
     print(f"{'arm':<18} {'tokens/s':>9} {'vs target':>9}  identical   (2-thread CPU, {len(prompts)} prompts x "
           f"{args.repeats} repeats, {n_new} new tokens, gamma={gamma})")
     for a in arms:
@@ -110,13 +113,17 @@ def main(argv=None) -> dict:
     lookup_s = stats["spec-lookup"]
     print(f"draft model: alpha={s.alpha:.3f} c={c:.3f} tokens/target call={s.new_tokens / s.target_calls:.2f} "
           f"predicted={predicted:.2f}x measured={speedup:.2f}x (measured/predicted={speedup / predicted:.2f})")
+    print(f"verify call = {verify:.2f} target steps; prediction with that cost {predicted_v:.2f}x "
+          f"vs measured over our own loop {own_speedup:.2f}x")
     print(f"prompt lookup: alpha={lookup_s.alpha:.3f} tokens/target call={lookup_s.new_tokens / lookup_s.target_calls:.2f}")
     env = environment_fingerprint()
     result = {"identical": same["spec-draft"] and same["spec-lookup"] and same["hf-generate"],
               "speedup_vs_target": round(speedup, 3),
               "speedup_vs_hf_assisted": round(tps["spec-draft"] / hf_assisted_tps, 3),
               "predicted_speedup": round(predicted, 3), "measured_over_predicted": round(speedup / predicted, 3),
-              "alpha": round(s.alpha, 4), "c": round(c, 4), "gamma": gamma,
+              "alpha": round(s.alpha, 4), "c": round(c, 4), "gamma": gamma, "verify_cost_steps": round(verify, 3),
+              "predicted_with_verify_cost": round(predicted_v, 3), "speedup_vs_own_loop": round(own_speedup, 3),
+              "tokens_per_target_call": round(s.new_tokens / s.target_calls, 3),
               "tokens_per_s": {a: round(v, 1) for a, v in tps.items()},
               "lookup_speedup_vs_target": round(tps["spec-lookup"] / target_tps, 3),
               "lookup_alpha": round(lookup_s.alpha, 4),

@@ -18,10 +18,14 @@ from workbench.speculative import DRAFTERS, SpecStats, autoregressive_generate, 
     speculative_generate, SpecConfig
 
 
-def predicted_speedup(alpha: float, gamma: int, c: float) -> float:
-    """Expected tokens per round over the round's cost in target steps (one verify + gamma draft calls)."""
+def predicted_speedup(alpha: float, gamma: int, c: float, verify_cost: float = 1.0) -> float:
+    """Expected tokens per round over the round's cost in target steps (one verify + gamma draft calls).
+
+    ``verify_cost`` 1 is the textbook model (checking gamma+1 tokens costs one step, true when memory-bound);
+    pass the measured verify/step ratio to see how much of a gap that assumption explains on a CPU.
+    """
     tokens = gamma + 1 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
-    return tokens / (gamma * c + 1)
+    return tokens / (gamma * c + verify_cost)
 
 
 def break_even_alpha(gamma: int, c: float) -> float:
@@ -87,6 +91,7 @@ def spec_row(stats: SpecStats, base: SpecStats, greedy_match: bool | None) -> di
     step_s = base.target_seconds / base.target_calls
     c = stats.draft_seconds / max(stats.draft_calls, 1) / step_s
     alpha = stats.alpha
+    verify = stats.target_seconds / stats.target_calls / step_s   # one verify call, in target steps
     predicted = predicted_speedup(alpha, gamma, c) if not math.isnan(alpha) else float("nan")
     speedup = stats.tokens_per_s / base.tokens_per_s
     return {"tokens_per_s": round(stats.tokens_per_s, 2), "target_tokens_per_s": round(base.tokens_per_s, 2),
@@ -95,8 +100,9 @@ def spec_row(stats: SpecStats, base: SpecStats, greedy_match: bool | None) -> di
             "accept_hist": np.bincount(stats.accept_lengths, minlength=gamma + 1).tolist(),
             "mean_accepted_per_call": round(stats.accepted / stats.target_calls, 4),
             "tokens_per_target_call": round(stats.new_tokens / stats.target_calls, 4),
-            "c": round(c, 4), "verify_cost_steps": round(stats.target_seconds / stats.target_calls / step_s, 4),
+            "c": round(c, 4), "verify_cost_steps": round(verify, 4),
             "predicted_speedup": round(predicted, 4), "measured_over_predicted": round(speedup / predicted, 4),
+            "predicted_with_verify_cost": round(predicted_speedup(alpha, gamma, c, verify), 4),
             "break_even_alpha": round(break_even_alpha(gamma, c), 4),
             "new_tokens": stats.new_tokens, "target_calls": stats.target_calls, "identical": greedy_match}
 
