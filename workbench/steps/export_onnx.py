@@ -8,6 +8,7 @@ sequence lengths (max abs diff + top-1 / next-token agreement); past tolerance t
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -142,11 +143,13 @@ def export_onnx(variant: Variant, config: ExportOnnxConfig) -> Variant:
     if kind == "module" and "example_inputs" not in variant.meta:
         raise ValueError("a plain nn.Module needs example inputs to export: build the variant with "
                          "meta={'example_inputs': {name: tensor}} (batch first, in forward()'s argument order)")
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        model = copy.deepcopy(model).cpu()  # export traces on CPU; the parent's (GPU) model stays as it is
     dest = step_dir(variant, "export_onnx", config, config.out_dir)
     with atomic_dir(dest) as tmp:
         try:
             if kind == "module":
-                _export_module(model.cpu(), variant.meta["example_inputs"], tmp, config)
+                _export_module(model, variant.meta["example_inputs"], tmp, config)
             else:
                 _export_hf(model, tmp, config, kind)
         except Exception as exc:
