@@ -51,8 +51,9 @@ def axis_label(column: str, rows: list[dict] | None = None) -> str:
 
 
 def family(row: dict) -> str:
-    """Step family of a row: the last step applied, or ``baseline``."""
-    return row.get("step") or "baseline"
+    """Step family of a row: an explicit ``family`` (e.g. distil -> quantise rows share one), else the last step
+    applied, else ``baseline``."""
+    return row.get("family") or row.get("step") or "baseline"
 
 
 def family_color(name: str) -> str:
