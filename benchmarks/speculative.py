@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     verify = (s.target_seconds / s.target_calls) / (base.target_seconds / base.target_calls)
     predicted_v = predicted_speedup(s.alpha, gamma, c, verify)
     own_speedup = tps["spec-draft"] / tps["own-loop"]   # the prediction's own baseline: our loop, same forward
-    print(f"{'arm':<18} {'tokens/s':>9} {'vs target':>9}  identical   (2-thread CPU, {len(prompts)} prompts x "
+    print(f"{'arm':<18} {'tokens/s':>9} {'vs target':>9}  identical   ({args.threads}-thread CPU, {len(prompts)} prompts x "
           f"{args.repeats} repeats, {n_new} new tokens, gamma={gamma})")
     for a in arms:
         print(f"{a:<18} {tps[a]:9.1f} {tps[a] / target_tps:9.2f}  {same[a]}")
