@@ -11,6 +11,11 @@ from __future__ import annotations
 DRAFTER_COLORS = {"draft-model": "#0072B2", "prompt-lookup": "#D55E00"}
 
 
+def _f(value, digits: int = 3) -> str:
+    """A number for a label; None (nothing measured, e.g. alpha when no draft was ever tested) reads n/a."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def _spec_rows(rows, temperature: float | None = None) -> list[dict]:
     rows = [r for r in rows if r.get("scenario") == "generation-speculative"]
     return [r for r in rows if temperature is None or r.get("temperature") == temperature]
@@ -29,8 +34,8 @@ def speedup_figure(rows, temperature: float = 0.0, title: str | None = None):
     for drafter in dict.fromkeys(r["drafter"] for r in spec):
         part = sorted((r for r in spec if r["drafter"] == drafter), key=lambda r: r["gamma"])
         color = DRAFTER_COLORS.get(drafter, "#444444")
-        hover = [f"alpha {r['alpha']:.3f}, c {r['c']:.3f}, {r['tokens_per_s']:.1f} tokens/s, "
-                 f"{r['tokens_per_target_call']:.2f} tokens per target call" for r in part]
+        hover = [f"alpha {_f(r['alpha'])}, c {_f(r['c'])}, {_f(r['tokens_per_s'], 1)} tokens/s, "
+                 f"{_f(r['tokens_per_target_call'], 2)} tokens per target call" for r in part]
         fig.add_trace(go.Scatter(x=[r["gamma"] for r in part], y=[r["speedup"] for r in part], mode="lines+markers",
                                  name=f"{drafter} measured", line=dict(color=color), text=hover,
                                  hovertemplate="gamma %{x}: %{y:.2f}x<br>%{text}<extra></extra>"))
@@ -60,7 +65,7 @@ def acceptance_figure(rows, drafter: str = "draft-model", gamma: int | None = No
     fig = go.Figure(go.Bar(x=list(range(len(hist))), y=[h / total for h in hist], marker_color=DRAFTER_COLORS.get(drafter),
                            text=hist, hovertemplate="%{x} accepted: %{y:.1%} of rounds (%{text} rounds)<extra></extra>"))
     fig.update_layout(title=f"Accepted drafts per target call: {drafter}, gamma {row['gamma']} "
-                            f"(alpha {row['alpha']:.2f}, {total} target calls)",
+                            f"(alpha {_f(row['alpha'], 2)}, {total} target calls)",
                       xaxis_title="drafted tokens accepted in the round (tokens)",
                       yaxis_title="share of target calls (fraction)", template="plotly_white", height=380)
     return fig

@@ -94,7 +94,8 @@ def spec_row(stats: SpecStats, base: SpecStats, greedy_match: bool | None) -> di
     verify = stats.target_seconds / stats.target_calls / step_s   # one verify call, in target steps
     predicted = predicted_speedup(alpha, gamma, c) if not math.isnan(alpha) else float("nan")
     speedup = stats.tokens_per_s / base.tokens_per_s
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in {   # NaN is not JSON: store None"tokens_per_s": round(stats.tokens_per_s, 2), "target_tokens_per_s": round(base.tokens_per_s, 2),
+    # NaN (no draft ever tested) is not JSON: store None
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in {"tokens_per_s": round(stats.tokens_per_s, 2), "target_tokens_per_s": round(base.tokens_per_s, 2),
             "speedup": round(speedup, 4), "alpha": round(alpha, 4),
             "acceptance_rate": round(stats.accepted / max(stats.proposed, 1), 4),
             "accept_hist": np.bincount(stats.accept_lengths, minlength=gamma + 1).tolist(),
