@@ -127,7 +127,8 @@ def test_quickstart_in_real_browser(lab, tmp_path):
             news = page.locator(".jp-toast-button", has_text="No")   # "get Jupyter news?" toast over the page
             if news.count():
                 news.first.click()
-            _wait(lambda: page.evaluate(CELLS_DONE), 600, "all cells to run", page)
+            # Run-all stops at a failing cell, leaving later cells unexecuted: stop waiting on the first error too.
+            _wait(lambda: page.evaluate(CELLS_DONE) or page.evaluate(CELL_ERRORS), 600, "all cells to run", page)
             assert page.evaluate(CELL_ERRORS) == [], "a notebook cell raised in the browser"
             page.wait_for_selector(POINTS, timeout=60_000)
             before = page.locator(POINTS).count()

@@ -326,7 +326,10 @@ class WorkbenchPanel:
         from workbench.results import pareto_front
 
         self.plot.update(pareto_figure(self.rows, title=f"{self.study}: quality vs p50 latency (live)"))
-        front = pareto_front(self.rows)
+        # A serving bundle is ONNX: offer the Pareto front of the variants that are ONNX or can be exported to it
+        # (torch fp32). Torch-only forms such as torch dynamic int8 have no ONNX export.
+        exportable = [r for r in self.rows if r.get("backend") == "onnxruntime" or r.get("precision") == "fp32"]
+        front = pareto_front(exportable)
         self.export_choice.options = [(f"{r['variant']} [{r['variant_id']}] p50 {r['latency_p50_ms']:.3g} ms", r["variant_id"])
                                       for r in front]
         if front and self.export_choice.value is None:
@@ -354,13 +357,17 @@ class WorkbenchPanel:
             return None
         variant, task = self.variants[variant_id], self._task()
         target = Path(to) if to else Path(self.table.path).parent / "bundles" / f"{variant.name}-{variant.id}"
-        try:
-            with self.output:
+        bundle, error = None, None
+        # The try sits inside the Output context: with a live frontend, Output.__exit__ swallows exceptions.
+        with self.output:
+            try:
                 sweep_batching(task, variant, SweepConfig.quick(), table=self.table)
                 bundle = export_bundle(variant, self.table.filter(variant_id=variant_id), to=target, task=task,
                                        slo_ms=slo_ms, overwrite=True)
-        except Exception as err:  # noqa: BLE001 - say why; the study and the panel stay as they are
-            self.say(f"✗ export {variant.name}: {type(err).__name__}: {err}")
+            except Exception as err:  # noqa: BLE001 - say why; the study and the panel stay as they are
+                error = err
+        if error is not None:
+            self.say(f"✗ export {variant.name}: {type(error).__name__}: {error}")
             return None
         self.say(f"✓ exported {variant.name} to {bundle}")
         return bundle
