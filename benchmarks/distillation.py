@@ -41,7 +41,7 @@ def interleaved_rows(task, arms: dict, threads: int, rounds: int) -> dict:
 
 def main(argv=None) -> dict:
     from workbench.core import apply
-    from workbench.kd.quant import int8_of
+    from workbench.steps.distill.quant import int8_of
     from workbench.measure import environment_fingerprint
     from workbench.measure.quality import accuracy_with_ci, bootstrap_ci
     from workbench.results import ResultsTable

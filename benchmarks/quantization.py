@@ -88,7 +88,7 @@ def random_bert(layers=6, hidden=384):
 
 
 def classifier_section(args, log) -> dict:
-    from workbench.diagnostics import diagnose, node_counts, op_time_profile
+    from workbench.steps.quantize.diagnostics import diagnose, node_counts, op_time_profile
     from workbench.measure import environment_fingerprint
     from workbench.results import ResultsTable
     from workbench.tasks import get_task
@@ -139,7 +139,7 @@ def classifier_section(args, log) -> dict:
 
 def random_bert_section(args, log) -> dict:
     from workbench.core import Variant
-    from workbench.runners import TorchRunner
+    from workbench.runtime.torch_runner import TorchRunner
 
     model = random_bert()
     base = Variant(name="torch-fp32", task="bert-6x384-random", backend="torch", device="cpu", precision="fp32",
@@ -187,7 +187,7 @@ def main(argv=None) -> dict:
     os.environ["WORKBENCH_THREADS"] = str(args.threads)  # ORT sessions: same intra-op count as torch
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
-    from workbench.diagnostics import cpu_isa
+    from workbench.steps.quantize.diagnostics import cpu_isa
 
     load_start = os.getloadavg()[0]
     log("demo classifier: building arms ...")

@@ -55,7 +55,7 @@ def hf_arms(target, draft, gamma, n_new, eos):
 def main(argv=None) -> dict:
     from workbench.measure.environment import environment_fingerprint
     from workbench.measure.generation import predicted_speedup
-    from workbench.speculative import ModelDrafter, PromptLookupDrafter, autoregressive_generate, speculative_generate
+    from workbench.decoding.speculative import ModelDrafter, PromptLookupDrafter, autoregressive_generate, speculative_generate
     from workbench.tasks import get_task
 
     args = parse_args(argv)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from workbench.core import Variant, apply, config_from_dict, config_to_dict, register_step
-from workbench.runners import TorchRunner
+from workbench.runtime.torch_runner import TorchRunner
 
 
 @dataclass(frozen=True)

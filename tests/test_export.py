@@ -5,10 +5,10 @@ import os
 import pytest
 from demo_bundle import demo_setup
 
-from workbench import export as export_mod
-from workbench.export import ExportError, batching_plan, export_bundle, variant_from_row
+from workbench.serving import bundle as export_mod
+from workbench.serving.bundle import ExportError, batching_plan, export_bundle, variant_from_row
 from workbench.steps.onnx_io import sha256
-from workbench.triton_config import ModelConfigError, check_model_config
+from workbench.serving.triton_config import ModelConfigError, check_model_config
 
 
 def test_bundle_layout_config_and_manifest():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.ort import OnnxModelError, OrtRunner, check_onnx_file, create_session, select_providers
+from workbench.runtime.ort import OnnxModelError, OrtRunner, check_onnx_file, create_session, select_providers
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from workbench import plots
+from workbench.ui import plots
 
 
 def _row(variant, vid, p50, quality, step=None, lineage=(), batch=1, **extra):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from workbench.core import apply
-from workbench.diagnostics import node_counts
-from workbench.sensitivity import layer_sensitivity, node_group
+from workbench.steps.quantize.diagnostics import node_counts
+from workbench.steps.quantize.sensitivity import layer_sensitivity, node_group
 from workbench.steps import ExportOnnxConfig, QuantizeStaticConfig, calibrate
 from workbench.tasks import get_task
 

@@ -3,8 +3,8 @@ import psutil
 import pytest
 from demo_bundle import copy_bundle, demo_setup
 
-from workbench.serve_check import ServeCheckError, TritonServer, serve_check, triton_distribution, twin_repository
-from workbench.verify import BundleError, load_manifest
+from workbench.serving.serve_check import ServeCheckError, TritonServer, serve_check, triton_distribution, twin_repository
+from workbench.serving.verify import BundleError, load_manifest
 
 
 def _triton_children():

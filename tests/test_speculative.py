@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from workbench.speculative import (ModelDrafter, PromptLookupDrafter, SpecConfig, autoregressive_generate,
+from workbench.decoding.speculative import (ModelDrafter, PromptLookupDrafter, SpecConfig, autoregressive_generate,
                                    make_drafter, speculative_generate)
 from workbench.tasks.causal_lm import DEMO_DRAFT_DIR, DEMO_TARGET_DIR
 

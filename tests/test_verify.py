@@ -5,7 +5,7 @@ import sys
 import pytest
 from demo_bundle import copy_bundle, demo_setup
 
-from workbench.verify import BundleError, verify_bundle
+from workbench.serving.verify import BundleError, verify_bundle
 
 
 def _cli(*args):
@@ -43,7 +43,7 @@ def test_changed_reference_outputs_fail_even_with_matching_hashes(tmp_path):
 
     import numpy as np
 
-    from workbench.export import write_manifest
+    from workbench.serving.bundle import write_manifest
 
     bundle = copy_bundle(tmp_path / "b")
     with np.load(bundle / "reference" / "outputs.npz") as f:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import pytest
 
 from workbench.core import register_step
-from workbench.runners import TorchRunner
-from workbench.widgets import StepOption, WorkbenchPanel, discover_step_options
+from workbench.runtime.torch_runner import TorchRunner
+from workbench.ui.panel import StepOption, WorkbenchPanel, discover_step_options
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ _LAZY = {
     "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
     "environment_fingerprint": "workbench.measure",
     "ResultsTable": "workbench.results", "pareto_front": "workbench.results",
-    "sweep_batching": "workbench.measure.batching", "export_bundle": "workbench.export",
-    "verify_bundle": "workbench.verify", "serve_check": "workbench.serve_check",
+    "sweep_batching": "workbench.measure.batching", "export_bundle": "workbench.serving.bundle",
+    "verify_bundle": "workbench.serving.verify", "serve_check": "workbench.serving.serve_check",
 }
 
 

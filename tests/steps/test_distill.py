@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from workbench.core import apply, config_from_dict, config_to_dict
-from workbench.kd.loop import kd_loss, train
-from workbench.kd.student import build_student, default_layer_map, save_student
+from workbench.steps.distill.loop import kd_loss, train
+from workbench.steps.distill.student import build_student, default_layer_map, save_student
 from workbench.steps.distill import DistillConfig, family_of, training_callback
 
 
@@ -96,7 +96,7 @@ def test_no_kd_ablation_shares_student_and_init(cls_task):
     ablation = apply(teacher, DistillConfig.tiny().no_kd())
     assert ablation.name.endswith("-nokd") and ablation.meta["layer_map"] == [0, 3]
     assert family_of(ablation.lineage).startswith("distill-nokd-")
-    from workbench.kd.quant import int8_of
+    from workbench.steps.distill.quant import int8_of
 
     int8 = int8_of(ablation, "torch")  # distil -> quantise: one family in the results table
     assert int8.precision == "int8" and [s for s, _ in int8.lineage] == ["distill", "quantize_dynamic"]
@@ -105,7 +105,7 @@ def test_no_kd_ablation_shares_student_and_init(cls_task):
 
 
 def test_bad_input_fails_before_training(cls_task, tmp_path, monkeypatch):
-    import workbench.kd.recipes as recipes
+    import workbench.steps.distill.recipes as recipes
 
     monkeypatch.setattr(recipes, "train", lambda *a, **k: pytest.fail("training started on bad input"))
     teacher = cls_task.baseline()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from workbench.core import Variant, apply
-from workbench.runners import TorchRunner
+from workbench.runtime.torch_runner import TorchRunner
 from workbench.steps.export_onnx import ExportOnnxConfig, OnnxExportError, OnnxValidationError
 from workbench.tasks import get_task
 

@@ -43,7 +43,7 @@ def test_classifier_example_inputs_have_the_asked_shape(classifier):
 @pytest.mark.parametrize("model_dir", [DEMO_TARGET_DIR, DEMO_DRAFT_DIR], ids=["target", "draft"])
 def test_lms_reach_recorded_perplexity(lm, model_dir):
     from workbench.core import Variant
-    from workbench.runners import TorchRunner
+    from workbench.runtime.torch_runner import TorchRunner
     from workbench.tasks.hf_loading import load_hf_model
 
     model = load_hf_model(model_dir, "AutoModelForCausalLM")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from workbench.speculative import DRAFTERS, SpecStats, autoregressive_generate, make_drafter, \
+from workbench.decoding.speculative import DRAFTERS, SpecStats, autoregressive_generate, make_drafter, \
     speculative_generate, SpecConfig
 
 

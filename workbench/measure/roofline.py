@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from workbench.runners import resolve_device, synchronize
+from workbench.runtime.torch_runner import resolve_device, synchronize
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from workbench.runners import synchronize
+from workbench.runtime.torch_runner import synchronize
 
 
 @dataclass(frozen=True)

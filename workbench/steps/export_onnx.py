@@ -136,7 +136,7 @@ def _checked_model(variant: Variant) -> torch.nn.Module:
 @register_step("export_onnx", ExportOnnxConfig)
 def export_onnx(variant: Variant, config: ExportOnnxConfig) -> Variant:
     """Export ``variant``'s torch model to ONNX, validate it on the grid, return the ONNX Runtime variant."""
-    from workbench.ort import OrtRunner
+    from workbench.runtime.ort import OrtRunner
 
     model = _checked_model(variant)
     kind = model_kind(model)

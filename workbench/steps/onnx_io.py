@@ -71,8 +71,8 @@ def write_checksums(folder: Path) -> dict[str, str]:
 
 def onnx_variant(parent: Variant, path: Path, name: str, precision: str, threads: int | None = None,
                  level: str = "all", meta: dict | None = None) -> Variant:
-    """A ``backend="onnxruntime"`` Variant running ``path`` with an :class:`~workbench.ort.OrtRunner`."""
-    from workbench.ort import OrtRunner
+    """A ``backend="onnxruntime"`` Variant running ``path`` with an :class:`~workbench.runtime.ort.OrtRunner`."""
+    from workbench.runtime.ort import OrtRunner
 
     runner = OrtRunner(path, device=parent.device, threads=threads, level=level)
     device = "cuda" if any(p in runner.providers for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")) else "cpu"

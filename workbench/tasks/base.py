@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import torch
 
 from workbench.core import Variant
-from workbench.runners import TORCH_DTYPES, TorchRunner, resolve_device
+from workbench.runtime.torch_runner import TORCH_DTYPES, TorchRunner, resolve_device
 
 
 @dataclass(frozen=True)

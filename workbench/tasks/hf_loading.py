@@ -43,3 +43,23 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(check_model_dir(path), trust_remote_code=trust_remote_code)
+
+
+def model_kind(model) -> str:
+    """What a model is, from its Hugging Face class name: "classification" (``*ForSequenceClassification``),
+    "causal-lm" (``*ForCausalLM`` / ``*LMHeadModel``), "hf" (another HF model) or "module" (plain torch)."""
+    if not hasattr(model, "config") or not hasattr(model, "save_pretrained"):
+        return "module"
+    name = type(model).__name__
+    if name.endswith("ForSequenceClassification"):
+        return "classification"
+    if name.endswith(("ForCausalLM", "LMHeadModel")):
+        return "causal-lm"
+    return "hf"
+
+
+def context_length(config_or_model) -> int | None:
+    """Longest sequence the model's position embeddings allow (``n_positions`` or ``max_position_embeddings``),
+    or None when the config names neither. Accepts a config or a model that has one."""
+    cfg = getattr(config_or_model, "config", config_or_model)
+    return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)

@@ -27,7 +27,7 @@ def predict_labels(runner, tokenizer, texts: list[str], batch_size: int = 64, ma
 
 def classifier_accuracy(model: torch.nn.Module, tokenizer, texts: list[str], labels: list[int]) -> float:
     """Plain accuracy of a torch module, used by the training script."""
-    from workbench.runners import TorchRunner
+    from workbench.runtime.torch_runner import TorchRunner
 
     preds = predict_labels(TorchRunner(model.eval()), tokenizer, texts)
     return round(sum(p == y for p, y in zip(preds, labels)) / len(labels), 4)

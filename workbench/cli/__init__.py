@@ -1,0 +1,62 @@
+"""`workbench` command line: one verb per job, same names as the Python API.
+
+Each verb lives in its own module here (``measure.py``, ``sweep.py``, ...): a function ``cmd_<verb>(args)`` registered
+in ``COMMANDS`` with :func:`command`, beside its argument setup. A new verb is a new module; nothing else changes.
+Bad input exits non-zero with a one-line reason; every command prints where it wrote its files.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Register ``fn(args) -> int`` as verb ``name``; ``arguments(parser)`` adds its options."""
+
+    def decorator(fn):
+        COMMANDS[name] = (fn, arguments or (lambda p: None), help)
+        return fn
+
+    return decorator
+
+
+def add_task_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, choices=["text-classification", "causal-lm"], help="built-in task kind")
+    p.add_argument("--model", help="local Hugging Face model directory (default: the demo weights)")
+    p.add_argument("--data", help="JSONL/CSV eval data for --model (text, label)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--study", help="results go to artifacts/<study>/ (default: the task name)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for every arm (default: torch's)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_plugin_commands()
+    parser = argparse.ArgumentParser(prog="workbench", description="Inference-optimisation workbench")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for name, (_fn, add_args, help_text) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def _load_plugin_commands() -> None:
+    """Each verb lives in its own module of this package (``workbench/cli/<verb>.py``) and registers on import."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fn = COMMANDS[args.verb][0]
+    try:
+        return int(fn(args) or 0)
+    except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError, TypeError) as err:
+        print(f"workbench {args.verb}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,38 @@
+"""`workbench export`: serving bundle (ONNX + Triton repository + model card + manifest) of a swept variant."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from workbench.cli import add_task_arguments, command
+
+
+def _arguments(p) -> None:
+    add_task_arguments(p)
+    p.add_argument("--variant", default="onnx", help="baseline, onnx, or a variant id from the study's results")
+    p.add_argument("--to", default=None, help="bundle folder (default artifacts/bundles/<name>); must not exist")
+    p.add_argument("--name", default=None, help="Triton model name (default <task>-<variant>)")
+    p.add_argument("--slo-ms", type=float, default=None, help="latency target that sets max_batch_size / queue delay")
+    p.add_argument("--percentile", default="p99", choices=["p50", "p90", "p95", "p99"])
+    p.add_argument("--instance", default="c7i.large", help="price-table instance for the card's cost lines")
+    p.add_argument("--utilisation", type=float, default=1.0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle (only once the new one is done)")
+
+
+@command("export", "write a serving bundle (Triton model repository, model card, manifest) for a swept variant",
+         _arguments)
+def cmd_export(args) -> int:
+    from workbench.cli.sweep import pick_variant
+    from workbench.serving.bundle import export_bundle
+    from workbench.results import ResultsTable
+    from workbench.tasks import get_task
+
+    from workbench import results
+
+    table = ResultsTable.load(Path(results.ARTIFACTS_DIR) / (args.study or args.task))  # missing: clear error
+    task = get_task(args.task, args.model, args.data)
+    variant = pick_variant(task, table.rows, args.variant, args.device)
+    path = export_bundle(variant, table, to=args.to, task=task, slo_ms=args.slo_ms, percentile=args.percentile,
+                         name=args.name, instance=args.instance, utilisation=args.utilisation,
+                         overwrite=args.overwrite)
+    print(f"wrote bundle {path} (manifest {path / 'manifest.json'}, card {path / 'MODEL_CARD.md'})")
+    return 0

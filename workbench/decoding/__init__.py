@@ -1,0 +1,1 @@
+"""Generation engines used by measurement: speculative decoding, drafters, lean draft forwards."""

@@ -1,0 +1,44 @@
+"""How a variant runs: the torch runner (``torch_runner``), ONNX Runtime sessions and providers (``ort``), and
+tensor/array conversion (``arrays``).
+
+Only this package (and ``tasks/``) knows which backend a variant uses. Steps, measurement, serving and the UI ask
+the questions below instead of comparing ``variant.backend`` themselves.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def torch_module(variant):
+    """The ``torch.nn.Module`` a torch variant runs in memory, or None (an ONNX variant, or one without its model)."""
+    import torch
+
+    if variant.backend != "torch" or not isinstance(variant.model, torch.nn.Module):
+        return None
+    return variant.model
+
+
+def onnx_file(variant) -> Path | None:
+    """The ONNX file an ONNX Runtime variant runs, or None for any other variant."""
+    if variant.backend != "onnxruntime" or variant.artifact_path is None:
+        return None
+    return Path(variant.artifact_path)
+
+
+def require_torch_module(variant, step: str, fix: str = "apply it before exporting or quantising"):
+    """:func:`torch_module`, or a ValueError naming the step, what it got, and ``fix``."""
+    module = torch_module(variant)
+    if module is None:
+        raise ValueError(f"{step} needs a torch variant with its model, got {variant.name!r} ({variant.backend}): {fix}")
+    return module
+
+
+def require_onnx_file(variant, step: str, fix: str = "apply ExportOnnxConfig first") -> Path:
+    """:func:`onnx_file`, or a ValueError naming the step, what it got, and ``fix``."""
+    path = onnx_file(variant)
+    if path is None:
+        raise ValueError(f"{step} needs an ONNX variant, got {variant.name!r} ({variant.backend}): {fix}")
+    return path
+
+
+__all__ = ["torch_module", "onnx_file", "require_torch_module", "require_onnx_file"]

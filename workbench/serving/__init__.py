@@ -1,0 +1,1 @@
+"""Serving hand-off: bundle (ONNX + Triton repository + model card + manifest), verify, serve-check."""

@@ -1,0 +1,122 @@
+"""Per-kind distillation jobs: prepare (check data, score it with the teacher) then train a student.
+
+``prepare_*`` runs every data check before training, so a bad file fails in seconds. Classification teacher
+logits are computed once (the teacher is frozen and deterministic); LM teacher logits [B, T, vocab] are too
+big to cache and are computed per batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from workbench.steps.distill import data
+from workbench.steps.distill.loop import kd_loss, train
+
+
+@dataclass
+class Job:
+    epoch_batches: Callable
+    step_loss: Callable
+    validate: Callable
+    steps_per_epoch: int
+    facts: dict = field(default_factory=dict)
+
+    def train(self, student: torch.nn.Module, config, notify: Callable) -> dict:
+        torch.manual_seed(config.seed)  # dropout masks
+        return train(student, self.epoch_batches, self.step_loss, self.validate, epochs=config.epochs,
+                     steps_per_epoch=self.steps_per_epoch, lr=config.lr, max_steps=config.max_steps,
+                     patience=config.patience, eval_every=config.eval_every, callback=notify,
+                     desc="distill" if config.alpha > 0 else "no-KD")
+
+
+def _shuffled(n: int, batch_size: int, seed: int, epoch: int, lengths: list[int] | None = None) -> list[torch.Tensor]:
+    """Seeded random batches. With ``lengths``, each run of 16 batches is length-sorted first, so dynamic padding
+    stays short (about half the tokens on docstrings) while batch order and membership stay random."""
+    gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+    order = torch.randperm(n, generator=gen)
+    if lengths is None:
+        return list(order.split(batch_size))
+    batches = []
+    for chunk in order.split(batch_size * 16):
+        chunk = chunk[torch.tensor([lengths[i] for i in chunk.tolist()]).argsort(stable=True)]
+        batches.extend(chunk.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
+@torch.inference_mode()
+def _classifier_logits(model, seqs: list[list[int]], pad_id: int, batch_size: int = 64) -> torch.Tensor:
+    """[N, C] logits; batches are length-sorted so dynamic padding stays short, results come back in order."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out = torch.empty(len(seqs), model.config.num_labels)
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        out[idx] = model(**data.pad_batch([seqs[j] for j in idx], pad_id)).logits.float()
+    return out
+
+
+def prepare_classification(task_name: str, teacher, tokenizer, config) -> Job:
+    splits = data.classification_splits(task_name, config.train_data, teacher.config, config.seed)
+    if splits.train_labels is None and config.alpha < 1:
+        raise ValueError(f"{config.train_data} has no 'label' column but alpha={config.alpha} needs labels: "
+                         "add labels, or set alpha=1.0 to distil from the teacher alone")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_x = data.tokenize(tokenizer, splits.train, config.max_length)
+    extra = data.extra_texts(config.extra_data) if config.alpha > 0 else []  # no-KD cannot use unlabelled text
+    seqs = train_x + data.tokenize(tokenizer, extra, config.max_length)
+    lengths = [len(x) for x in seqs]
+    labels = torch.tensor((splits.train_labels or [-100] * len(train_x)) + [-100] * len(extra))
+    soft = _classifier_logits(teacher, seqs, pad) if config.alpha > 0 else None
+    val_x = data.tokenize(tokenizer, splits.validation, config.max_length)
+    val_y = torch.tensor(splits.validation_labels) if splits.validation_labels else \
+        _classifier_logits(teacher, val_x, pad).argmax(-1)  # unlabelled: agreement with the teacher
+
+    def epoch_batches(epoch):
+        for idx in _shuffled(len(seqs), config.batch_size, config.seed, epoch, lengths):
+            yield idx, data.pad_batch([seqs[i] for i in idx], pad)
+
+    def step_loss(model, batch):
+        idx, enc = batch
+        logits = model(**enc).logits
+        return kd_loss(logits, soft[idx] if soft is not None else None, labels[idx], config.alpha, config.temperature)
+
+    def validate(model):
+        return float((_classifier_logits(model, val_x, pad).argmax(-1) == val_y).float().mean())
+
+    facts = {"train_examples": len(train_x), "extra_examples": len(extra), "validation_examples": len(val_x),
+             "validation_metric": "accuracy" if splits.validation_labels else "teacher_agreement"}
+    return Job(epoch_batches, step_loss, validate, math.ceil(len(seqs) / config.batch_size), facts)
+
+
+def prepare_lm(task_name: str, teacher, tokenizer, config) -> Job:
+    limit = getattr(teacher.config, "max_position_embeddings", None)
+    if limit and config.max_length > limit:
+        raise ValueError(f"max_length={config.max_length} exceeds the teacher's {limit} positions: lower it")
+    train_docs, val_docs = data.lm_documents(task_name, config.train_data, config.seed)
+    blocks = data.lm_blocks(tokenizer, train_docs + data.extra_texts(config.extra_data), config.max_length)
+    val_blocks = data.lm_blocks(tokenizer, val_docs, config.max_length)[:64]
+
+    def epoch_batches(epoch):
+        for idx in _shuffled(len(blocks), config.batch_size, config.seed, epoch):
+            yield blocks[idx]
+
+    def step_loss(model, ids):
+        # Next-token logits [B, T-1, V] flattened to rows: token-level KD + CE on the corpus.
+        s = model(input_ids=ids).logits[:, :-1]
+        t = None
+        if config.alpha > 0:
+            with torch.inference_mode():
+                t = teacher(input_ids=ids).logits[:, :-1].reshape(-1, s.shape[-1]).clone()
+        return kd_loss(s.reshape(-1, s.shape[-1]), t, ids[:, 1:].reshape(-1), config.alpha, config.temperature)
+
+    @torch.inference_mode()
+    def validate(model):  # minus the mean next-token NLL: higher is better, like accuracy
+        nll = [torch.nn.functional.cross_entropy(model(input_ids=b).logits[:, :-1].flatten(0, 1), b[:, 1:].flatten())
+               for b in val_blocks.split(16)]
+        return -float(torch.stack(nll).mean())
+
+    facts = {"train_blocks": len(blocks), "block_len": config.max_length, "validation_blocks": len(val_blocks),
+             "validation_metric": "neg_nll"}
+    return Job(epoch_batches, step_loss, validate, math.ceil(len(blocks) / config.batch_size), facts)

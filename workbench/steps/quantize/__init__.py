@@ -1,0 +1,7 @@
+"""Quantisation steps: dynamic int8 (``dynamic``), static int8 (``calibrate`` -> ranges, then ``static``), and the
+tools that explain the result: ``diagnostics`` (node counts, ISA, op-time profile, flags) and ``sensitivity``
+(per-layer damage of static int8)."""
+from workbench.steps.quantize.dynamic import QuantizeDynamicConfig
+from workbench.steps.quantize.static import QuantizeStaticConfig, calibrate
+
+__all__ = ["QuantizeDynamicConfig", "QuantizeStaticConfig", "calibrate"]

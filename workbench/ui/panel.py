@@ -1,0 +1,392 @@
+"""The workbench panel: one ipywidgets panel, used by every notebook, over the public API.
+
+Pick a task (a demo, or a local HF directory + data file), tick optimisation steps (discovered from
+``workbench.steps``), choose devices, press Run: each variant is built with ``apply``, measured with
+``measure_variant``, appended to the study's ResultsTable and drawn on a live Pareto plot as it arrives.
+Then export the chosen point. A choice that cannot run here (CUDA without a GPU, a step whose dependency is
+missing or that fails) is reported in the panel and the rest of the run goes on.
+
+Everything is drivable from code, so tests and notebooks can press the buttons:
+
+Example:
+    >>> panel = WorkbenchPanel(study="quickstart")          # doctest: +SKIP
+    >>> panel.tick("quantize_dynamic")                      # or panel.step_boxes[label].value = True
+    >>> panel.run_button.click()                            # same as panel.run()
+    >>> panel                                               # displays the panel in a notebook
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from workbench.core import apply, registered_steps
+
+
+def small_mode() -> bool:
+    """``WORKBENCH_SMALL=1`` shrinks the work (eval examples, timing budget) through the same code paths."""
+    return os.environ.get("WORKBENCH_SMALL", "") not in ("", "0")
+
+
+# Price-table instance per device for the $ columns: the reference 2-vCPU CPU box, and a 1-GPU L4 box.
+DEFAULT_INSTANCES = {"cpu": "c7i.large", "cuda": "g6.xlarge"}
+
+
+@dataclass(frozen=True)
+class StepOption:
+    """One tick box: a label and the step configs applied in order to the baseline; ``reason`` says why it cannot run."""
+
+    label: str
+    configs: tuple = ()
+    reason: str = ""
+
+
+def discover_step_options() -> list[StepOption]:
+    """Every registered step with its default config and named presets; step modules that fail to import
+    (a missing dependency) come back as options that say why."""
+    broken = []
+    try:
+        package = importlib.import_module("workbench.steps")
+        modules = [info.name for info in pkgutil.iter_modules(package.__path__)]
+    except ImportError:
+        modules = []
+    for name in modules:
+        try:
+            importlib.import_module(f"workbench.steps.{name}")
+        except Exception as err:  # noqa: BLE001 - any import failure makes the step unavailable, not the panel
+            broken.append(StepOption(name, (), f"cannot import workbench.steps.{name}: {type(err).__name__}: {err}"))
+    options = [opt for name, cfg_type in registered_steps().items() for opt in _presets(name, cfg_type)]
+    return options + broken
+
+
+def _presets(name: str, cfg_type: type) -> list[StepOption]:
+    """The default config (when every field has a default) and each no-argument classmethod preset."""
+    found: list[tuple[str, Any]] = []
+    try:
+        found.append((name, cfg_type()))
+    except Exception:  # noqa: BLE001 - a config without defaults is offered through its presets only
+        pass
+    for attr, value in vars(cfg_type).items():
+        if attr.startswith("_") or not isinstance(value, classmethod) or attr in ("from_dict", "from_json"):
+            continue
+        try:
+            config = getattr(cfg_type, attr)()
+        except Exception:  # noqa: BLE001 - presets that need arguments cannot be a plain tick box
+            continue
+        if isinstance(config, cfg_type) and all(config != c for _l, c in found):
+            found.append((f"{name}: {attr}", config))
+    return [StepOption(label, (config,)) for label, config in found]
+
+
+class LivePlot:
+    """A plotly figure that redraws in place as data arrives: an ipywidgets Output re-showing a plain Figure.
+
+    plotly 7's FigureWidget (anywidget) draws blank axes in JupyterLab 4.6 here (checked with headless chromium),
+    while a Figure shown through plotly's mimetype renderer draws, so live plots in notebooks use this.
+
+    Example:
+        >>> live = LivePlot(); live                       # doctest: +SKIP
+        >>> live.update(pareto_figure(rows))              # redraws in place
+    """
+
+    def __init__(self, figure=None):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+
+        self.output = w.Output()
+        self.figure = figure if figure is not None else go.Figure(layout=dict(template="plotly_white", height=480))
+        self.update(self.figure)
+
+    def update(self, figure) -> None:
+        from IPython import get_ipython
+        from IPython.display import clear_output, display
+
+        self.figure = figure
+        if get_ipython() is None:      # plain Python (scripts, tests): nothing to render into
+            return
+        with self.output:
+            clear_output(wait=True)
+            display(figure)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.output._repr_mimebundle_(**kwargs)
+
+
+class WorkbenchPanel:
+    """Task, steps and devices in; live Pareto plot, results table and an exported bundle out.
+
+    Args:
+        study: results go to ``artifacts/<study>/results.jsonl``.
+        task: the task kind selected first ("text-classification" or "causal-lm").
+        options: tick boxes to offer: StepOption or (label, config or tuple of configs); default: every
+            registered step and preset (``discover_step_options``).
+        batch_size: timing batch size; eval_limit: test examples for quality (default: all, 64 in small mode).
+        threads: intra-op threads for every arm (default 2, the reference machine's cores).
+        instances: price-table instance per device for the $ columns (``workbench/assets/data/prices.csv``);
+            default ``DEFAULT_INSTANCES``.
+
+    Example:
+        >>> panel = WorkbenchPanel("quickstart"); panel.tick("quantize_dynamic"); panel.run()   # doctest: +SKIP
+    """
+
+    def __init__(self, study: str = "quickstart", task: str = "text-classification",
+                 options: Iterable | None = None, batch_size: int = 1, eval_limit: int | None = None,
+                 threads: int | None = 2, max_seconds: float | None = None, instances: dict | None = None):
+        import ipywidgets as w
+        import plotly.graph_objects as go
+        import torch
+
+        from workbench.tasks import BUILTIN_TASKS
+
+        self.study, self.threads = study, threads
+        self.instances = {**DEFAULT_INSTANCES, **(instances or {})}
+        self.max_seconds = max_seconds or (3.0 if small_mode() else 10.0)
+        self.options = [self._as_option(o) for o in (discover_step_options() if options is None else options)]
+        self.rows: list[dict] = []           # rows measured by this panel (the plot shows these)
+        self.variants: dict[str, Any] = {}   # variant id -> Variant, for export
+        self.messages: list[str] = []
+        self.table = None
+        self._tasks: dict = {}
+        self._applied: dict = {}
+        self._task_key: tuple = ()
+
+        self.task_kind = w.Dropdown(options=list(BUILTIN_TASKS), value=task, description="task")
+        self.model_dir = w.Text(placeholder="demo weights, or a local HF model directory", description="model dir")
+        self.data_path = w.Text(placeholder="JSONL/CSV eval data (with a model dir)", description="data")
+        self.step_boxes = {o.label: w.Checkbox(value=False, description=o.label + (" (unavailable)" if o.reason else ""),
+                                               indent=False, layout=w.Layout(width="auto")) for o in self.options}
+        gpu = torch.cuda.is_available()
+        self.devices = {"cpu": w.Checkbox(value=True, description="CPU", indent=False),
+                        "cuda": w.Checkbox(value=False, description="CUDA" if gpu else "CUDA (no GPU seen)", indent=False)}
+        self.batch_size = w.BoundedIntText(value=batch_size, min=1, max=4096, description="batch")
+        default_limit = eval_limit if eval_limit is not None else (64 if small_mode() else 0)
+        self.eval_limit = w.BoundedIntText(value=default_limit, min=0, max=10**7, description="eval n (0=all)")
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.export_choice = w.Dropdown(options=[], description="export")
+        self.export_button = w.Button(description="Export bundle", icon="box", disabled=True)
+        self.status = w.HTML()
+        self.output = w.Output()
+        self.plot = LivePlot(go.Figure(layout=dict(title="Run to measure variants", template="plotly_white", height=480)))
+        self.run_button.on_click(lambda _b: self.run())
+        self.export_button.on_click(lambda _b: self.export())
+        self.widget = w.VBox([
+            w.HTML(f"<b>Workbench</b> - study <code>{study}</code>"),
+            w.HBox([self.task_kind, self.model_dir, self.data_path]),
+            w.HTML("Optimisation steps (each applied to the baseline):"),
+            w.GridBox(list(self.step_boxes.values()) or [w.HTML("<i>no steps registered yet</i>")],
+                      layout=w.Layout(grid_template_columns="repeat(3, 33%)")),
+            w.HBox([w.HTML("devices:"), *self.devices.values(), self.batch_size, self.eval_limit]),
+            self.run_button, self.output, self.status, self.plot.output,
+            w.HBox([self.export_choice, self.export_button])])
+
+    # ---- drivable state -------------------------------------------------------------------------------------------
+    def tick(self, *labels: str, value: bool = True) -> "WorkbenchPanel":
+        """Tick (or untick) step boxes by label; an unknown label names the known ones."""
+        for label in labels:
+            if label not in self.step_boxes:
+                raise ValueError(f"no step option {label!r}: choose from {sorted(self.step_boxes)}")
+            self.step_boxes[label].value = value
+        return self
+
+    @property
+    def results(self):
+        """The rows this panel measured, as a ResultsTable (the whole study is ``self.table``)."""
+        from workbench.results import ResultsTable
+
+        return ResultsTable(None, self.rows)
+
+    def say(self, message: str) -> None:
+        """Add a line to the panel's status area (also kept in ``self.messages`` for code and tests)."""
+        self.messages.append(message)
+        self.status.value = "<br>".join(_escape(m) for m in self.messages[-12:])
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # ---- run --------------------------------------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        """Measure the baseline and every ticked step on every ticked device; returns the new rows."""
+        from tqdm.auto import tqdm
+
+        from workbench.measure import environment_fingerprint
+        from workbench.results import ResultsTable
+
+        self.run_button.disabled = True
+        start = len(self.rows)
+        try:
+            task = self._task()
+            if task is None:
+                return []
+            self.table = ResultsTable.for_study(self.study, environment=environment_fingerprint())
+            devices = self._devices()
+            chosen = [o for o in self.options if self.step_boxes[o.label].value]
+            for option in (o for o in chosen if o.reason):
+                self.say(f"✗ {option.label}: skipped, {option.reason}")
+            jobs = [(d, o) for d in devices for o in [None] + [o for o in chosen if not o.reason]]
+            with self.output:
+                for device, option in tqdm(jobs, desc="variants", unit="variant"):
+                    self._run_one(task, device, option)
+            self.say(f"done: {len(self.rows) - start} rows in {self.table.path}")
+        finally:
+            self.run_button.disabled = False
+        return self.rows[start:]
+
+    def _task(self):
+        from workbench.tasks import get_task
+
+        key = (self.task_kind.value, self.model_dir.value.strip() or None, self.data_path.value.strip() or None)
+        self._task_key = key
+        if key not in self._tasks:
+            try:
+                self._tasks[key] = get_task(key[0], key[1] and Path(key[1]).expanduser(), key[2])
+            except Exception as err:  # noqa: BLE001 - a bad task choice is reported, the panel stays usable
+                self.say(f"✗ task {key[0]}: {err}")
+                return None
+        return self._tasks[key]
+
+    def _devices(self) -> list[str]:
+        import torch
+
+        devices = [d for d, box in self.devices.items() if box.value]
+        if "cuda" in devices and not torch.cuda.is_available():
+            devices.remove("cuda")
+            self.say("✗ CUDA: torch sees no GPU on this machine, so the CUDA arm is skipped (CPU arms still run)")
+        if not devices:
+            self.say("✗ no device that can run here is ticked: tick CPU")
+        return devices
+
+    def _run_one(self, task, device: str, option: StepOption | None) -> None:
+        from workbench.measure import measure_variant
+
+        label = option.label if option else f"baseline ({device})"
+        try:
+            key = (self._task_key, "baseline", device)
+            if key not in self._applied:
+                self._applied[key] = task.baseline(device)
+            variant = self._applied[key]
+            for config in option.configs if option else ():
+                variant = self._apply(variant, config)
+            limit = self.eval_limit.value or None
+            row = measure_variant(task, variant, self.batch_size.value, quality=True, eval_limit=limit,
+                                  threads=self.threads, max_seconds=self.max_seconds)
+            row = self._with_cost(row)
+        except Exception as err:  # noqa: BLE001 - one failing variant must not stop the others
+            self.say(f"✗ {label} on {device}: {type(err).__name__}: {err}")
+            self.table.append({"task": task.name, "variant": label, "device": device, "failed": True,
+                               "error": f"{type(err).__name__}: {err}"})
+            return
+        self.variants[variant.id] = variant
+        self.rows.append(self.table.append({**row, "option": label}))
+        self.say(f"✓ {label} on {device}: {row.get('metric', 'quality')} {row.get('quality', float('nan')):.4g}, "
+                 f"p50 {row['latency_p50_ms']:.3g} ms")
+        self.redraw()
+
+    def _with_cost(self, row: dict) -> dict:
+        """Add $ per 1k requests / 1M tokens for the device's price-table instance, when the cost model exists."""
+        try:
+            from workbench.measure.cost import add_costs
+        except ImportError:
+            return row
+        instance = self.instances.get(row.get("device"), self.instances["cpu"])
+        try:
+            return add_costs([row], instance)[0]
+        except Exception as err:  # noqa: BLE001 - a bad price table costs the cost columns, not the measurement
+            self.say(f"✗ cost for {instance}: {err}")
+            return row
+
+    def _apply(self, variant, config):
+        """Apply one step. Steps that run on an ONNX model (ORT quantisation, graph optimisation) fail on a torch
+        baseline; every step is offered as a tick box on its own, so the panel then gives them the ONNX export."""
+        try:
+            return self._apply_once(variant, config)
+        except Exception as first:  # noqa: BLE001
+            export_cfg = registered_steps().get("export_onnx")
+            if variant.backend != "torch" or export_cfg is None or isinstance(config, export_cfg):
+                raise
+            onnx = self._apply_once(variant, export_cfg())
+            try:
+                return self._apply_once(onnx, config)
+            except Exception as second:  # noqa: BLE001
+                raise RuntimeError(f"on the torch model: {first}; on its ONNX export: {second}") from second
+
+    def _apply_once(self, variant, config):
+        """``apply`` with a memo: variants never change, so the same (parent, config) is built once per panel."""
+        key = (self._task_key, variant.id, repr(config))
+        if key not in self._applied:
+            self._applied[key] = apply(variant, config)
+        return self._applied[key]
+
+    def redraw(self) -> None:
+        """Redraw the live Pareto plot from this panel's rows and refresh the export choices."""
+        from workbench.ui.plots import pareto_figure
+        from workbench.results import pareto_front
+
+        self.plot.update(pareto_figure(self.rows, title=f"{self.study}: quality vs p50 latency (live)"))
+        # A serving bundle is ONNX: offer the Pareto front of the variants that are ONNX or can be exported to it
+        # (torch fp32). Torch-only forms such as torch dynamic int8 have no ONNX export.
+        exportable = [r for r in self.rows if r.get("backend") == "onnxruntime" or r.get("precision") == "fp32"]
+        front = pareto_front(exportable)
+        self.export_choice.options = [(f"{r['variant']} [{r['variant_id']}] p50 {r['latency_p50_ms']:.3g} ms", r["variant_id"])
+                                      for r in front]
+        if front and self.export_choice.value is None:
+            self.export_choice.value = front[0]["variant_id"]   # ipywidgets leaves it unset when options change
+        self.export_button.disabled = not front
+
+    @property
+    def figure(self):
+        """The live plot's current plotly Figure."""
+        return self.plot.figure
+
+    # ---- export -----------------------------------------------------------------------------------------------------
+    def export(self, variant_id: str | None = None, to: str | Path | None = None, slo_ms: float | None = None):
+        """Export the chosen Pareto point as a serving bundle: a quick batching sweep of that variant (Triton's
+        batching plan comes from it), then ``workbench.serving.bundle.export_bundle``. Returns the bundle folder or None."""
+        variant_id = variant_id or self.export_choice.value
+        if variant_id not in self.variants:
+            self.say("✗ export: run first, then choose a point on the Pareto front")
+            return None
+        try:
+            from workbench.serving.bundle import export_bundle
+            from workbench.measure.batching import SweepConfig, sweep_batching
+        except ImportError as err:
+            self.say(f"✗ export: the serving-bundle exporter is not available here ({err})")
+            return None
+        variant, task = self.variants[variant_id], self._task()
+        target = Path(to) if to else Path(self.table.path).parent / "bundles" / f"{variant.name}-{variant.id}"
+        bundle, error = None, None
+        # The try sits inside the Output context: with a live frontend, Output.__exit__ swallows exceptions.
+        with self.output:
+            try:
+                sweep_batching(task, variant, SweepConfig.quick(), table=self.table)
+                bundle = export_bundle(variant, self.table.filter(variant_id=variant_id), to=target, task=task,
+                                       slo_ms=slo_ms, overwrite=True)
+            except Exception as err:  # noqa: BLE001 - say why; the study and the panel stay as they are
+                error = err
+        if error is not None:
+            self.say(f"✗ export {variant.name}: {type(error).__name__}: {error}")
+            return None
+        self.say(f"✓ exported {variant.name} to {bundle}")
+        return bundle
+
+    @staticmethod
+    def _as_option(option) -> StepOption:
+        if isinstance(option, StepOption):
+            return option
+        label, configs = option
+        configs = tuple(configs) if isinstance(configs, (tuple, list)) else (configs,)
+        if not all(dataclasses.is_dataclass(c) for c in configs):
+            raise TypeError(f"option {label!r}: step configs are dataclass instances, got {configs!r}")
+        return StepOption(label, configs)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+__all__ = ["WorkbenchPanel", "LivePlot", "StepOption", "discover_step_options", "small_mode"]

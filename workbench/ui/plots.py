@@ -1,0 +1,260 @@
+"""Plots: pure functions from result rows (or a ResultsTable) to plotly figures.
+
+Conventions every figure follows: axes carry units, the Pareto front is drawn, the baseline is marked,
+hovering a point shows its lineage and config, and each step family keeps one colour in every figure.
+Failed rows (``failed: True``) are never drawn as points. Plotly is imported inside the functions.
+
+Example:
+    >>> from workbench.ui import plots
+    >>> fig = plots.pareto_figure(table)          # accuracy vs p50 latency   # doctest: +SKIP
+    >>> fig = plots.batching_figure(table, slo_ms=50)                         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Iterable
+
+from workbench.results import UNITS, pareto_front
+
+# One colour per step family, the same in every figure (Okabe-Ito-like, readable by colour-blind users).
+FAMILY_COLORS = {
+    "baseline": "#444444", "export_onnx": "#0072B2", "optimize": "#56B4E9", "quantize_dynamic": "#E69F00",
+    "quantize_static": "#D55E00", "distill": "#CC79A7", "precision": "#009E73", "compile": "#8C564B",
+    "speculative": "#F0E442",
+}
+_SPARE_COLORS = ("#17BECF", "#BCBD22", "#7F7F7F", "#9467BD", "#2CA02C", "#1F77B4")
+
+# Cost columns, most specific first: the Pareto plot colours points by the first one the rows have.
+COST_COLUMNS = ("usd_per_1m_tokens", "usd_per_1m_output_tokens", "usd_per_1m_requests", "usd_per_1k_requests")
+
+AXIS_LABELS = {
+    "latency_p50_ms": "p50 latency (ms)", "latency_p90_ms": "p90 latency (ms)", "latency_p99_ms": "p99 latency (ms)",
+    "throughput_per_s": "throughput (items/s)", "tokens_per_s": "throughput (tokens/s)", "size_mb": "size (MB)",
+    "peak_rss_mb": "peak RSS (MB)", "batch_size": "batch size (requests)", "seq_len": "sequence length (tokens)",
+    "usd_per_1m_tokens": "$ per 1M tokens", "usd_per_1m_output_tokens": "$ per 1M output tokens",
+    "usd_per_1m_requests": "$ per 1M requests", "usd_per_1k_requests": "$ per 1k requests",
+}
+
+
+def axis_label(column: str, rows: list[dict] | None = None) -> str:
+    """Axis title with units: known columns by name, ``quality`` by the rows' metric and direction."""
+    if column == "quality" and rows:
+        metric = next((r["metric"] for r in rows if r.get("metric")), "quality")
+        better = "higher" if rows[0].get("higher_is_better", True) else "lower"
+        unit = "fraction of test set, " if metric == "accuracy" else ""
+        return f"{metric} ({unit}{better} is better)"
+    if column in AXIS_LABELS:
+        return AXIS_LABELS[column]
+    unit = UNITS.get(column)
+    return f"{column} ({unit})" if unit else column
+
+
+def family(row: dict) -> str:
+    """Step family of a row: an explicit ``family`` (e.g. distil -> quantise rows share one), else the last step
+    applied, else ``baseline``."""
+    return row.get("family") or row.get("step") or "baseline"
+
+
+def family_color(name: str) -> str:
+    """Stable colour of a step family; unknown families get a colour from a hash, so it never changes."""
+    if name in FAMILY_COLORS:
+        return FAMILY_COLORS[name]
+    digest = int(hashlib.sha256(name.encode()).hexdigest(), 16)
+    return _SPARE_COLORS[digest % len(_SPARE_COLORS)]
+
+
+def lineage_text(row: dict) -> str:
+    """``baseline → export_onnx(opset=17) → quantize_static(method=minmax)`` from a row's lineage."""
+    parts = ["baseline"]
+    for step, config in row.get("lineage") or []:
+        args = ", ".join(f"{k}={v}" for k, v in (config or {}).items() if k != "type")
+        parts.append(f"{step}({args})" if args else step)
+    return " → ".join(parts)
+
+
+def hover_text(row: dict) -> str:
+    """Multi-line hover: variant, lineage and config, quality with CI, latency percentiles, cost."""
+    lines = [f"<b>{row.get('variant', '?')}</b> [{row.get('variant_id', '')}]", f"lineage: {lineage_text(row)}",
+             f"{row.get('backend', '?')} / {row.get('device', '?')} / {row.get('precision', '?')}, "
+             f"batch {row.get('batch_size', '?')} x {row.get('seq_len', '?')} tokens"]
+    if _num(row.get("quality")):
+        ci = ""
+        if _num(row.get("quality_ci_low")) and _num(row.get("quality_ci_high")):
+            ci = f" (95% CI {row['quality_ci_low']:.4g}–{row['quality_ci_high']:.4g}, n={row.get('quality_n', '?')})"
+        lines.append(f"{row.get('metric', 'quality')}: {row['quality']:.4g}{ci}")
+    if _num(row.get("latency_p50_ms")):
+        pcts = "/".join(f"{row[k]:.3g}" for k in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms") if _num(row.get(k)))
+        lines.append(f"latency p50/p90/p99: {pcts} ms")
+    for col in COST_COLUMNS:
+        if _num(row.get(col)):
+            lines.append(f"{AXIS_LABELS[col]}: {row[col]:.4g}")
+    return "<br>".join(lines)
+
+
+def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: str | None = "auto",
+                  batch_size: int | None = None, title: str | None = None, higher_is_better: bool | None = None):
+    """Quality vs latency scatter, one trace per step family, with the Pareto front and the baseline marked.
+
+    Args:
+        rows: a ResultsTable or a list of row dicts.
+        x / y: columns to plot (lower ``x`` is better; ``y``'s direction comes from ``higher_is_better``).
+        color: a cost column to colour points by; "auto" picks one with :func:`cost_column`,
+            None keeps family colours only. With a cost colour, the marker outline keeps the family colour.
+        batch_size: keep only rows measured at this batch size.
+        higher_is_better: direction of ``y`` for the front (default: the rows' ``higher_is_better`` flag).
+
+    Example:
+        >>> pareto_figure(ResultsTable.load("artifacts/quickstart")).show()   # doctest: +SKIP
+    """
+    import plotly.graph_objects as go
+
+    usable = [r for r in _rows(rows) if _num(r.get(x)) and _num(r.get(y)) and not r.get("failed")
+              and (batch_size is None or r.get("batch_size") == batch_size)]
+    if color == "auto":
+        color = cost_column(usable)
+    fig = go.Figure()
+    for fam in _families(usable):
+        fig.add_trace(_family_trace(go, [r for r in usable if family(r) == fam], fam, x, y, color))
+    front = sorted(pareto_front(usable, x, y, higher_is_better), key=lambda r: r[x])
+    if front:
+        fig.add_trace(go.Scatter(x=[r[x] for r in front], y=[r[y] for r in front], mode="lines", name="Pareto front",
+                                 line=dict(color="#222222", dash="dash", width=1.5), hoverinfo="skip"))
+    for r in {r.get("variant_id"): r for r in usable if family(r) == "baseline"}.values():   # once per baseline
+        fig.add_annotation(x=r[x], y=r[y], text=f"baseline {r.get('variant', '')}", showarrow=True, arrowhead=2,
+                           ax=30, ay=-30, font=dict(size=11))
+    if color:
+        fig.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(title=axis_label(color), x=1.02)))
+    fig.update_layout(title=title or f"{axis_label(y, usable).split(' (')[0]} vs {axis_label(x)}",
+                      xaxis_title=axis_label(x), yaxis_title=axis_label(y, usable), template="plotly_white",
+                      legend=dict(title_text="step family", orientation="h", yanchor="top", y=-0.18, x=0),
+                      hoverlabel=dict(align="left"), height=520)
+    return fig
+
+
+def cost_column(rows: list[dict]) -> str | None:
+    """The cost to colour by: $ per 1M tokens for LMs (rows with tokens/s), else $ per 1k requests, else any."""
+    present = [c for c in COST_COLUMNS if any(_num(r.get(c)) for r in rows)]
+    if not present:
+        return None
+    lm = any(_num(r.get("tokens_per_s")) for r in rows)
+    preferred = "usd_per_1m_tokens" if lm else "usd_per_1k_requests"
+    return preferred if preferred in present else present[0]
+
+
+def _family_trace(go, rows: list[dict], fam: str, x: str, y: str, color: str | None):
+    base = fam == "baseline"
+    marker = dict(size=16 if base else 11, symbol="star" if base else "circle",
+                  line=dict(color=family_color(fam), width=2.5 if color else 1))
+    if color:
+        marker.update(color=[r.get(color) if _num(r.get(color)) else math.nan for r in rows], coloraxis="coloraxis")
+    else:
+        marker["color"] = family_color(fam)
+    low = [r[y] - r["quality_ci_low"] if y == "quality" and _num(r.get("quality_ci_low")) else 0 for r in rows]
+    high = [r["quality_ci_high"] - r[y] if y == "quality" and _num(r.get("quality_ci_high")) else 0 for r in rows]
+    return go.Scatter(x=[r[x] for r in rows], y=[r[y] for r in rows], mode="markers", name=fam, marker=marker,
+                      error_y=dict(type="data", array=high, arrayminus=low, visible=any(low + high), thickness=1),
+                      text=[hover_text(r) for r in rows], hovertemplate="%{text}<extra></extra>",
+                      customdata=[r.get("variant_id") for r in rows])
+
+
+def line_figure(rows, x: str, y: str, group: str = "variant", title: str | None = None, log_x: bool = False,
+                hline: float | None = None, hline_label: str = ""):
+    """``y`` against ``x``, one line per ``group`` value (coloured by step family), units on both axes.
+
+    Args:
+        hline: draw a horizontal reference line (an SLO, a target) labelled ``hline_label``.
+
+    Example:
+        >>> line_figure(rows, "gamma", "tokens_per_s", group="variant")   # doctest: +SKIP
+    """
+    import plotly.graph_objects as go
+
+    usable = sorted((r for r in _rows(rows) if _num(r.get(x)) and _num(r.get(y)) and not r.get("failed")),
+                    key=lambda r: r[x])
+    fig = go.Figure()
+    for key in dict.fromkeys(r.get(group) for r in usable):
+        part = [r for r in usable if r.get(group) == key]
+        fig.add_trace(go.Scatter(x=[r[x] for r in part], y=[r[y] for r in part], mode="lines+markers", name=str(key),
+                                 line=dict(color=family_color(family(part[0]))),
+                                 text=[hover_text(r) for r in part], hovertemplate="%{text}<extra></extra>"))
+    if hline is not None:
+        fig.add_hline(y=hline, line_dash="dot", line_color="#C00000", annotation_text=hline_label)
+    fig.update_layout(title=title or f"{axis_label(y)} vs {axis_label(x)}", xaxis_title=axis_label(x),
+                      yaxis_title=axis_label(y), template="plotly_white", hoverlabel=dict(align="left"), height=420)
+    if log_x:   # powers of two read better than decades for batch sizes
+        fig.update_xaxes(type="log", dtick=math.log10(2) if x == "batch_size" else None)
+    return fig
+
+
+def batching_figure(rows, slo_ms: float | None = None, latency: str = "latency_p50_ms",
+                    throughput: str | None = None, title: str = "Latency and throughput vs batch size"):
+    """Two panels against batch size: latency (with the SLO line) and throughput, one line per variant.
+
+    Args:
+        slo_ms: latency target drawn as a horizontal line on the latency panel.
+        throughput: column for the right panel; default tokens/s when the rows have it, else items/s.
+
+    Example:
+        >>> batching_figure(ResultsTable.load("artifacts/sweep"), slo_ms=50).show()   # doctest: +SKIP
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = _rows(rows)
+    throughput = throughput or ("tokens_per_s" if any(_num(r.get("tokens_per_s")) for r in rows) else "throughput_per_s")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(axis_label(latency), axis_label(throughput)))
+    for col, metric in ((1, latency), (2, throughput)):
+        for trace in line_figure(rows, "batch_size", metric, group="variant").data:
+            trace.showlegend = col == 1
+            trace.legendgroup = trace.name
+            fig.add_trace(trace, row=1, col=col)
+        fig.update_yaxes(title_text=axis_label(metric), row=1, col=col)
+        fig.update_xaxes(title_text=axis_label("batch_size"), type="log", dtick=math.log10(2), row=1, col=col)
+    if slo_ms is not None:
+        fig.add_hline(y=slo_ms, line_dash="dot", line_color="#C00000", annotation_text=f"SLO {slo_ms:g} ms", row=1, col=1)
+    fig.update_layout(title=title, template="plotly_white", hoverlabel=dict(align="left"), height=420)
+    return fig
+
+
+def figures_for(rows) -> list[tuple[str, object]]:
+    """Every figure the rows support, as (title, figure): the report draws all of them.
+
+    Example:
+        >>> for title, fig in figures_for(table): fig.show()   # doctest: +SKIP
+    """
+    rows = [r for r in _rows(rows) if not r.get("failed")]
+    out = []
+    if any(_num(r.get("quality")) and _num(r.get("latency_p50_ms")) for r in rows):
+        out.append(("Quality vs latency (Pareto front)", pareto_figure(rows)))
+    per_variant: dict[str, set] = {}
+    for r in rows:
+        if _num(r.get("latency_p50_ms")) and r.get("batch_size") is not None:
+            per_variant.setdefault(r.get("variant_id") or r.get("variant"), set()).add(r["batch_size"])
+    if any(len(b) > 1 for b in per_variant.values()):
+        out.append(("Latency and throughput vs batch size", batching_figure(rows)))
+        cost = cost_column(rows)
+        costed = [r for r in rows if cost and _num(r.get(cost))]
+        if len({(r.get("variant_id"), r.get("batch_size")) for r in costed}) > len({r.get("variant_id") for r in costed}):
+            out.append((f"{axis_label(cost)} vs batch size", line_figure(costed, "batch_size", cost, log_x=True)))
+    if any(_num(r.get("size_mb")) and _num(r.get("latency_p50_ms")) for r in rows):
+        out.append(("Size vs latency", pareto_figure(rows, y="size_mb", color=None, higher_is_better=False,
+                                                   title="Model size vs p50 latency")))
+    return out
+
+
+def _families(rows: list[dict]) -> list[str]:
+    names = list(dict.fromkeys(family(r) for r in rows))
+    return sorted(names, key=lambda n: (n != "baseline", n))
+
+
+def _rows(rows) -> list[dict]:
+    return list(rows.rows if hasattr(rows, "rows") else rows)
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+__all__ = ["pareto_figure", "line_figure", "batching_figure", "figures_for", "family_color", "axis_label",
+           "hover_text", "lineage_text", "FAMILY_COLORS"]

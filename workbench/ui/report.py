@@ -1,0 +1,140 @@
+"""One self-contained HTML report of a saved study: every figure, the Pareto table, failures and the environment.
+
+plotly.js is embedded once, so the file opens offline and can be mailed as it is. Every number comes from the
+saved ``results.jsonl`` (the report says which file and when it was measured); nothing is recomputed or assumed.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from workbench.results import ResultsTable, pareto_front
+
+PARETO_COLUMNS = (("variant", "variant"), ("lineage", "lineage"), ("device", "device"), ("precision", "precision"),
+                  ("batch_size", "batch"), ("seq_len", "seq len (tokens)"), ("quality", "quality"),
+                  ("quality_ci", "95% CI"), ("latency_p50_ms", "p50 (ms)"), ("latency_p90_ms", "p90 (ms)"),
+                  ("latency_p99_ms", "p99 (ms)"), ("throughput_per_s", "throughput (items/s)"),
+                  ("size_mb", "size (MB)"), ("usd_per_1k_requests", "$ / 1k requests"),
+                  ("usd_per_1m_tokens", "$ / 1M tokens"))
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+th{background:#f3f3f3}.num{text-align:right;font-variant-numeric:tabular-nums}.fail{color:#b00}
+h2{border-bottom:1px solid #ddd;padding-bottom:4px}"""
+
+
+def study_path(study: str | Path) -> Path:
+    """``results.jsonl`` of a study name (under artifacts/) or of a given folder/file."""
+    path = Path(study)
+    if path.suffix == ".jsonl" or path.is_dir():
+        return path / "results.jsonl" if path.is_dir() else path
+    from workbench import results
+
+    return Path(results.ARTIFACTS_DIR) / str(study) / "results.jsonl"
+
+
+def build_report(study: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` for a saved study and return its path.
+
+    Args:
+        study: a study name (``artifacts/<study>/``), a study folder or a ``results.jsonl`` file.
+        out: destination file (default: ``report.html`` beside the results). Written atomically.
+
+    Example:
+        >>> build_report("quickstart")            # -> artifacts/quickstart/report.html   # doctest: +SKIP
+    """
+    from plotly.offline import get_plotlyjs
+
+    from workbench.ui.plots import figures_for, lineage_text
+
+    path = study_path(study)
+    table = ResultsTable.load(path)
+    if not table.rows:
+        raise ValueError(f"{path} has no rows: measure something into the study first")
+    env_file = path.parent / "environment.json"
+    environment = json.loads(env_file.read_text()) if env_file.exists() else None
+    good = [r for r in table.rows if not r.get("failed")]
+    figures = figures_for(good)
+    parts = [f"<h1>Workbench report: {html.escape(path.parent.name)}</h1>", _provenance(path, table.rows),
+             "<h2>Figures</h2>"]
+    parts += [f"<h3>{html.escape(title)}</h3>" + fig.to_html(full_html=False, include_plotlyjs=False,
+                                                              default_width="100%") for title, fig in figures]
+    if not figures:
+        parts.append("<p>No figure: the rows have no quality and latency to plot.</p>")
+    front = pareto_front(good)
+    parts += ["<h2>Pareto front (quality vs p50 latency)</h2>", _rows_table(front, lineage_text) if front else
+              "<p>No row has both quality and latency.</p>",
+              "<h2>All rows</h2>", _rows_table(good, lineage_text)]
+    failed = [r for r in table.rows if r.get("failed")]
+    if failed:
+        parts += ["<h2>Failed variants</h2><ul>"] + [
+            f"<li class='fail'>{html.escape(str(r.get('variant')))} ({html.escape(str(r.get('device', '')))}): "
+            f"{html.escape(str(r.get('error', '')))}</li>" for r in failed] + ["</ul>"]
+    parts += ["<h2>Environment</h2>", _environment(environment)]
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Workbench report {html.escape(path.parent.name)}"
+            f"</title><style>{_STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    return _write_atomic(Path(out) if out else path.parent / "report.html", page)
+
+
+def _provenance(path: Path, rows: list[dict]) -> str:
+    times = sorted(r["measured_at"] for r in rows if r.get("measured_at"))
+    when = f"measured {times[0]} to {times[-1]}" if times else "measurement times not recorded"
+    return (f"<p>From <code>{html.escape(str(path))}</code>: {len(rows)} rows, {when}. Figures and tables show the "
+            "saved measurements as they are; timings hold for the machine in the Environment section.</p>")
+
+
+def _cell(row: dict, key: str, lineage_text) -> str:
+    if key == "lineage":
+        return html.escape(lineage_text(row))
+    if key == "quality_ci":
+        low, high = row.get("quality_ci_low"), row.get("quality_ci_high")
+        return f"{low:.4g} – {high:.4g}" if isinstance(low, float) and isinstance(high, float) else "-"
+    value = row.get(key)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else html.escape(str(value))
+
+
+def _rows_table(rows: list[dict], lineage_text) -> str:
+    columns = [(k, title) for k, title in PARETO_COLUMNS
+               if k in ("lineage", "quality_ci") or any(r.get(k) is not None for r in rows)]
+    head = "".join(f"<th>{html.escape(t)}</th>" for _k, t in columns)
+    body = "".join("<tr>" + "".join(f"<td class='{'num' if isinstance(r.get(k), (int, float)) else ''}'>"
+                                    f"{_cell(r, k, lineage_text)}</td>" for k, _t in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _environment(env: dict | None) -> str:
+    if not env:
+        return "<p>No environment.json beside the results: timings cannot be tied to a machine.</p>"
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v))}"
+                   "</td></tr>" for k, v in env.items())
+    return f"<table>{rows}</table>"
+
+
+def _write_atomic(dest: Path, text: str) -> Path:
+    """Write to a temp file beside ``dest`` and rename it into place: never a half-written report."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".report-", suffix=".html")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+__all__ = ["build_report", "study_path", "sha256_of"]
