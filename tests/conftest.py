@@ -26,3 +26,30 @@ def _artifacts_in_tmp(tmp_path, monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
     torch.set_num_threads(int(os.environ.get("WORKBENCH_TEST_THREADS", "2")))
+
+
+@pytest.fixture
+def step_registry():
+    """``register(name, ConfigType, fn)`` for test-only steps; the registry is restored when the test ends."""
+    from workbench import core
+
+    before = dict(core._STEPS)
+
+    def register(name: str, config_type: type, fn):
+        return core.register_step(name, config_type)(fn)
+
+    yield register
+    core._STEPS.clear()
+    core._STEPS.update(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_steps():
+    """A test that registers a step outside ``step_registry`` leaves it for every later test: fail it here."""
+    yield
+    from workbench import core
+
+    leaked = [cfg.__name__ for cfg in core._STEPS if not cfg.__module__.startswith("workbench.")]
+    for cfg in [c for c in core._STEPS if not c.__module__.startswith("workbench.")]:
+        del core._STEPS[cfg]
+    assert not leaked, f"test left steps registered: {leaked}; register them with the step_registry fixture"

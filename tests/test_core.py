@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from workbench.core import Variant, apply, config_from_dict, config_to_dict, register_step
+from workbench.core import Variant, apply, config_from_dict, config_to_dict, registered_steps
 from workbench.runtime.torch_runner import TorchRunner
 
 
@@ -17,11 +17,15 @@ class ScaleConfig:
             raise ValueError("factor must be > 0")
 
 
-@register_step("scale", ScaleConfig)
 def _scale(variant, config):
     model = torch.nn.Linear(2, 2)
     return Variant(name=f"{variant.name}-x{config.factor}", task=variant.task, backend="torch", device="cpu",
                    precision="fp32", runner=TorchRunner(model), model=model)
+
+
+@pytest.fixture(autouse=True)
+def _scale_step(step_registry):
+    step_registry("scale", ScaleConfig, _scale)
 
 
 def _base():
@@ -71,3 +75,19 @@ def test_apply_unknown_config_is_clear():
 def test_runner_returns_logits():
     out = _base()({"input": torch.ones(3, 2)})
     assert out.shape == (3, 2) and out.dtype == torch.float32
+
+
+def test_step_registry_fixture_restores_the_registry(step_registry):
+    @dataclass(frozen=True)
+    class Temporary:
+        x: int = 1
+
+    step_registry("temporary", Temporary, lambda variant, config: variant)
+    assert registered_steps()["temporary"] is Temporary and registered_steps()["scale"] is ScaleConfig
+    with pytest.raises(ValueError, match="already registered"):
+        step_registry("again", Temporary, lambda variant, config: variant)
+
+
+def test_steps_of_earlier_tests_are_gone():
+    # Runs after the test above (file order): its "temporary" step must not have leaked into this one.
+    assert "temporary" not in registered_steps()

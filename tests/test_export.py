@@ -7,7 +7,7 @@ from demo_bundle import demo_setup
 
 from workbench.serving import bundle as export_mod
 from workbench.serving.bundle import ExportError, batching_plan, export_bundle, variant_from_row
-from workbench.steps.onnx_io import sha256
+from workbench.util.files import sha256
 from workbench.serving.triton_config import ModelConfigError, check_model_config
 
 

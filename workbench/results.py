@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from workbench.util.numbers import format_value, is_number
+
 ARTIFACTS_DIR = Path(os.environ.get("WORKBENCH_ARTIFACTS", Path.cwd() / "artifacts"))
 
 # Units of the metric columns, shown on plot axes and in reports.
@@ -91,7 +93,7 @@ class ResultsTable:
                                                   "latency_p90_ms", "latency_p99_ms", "throughput_per_s", "size_mb")) -> str:
         """Plain-text table for terminals."""
         cols = [c for c in columns if any(c in r for r in self.rows)]
-        cells = [[_fmt(r.get(c)) for c in cols] for r in self.rows]
+        cells = [[format_value(r.get(c)) for c in cols] for r in self.rows]
         widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
@@ -101,7 +103,7 @@ class ResultsTable:
 def pareto_front(rows: list[dict], x: str = "latency_p50_ms", y: str = "quality",
                  higher_y_is_better: bool | None = None) -> list[dict]:
     """Non-dominated rows: lower ``x`` is better; ``y`` direction from the rows' ``higher_is_better`` flag."""
-    usable = [r for r in rows if _is_number(r.get(x)) and _is_number(r.get(y)) and not r.get("failed")]
+    usable = [r for r in rows if is_number(r.get(x)) and is_number(r.get(y)) and not r.get("failed")]
     if not usable:
         return []
     if higher_y_is_better is None:
@@ -113,18 +115,6 @@ def pareto_front(rows: list[dict], x: str = "latency_p50_ms", y: str = "quality"
             front.append(row)
             best = sign * row[y]
     return front
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def _json_default(obj):

@@ -12,8 +12,9 @@ def _arguments(p) -> None:
 @command("report", "write one self-contained HTML report (figures, Pareto table, environment) of a saved study",
          _arguments)
 def cmd_report(args) -> int:
-    from workbench.ui.report import build_report, sha256_of
+    from workbench.ui.report import build_report
+    from workbench.util.files import sha256
 
     path = build_report(args.study, args.out)
-    print(f"wrote {path} (sha256 {sha256_of(path)})")
+    print(f"wrote {path} (sha256 {sha256(path)})")
     return 0

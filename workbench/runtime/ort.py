@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.runtime.arrays import to_numpy
+
 log = logging.getLogger("workbench")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -147,7 +149,7 @@ class OrtRunner:
 
     def feed(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Numpy arrays for the graph's inputs: cast to its dtypes, missing optional ones filled in."""
-        arrays = {k: _as_numpy(v) for k, v in inputs.items() if k in self.inputs}
+        arrays = {k: to_numpy(v) for k, v in inputs.items() if k in self.inputs}
         if "input_ids" not in self.inputs:  # not a token model: feed what was given, nothing to fill in
             return self._cast(arrays)
         if "input_ids" not in arrays:
@@ -205,7 +207,7 @@ class OrtRunner:
         if not self.past_names:
             raise ValueError(f"{self.path} has no past_key_values inputs: export the LM with a KV cache "
                              "(ExportOnnxConfig(with_past=True)) to generate in ONNX Runtime")
-        ids = _as_numpy(input_ids).astype(np.int64)
+        ids = to_numpy(input_ids).astype(np.int64)
         out = self.run({"input_ids": ids})
         tokens = [ids]
         for step in range(max_new_tokens):
@@ -217,9 +219,3 @@ class OrtRunner:
             total = past[self.past_names[0]].shape[2] + 1
             out = self.run({"input_ids": nxt, **past, "attention_mask": np.ones((ids.shape[0], total), np.int64)})
         return torch.from_numpy(np.concatenate(tokens, axis=1))
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -41,9 +40,3 @@ class TorchRunner:
             out = self.module(**feed)
         logits = out.logits if hasattr(out, "logits") else out
         return logits.float().cpu() if self.device != "cpu" or logits.dtype != torch.float32 else logits
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)

@@ -19,10 +19,8 @@ existing bundle is only replaced when asked (and only by a complete one).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +28,8 @@ import numpy as np
 
 from workbench.measure.batching import sweep_rows
 from workbench.measure.slo import knee, slo_point
+from workbench.runtime import onnx_file, require_torch_module
+from workbench.util.files import artifacts_root, publish_dir, sha256
 
 BUNDLE_FORMAT = "workbench-bundle/1"
 REPOSITORY = "model_repository"
@@ -66,7 +66,7 @@ def export_bundle(variant, results, to: str | Path | None = None, task=None, slo
 
     rows = list(results)
     name = _model_name(name or f"{variant.task}-{variant.name}")
-    dest = Path(to) if to else _artifacts() / "bundles" / name
+    dest = Path(to) if to else artifacts_root() / "bundles" / name
     if dest.exists() and not overwrite:
         raise ExportError(f"{dest} already exists: choose another --to or pass overwrite=True (--overwrite)")
     plan = batching_plan(rows, variant.id, slo_ms, percentile)  # before any work: an infeasible SLO stops here
@@ -82,9 +82,7 @@ def export_bundle(variant, results, to: str | Path | None = None, task=None, slo
     quality = _quality_row(rows, variant.id)
     costs = _cost_lines(plan["rows"], instance, utilisation)
     env = environment_fingerprint()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
+    with publish_dir(dest) as tmp:  # the bundle appears complete or not at all; an old one is kept until then
         model_dir = tmp / REPOSITORY / name
         (model_dir / "1").mkdir(parents=True)
         (model_dir / "config.pbtxt").write_text(config_text)
@@ -107,9 +105,6 @@ def export_bundle(variant, results, to: str | Path | None = None, task=None, slo
                                "serve_atol": max(1e-4, 2 * batch_noise)}}
         (tmp / "MODEL_CARD.md").write_text(model_card(facts, plan["rows"]))
         write_manifest(tmp, facts)
-        _move_into_place(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -170,7 +165,6 @@ def batch_composition_noise(onnx_variant, inputs: dict, outputs: dict) -> float:
 def write_manifest(folder: Path, facts: dict) -> dict:
     """manifest.json listing every other file with its sha256 and size, plus ``facts``."""
     from workbench import __version__
-    from workbench.steps.onnx_io import sha256
 
     files = {p.relative_to(folder).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "manifest.json"}
@@ -211,15 +205,16 @@ def find_variant_row(rows, variant_id: str) -> dict:
 
 
 def _onnx_form(variant):
-    if variant.backend == "onnxruntime" and variant.artifact_path:
+    """The variant itself when it already runs an ONNX file, else its validated ONNX export."""
+    if onnx_file(variant) is not None:
         return variant
     from workbench.core import apply
     from workbench.steps.export_onnx import ExportOnnxConfig
+    from workbench.tasks.hf_loading import is_causal_lm
 
+    model = require_torch_module(variant, "export_bundle", "export a torch variant with its model or an ONNX variant")
     # Causal LMs are served as one full-sequence forward (no KV-cache tensors in the Triton interface).
-    config = ExportOnnxConfig.no_cache() if variant.meta.get("model_kind") == "causal-lm" or \
-        type(variant.model).__name__.endswith(("ForCausalLM", "LMHeadModel")) else ExportOnnxConfig()
-    return apply(variant, config)
+    return apply(variant, ExportOnnxConfig.no_cache() if is_causal_lm(model) else ExportOnnxConfig())
 
 
 def _quality_row(rows: list[dict], variant_id: str) -> dict | None:
@@ -244,27 +239,6 @@ def _model_name(raw: str) -> str:
     if not name:
         raise ExportError(f"model name {raw!r} has no usable characters: use letters, digits, '_', '.', '-'")
     return name
-
-
-def _move_into_place(tmp: Path, dest: Path) -> None:
-    """Rename the finished bundle to ``dest``; an old bundle there is swapped out only after that succeeds."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            os.replace(old, dest)  # put the previous bundle back untouched
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
-
-
-def _artifacts() -> Path:
-    from workbench.steps.onnx_io import artifacts_root
-
-    return artifacts_root()
 
 
 __all__ = ["export_bundle", "batching_plan", "variant_from_row", "find_variant_row", "reference_io", "write_manifest", "ExportError", "BUNDLE_FORMAT"]

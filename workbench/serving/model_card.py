@@ -1,18 +1,12 @@
 """The bundle's MODEL_CARD.md, written only from measured facts (export_bundle passes them in)."""
 from __future__ import annotations
 
-
-def _num(v, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    return str(v)
+from workbench.util.numbers import format_value
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_num(v) for v in row) + " |" for row in rows]
+    return lines + ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
 
 
 def model_card(facts: dict, sweep: list[dict]) -> str:
@@ -32,12 +26,12 @@ def model_card(facts: dict, sweep: list[dict]) -> str:
     export = facts.get("export") or {}
     if export:
         lines += ["", f"ONNX opset {export.get('opset')}; validated against the parent: max |diff| "
-                      f"{_num(export.get('max_abs_diff'))}, top-1 agreement {_num(export.get('top1_agreement'))} over "
+                      f"{format_value(export.get('max_abs_diff'))}, top-1 agreement {format_value(export.get('top1_agreement'))} over "
                       f"{export.get('grid_points')} grid points."]
     lines += ["", "## Quality"]
     if q:
-        lines += [f"{q.get('metric')} = {_num(q.get('quality'))} (95% CI {_num(q.get('quality_ci_low'))} to "
-                  f"{_num(q.get('quality_ci_high'))}, n = {q.get('quality_n')}, measured {q.get('measured_at', '-')})."]
+        lines += [f"{q.get('metric')} = {format_value(q.get('quality'))} (95% CI {format_value(q.get('quality_ci_low'))} to "
+                  f"{format_value(q.get('quality_ci_high'))}, n = {q.get('quality_n')}, measured {q.get('measured_at', '-')})."]
     else:
         lines += ["Not measured in the results this bundle was made from: run `workbench measure` before relying on it."]
     lines += ["", f"## Latency and throughput (seq_len {plan.get('seq_len')}, {env.get('cpu')}, "

@@ -75,14 +75,14 @@ def tensor_specs_from_onnx(path) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 def render_config(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], max_batch_size: int,
                   preferred_batch_sizes: list[int], max_queue_delay_us: int, instance_kind: str = "KIND_CPU",
-                  instance_count: int = 1, backend: str = "onnxruntime", threads: int | None = None) -> str:
-    """config.pbtxt text (protobuf text format), checked with :func:`check_model_config` before it is returned."""
+                  instance_count: int = 1, threads: int | None = None) -> str:
+    """config.pbtxt text (protobuf text format) for Triton's onnxruntime backend serving ``model.onnx``, checked with
+    :func:`check_model_config` before it is returned. (serve-check swaps the backend for its Python twin.)"""
     from google.protobuf import text_format
 
     pb = model_config_pb2()
-    cfg = pb.ModelConfig(name=name, backend=backend, max_batch_size=max_batch_size)
-    if backend == "onnxruntime":
-        cfg.default_model_filename = "model.onnx"
+    cfg = pb.ModelConfig(name=name, backend="onnxruntime", max_batch_size=max_batch_size,
+                         default_model_filename="model.onnx")
     for spec in inputs:
         cfg.input.add(name=spec.name, data_type=pb.DataType.Value(spec.data_type), dims=list(spec.dims))
     for spec in outputs:
@@ -90,7 +90,7 @@ def render_config(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]
     cfg.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes)
     cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
     cfg.instance_group.add(kind=pb.ModelInstanceGroup.Kind.Value(instance_kind), count=instance_count)
-    if threads and backend == "onnxruntime":
+    if threads:
         # The ORT backend's own knob: serve with the thread count the sweep was measured with.
         cfg.parameters["intra_op_thread_count"].string_value = str(threads)
     text = text_format.MessageToString(cfg)

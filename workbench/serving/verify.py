@@ -49,7 +49,7 @@ def load_manifest(bundle: str | Path) -> dict:
 
 def check_files(bundle: Path, manifest: dict) -> list[str]:
     """Problems with the files: missing, changed (hash or size), or present but not in the manifest."""
-    from workbench.steps.onnx_io import sha256
+    from workbench.util.files import sha256
 
     problems = []
     for rel, meta in manifest["files"].items():

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from workbench.core import Variant, register_step
+from workbench.runtime import require_torch_module
 from workbench.steps.export_validation import OnnxValidationError, hf_grid, module_grid, validate_export
-from workbench.steps.onnx_io import atomic_dir, onnx_variant, step_dir, write_checksums
+from workbench.steps.onnx_io import onnx_variant, step_dir
+from workbench.tasks.hf_loading import is_hf_model, model_kind
+from workbench.util.files import publish_dir, write_checksums
 
 MIN_OPSET, MAX_OPSET = 14, 21  # 14: first opset with the ops transformer exports need; 21: what ORT 1.2x+ runs fully
 
@@ -77,18 +80,6 @@ class ExportOnnxConfig:
         return cls(with_past=False)
 
 
-def model_kind(model: torch.nn.Module) -> str:
-    """"classification", "causal-lm", "hf" (other HF model: optimum infers the task) or "module" (plain torch)."""
-    if not hasattr(model, "config") or not hasattr(model, "save_pretrained"):
-        return "module"
-    name = type(model).__name__
-    if name.endswith("ForSequenceClassification"):
-        return "classification"
-    if name.endswith(("ForCausalLM", "LMHeadModel")):
-        return "causal-lm"
-    return "hf"
-
-
 def _export_hf(model, folder, config: ExportOnnxConfig, kind: str) -> None:
     from optimum.exporters.onnx import onnx_export_from_model
 
@@ -120,10 +111,8 @@ def _export_module(model, example_inputs: dict, folder, config: ExportOnnxConfig
 
 
 def _checked_model(variant: Variant) -> torch.nn.Module:
-    model = variant.model
-    if variant.backend != "torch" or not isinstance(model, torch.nn.Module):
-        raise ValueError(f"export_onnx needs a torch variant with its model, got {variant.name!r} ({variant.backend}): "
-                         "export the torch baseline, then quantise/optimise the ONNX variant")
+    model = require_torch_module(variant, "export_onnx",
+                                 "export the torch baseline, then quantise/optimise the ONNX variant")
     if variant.precision != "fp32":
         raise ValueError(f"export_onnx exports fp32 models, {variant.name!r} is {variant.precision}: export the fp32 "
                          "baseline (then apply the ONNX quantisation / optimisation steps)")
@@ -140,25 +129,26 @@ def export_onnx(variant: Variant, config: ExportOnnxConfig) -> Variant:
 
     model = _checked_model(variant)
     kind = model_kind(model)
-    if kind == "module" and "example_inputs" not in variant.meta:
+    hf = is_hf_model(model)
+    if not hf and "example_inputs" not in variant.meta:
         raise ValueError("a plain nn.Module needs example inputs to export: build the variant with "
                          "meta={'example_inputs': {name: tensor}} (batch first, in forward()'s argument order)")
     if any(p.device.type != "cpu" for p in model.parameters()):
         model = copy.deepcopy(model).cpu()  # export traces on CPU; the parent's (GPU) model stays as it is
     dest = step_dir(variant, "export_onnx", config, config.out_dir)
-    with atomic_dir(dest) as tmp:
+    with publish_dir(dest) as tmp:
         try:
-            if kind == "module":
-                _export_module(model, variant.meta["example_inputs"], tmp, config)
-            else:
+            if hf:
                 _export_hf(model, tmp, config, kind)
+            else:
+                _export_module(model, variant.meta["example_inputs"], tmp, config)
         except Exception as exc:
             raise OnnxExportError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {exc}. "
                                   "An operator or architecture the exporter cannot handle: try another opset "
                                   f"(ExportOnnxConfig(opset=...), now {config.opset}) or simplify the module") from exc
         runner = OrtRunner(tmp / "model.onnx", threads=config.threads)
-        grid = (module_grid(variant.meta["example_inputs"], config.batch_sizes, config.seq_lens) if kind == "module"
-                else hf_grid(model.config, kind, config.batch_sizes, config.seq_lens))
+        grid = (hf_grid(model.config, config.batch_sizes, config.seq_lens) if hf
+                else module_grid(variant.meta["example_inputs"], config.batch_sizes, config.seq_lens))
         report = validate_export(variant, runner, grid, kind, config.atol, config.min_agreement,
                                  check_past=bool(runner.past_names))
         sums = write_checksums(tmp)
@@ -172,4 +162,4 @@ def export_onnx(variant: Variant, config: ExportOnnxConfig) -> Variant:
                         meta={"model_kind": kind, "export": facts})
 
 
-__all__ = ["ExportOnnxConfig", "export_onnx", "OnnxExportError", "OnnxValidationError", "model_kind"]
+__all__ = ["ExportOnnxConfig", "export_onnx", "OnnxExportError", "OnnxValidationError"]

@@ -4,18 +4,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from workbench.tasks.hf_loading import context_length
+
 
 class OnnxValidationError(ValueError):
     """The exported model disagrees with its parent past tolerance."""
 
 
-def hf_grid(model_config, kind: str, batch_sizes, seq_lens, seed: int = 0) -> list[dict]:
+# Column naming what the agreement counts: the next token for decoders, the top-1 class otherwise.
+AGREEMENT_COLUMNS = {"causal-lm": "next_token_agreement"}
+
+def hf_grid(model_config, batch_sizes, seq_lens, seed: int = 0) -> list[dict]:
     """Random-token inputs per (batch, seq); rows after the first are right-padded by different amounts.
 
     Padding is in the grid on purpose: a broken attention mask in the export shows up as a mismatch.
     """
     vocab = int(getattr(model_config, "vocab_size", 1000))
-    limit = getattr(model_config, "max_position_embeddings", None) or getattr(model_config, "n_positions", None)
+    limit = context_length(model_config)
     seqs = sorted({min(s, limit) if limit else s for s in seq_lens})
     gen = torch.Generator().manual_seed(seed)
     grid = []
@@ -85,7 +90,7 @@ def validate_export(parent, runner, grid: list[dict], kind: str, atol: float, mi
             f"ONNX export disagrees with its parent at {len(bad)}/{len(points)} grid points (atol {atol}, min "
             f"agreement {min_agreement}); worst: {bad[:3]}. Check the export opset / custom ops, or loosen "
             "ExportOnnxConfig(atol=..., min_agreement=...) only if the difference is understood")
-    label = "next_token_agreement" if kind == "causal-lm" else "top1_agreement"
+    label = AGREEMENT_COLUMNS.get(kind, "top1_agreement")
     return {"max_abs_diff": worst_diff, label: round(agreement, 6), "grid_points": len(points),
             "validated_kv_cache": check_past, "grid": points}
 

@@ -14,7 +14,9 @@ import shutil
 from dataclasses import dataclass
 
 from workbench.core import Variant, register_step
-from workbench.steps.onnx_io import atomic_dir, onnx_variant, step_dir, write_checksums
+from workbench.runtime import require_onnx_file
+from workbench.steps.onnx_io import onnx_variant, step_dir
+from workbench.util.files import publish_dir, write_checksums
 
 LEVELS = ("O1", "O2", "O3")
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
@@ -94,9 +96,7 @@ def _optimize(src: str, dst: str, family: str | None, level: str) -> None:
 @register_step("optimize", OptimizeConfig)
 def optimize(variant: Variant, config: OptimizeConfig) -> Variant:
     """Fuse transformer subgraphs of an ONNX fp32 variant into ORT's fused kernels."""
-    if variant.backend != "onnxruntime" or variant.artifact_path is None:
-        raise ValueError(f"optimize needs an ONNX variant, got {variant.name!r} ({variant.backend}): "
-                         "apply ExportOnnxConfig first")
+    require_onnx_file(variant, "optimize")
     if variant.precision == "int8":
         raise ValueError(f"{variant.name!r} is already quantised: optimise the fp32 model, then quantise it "
                          "(fusions do not match quantised subgraphs)")
@@ -107,7 +107,7 @@ def optimize(variant: Variant, config: OptimizeConfig) -> Variant:
                          f"(known: {sorted(FAMILIES)})")
     before = fused_op_counts(variant.artifact_path)
     dest = step_dir(variant, "optimize", config, config.out_dir)
-    with atomic_dir(dest) as tmp:
+    with publish_dir(dest) as tmp:
         _optimize(str(variant.artifact_path), str(tmp / "model.onnx"), family, config.level)
         for extra in variant.artifact_path.parent.iterdir():  # config / tokenizer files travel along
             if extra.is_file() and extra.name != "checksums.json" and not extra.name.startswith("model.onnx"):

@@ -63,3 +63,13 @@ def context_length(config_or_model) -> int | None:
     or None when the config names neither. Accepts a config or a model that has one."""
     cfg = getattr(config_or_model, "config", config_or_model)
     return getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+
+
+def is_hf_model(model) -> bool:
+    """A transformers model (config + save_pretrained), as opposed to a plain ``nn.Module``."""
+    return model_kind(model) != "module"
+
+
+def is_causal_lm(model) -> bool:
+    """A decoder LM head (``*ForCausalLM`` / ``*LMHeadModel``): generates, and is served as one full forward."""
+    return model_kind(model) == "causal-lm"

@@ -5,14 +5,12 @@ saved ``results.jsonl`` (the report says which file and when it was measured); n
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from workbench.results import ResultsTable, pareto_front
+from workbench.util.files import write_file_atomic
 
 PARETO_COLUMNS = (("variant", "variant"), ("lineage", "lineage"), ("device", "device"), ("precision", "precision"),
                   ("batch_size", "batch"), ("seq_len", "seq len (tokens)"), ("quality", "quality"),
@@ -78,7 +76,7 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Workbench report {html.escape(path.parent.name)}"
             f"</title><style>{_STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             + "\n".join(parts) + "</body></html>")
-    return _write_atomic(Path(out) if out else path.parent / "report.html", page)
+    return write_file_atomic(Path(out) if out else path.parent / "report.html", page)
 
 
 def _provenance(path: Path, rows: list[dict]) -> str:
@@ -117,24 +115,4 @@ def _environment(env: dict | None) -> str:
     return f"<table>{rows}</table>"
 
 
-def _write_atomic(dest: Path, text: str) -> Path:
-    """Write to a temp file beside ``dest`` and rename it into place: never a half-written report."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".report-", suffix=".html")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-__all__ = ["build_report", "study_path", "sha256_of"]
+__all__ = ["build_report", "study_path"]

@@ -14,6 +14,7 @@ import torch
 
 from workbench.steps.distill import data
 from workbench.steps.distill.loop import kd_loss, train
+from workbench.tasks.hf_loading import context_length
 
 
 @dataclass
@@ -91,7 +92,7 @@ def prepare_classification(task_name: str, teacher, tokenizer, config) -> Job:
 
 
 def prepare_lm(task_name: str, teacher, tokenizer, config) -> Job:
-    limit = getattr(teacher.config, "max_position_embeddings", None)
+    limit = context_length(teacher.config)
     if limit and config.max_length > limit:
         raise ValueError(f"max_length={config.max_length} exceeds the teacher's {limit} positions: lower it")
     train_docs, val_docs = data.lm_documents(task_name, config.train_data, config.seed)
@@ -120,3 +121,7 @@ def prepare_lm(task_name: str, teacher, tokenizer, config) -> Job:
     facts = {"train_blocks": len(blocks), "block_len": config.max_length, "validation_blocks": len(val_blocks),
              "validation_metric": "neg_nll"}
     return Job(epoch_batches, step_loss, validate, math.ceil(len(blocks) / config.batch_size), facts)
+
+
+# One recipe per teacher kind (see student.teacher_kind).
+PREPARE = {"classification": prepare_classification, "causal-lm": prepare_lm}

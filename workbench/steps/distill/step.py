@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench.core import Variant, register_step
+from workbench.runtime import require_torch_module
 from workbench.runtime.torch_runner import TorchRunner
 
 _CALLBACKS: list = []
@@ -150,9 +151,7 @@ def distill_step(teacher: Variant, config: DistillConfig) -> Variant:
     from workbench.steps.distill import recipes
     from workbench.steps.distill.student import build_student, load_student_dir, teacher_kind
 
-    if teacher.backend != "torch" or not isinstance(teacher.model, torch.nn.Module):
-        raise TypeError(f"distill needs a torch teacher with its module (got {teacher.backend} variant "
-                        f"{teacher.name!r}): apply it to task.baseline(), before export or quantisation")
+    require_torch_module(teacher, "distill", "apply it to task.baseline(), before export or quantisation")
     if teacher.precision != "fp32" or teacher.device != "cpu":
         raise ValueError(f"distill trains on CPU in fp32; the teacher is {teacher.device}/{teacher.precision}: "
                          "use task.baseline('cpu', 'fp32')")
@@ -169,8 +168,7 @@ def distill_step(teacher: Variant, config: DistillConfig) -> Variant:
             raise ValueError(f"student {layers}x{hidden} is not smaller than the teacher "
                              f"{t_cfg.num_hidden_layers}x{t_cfg.hidden_size}: pick fewer layers or a smaller width")
         student, init = build_student(model, layers, hidden, config.layer_map, config.seed)
-    prepare = recipes.prepare_classification if kind == "classification" else recipes.prepare_lm
-    job = prepare(teacher.task, model, tokenizer, config)  # data checks and teacher scoring, before training
+    job = recipes.PREPARE[kind](teacher.task, model, tokenizer, config)  # data checks and teacher scoring, before training
     history = job.train(student, config, _notify)
     student.eval()
     s_cfg = student.config

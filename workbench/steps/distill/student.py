@@ -7,25 +7,26 @@ speculative-decoding draft) without any re-tokenisation.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from workbench.tasks.hf_loading import model_kind
+from workbench.util.files import publish_dir, write_checksums
+
+
+# The teacher kinds distillation has recipes for, and the transformers class a saved student of each loads with.
+AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification", "causal-lm": "AutoModelForCausalLM"}
+
 
 def teacher_kind(model: torch.nn.Module) -> str:
-    """"classification" or "causal-lm" from the HF class name; anything else is a clear error."""
-    name = type(model).__name__
-    if name.endswith("ForSequenceClassification"):
-        return "classification"
-    if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
-        return "causal-lm"
-    raise TypeError(f"distill needs a Hugging Face *ForSequenceClassification or *ForCausalLM teacher, got {name}: "
-                    "load the teacher with get_task(...).baseline()")
+    """"classification" or "causal-lm" (from the HF class name); anything else is a clear error."""
+    kind = model_kind(model)
+    if kind not in AUTO_CLASSES:
+        raise TypeError(f"distill needs a Hugging Face *ForSequenceClassification or *ForCausalLM teacher, got "
+                        f"{type(model).__name__}: load the teacher with get_task(...).baseline()")
+    return kind
 
 
 def layer_list(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
@@ -99,7 +100,7 @@ def load_student_dir(path: str | Path, teacher: torch.nn.Module, teacher_tokeniz
     """A user-supplied student start point; its tokenizer and vocabulary must be the teacher's (KD compares logits)."""
     from workbench.tasks.hf_loading import load_hf_model, load_tokenizer
 
-    auto = "AutoModelForCausalLM" if teacher_kind(teacher) == "causal-lm" else "AutoModelForSequenceClassification"
+    auto = AUTO_CLASSES[teacher_kind(teacher)]
     student_tok = load_tokenizer(path)
     if student_tok.get_vocab() != teacher_tokenizer.get_vocab():
         raise ValueError(f"student {path} has a different tokenizer vocabulary than the teacher "
@@ -124,18 +125,9 @@ def save_student(model: torch.nn.Module, tokenizer, out_dir: str | Path, record:
         >>> save_student(student.model, task.tokenizer, "artifacts/drafts/pydoc-gpt2-kd")   # doctest: +SKIP
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with publish_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "distillation.json").write_text(json.dumps(record or {}, indent=2, default=str) + "\n")
-        sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir()) if p.is_file()}
-        (tmp / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_checksums(tmp)
     return out

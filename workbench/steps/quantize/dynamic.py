@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from workbench.core import Variant, register_step
+from workbench.runtime import require_onnx_file, torch_module
 from workbench.runtime.torch_runner import TorchRunner
-from workbench.steps.onnx_io import atomic_dir, onnx_variant, step_dir, write_checksums
+from workbench.steps.onnx_io import onnx_variant, step_dir
+from workbench.util.files import publish_dir, write_checksums
 
 ORT_OP_TYPES = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization", "Gemm", "LSTM")
 
@@ -95,7 +97,7 @@ def _ort_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     from workbench.steps.quantize.diagnostics import node_counts
 
     dest = step_dir(variant, "quantize_dynamic", config, config.out_dir)
-    with atomic_dir(dest) as tmp:
+    with publish_dir(dest) as tmp:
         quantize_dynamic(str(variant.artifact_path), str(tmp / "model.onnx"), op_types_to_quantize=list(config.op_types),
                          per_channel=config.per_channel, reduce_range=config.reduce_range, weight_type=QuantType.QInt8,
                          nodes_to_exclude=list(config.nodes_to_exclude),
@@ -112,10 +114,9 @@ def _ort_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
 @register_step("quantize_dynamic", QuantizeDynamicConfig)
 def quantize_dynamic_step(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     """Dynamic int8 of a torch variant (torch.ao) or an ONNX variant (ONNX Runtime)."""
-    if variant.backend == "torch":
-        if not isinstance(variant.model, torch.nn.Module):
-            raise ValueError(f"{variant.name!r} has no torch model to quantise")
+    if torch_module(variant) is not None:
         return _torch_dynamic(variant, config)
+    require_onnx_file(variant, "quantize_dynamic", "apply it to a torch variant with its model, or export it first")
     if variant.precision == "int8":
         raise ValueError(f"{variant.name!r} is already int8: quantise its float parent instead")
     return _ort_dynamic(variant, config)

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from workbench.steps.quantize.static import DEFAULT_OP_TYPES, QuantizeStaticConfig, _load_ranges
+from workbench.steps.quantize.calibrate import ort_calibration_method
+from workbench.steps.quantize.static import QuantizeStaticConfig, _load_ranges
 
 _LAYER = re.compile(r"(layers?|h|blocks?)[._/](\d+)")
 
@@ -105,17 +106,15 @@ def layer_sensitivity(variant, ranges, batches: list[dict], config: QuantizeStat
     groups: dict[str, list[str]] = {}
     for name in _quantizable_nodes(variant.artifact_path, config.op_types):
         groups.setdefault(node_group(name) if granularity == "layer" else name, []).append(name)
-    method = {"minmax": 0, "entropy": 1, "percentile": 2}[info["method"]]
+    method = ort_calibration_method(info["method"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         def quantised(nodes, out):
-            from onnxruntime.quantization import CalibrationMethod
-
             quantize_static(str(variant.artifact_path), out, None, quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
                             reduce_range=config.reduce_range, weight_type=QuantType.QInt8,
                             activation_type=QuantType.QInt8 if config.activations == "int8" else QuantType.QUInt8,
-                            nodes_to_quantize=nodes, calibrate_method=CalibrationMethod(method),
+                            nodes_to_quantize=nodes, calibrate_method=method,
                             calibration_cache_path=Path(folder) / "ranges.json", extra_options={"DefaultTensorType": 1})
             return _run(Path(out), batches, threads)
 
