@@ -31,11 +31,13 @@ def correctness(task, variant) -> np.ndarray:
 def interleaved_rows(task, arms: dict, threads: int, rounds: int) -> dict:
     """measure_variant for every arm, ``rounds`` times in turn; keep each arm's median-p50 row (load drift cancels)."""
     from workbench.measure import measure_variant
+    from workbench.measure.interleaved import round_robin
 
+    measure = {name: (lambda variant=variant: measure_variant(task, variant, 1, None, quality=False, threads=threads,
+                                                              max_seconds=10)) for name, variant in arms.items()}
     rows = {name: [] for name in arms}
-    for _ in range(rounds):
-        for name, variant in arms.items():
-            rows[name].append(measure_variant(task, variant, 1, None, quality=False, threads=threads, max_seconds=10))
+    for _round, name, row in round_robin(measure, rounds):
+        rows[name].append(row)
     return {name: sorted(rs, key=lambda r: r["latency_p50_ms"])[len(rs) // 2] for name, rs in rows.items()}
 
 

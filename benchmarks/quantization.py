@@ -52,30 +52,15 @@ def interleaved_p50(arms: dict, inputs: dict, rounds: int, seconds: float, threa
     Fine-grained interleaving spreads load from other processes over every arm alike; the min shows what a quiet
     machine gives, and a p50 far above it says the run was contended (see ``stable``).
     """
-    import numpy as np
+    from workbench.measure.interleaved import time_interleaved
 
-    def call_ms(variant):
-        t0 = time.perf_counter()
-        variant(inputs)
-        return (time.perf_counter() - t0) * 1e3
+    calls = {name: (lambda variant=variant: variant(inputs)) for name, variant in arms.items()}
+    return {name: t.as_dict() for name, t in time_interleaved(calls, rounds, seconds, threads).items()}
 
-    for variant in arms.values():  # warm-up: first calls (allocations, ORT arena) are not timed
-        for _ in range(5):
-            call_ms(variant)
-    per_arm: dict[str, list] = {k: [] for k in arms}
-    deadline = time.perf_counter() + seconds * len(arms) * rounds
-    for r in range(rounds * 10):
-        for name, variant in arms.items():
-            per_arm[name] += [call_ms(variant) for _ in range(3)]
-        if r >= 4 and time.perf_counter() > deadline:
-            break
-    out = {}
-    for name, times in per_arm.items():
-        arr = np.asarray(times)
-        p50, low = float(np.percentile(arr, 50)), float(arr.min())
-        out[name] = {"p50_ms": round(p50, 3), "p90_ms": round(float(np.percentile(arr, 90)), 3),
-                     "min_ms": round(low, 3), "n_calls": len(arr), "stable": p50 <= 1.5 * low}
-    return out
+
+def speedup(timing: dict, name: str, figure: str = "p50_ms", base: str = "torch-fp32") -> float:
+    """How many times faster arm ``name`` is than ``base`` by ``figure`` (p50, or min: what a quiet machine gives)."""
+    return round(timing[base][figure] / timing[name][figure], 3)
 
 
 def random_bert(layers=6, hidden=384):
@@ -103,9 +88,8 @@ def classifier_section(args, log) -> dict:
     out, base_acc = {}, quality["torch-fp32"].value
     for name, v in arms.items():
         fig = {"p50_ms_b8": timing["b8"][name]["p50_ms"], "p50_ms_b1": timing["b1"][name]["p50_ms"],
-               "speedup_b8": round(timing["b8"]["torch-fp32"]["p50_ms"] / timing["b8"][name]["p50_ms"], 3),
-               "speedup_b1": round(timing["b1"]["torch-fp32"]["p50_ms"] / timing["b1"][name]["p50_ms"], 3),
-               "speedup_b8_min": round(timing["b8"]["torch-fp32"]["min_ms"] / timing["b8"][name]["min_ms"], 3),
+               "speedup_b8": speedup(timing["b8"], name), "speedup_b1": speedup(timing["b1"], name),
+               "speedup_b8_min": speedup(timing["b8"], name, "min_ms"),
                "accuracy": round(quality[name].value, 4), "accuracy_ci": [round(quality[name].ci_low, 4),
                                                                           round(quality[name].ci_high, 4)],
                "accuracy_drop_pts": round((base_acc - quality[name].value) * 100, 2),
@@ -156,8 +140,7 @@ def random_bert_section(args, log) -> dict:
     for name, v in arms.items():
         got = v(inputs)
         out[name] = {"p50_ms_b8": timing[name]["p50_ms"], "stable": timing[name]["stable"],
-                     "speedup_b8": round(timing["torch-fp32"]["p50_ms"] / timing[name]["p50_ms"], 3),
-                     "speedup_b8_min": round(timing["torch-fp32"]["min_ms"] / timing[name]["min_ms"], 3),
+                     "speedup_b8": speedup(timing, name), "speedup_b8_min": speedup(timing, name, "min_ms"),
                      "max_abs_logit_diff": round(float((got - ref).abs().max()), 4),
                      "top1_agreement": round(float((got.argmax(-1) == ref.argmax(-1)).float().mean()), 3)}
     return {"arms": out}
@@ -171,7 +154,9 @@ def print_table(title, arms, cols):
 
 
 def main(argv=None) -> dict:
-    small = os.environ.get("WORKBENCH_SMALL") == "1"
+    from workbench.util.settings import small_mode
+
+    small = small_mode()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)

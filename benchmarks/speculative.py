@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import time
 
 import torch
 
@@ -52,10 +51,31 @@ def hf_arms(target, draft, gamma, n_new, eos):
             "hf-assisted-gamma": gen(assistant_model=tuned), "hf-prompt-lookup": gen(prompt_lookup_num_tokens=gamma)}
 
 
+def timed_generation(arms: dict, prompts: list, repeats: int) -> tuple[dict, dict]:
+    """Tokens/s of each arm (``fn(ids) -> ids + new tokens``) over ``repeats`` passes of ``prompts``, interleaved
+    prompt by prompt (round k: every arm on the same prompt); also each arm's outputs of the first pass."""
+    from workbench.measure.interleaved import cycling, time_interleaved
+    from workbench.measure.timing import per_second
+
+    tokens, outputs = dict.fromkeys(arms, 0), {a: [] for a in arms}
+
+    def record(name, result):   # runs between calls, outside the timer
+        ids, out = result
+        tokens[name] += out.shape[1] - ids.shape[1]
+        if len(outputs[name]) < len(prompts):
+            outputs[name].append(out)
+
+    calls = {name: cycling(lambda ids, fn=fn: (ids, fn(ids)), prompts) for name, fn in arms.items()}
+    with torch.inference_mode():
+        timing = time_interleaved(calls, rounds=repeats * len(prompts), calls_per_turn=1, warmup=0, record=record)
+    return {a: per_second(tokens[a], timing[a].total_ms) for a in arms}, outputs
+
+
 def main(argv=None) -> dict:
     from workbench.measure.environment import environment_fingerprint
     from workbench.measure.generation import predicted_speedup
-    from workbench.decoding.speculative import ModelDrafter, PromptLookupDrafter, autoregressive_generate, speculative_generate
+    from workbench.decoding.drafters import ModelDrafter, PromptLookupDrafter
+    from workbench.decoding.speculative import autoregressive_generate, speculative_generate
     from workbench.tasks import get_task
 
     args = parse_args(argv)
@@ -82,18 +102,7 @@ def main(argv=None) -> dict:
         for fn in arms.values():   # warm-up (first-call allocations, HF generation-config set-up)
             fn(prompts[0])
     stats.clear()
-    seconds, tokens, outputs = dict.fromkeys(arms, 0.0), dict.fromkeys(arms, 0), {a: [] for a in arms}
-    with torch.inference_mode():
-        for rep in range(args.repeats):
-            for ids in prompts:
-                for name, fn in arms.items():
-                    start = time.perf_counter()
-                    out = fn(ids)
-                    seconds[name] += time.perf_counter() - start
-                    tokens[name] += out.shape[1] - ids.shape[1]
-                    if rep == 0:
-                        outputs[name].append(out)
-    tps = {a: tokens[a] / seconds[a] for a in arms}
+    tps, outputs = timed_generation(arms, prompts, args.repeats)
     reference = outputs["own-loop"]
     same = {a: all(torch.equal(x, y) for x, y in zip(outputs[a], reference)) for a in arms}
 

@@ -1,8 +1,13 @@
+import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
+
+import workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,9 +35,19 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
 
 def test_import_workbench_is_lean():
     code = ("import sys, workbench; workbench.get_task; heavy = [m for m in ('onnxruntime', 'plotly', 'ipywidgets', "
-            "'optimum') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+            "'optimum', 'ray', 'transformers') if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(workbench._LAZY))
+def test_every_lazy_public_name_resolves(name):
+    """``workbench.<name>`` imports the module ``_LAZY`` names and finds ``name`` there (a moved module fails here)."""
+    module = workbench._LAZY[name]
+    assert importlib.util.find_spec(module) is not None, f"workbench.{name} points at {module}, which does not exist"
+    obj = getattr(workbench, name)
+    assert getattr(obj, "__name__", name) == name, f"workbench.{name} resolved to {obj!r}"
+    assert name in dir(workbench)
 
 
 def test_readme_commands_exist_in_makefile_and_ci_calls_the_test_command():

@@ -1,7 +1,8 @@
 """Workbench: measure inference optimisations (quantisation, ONNX, distillation, batching, speculative decoding)
 and hand the winner to a serving team.
 
-The public API is imported lazily so that ``import workbench`` stays light (no onnxruntime, plotly or ipywidgets).
+The public API is imported lazily so that ``import workbench`` stays light (no onnxruntime, transformers,
+plotly or ipywidgets): ``_LAZY`` maps each public name to the module that provides it, imported on first use.
 
 Example:
     >>> import workbench as wb                                  # doctest: +SKIP
@@ -16,13 +17,26 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
+    # the spine: variants, steps, tasks, results
     "Variant": "workbench.core", "apply": "workbench.core", "register_step": "workbench.core",
     "get_task": "workbench.tasks", "from_module": "workbench.tasks", "Task": "workbench.tasks",
-    "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
-    "environment_fingerprint": "workbench.measure",
     "ResultsTable": "workbench.results", "pareto_front": "workbench.results",
-    "sweep_batching": "workbench.measure.batching", "export_bundle": "workbench.serving.bundle",
-    "verify_bundle": "workbench.serving.verify", "serve_check": "workbench.serving.serve_check",
+    # optimisation steps (importing a config's module registers its step)
+    "ExportOnnxConfig": "workbench.steps", "OptimizeConfig": "workbench.steps",
+    "QuantizeDynamicConfig": "workbench.steps", "QuantizeStaticConfig": "workbench.steps",
+    "calibrate": "workbench.steps", "DistillConfig": "workbench.steps.distill",
+    # measurement
+    "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
+    "environment_fingerprint": "workbench.measure", "sweep_batching": "workbench.measure.batching",
+    "slo_point": "workbench.measure.slo", "add_costs": "workbench.measure.cost",
+    # speculative decoding
+    "speculative_generate": "workbench.decoding.speculative",
+    "ModelDrafter": "workbench.decoding.drafters", "PromptLookupDrafter": "workbench.decoding.drafters",
+    # serving hand-off
+    "export_bundle": "workbench.serving.bundle", "verify_bundle": "workbench.serving.verify",
+    "serve_check": "workbench.serving.serve_check",
+    # what people look at
+    "WorkbenchPanel": "workbench.ui.panel", "build_report": "workbench.ui.report",
 }
 
 

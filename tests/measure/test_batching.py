@@ -51,6 +51,10 @@ class _TinyTask:
     """Inputs of the asked shape; enough of the Task API for the sweep."""
 
     name, kind = "tiny", "classification"
+    generates_text = False
+
+    def tokens_in(self, inputs):
+        return None
 
     def example_inputs(self, batch_size, seq_len=None):
         return {"input_ids": torch.zeros(batch_size, seq_len or 8, dtype=torch.long)}

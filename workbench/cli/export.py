@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workbench.cli import add_task_arguments, command
+from workbench.measure.timing import PERCENTILES
 
 
 def _arguments(p) -> None:
@@ -12,7 +13,7 @@ def _arguments(p) -> None:
     p.add_argument("--to", default=None, help="bundle folder (default artifacts/bundles/<name>); must not exist")
     p.add_argument("--name", default=None, help="Triton model name (default <task>-<variant>)")
     p.add_argument("--slo-ms", type=float, default=None, help="latency target that sets max_batch_size / queue delay")
-    p.add_argument("--percentile", default="p99", choices=["p50", "p90", "p95", "p99"])
+    p.add_argument("--percentile", default="p99", choices=list(PERCENTILES))
     p.add_argument("--instance", default="c7i.large", help="price-table instance for the card's cost lines")
     p.add_argument("--utilisation", type=float, default=1.0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle (only once the new one is done)")

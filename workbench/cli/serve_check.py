@@ -18,7 +18,7 @@ def cmd_serve_check(args) -> int:
     from pathlib import Path
 
     from workbench.serving.serve_check import serve_check
-    from workbench.steps.onnx_io import artifacts_root
+    from workbench.util.files import artifacts_root
 
     report = serve_check(args.bundle, n_requests=args.requests, concurrency=args.concurrency)
     out = Path(args.out) if args.out else artifacts_root() / "serve-check" / f"{report.model}.json"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from workbench.cli import add_task_arguments, command
+from workbench.measure.timing import PERCENTILES
 
 
 def pick_variant(task, rows, spec: str, device: str = "cpu"):
@@ -28,7 +29,7 @@ def _arguments(p) -> None:
     p.add_argument("--point-seconds", type=float, default=10.0, help="timing budget per point")
     p.add_argument("--timeout-s", type=float, default=60.0, help="a single call slower than this fails the point")
     p.add_argument("--slo-ms", type=float, default=None, help="latency target to read the largest feasible batch")
-    p.add_argument("--percentile", default="p99", choices=["p50", "p90", "p95", "p99"])
+    p.add_argument("--percentile", default="p99", choices=list(PERCENTILES))
     p.add_argument("--instance", default="c7i.large", help="price-table instance for the cost columns")
     p.add_argument("--prices", default=None, help="your price table CSV (instance, usd_per_hour, source, date)")
     p.add_argument("--utilisation", type=float, default=1.0, help="busy share of paid hours, (0, 1]")

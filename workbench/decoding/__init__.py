@@ -1,1 +1,2 @@
-"""Generation engines used by measurement: speculative decoding, drafters, lean draft forwards."""
+"""Generation engines used by measurement: the speculative-decoding engine (``speculative``), its drafters
+(``drafters``), what both ask of a causal LM (``lm``), and the lean GPT-2 draft forward (``lean_gpt2``)."""

@@ -10,8 +10,9 @@ Lossless by construction (Leviathan et al. 2023; Chen et al. 2023):
 Each round costs one target call and yields 1 to k+1 tokens. Rejected positions are cut from both KV caches
 (``DynamicCache.crop``), so nothing is recomputed. Batch 1 only (loop over prompts for more).
 
-Drafters: :class:`ModelDrafter` (a small LM with the same tokenizer) and :class:`PromptLookupDrafter`
-(copy what followed the latest n-gram's earlier occurrence in the context; no model).
+The drafters (:class:`~workbench.decoding.drafters.ModelDrafter`, a small LM with the same tokenizer, and
+:class:`~workbench.decoding.drafters.PromptLookupDrafter`, an n-gram copy from the context) live in
+:mod:`workbench.decoding.drafters`; this module is the engine that runs any of them against the target.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-DRAFTERS = ("draft-model", "prompt-lookup")
+from workbench.decoding.drafters import DRAFTERS, ModelDrafter
+from workbench.decoding.lm import check_prompt, new_cache
 
 
 @dataclass(frozen=True)
@@ -106,128 +108,6 @@ class SpecStats:
         return out
 
 
-def context_length(model) -> int | None:
-    cfg = model.config
-    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
-
-
-def vocab_size(model) -> int:
-    return model.get_output_embeddings().weight.shape[0]
-
-
-def check_prompt(model, input_ids, max_new_tokens: int) -> torch.Tensor:
-    """The prompt as a 1-D LongTensor, with clear errors for batches, empty prompts and context overflow."""
-    ids = torch.as_tensor(input_ids)
-    if ids.dim() == 2:
-        if ids.shape[0] != 1:
-            raise ValueError(f"input_ids has batch size {ids.shape[0]}: this engine decodes one prompt at a time "
-                             "(batch 1); loop over the prompts")
-        ids = ids[0]
-    if ids.dim() != 1 or ids.numel() == 0 or ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"input_ids must be non-empty integer token ids [1, T], got {tuple(ids.shape)} {ids.dtype}")
-    ctx = context_length(model)
-    if ctx is not None and ids.numel() + max_new_tokens > ctx:
-        raise ValueError(f"prompt ({ids.numel()} tokens) + max_new_tokens ({max_new_tokens}) = "
-                         f"{ids.numel() + max_new_tokens} exceeds the model's context of {ctx} tokens: shorten the "
-                         f"prompt (keep its last {max(ctx - max_new_tokens, 0)} tokens) or lower max_new_tokens")
-    if int(ids.max()) >= vocab_size(model) or int(ids.min()) < 0:
-        raise ValueError(f"input_ids hold token ids outside the model's vocabulary (0..{vocab_size(model) - 1}): "
-                         "tokenize with the model's own tokenizer")
-    return ids.long()
-
-
-def new_cache(model):
-    """An empty KV cache; ``DynamicCache(config=...)`` works on transformers 4.57 and 5.x alike."""
-    from transformers import DynamicCache
-
-    return DynamicCache(config=model.config)
-
-
-class ModelDrafter:
-    """A small LM with the target's tokenizer proposes k tokens, one cached forward call each.
-
-    Its cache always holds a prefix of the sequence; ``rollback`` cuts it back to the accepted part, and
-    the next ``propose`` feeds whatever the cache lacks (1 token, or 2 after a fully accepted round).
-    """
-
-    def __init__(self, model, target=None, lean: bool = True):
-        from workbench.decoding import lean_gpt2
-
-        self.model = model.eval()
-        if target is not None and vocab_size(model) != vocab_size(target):
-            raise ValueError(f"draft vocabulary ({vocab_size(model)} tokens) differs from the target's "
-                             f"({vocab_size(target)}): use a draft trained with the same tokenizer, "
-                             "or drafter='prompt-lookup'")
-        # GPT-2 drafts run on a lean forward (same weights, no per-call framework overhead): lower c
-        self.lean = lean_gpt2.LeanGPT2(model) if lean and lean_gpt2.supports(model) else None
-        self.cache, self.n_cached, self.calls = None, 0, 0
-
-    def reset(self) -> None:
-        self.n_cached = 0
-        if self.lean is not None:
-            self.lean.reset()
-        else:
-            self.cache = new_cache(self.model)
-
-    def _last_logits(self, feed: torch.Tensor) -> torch.Tensor:
-        if self.lean is not None:
-            return self.lean.step(feed)
-        return self.model(input_ids=feed[None], past_key_values=self.cache, use_cache=True).logits[0, -1]
-
-    def propose(self, seq: torch.Tensor, n: int, k: int, temperature: float, generator=None):
-        """k drafted tokens after ``seq[:n]`` and their draft probabilities q [k, V] (None when greedy)."""
-        tokens, qs = torch.empty(k, dtype=torch.long), []
-        feed = seq[self.n_cached:n]
-        for i in range(k):
-            logits = self._last_logits(feed)
-            if temperature == 0:
-                tokens[i] = logits.argmax()
-            else:
-                q = torch.softmax(logits.float() / temperature, -1)
-                tokens[i] = torch.multinomial(q, 1, generator=generator)[0]
-                qs.append(q)
-            feed = tokens[i:i + 1]
-        self.n_cached, self.calls = n + k - 1, self.calls + k   # the last drafted token is not in the cache yet
-        return tokens, (torch.stack(qs) if qs else None)
-
-    def rollback(self, n_valid: int) -> None:
-        if self.n_cached > n_valid:
-            (self.lean or self.cache).crop(n_valid)
-            self.n_cached = n_valid
-
-
-class PromptLookupDrafter:
-    """Proposes the tokens that followed the most recent earlier occurrence of the context's last n-gram."""
-
-    def __init__(self, max_ngram: int = 3, min_ngram: int = 1):
-        self.max_ngram, self.min_ngram, self.calls = max_ngram, min_ngram, 0
-
-    def reset(self) -> None:
-        pass
-
-    def propose(self, seq: torch.Tensor, n: int, k: int, temperature: float = 0.0, generator=None):
-        self.calls += 1
-        for size in range(min(self.max_ngram, n - 1), self.min_ngram - 1, -1):
-            # windows starting at 0..n-1-size: each ends before the last token, so a continuation exists
-            windows = seq[:n - 1].unfold(0, size, 1)
-            hits = (windows == seq[n - size:n]).all(1).nonzero()
-            if len(hits):
-                start = int(hits[-1]) + size
-                return seq[start:min(start + k, n)].clone(), None   # q = point mass on the copied tokens
-        return seq[:0].clone(), None
-
-    def rollback(self, n_valid: int) -> None:
-        pass
-
-
-def make_drafter(config: SpecConfig, draft_model=None, target=None):
-    if config.drafter == "prompt-lookup":
-        return PromptLookupDrafter(config.max_ngram, config.min_ngram)
-    if draft_model is None:
-        raise ValueError("drafter 'draft-model' needs a draft model (task.load_draft()); or use drafter='prompt-lookup'")
-    return ModelDrafter(draft_model, target)
-
-
 def verify(logits: torch.Tensor, draft: torch.Tensor, q, temperature: float, generator=None) -> tuple[int, torch.Tensor]:
     """(drafted tokens kept, the target's next token) from target logits [k+1, V] over the k drafted tokens."""
     k = len(draft)
@@ -258,7 +138,7 @@ def speculative_generate(target, drafter, input_ids, gamma: int = 4, temperature
 
     Args:
         target: HF causal LM whose output is wanted.
-        drafter: :class:`ModelDrafter` or :class:`PromptLookupDrafter` (see :func:`make_drafter`).
+        drafter: a :mod:`workbench.decoding.drafters` drafter (see :func:`~workbench.decoding.drafters.make_drafter`).
         gamma: tokens proposed per round; temperature: 0 = greedy, > 0 = sampling.
         eos_token_id: stop after this token (None: always generate ``max_new_tokens``).
 
@@ -334,3 +214,6 @@ def autoregressive_generate(model, input_ids, max_new_tokens: int = 64, use_cach
     stats.seconds = stats.target_seconds = time.perf_counter() - start
     stats.new_tokens = n - len(prompt)
     return seq[:n][None], stats
+
+
+__all__ = ["SpecConfig", "SpecStats", "verify", "speculative_generate", "autoregressive_generate"]

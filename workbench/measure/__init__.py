@@ -1,9 +1,10 @@
-"""Measurement: never mutates a model. ``measure_variant`` is the single-request/batch latency scenario."""
+"""Measurement: never mutates a model. ``measure_variant`` is the single-request/batch latency scenario.
+
+Importing this package stays light (no torch): the CLI reads ``timing.PERCENTILES`` while it builds its parser.
+"""
 from __future__ import annotations
 
 from workbench.measure.environment import environment_fingerprint
-from workbench.measure.memory import measure_peak_memory
-from workbench.measure.size import variant_size
 from workbench.measure.timing import LatencyStats, measure_latency
 
 
@@ -19,13 +20,16 @@ def measure_variant(task, variant, batch_size: int = 1, seq_len: int | None = No
     Example:
         >>> row = measure_variant(task, task.baseline(), batch_size=8)   # doctest: +SKIP
     """
+    from workbench.measure.memory import measure_peak_memory
+    from workbench.measure.size import variant_size
+    from workbench.measure.timing import timing_columns
+
     inputs = task.example_inputs(batch_size, seq_len)
     seq = int(next(iter(inputs.values())).shape[1])
     stats = measure_latency(lambda: variant(inputs), device=variant.device, threads=threads, max_seconds=max_seconds)
+    # tokens_per_s (prefill tokens) only where the task counts tokens
     row = {"task": task.name, **variant.describe(), "scenario": "latency", "batch_size": batch_size, "seq_len": seq,
-           **stats.as_row(), "throughput_per_s": round(batch_size * 1e3 / stats.p50_ms, 3)}
-    if task.kind == "causal-lm":
-        row["tokens_per_s"] = round(batch_size * seq * 1e3 / stats.p50_ms, 1)  # prefill tokens
+           **timing_columns(stats, batch_size, task.tokens_in(inputs))}
     row.update(measure_peak_memory(lambda: variant(inputs), variant.device))
     row.update(variant_size(variant))
     if quality:

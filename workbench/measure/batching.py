@@ -11,14 +11,13 @@ Rows are appended to the results table as soon as each point is measured.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from workbench.measure.memory import measure_peak_memory
-from workbench.measure.timing import measure_latency
+from workbench.measure.timing import measure_latency, per_second, timed_call, timing_columns
 
 
 @dataclass(frozen=True)
@@ -81,9 +80,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _timed_stats(fn: Callable[[], object], device: str, config: SweepConfig):
-    start = time.perf_counter()
-    fn()  # first call: also tells whether the point fits its budget at all
-    first = time.perf_counter() - start
+    first = timed_call(fn, device)[0] / 1e3  # first call: also tells whether the point fits its budget at all
     if first > config.timeout_s:
         raise PointTimeout(f"one call took {first:.1f}s > timeout_s {config.timeout_s}s")
     return measure_latency(fn, device=device, warmup=3, window_calls=5, max_windows=6,
@@ -94,9 +91,7 @@ def _forward_point(task, variant, batch: int, seq_len: int | None, config: Sweep
     inputs = task.example_inputs(batch, seq_len)
     seq = int(next(iter(inputs.values())).shape[1])
     stats = _timed_stats(lambda: variant(inputs), variant.device, config)
-    row = {"seq_len": seq, **stats.as_row(), "throughput_per_s": round(batch * 1e3 / stats.p50_ms, 3)}
-    if task.kind == "causal-lm":
-        row["tokens_per_s"] = round(batch * seq * 1e3 / stats.p50_ms, 1)
+    row = {"seq_len": seq, **timing_columns(stats, batch, task.tokens_in(inputs))}
     row.update(measure_peak_memory(lambda: variant(inputs), variant.device))
     return row
 
@@ -127,12 +122,12 @@ def _generation_point(task, variant, batch: int, prompt_len: int | None, output_
     generate = _generate_fn(variant, prompt, output_len)
     full = _timed_stats(generate, variant.device, config)
     decode_ms = max(full.p50_ms - prefill.p50_ms, 1e-6)
-    row = {"seq_len": plen, "prompt_len": plen, "output_len": output_len, **full.as_row(),
+    # whole generation in the latency/throughput columns; prompt and output tokens at their own phase's pace
+    row = {"seq_len": plen, "prompt_len": plen, "output_len": output_len,
+           **timing_columns(full, batch, batch * (plen + output_len)),
            "prefill_p50_ms": round(prefill.p50_ms, 4), "decode_p50_ms": round(decode_ms, 4),
-           "throughput_per_s": round(batch * 1e3 / full.p50_ms, 3),
-           "prompt_tokens_per_s": round(batch * plen * 1e3 / prefill.p50_ms, 1),
-           "output_tokens_per_s": round(batch * output_len * 1e3 / decode_ms, 1),
-           "tokens_per_s": round(batch * (plen + output_len) * 1e3 / full.p50_ms, 1)}
+           "prompt_tokens_per_s": per_second(batch * plen, prefill.p50_ms, 1),
+           "output_tokens_per_s": per_second(batch * output_len, decode_ms, 1)}
     row.update(measure_peak_memory(generate, variant.device))
     return row
 
@@ -154,8 +149,7 @@ def sweep_batching(task, variant, config: SweepConfig | None = None, table=None,
     from tqdm.auto import tqdm
 
     config = config or SweepConfig()
-    lm = task.kind == "causal-lm"
-    outs = config.output_lens if lm else (None,)
+    outs = config.output_lens if task.generates_text else (None,)
     lines = [(s, o) for s in config.seq_lens for o in outs]
     bar = tqdm(total=len(lines) * len(config.batch_sizes), desc=f"sweep {variant.name}", disable=not progress)
     rows: list[dict] = []
@@ -179,12 +173,12 @@ def _one_point(task, variant, batch, seq_len, out_len, config) -> tuple[dict, st
         measured = (_generation_point(task, variant, batch, seq_len, out_len, config) if out_len is not None
                     else _forward_point(task, variant, batch, seq_len, config))
     except Exception as exc:  # one bad point must not end the sweep
-        kind = "oom" if _is_oom(exc) else "timeout" if isinstance(exc, PointTimeout) else "error"
-        if kind == "oom" and variant.device == "cuda":
+        failure = "oom" if _is_oom(exc) else "timeout" if isinstance(exc, PointTimeout) else "error"
+        if failure == "oom" and variant.device == "cuda":
             torch.cuda.empty_cache()
-        row = {**base, "failed": True, "failure": kind, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        row = {**base, "failed": True, "failure": failure, "error": f"{type(exc).__name__}: {exc}"[:500]}
         # OOM / timeout at this batch: larger batches would only fail the same way.
-        return row, (f"stopped after {kind} at batch {batch}" if kind in ("oom", "timeout") else None)
+        return row, (f"stopped after {failure} at batch {batch}" if failure in ("oom", "timeout") else None)
     row = {**base, **measured, "failed": False}
     if config.latency_cap_ms is not None and row["latency_p99_ms"] > config.latency_cap_ms:
         row["capped"] = True

@@ -83,18 +83,20 @@ def _check_utilisation(utilisation: float) -> None:
         raise ValueError(f"utilisation {utilisation} must be in (0, 1]: the busy share of paid hours")
 
 
-def usd_per_1m_tokens(usd_per_hour: float, tokens_per_s: float, utilisation: float = 1.0) -> float:
+def _usd_per(units: float, usd_per_hour: float, rate: float, utilisation: float, rate_name: str) -> float:
+    """Dollars per ``units`` things served at ``rate`` a second; idle paid hours (``utilisation`` < 1) cost too."""
     _check_utilisation(utilisation)
-    if tokens_per_s <= 0:
-        raise ValueError(f"tokens_per_s must be positive, got {tokens_per_s}")
-    return usd_per_hour / (tokens_per_s * 3600) * 1e6 / utilisation
+    if rate <= 0:
+        raise ValueError(f"{rate_name} must be positive, got {rate}")
+    return usd_per_hour / (rate * 3600) * units / utilisation
+
+
+def usd_per_1m_tokens(usd_per_hour: float, tokens_per_s: float, utilisation: float = 1.0) -> float:
+    return _usd_per(1e6, usd_per_hour, tokens_per_s, utilisation, "tokens_per_s")
 
 
 def usd_per_1k_requests(usd_per_hour: float, requests_per_s: float, utilisation: float = 1.0) -> float:
-    _check_utilisation(utilisation)
-    if requests_per_s <= 0:
-        raise ValueError(f"requests_per_s must be positive, got {requests_per_s}")
-    return usd_per_hour / (requests_per_s * 3600) * 1e3 / utilisation
+    return _usd_per(1e3, usd_per_hour, requests_per_s, utilisation, "requests_per_s")
 
 
 def break_even_utilisation(usd_per_hour: float, tokens_per_s: float, api_usd_per_1m_tokens: float) -> float:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from workbench.decoding.speculative import DRAFTERS, SpecStats, autoregressive_generate, make_drafter, \
-    speculative_generate, SpecConfig
+from workbench.decoding.drafters import DRAFTERS, make_drafter
+from workbench.decoding.speculative import SpecStats, autoregressive_generate, speculative_generate, SpecConfig
 
 
 def predicted_speedup(alpha: float, gamma: int, c: float, verify_cost: float = 1.0) -> float:
@@ -108,6 +108,28 @@ def spec_row(stats: SpecStats, base: SpecStats, greedy_match: bool | None) -> di
             "new_tokens": stats.new_tokens, "target_calls": stats.target_calls, "identical": greedy_match}.items()}
 
 
+def _run_interleaved(arms: list, run, prompts: list, seed: int, progress: bool) -> tuple[dict, dict]:
+    """Every arm on every prompt, prompt by prompt (round k: each arm on prompt k with seed + k).
+
+    Returns each arm's SpecStats merged over prompts, and its outputs in prompt order.
+    """
+    from tqdm.auto import tqdm
+
+    from workbench.measure.interleaved import cycling, round_robin
+
+    numbered = list(enumerate(prompts))
+    callers = {arm: cycling(lambda item, arm=arm: run(arm, item[1], seed + item[0]), numbered) for arm in arms}
+    stats: dict = {}
+    outputs: dict = {}
+    with tqdm(total=len(prompts), desc="generation", disable=not progress) as bar:
+        for _round, arm, (out, s) in round_robin(callers, len(prompts)):
+            stats[arm] = s if arm not in stats else stats[arm].merge(s)
+            outputs.setdefault(arm, []).append(out)
+            if arm == arms[-1]:
+                bar.update(1)
+    return stats, outputs
+
+
 def measure_generation(task, trial: GenerationTrial | None = None, target=None, draft=None, table=None,
                        threads: int | None = None, progress: bool = True) -> list[dict]:
     """Run the generation scenario on ``task``'s held-out prompts; return (and append to ``table``) one row per arm.
@@ -123,12 +145,10 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
         >>> table = ResultsTable.for_study("speculative")                          # doctest: +SKIP
         >>> measure_generation(task, GenerationTrial.quick(), table=table)
     """
-    from tqdm.auto import tqdm
-
     from workbench.measure.timing import pin_threads
 
     trial = trial or GenerationTrial()
-    if getattr(task, "kind", None) != "causal-lm":
+    if not getattr(task, "generates_text", False):
         raise ValueError(f"generation needs a causal-lm task, got {getattr(task, 'kind', type(task).__name__)!r}")
     used_threads = pin_threads(threads)
     base_variant = task.baseline("cpu") if target is None else None
@@ -143,9 +163,9 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
     drafters = {d: make_drafter(SpecConfig(drafter=d), draft, target) for d in trial.drafters}
 
     def run(arm, ids, seed):
-        kind, drafter, temp, gamma_or_cache = arm
+        mode, drafter, temp, gamma_or_cache = arm
         gen = torch.Generator().manual_seed(seed)
-        if kind == "plain":
+        if mode == "plain":
             return autoregressive_generate(target, ids, trial.max_new_tokens, use_cache=gamma_or_cache,
                                            temperature=temp, generator=gen)
         return speculative_generate(target, drafters[drafter], ids, gamma_or_cache, temp, trial.max_new_tokens,
@@ -153,13 +173,7 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
 
     for arm in arms:   # warm-up: first calls allocate, fill caches and pick kernels
         run(arm, prompts[0], trial.seed)
-    stats: dict = {}
-    outputs: dict = {}
-    for i, ids in enumerate(tqdm(prompts, desc="generation", disable=not progress)):
-        for arm in arms:
-            out, s = run(arm, ids, trial.seed + i)
-            stats[arm] = s if arm not in stats else stats[arm].merge(s)
-            outputs.setdefault(arm, []).append(out)
+    stats, outputs = _run_interleaved(arms, run, prompts, trial.seed, progress)
 
     common = {"task": task.name, "batch_size": 1, "seq_len": trial.prompt_tokens, "max_new_tokens": trial.max_new_tokens,
               "n_prompts": len(prompts), "threads": used_threads}
@@ -167,9 +181,9 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
         common.update(base_variant.describe())
     rows = []
     for arm in arms:
-        kind, drafter, temp, g = arm
+        mode, drafter, temp, g = arm
         s = stats[arm]
-        if kind == "plain":
+        if mode == "plain":
             row = {**common, "variant": f"target kv-cache {'on' if g else 'off'}", "scenario": "generation-plain",
                    "kv_cache": g, "temperature": temp, "tokens_per_s": round(s.tokens_per_s, 2),
                    "new_tokens": s.new_tokens, "target_calls": s.target_calls,

@@ -6,12 +6,12 @@ Peaks are measured here (never taken from a spec sheet), so MBU compares like wi
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 
-from workbench.runtime.torch_runner import resolve_device, synchronize
+from workbench.measure.timing import timed_call
+from workbench.runtime.torch_runner import resolve_device
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,7 @@ class DevicePeaks:
 
 def _best_seconds(fn, repeats: int, device: str) -> float:
     fn()  # warm-up: allocation, kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min((timed_call(fn, device)[0] for _ in range(repeats)), default=float("inf")) / 1e3
 
 
 def copy_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10) -> float:

@@ -9,14 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from workbench.measure.batching import sweep_rows
+from workbench.measure.timing import PERCENTILES
 
-PERCENTILES = ("p50", "p90", "p95", "p99")
+
+def _check_percentile(percentile: str) -> None:
+    if percentile not in PERCENTILES:
+        raise ValueError(f"percentile {percentile!r} unknown: use one of {PERCENTILES}")
 
 
 def tail_latency_ms(row: dict, percentile: str = "p99") -> float:
     """Latency of ``row`` at ``percentile`` (p95 interpolated between the measured p90 and p99)."""
-    if percentile not in PERCENTILES:
-        raise ValueError(f"percentile {percentile!r} unknown: use one of {PERCENTILES}")
+    _check_percentile(percentile)
     if percentile == "p95":
         p90, p99 = row["latency_p90_ms"], row["latency_p99_ms"]
         return p90 + (p99 - p90) * (95 - 90) / (99 - 90)
@@ -71,7 +74,7 @@ def slo_point(rows, target_ms: float, percentile: str = "p99", variant_id: str |
     """
     if not target_ms or target_ms <= 0:
         raise ValueError(f"SLO target {target_ms!r} ms must be a positive number")
-    tail_latency_ms({"latency_p90_ms": 0, "latency_p99_ms": 0, "latency_p50_ms": 0}, percentile)  # validates name
+    _check_percentile(percentile)
     points = sweep_rows(list(rows), variant_id, seq_len)
     if not points:
         raise ValueError("no successful batching-sweep rows to read the SLO from: run `workbench sweep` first "

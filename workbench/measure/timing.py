@@ -1,14 +1,16 @@
-"""Latency measurement: warm-up, device sync, thread pinning, percentiles, stability over windows."""
+"""Latency measurement: warm-up, device sync, thread pinning, percentiles, stability over windows.
+
+Also the one place that names latency percentiles (``PERCENTILES``) and turns a measurement into a row's timing
+columns (``timing_columns``). Imports of torch/numpy stay inside functions so the CLI can read ``PERCENTILES``
+without loading them.
+"""
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-import numpy as np
-import torch
-
-from workbench.runtime.torch_runner import synchronize
+PERCENTILES = ("p50", "p90", "p95", "p99")   # every latency percentile a row, an SLO target or a CLI can name
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,60 @@ class LatencyStats:
                 for k, v in asdict(self).items()}
 
 
+# The percentiles a timing row stores; the others (p95) are read between them (see measure.slo.tail_latency_ms).
+MEASURED_PERCENTILES = tuple(p for p in PERCENTILES if f"{p}_ms" in LatencyStats.__dataclass_fields__)
+
+
+def percentile_ranks(names: tuple[str, ...] = MEASURED_PERCENTILES) -> tuple[tuple[str, float], ...]:
+    """``(name, rank)`` pairs for ``np.percentile``: ``("p90", 90.0)``."""
+    return tuple((name, float(name[1:])) for name in names)
+
+
+def per_second(count: float, ms: float, digits: int | None = None) -> float:
+    """``count`` things done in ``ms`` milliseconds, as a rate per second (rounded to ``digits`` if given)."""
+    rate = count * 1e3 / ms
+    return rate if digits is None else round(rate, digits)
+
+
+def timing_columns(stats: LatencyStats, items: int, tokens: int | None = None) -> dict:
+    """A row's timing columns: the latency figures, and throughput at the median call.
+
+    Args:
+        stats: the measurement of one call.
+        items: requests (batch rows) one call serves: ``throughput_per_s``.
+        tokens: tokens one call processes, or None where the task does not count tokens: ``tokens_per_s``.
+    """
+    row = {**stats.as_row(), "throughput_per_s": per_second(items, stats.p50_ms, 3)}
+    if tokens is not None:
+        row["tokens_per_s"] = per_second(tokens, stats.p50_ms, 1)
+    return row
+
+
 def pin_threads(threads: int | None) -> int:
     """Use the same intra-op thread count for every arm (torch here; ORT sessions take it at creation)."""
+    import torch
+
     if threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def timed_call(fn: Callable[[], object], device: str = "cpu") -> tuple[float, object]:
+    """Milliseconds one call of ``fn`` takes, and what it returned.
+
+    On "cuda" the device is synchronised before and after, so the timer covers the queued GPU work too.
+    """
+    from workbench.runtime.torch_runner import synchronize
+
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1e3, result
+
+
+def _spread(medians: list[float]) -> float:
+    return max(medians[-3:]) / max(min(medians[-3:]), 1e-9)
 
 
 def measure_latency(fn: Callable[[], object], device: str = "cpu", warmup: int = 10, window_calls: int = 20,
@@ -56,36 +107,29 @@ def measure_latency(fn: Callable[[], object], device: str = "cpu", warmup: int =
         >>> stats = measure_latency(lambda: variant(inputs))   # doctest: +SKIP
         >>> stats.p50_ms, stats.stable
     """
+    import numpy as np
+
     used_threads = pin_threads(threads)
-
-    def timed() -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        return (time.perf_counter() - start) * 1e3
-
-    first = timed()
+    first = timed_call(fn, device)[0]
     deadline = time.perf_counter() + max_seconds
     for _ in range(warmup):
-        timed()
+        timed_call(fn, device)
         if time.perf_counter() > deadline:
             break
     times: list[float] = []
     medians: list[float] = []
     while len(medians) < max_windows:
-        window = [timed() for _ in range(window_calls)]
+        window = [timed_call(fn, device)[0] for _ in range(window_calls)]
         times.extend(window)
         medians.append(float(np.median(window)))
-        spread = max(medians[-3:]) / max(min(medians[-3:]), 1e-9)
-        if len(medians) >= min_windows and spread <= stable_spread:
+        if len(medians) >= min_windows and _spread(medians) <= stable_spread:
             break
         if time.perf_counter() > deadline and len(medians) >= 1:
             break
     arr = np.asarray(times)
-    spread = max(medians[-3:]) / max(min(medians[-3:]), 1e-9)
+    spread = _spread(medians)
     return LatencyStats(
-        p50_ms=float(np.percentile(arr, 50)), p90_ms=float(np.percentile(arr, 90)), p99_ms=float(np.percentile(arr, 99)),
+        **{f"{name}_ms": float(np.percentile(arr, rank)) for name, rank in percentile_ranks()},
         mean_ms=float(arr.mean()), std_ms=float(arr.std()), min_ms=float(arr.min()), max_ms=float(arr.max()),
         first_call_ms=first, n_calls=len(arr), n_windows=len(medians), window_spread=float(spread),
         stable=len(medians) >= min_windows and spread <= stable_spread, threads=used_threads)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.measure.timing import percentile_ranks
 from workbench.serving.verify import BundleError, check_files, load_manifest, model_paths, reference_arrays
 
 
@@ -284,7 +285,7 @@ def serve_check(bundle: str | Path, n_requests: int = 64, concurrency: int = 8, 
         bundle=str(bundle), model=name, n_requests=n_requests, concurrency=concurrency,
         n_correct=sum(1 for r in results if not r[2]), max_abs_diff=max(r[1] for r in results),
         batch_sizes=formed, latency_ms={p: round(float(np.percentile(lat, q)), 3) for p, q in
-                                        (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
+                                        (*percentile_ranks(), ("max", 100))},
         throughput_per_s=round(n_requests / wall, 2), server_version=version, ports=ports, mismatches=mismatches[:20])
     if raise_on_error and not report.ok:
         raise ServeCheckError(f"{n_requests - report.n_correct} of {n_requests} answers differ from the reference: "

@@ -12,7 +12,7 @@ import pkgutil
 from workbench.steps.export_onnx import ExportOnnxConfig
 from workbench.steps.optimize import OptimizeConfig
 from workbench.steps.quantize.dynamic import QuantizeDynamicConfig
-from workbench.steps.quantize.calibrate import calibrate
+from workbench.steps.quantize.calibration import calibrate
 from workbench.steps.quantize.static import QuantizeStaticConfig
 
 _HELPERS = {"onnx_io", "export_validation"}

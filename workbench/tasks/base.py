@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 
@@ -55,6 +55,13 @@ class Task(ABC):
     @abstractmethod
     def example_inputs(self, batch_size: int = 1, seq_len: int = 128) -> dict[str, torch.Tensor]:
         """Realistic inputs of the given shape for timing (taken from the task's own data)."""
+
+    # What measurement asks a task instead of comparing ``kind`` (only tasks/ knows the kinds).
+    generates_text: bool = False  # True: the model decodes tokens, so sweeps time prompt + generated output too
+
+    def tokens_in(self, inputs: dict[str, torch.Tensor]) -> int | None:
+        """Tokens a batch of ``inputs`` carries, for tokens/s columns; None where throughput counts items only."""
+        return None
 
     def calibration_batches(self, n_examples: int = 128, batch_size: int = 8,
                             seq_len: int = 128) -> Iterator[dict[str, torch.Tensor]]:

@@ -49,6 +49,7 @@ class CausalLMTask(Task):
     """
 
     kind = "causal-lm"
+    generates_text = True
     input_names = ("input_ids",)
 
     def __init__(self, model_dir: str | Path, documents: dict[str, list[str]], name: str | None = None,
@@ -108,6 +109,9 @@ class CausalLMTask(Task):
             blocks = self.token_blocks("test", seq_len)
         rows = [blocks[i % len(blocks), :seq_len] for i in range(batch_size)]
         return {"input_ids": torch.stack(rows)}
+
+    def tokens_in(self, inputs: dict[str, torch.Tensor]) -> int:
+        return int(inputs["input_ids"].numel())   # every position of a prefill batch is a token processed
 
     def calibration_batches(self, n_examples: int = 128, batch_size: int = 8, seq_len: int | None = None) -> Iterator[dict]:
         split = "validation" if self.documents.get("validation") else "test"

@@ -10,14 +10,9 @@ Example:
 """
 from __future__ import annotations
 
-import os
-
 from workbench.core import apply
 from workbench.steps.distill import DistillConfig, family_of, training_callback
-
-
-def small_mode() -> bool:
-    return os.environ.get("WORKBENCH_SMALL", "") not in ("", "0")
+from workbench.util.settings import small_mode
 
 
 class DistillPanel:

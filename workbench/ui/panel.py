@@ -16,104 +16,17 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import os
-import pkgutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from workbench.core import apply, registered_steps
-
-
-def small_mode() -> bool:
-    """``WORKBENCH_SMALL=1`` shrinks the work (eval examples, timing budget) through the same code paths."""
-    return os.environ.get("WORKBENCH_SMALL", "") not in ("", "0")
-
+from workbench.runtime import torch_module
+from workbench.ui.live_plot import LivePlot
+from workbench.ui.step_options import StepOption, as_option, discover_step_options
+from workbench.util.settings import small_mode
 
 # Price-table instance per device for the $ columns: the reference 2-vCPU CPU box, and a 1-GPU L4 box.
 DEFAULT_INSTANCES = {"cpu": "c7i.large", "cuda": "g6.xlarge"}
-
-
-@dataclass(frozen=True)
-class StepOption:
-    """One tick box: a label and the step configs applied in order to the baseline; ``reason`` says why it cannot run."""
-
-    label: str
-    configs: tuple = ()
-    reason: str = ""
-
-
-def discover_step_options() -> list[StepOption]:
-    """Every registered step with its default config and named presets; step modules that fail to import
-    (a missing dependency) come back as options that say why."""
-    broken = []
-    try:
-        package = importlib.import_module("workbench.steps")
-        modules = [info.name for info in pkgutil.iter_modules(package.__path__)]
-    except ImportError:
-        modules = []
-    for name in modules:
-        try:
-            importlib.import_module(f"workbench.steps.{name}")
-        except Exception as err:  # noqa: BLE001 - any import failure makes the step unavailable, not the panel
-            broken.append(StepOption(name, (), f"cannot import workbench.steps.{name}: {type(err).__name__}: {err}"))
-    options = [opt for name, cfg_type in registered_steps().items() for opt in _presets(name, cfg_type)]
-    return options + broken
-
-
-def _presets(name: str, cfg_type: type) -> list[StepOption]:
-    """The default config (when every field has a default) and each no-argument classmethod preset."""
-    found: list[tuple[str, Any]] = []
-    try:
-        found.append((name, cfg_type()))
-    except Exception:  # noqa: BLE001 - a config without defaults is offered through its presets only
-        pass
-    for attr, value in vars(cfg_type).items():
-        if attr.startswith("_") or not isinstance(value, classmethod) or attr in ("from_dict", "from_json"):
-            continue
-        try:
-            config = getattr(cfg_type, attr)()
-        except Exception:  # noqa: BLE001 - presets that need arguments cannot be a plain tick box
-            continue
-        if isinstance(config, cfg_type) and all(config != c for _l, c in found):
-            found.append((f"{name}: {attr}", config))
-    return [StepOption(label, (config,)) for label, config in found]
-
-
-class LivePlot:
-    """A plotly figure that redraws in place as data arrives: an ipywidgets Output re-showing a plain Figure.
-
-    plotly 7's FigureWidget (anywidget) draws blank axes in JupyterLab 4.6 here (checked with headless chromium),
-    while a Figure shown through plotly's mimetype renderer draws, so live plots in notebooks use this.
-
-    Example:
-        >>> live = LivePlot(); live                       # doctest: +SKIP
-        >>> live.update(pareto_figure(rows))              # redraws in place
-    """
-
-    def __init__(self, figure=None):
-        import ipywidgets as w
-        import plotly.graph_objects as go
-
-        self.output = w.Output()
-        self.figure = figure if figure is not None else go.Figure(layout=dict(template="plotly_white", height=480))
-        self.update(self.figure)
-
-    def update(self, figure) -> None:
-        from IPython import get_ipython
-        from IPython.display import clear_output, display
-
-        self.figure = figure
-        if get_ipython() is None:      # plain Python (scripts, tests): nothing to render into
-            return
-        with self.output:
-            clear_output(wait=True)
-            display(figure)
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.output._repr_mimebundle_(**kwargs)
 
 
 class WorkbenchPanel:
@@ -145,7 +58,7 @@ class WorkbenchPanel:
         self.study, self.threads = study, threads
         self.instances = {**DEFAULT_INSTANCES, **(instances or {})}
         self.max_seconds = max_seconds or (3.0 if small_mode() else 10.0)
-        self.options = [self._as_option(o) for o in (discover_step_options() if options is None else options)]
+        self.options = [as_option(o) for o in (discover_step_options() if options is None else options)]
         self.rows: list[dict] = []           # rows measured by this panel (the plot shows these)
         self.variants: dict[str, Any] = {}   # variant id -> Variant, for export
         self.messages: list[str] = []
@@ -305,7 +218,8 @@ class WorkbenchPanel:
             return self._apply_once(variant, config)
         except Exception as first:  # noqa: BLE001
             export_cfg = registered_steps().get("export_onnx")
-            if variant.backend != "torch" or export_cfg is None or isinstance(config, export_cfg):
+            # only a torch model in memory can be exported to ONNX: any other variant's failure stands as it is
+            if torch_module(variant) is None or export_cfg is None or isinstance(config, export_cfg):
                 raise
             onnx = self._apply_once(variant, export_cfg())
             try:
@@ -372,16 +286,6 @@ class WorkbenchPanel:
         self.say(f"✓ exported {variant.name} to {bundle}")
         return bundle
 
-    @staticmethod
-    def _as_option(option) -> StepOption:
-        if isinstance(option, StepOption):
-            return option
-        label, configs = option
-        configs = tuple(configs) if isinstance(configs, (tuple, list)) else (configs,)
-        if not all(dataclasses.is_dataclass(c) for c in configs):
-            raise TypeError(f"option {label!r}: step configs are dataclass instances, got {configs!r}")
-        return StepOption(label, configs)
-
 
 def _escape(text: str) -> str:
     import html
@@ -389,4 +293,4 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
-__all__ = ["WorkbenchPanel", "LivePlot", "StepOption", "discover_step_options", "small_mode"]
+__all__ = ["WorkbenchPanel", "DEFAULT_INSTANCES"]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Iterable
 
 from workbench.results import UNITS, pareto_front
+from workbench.util.numbers import is_number
 
 # One colour per step family, the same in every figure (Okabe-Ito-like, readable by colour-blind users).
 FAMILY_COLORS = {
@@ -78,16 +78,17 @@ def hover_text(row: dict) -> str:
     lines = [f"<b>{row.get('variant', '?')}</b> [{row.get('variant_id', '')}]", f"lineage: {lineage_text(row)}",
              f"{row.get('backend', '?')} / {row.get('device', '?')} / {row.get('precision', '?')}, "
              f"batch {row.get('batch_size', '?')} x {row.get('seq_len', '?')} tokens"]
-    if _num(row.get("quality")):
+    if is_number(row.get("quality")):
         ci = ""
-        if _num(row.get("quality_ci_low")) and _num(row.get("quality_ci_high")):
+        if is_number(row.get("quality_ci_low")) and is_number(row.get("quality_ci_high")):
             ci = f" (95% CI {row['quality_ci_low']:.4g}–{row['quality_ci_high']:.4g}, n={row.get('quality_n', '?')})"
         lines.append(f"{row.get('metric', 'quality')}: {row['quality']:.4g}{ci}")
-    if _num(row.get("latency_p50_ms")):
-        pcts = "/".join(f"{row[k]:.3g}" for k in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms") if _num(row.get(k)))
+    if is_number(row.get("latency_p50_ms")):
+        pcts = "/".join(f"{row[k]:.3g}" for k in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms")
+                        if is_number(row.get(k)))
         lines.append(f"latency p50/p90/p99: {pcts} ms")
     for col in COST_COLUMNS:
-        if _num(row.get(col)):
+        if is_number(row.get(col)):
             lines.append(f"{AXIS_LABELS[col]}: {row[col]:.4g}")
     return "<br>".join(lines)
 
@@ -109,7 +110,7 @@ def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: st
     """
     import plotly.graph_objects as go
 
-    usable = [r for r in _rows(rows) if _num(r.get(x)) and _num(r.get(y)) and not r.get("failed")
+    usable = [r for r in _rows(rows) if is_number(r.get(x)) and is_number(r.get(y)) and not r.get("failed")
               and (batch_size is None or r.get("batch_size") == batch_size)]
     if color == "auto":
         color = cost_column(usable)
@@ -134,10 +135,10 @@ def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: st
 
 def cost_column(rows: list[dict]) -> str | None:
     """The cost to colour by: $ per 1M tokens for LMs (rows with tokens/s), else $ per 1k requests, else any."""
-    present = [c for c in COST_COLUMNS if any(_num(r.get(c)) for r in rows)]
+    present = [c for c in COST_COLUMNS if any(is_number(r.get(c)) for r in rows)]
     if not present:
         return None
-    lm = any(_num(r.get("tokens_per_s")) for r in rows)
+    lm = any(is_number(r.get("tokens_per_s")) for r in rows)
     preferred = "usd_per_1m_tokens" if lm else "usd_per_1k_requests"
     return preferred if preferred in present else present[0]
 
@@ -147,11 +148,11 @@ def _family_trace(go, rows: list[dict], fam: str, x: str, y: str, color: str | N
     marker = dict(size=16 if base else 11, symbol="star" if base else "circle",
                   line=dict(color=family_color(fam), width=2.5 if color else 1))
     if color:
-        marker.update(color=[r.get(color) if _num(r.get(color)) else math.nan for r in rows], coloraxis="coloraxis")
+        marker.update(color=[r.get(color) if is_number(r.get(color)) else math.nan for r in rows], coloraxis="coloraxis")
     else:
         marker["color"] = family_color(fam)
-    low = [r[y] - r["quality_ci_low"] if y == "quality" and _num(r.get("quality_ci_low")) else 0 for r in rows]
-    high = [r["quality_ci_high"] - r[y] if y == "quality" and _num(r.get("quality_ci_high")) else 0 for r in rows]
+    low = [r[y] - r["quality_ci_low"] if y == "quality" and is_number(r.get("quality_ci_low")) else 0 for r in rows]
+    high = [r["quality_ci_high"] - r[y] if y == "quality" and is_number(r.get("quality_ci_high")) else 0 for r in rows]
     return go.Scatter(x=[r[x] for r in rows], y=[r[y] for r in rows], mode="markers", name=fam, marker=marker,
                       error_y=dict(type="data", array=high, arrayminus=low, visible=any(low + high), thickness=1),
                       text=[hover_text(r) for r in rows], hovertemplate="%{text}<extra></extra>",
@@ -170,7 +171,7 @@ def line_figure(rows, x: str, y: str, group: str = "variant", title: str | None 
     """
     import plotly.graph_objects as go
 
-    usable = sorted((r for r in _rows(rows) if _num(r.get(x)) and _num(r.get(y)) and not r.get("failed")),
+    usable = sorted((r for r in _rows(rows) if is_number(r.get(x)) and is_number(r.get(y)) and not r.get("failed")),
                     key=lambda r: r[x])
     fig = go.Figure()
     for key in dict.fromkeys(r.get(group) for r in usable):
@@ -198,11 +199,10 @@ def batching_figure(rows, slo_ms: float | None = None, latency: str = "latency_p
     Example:
         >>> batching_figure(ResultsTable.load("artifacts/sweep"), slo_ms=50).show()   # doctest: +SKIP
     """
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     rows = _rows(rows)
-    throughput = throughput or ("tokens_per_s" if any(_num(r.get("tokens_per_s")) for r in rows) else "throughput_per_s")
+    throughput = throughput or ("tokens_per_s" if any(is_number(r.get("tokens_per_s")) for r in rows) else "throughput_per_s")
     fig = make_subplots(rows=1, cols=2, subplot_titles=(axis_label(latency), axis_label(throughput)))
     for col, metric in ((1, latency), (2, throughput)):
         for trace in line_figure(rows, "batch_size", metric, group="variant").data:
@@ -225,19 +225,19 @@ def figures_for(rows) -> list[tuple[str, object]]:
     """
     rows = [r for r in _rows(rows) if not r.get("failed")]
     out = []
-    if any(_num(r.get("quality")) and _num(r.get("latency_p50_ms")) for r in rows):
+    if any(is_number(r.get("quality")) and is_number(r.get("latency_p50_ms")) for r in rows):
         out.append(("Quality vs latency (Pareto front)", pareto_figure(rows)))
     per_variant: dict[str, set] = {}
     for r in rows:
-        if _num(r.get("latency_p50_ms")) and r.get("batch_size") is not None:
+        if is_number(r.get("latency_p50_ms")) and r.get("batch_size") is not None:
             per_variant.setdefault(r.get("variant_id") or r.get("variant"), set()).add(r["batch_size"])
     if any(len(b) > 1 for b in per_variant.values()):
         out.append(("Latency and throughput vs batch size", batching_figure(rows)))
         cost = cost_column(rows)
-        costed = [r for r in rows if cost and _num(r.get(cost))]
+        costed = [r for r in rows if cost and is_number(r.get(cost))]
         if len({(r.get("variant_id"), r.get("batch_size")) for r in costed}) > len({r.get("variant_id") for r in costed}):
             out.append((f"{axis_label(cost)} vs batch size", line_figure(costed, "batch_size", cost, log_x=True)))
-    if any(_num(r.get("size_mb")) and _num(r.get("latency_p50_ms")) for r in rows):
+    if any(is_number(r.get("size_mb")) and is_number(r.get("latency_p50_ms")) for r in rows):
         out.append(("Size vs latency", pareto_figure(rows, y="size_mb", color=None, higher_is_better=False,
                                                    title="Model size vs p50 latency")))
     return out
@@ -250,10 +250,6 @@ def _families(rows: list[dict]) -> list[str]:
 
 def _rows(rows) -> list[dict]:
     return list(rows.rows if hasattr(rows, "rows") else rows)
-
-
-def _num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 __all__ = ["pareto_figure", "line_figure", "batching_figure", "figures_for", "family_color", "axis_label",

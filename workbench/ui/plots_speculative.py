@@ -1,6 +1,7 @@
 """Speculative-decoding figures: pure functions from generation rows (``workbench.measure.generation``) to plotly.
 
-Kept beside ``workbench/plots.py`` (owned elsewhere) until it is folded in. Plotly is imported inside.
+They read the generation scenario's own columns (gamma, alpha, c, accept_hist), so they live beside the general
+figures of :mod:`workbench.ui.plots` rather than in it. Plotly is imported inside.
 
 Example:
     >>> speedup_figure(rows).show()                     # doctest: +SKIP

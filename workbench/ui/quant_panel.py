@@ -1,7 +1,7 @@
 """The quantisation notebook's panel: calibration method, per-channel, exclusions -> Run -> live Pareto plot.
 
 It only wires widgets to the public API: ``calibrate`` + ``QuantizeStaticConfig`` (workbench.steps), ``measure_variant``,
-the ResultsTable, :func:`workbench.ui.plots.pareto_figure` and :class:`workbench.ui.panel.LivePlot`. Drivable from code:
+the ResultsTable, :func:`workbench.ui.plots.pareto_figure` and :class:`workbench.ui.live_plot.LivePlot`. Drivable from code:
 set ``panel.method.value`` etc. and call ``panel.run_button.click()`` (or ``panel.run()``).
 
 Example:
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from workbench.core import apply
 from workbench.measure import measure_variant
-from workbench.steps.quantize.static import METHODS, QuantizeStaticConfig, calibrate
+from workbench.steps.quantize.calibration import METHODS, calibrate
+from workbench.steps.quantize.static import QuantizeStaticConfig
 
 
 class QuantPanel:
@@ -32,7 +33,7 @@ class QuantPanel:
                  **measure_kwargs):
         import ipywidgets as w
 
-        from workbench.ui.panel import LivePlot
+        from workbench.ui.live_plot import LivePlot
 
         self.task, self.onnx_fp32, self.table = task, onnx_fp32, table
         self.rows, self.variants = list(references), {}

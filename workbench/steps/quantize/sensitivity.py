@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from workbench.steps.quantize.calibrate import ort_calibration_method
+from workbench.steps.quantize.calibration import ort_calibration_method
 from workbench.steps.quantize.static import QuantizeStaticConfig, _load_ranges
 
 _LAYER = re.compile(r"(layers?|h|blocks?)[._/](\d+)")

@@ -1,7 +1,8 @@
 """Static int8 quantisation (ONNX Runtime QDQ), in two explicit phases.
 
-1. :func:`~workbench.steps.quantize.calibrate.calibrate` runs the float ONNX model over calibration batches (``task.calibration_batches(...)``, any
-   batch size) and saves the activation ranges (MinMax, Entropy or Percentile) to a folder.
+1. :func:`~workbench.steps.quantize.calibration.calibrate` runs the float ONNX model over calibration batches
+   (``task.calibration_batches(...)``, any batch size) and saves the activation ranges (MinMax, Entropy or
+   Percentile) to a folder.
 2. ``apply(variant, QuantizeStaticConfig(ranges=folder, ...))`` writes the QDQ model from those ranges:
    per-channel weights, operator types and nodes to exclude (e.g. from :mod:`workbench.steps.quantize.sensitivity`).
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from workbench.core import Variant, register_step
 from workbench.steps.onnx_io import onnx_variant, step_dir
-from workbench.steps.quantize.calibrate import DEFAULT_OP_TYPES, OP_TYPES, ort_calibration_method, require_fp32_onnx
+from workbench.steps.quantize.calibration import DEFAULT_OP_TYPES, OP_TYPES, ort_calibration_method, require_fp32_onnx
 from workbench.util.files import publish_dir, sha256, write_checksums
 
 

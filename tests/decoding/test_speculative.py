@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from workbench.decoding.speculative import (ModelDrafter, PromptLookupDrafter, SpecConfig, autoregressive_generate,
-                                   make_drafter, speculative_generate)
+from workbench.decoding.drafters import ModelDrafter, PromptLookupDrafter, make_drafter
+from workbench.decoding.speculative import SpecConfig, autoregressive_generate, speculative_generate
 from workbench.tasks.causal_lm import DEMO_DRAFT_DIR, DEMO_TARGET_DIR
 
 

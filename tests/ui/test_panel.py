@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from workbench.core import register_step
 from workbench.runtime.torch_runner import TorchRunner
-from workbench.ui.panel import StepOption, WorkbenchPanel, discover_step_options
+from workbench.ui.panel import WorkbenchPanel
+from workbench.ui.step_options import StepOption, discover_step_options
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,6 @@ class KeepLayersConfig:
         return cls(keep=1)
 
 
-@register_step("test_keep_layers", KeepLayersConfig)
 def _keep_layers(variant, config):
     import copy
 
@@ -36,9 +35,14 @@ class AlwaysFailsConfig:
     reason: str = "this model has no such layer"
 
 
-@register_step("test_always_fails", AlwaysFailsConfig)
 def _always_fails(variant, config):
     raise ValueError(config.reason)
+
+
+@pytest.fixture(autouse=True)
+def _test_steps(step_registry):
+    step_registry("test_keep_layers", KeepLayersConfig, _keep_layers)
+    step_registry("test_always_fails", AlwaysFailsConfig, _always_fails)
 
 
 def _panel(**kwargs):

@@ -1,4 +1,4 @@
-"""Shared by test_export / test_verify / test_serve_check: one real bundle of the demo classifier per test run.
+"""Shared by test_bundle / test_verify / test_serve_check: one real bundle of the demo classifier per test run.
 
 Built once per process (export + a small sweep take ~15 s on 2 cores) into its own temp folder; tests that tamper
 with a bundle copy it first.

@@ -1,8 +1,4 @@
 """Plot conventions: units on axes, Pareto front drawn, baseline marked, hover with lineage, stable family colours."""
-import math
-
-import pytest
-
 from workbench.ui import plots
 
 

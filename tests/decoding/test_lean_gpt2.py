@@ -4,7 +4,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from workbench.decoding.lean_gpt2 import LeanGPT2, supports
-from workbench.decoding.speculative import new_cache
+from workbench.decoding.lm import new_cache
 
 
 def test_lean_forward_matches_hf_through_crop_and_catch_up():

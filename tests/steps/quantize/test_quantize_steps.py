@@ -5,7 +5,7 @@ import torch
 from workbench.core import apply
 from workbench.steps.quantize.diagnostics import node_counts
 from workbench.steps import ExportOnnxConfig, OptimizeConfig, QuantizeDynamicConfig, QuantizeStaticConfig, calibrate
-from workbench.steps.quantize.calibrate import CalibrationDataError
+from workbench.steps.quantize.calibration import CalibrationDataError
 from workbench.tasks import get_task
 
 EVAL = 128  # test examples per accuracy check: enough for a floor, quick on 2 cores

@@ -1,0 +1,108 @@
+"""Drafters for speculative decoding: what proposes the next k tokens for the target to check in one call.
+
+:class:`ModelDrafter` runs a small LM with the target's tokenizer; :class:`PromptLookupDrafter` copies what
+followed the latest n-gram's earlier occurrence in the context (no model). Both keep the engine's interface:
+``reset()``, ``propose(seq, n, k, temperature, generator) -> (tokens, q or None)``, ``rollback(n_valid)`` and a
+``calls`` counter. :func:`make_drafter` builds the one a :class:`~workbench.decoding.speculative.SpecConfig` names.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from workbench.decoding.lm import new_cache, vocab_size
+
+if TYPE_CHECKING:
+    from workbench.decoding.speculative import SpecConfig
+
+DRAFTERS = ("draft-model", "prompt-lookup")
+
+
+class ModelDrafter:
+    """A small LM with the target's tokenizer proposes k tokens, one cached forward call each.
+
+    Its cache always holds a prefix of the sequence; ``rollback`` cuts it back to the accepted part, and
+    the next ``propose`` feeds whatever the cache lacks (1 token, or 2 after a fully accepted round).
+    """
+
+    def __init__(self, model, target=None, lean: bool = True):
+        from workbench.decoding import lean_gpt2
+
+        self.model = model.eval()
+        if target is not None and vocab_size(model) != vocab_size(target):
+            raise ValueError(f"draft vocabulary ({vocab_size(model)} tokens) differs from the target's "
+                             f"({vocab_size(target)}): use a draft trained with the same tokenizer, "
+                             "or drafter='prompt-lookup'")
+        # GPT-2 drafts run on a lean forward (same weights, no per-call framework overhead): lower c
+        self.lean = lean_gpt2.LeanGPT2(model) if lean and lean_gpt2.supports(model) else None
+        self.cache, self.n_cached, self.calls = None, 0, 0
+
+    def reset(self) -> None:
+        self.n_cached = 0
+        if self.lean is not None:
+            self.lean.reset()
+        else:
+            self.cache = new_cache(self.model)
+
+    def _last_logits(self, feed: torch.Tensor) -> torch.Tensor:
+        if self.lean is not None:
+            return self.lean.step(feed)
+        return self.model(input_ids=feed[None], past_key_values=self.cache, use_cache=True).logits[0, -1]
+
+    def propose(self, seq: torch.Tensor, n: int, k: int, temperature: float, generator=None):
+        """k drafted tokens after ``seq[:n]`` and their draft probabilities q [k, V] (None when greedy)."""
+        tokens, qs = torch.empty(k, dtype=torch.long), []
+        feed = seq[self.n_cached:n]
+        for i in range(k):
+            logits = self._last_logits(feed)
+            if temperature == 0:
+                tokens[i] = logits.argmax()
+            else:
+                q = torch.softmax(logits.float() / temperature, -1)
+                tokens[i] = torch.multinomial(q, 1, generator=generator)[0]
+                qs.append(q)
+            feed = tokens[i:i + 1]
+        self.n_cached, self.calls = n + k - 1, self.calls + k   # the last drafted token is not in the cache yet
+        return tokens, (torch.stack(qs) if qs else None)
+
+    def rollback(self, n_valid: int) -> None:
+        if self.n_cached > n_valid:
+            (self.lean or self.cache).crop(n_valid)
+            self.n_cached = n_valid
+
+
+class PromptLookupDrafter:
+    """Proposes the tokens that followed the most recent earlier occurrence of the context's last n-gram."""
+
+    def __init__(self, max_ngram: int = 3, min_ngram: int = 1):
+        self.max_ngram, self.min_ngram, self.calls = max_ngram, min_ngram, 0
+
+    def reset(self) -> None:
+        pass
+
+    def propose(self, seq: torch.Tensor, n: int, k: int, temperature: float = 0.0, generator=None):
+        self.calls += 1
+        for size in range(min(self.max_ngram, n - 1), self.min_ngram - 1, -1):
+            # windows starting at 0..n-1-size: each ends before the last token, so a continuation exists
+            windows = seq[:n - 1].unfold(0, size, 1)
+            hits = (windows == seq[n - size:n]).all(1).nonzero()
+            if len(hits):
+                start = int(hits[-1]) + size
+                return seq[start:min(start + k, n)].clone(), None   # q = point mass on the copied tokens
+        return seq[:0].clone(), None
+
+    def rollback(self, n_valid: int) -> None:
+        pass
+
+
+def make_drafter(config: "SpecConfig", draft_model=None, target=None):
+    """The drafter ``config.drafter`` names; "draft-model" needs ``draft_model`` (checked against ``target``)."""
+    if config.drafter == "prompt-lookup":
+        return PromptLookupDrafter(config.max_ngram, config.min_ngram)
+    if draft_model is None:
+        raise ValueError("drafter 'draft-model' needs a draft model (task.load_draft()); or use drafter='prompt-lookup'")
+    return ModelDrafter(draft_model, target)
+
+
+__all__ = ["DRAFTERS", "ModelDrafter", "PromptLookupDrafter", "make_drafter"]
