@@ -7,8 +7,10 @@ The int8 arms stack the quantisation steps on the KD student: torch dynamic int8
     python benchmarks/distillation.py --epochs 1      # quicker, weaker students
 
 All arms are measured side by side in this process with the same thread count: accuracy on the full test split
-with a bootstrap 95% CI, p50 latency (batch 1, 128 tokens) interleaved over rounds, size. KD vs no-KD is also
-compared per example (paired bootstrap CI of the difference). Rows go to artifacts/distillation/results.jsonl.
+with a bootstrap 95% CI, p50 latency (batch 1, 128 tokens) interleaved over rounds, size. KD vs no-KD and every
+arm vs the teacher (retention, accuracy drop) are compared per example on the same examples (paired bootstrap 95%
+CI); a drop whose CI contains 0 is "no measurable loss", a KD - no-KD CI containing 0 "no measurable difference".
+Rows go to artifacts/distillation/results.jsonl.
 The last line printed is one JSON object.
 """
 from __future__ import annotations
@@ -45,7 +47,8 @@ def main(argv=None) -> dict:
     from workbench.core import apply
     from workbench.steps.distill.quant import int8_of
     from workbench.measure import environment_fingerprint
-    from workbench.measure.quality import accuracy_with_ci, bootstrap_ci
+    from workbench.measure.quality import (accuracy_with_ci, describe_drop, measurable, paired_bootstrap_diff,
+                                           paired_bootstrap_ratio)
     from workbench.results import ResultsTable
     from workbench.steps.distill import DistillConfig, family_of
     from workbench.tasks import get_task
@@ -88,27 +91,38 @@ def main(argv=None) -> dict:
                          "lineage": [step for step, _cfg in variant.lineage],
                          "step_seconds": variant.meta.get("step_seconds"), "family": row["family"]}
     t = figures["teacher_fp32"]
-    for f in figures.values():
+    for name, f in figures.items():
         f["speedup"] = round(t["p50_ms"] / f["p50_ms"], 3)
-        f["retention"] = round(f["accuracy"] / t["accuracy"], 4)
-    diff = correct["kd_student"] - correct["nokd_student"]
-    d_low, d_high = bootstrap_ci(diff)
+        # Against the teacher on the same test examples (paired bootstrap): retention and the accuracy drop, which is
+        # "no measurable loss" when its 95% CI contains 0.
+        ratio, r_low, r_high = paired_bootstrap_ratio(correct[name], correct["teacher_fp32"])
+        drop, low, high = paired_bootstrap_diff(correct["teacher_fp32"], correct[name])
+        f["retention"], f["retention_paired_ci"] = round(ratio, 4), [round(r_low, 4), round(r_high, 4)]
+        f["drop_vs_teacher_pts"] = describe_drop(drop, low, high)
+        f["drop_vs_teacher_paired_ci_pts"] = [round(100 * low, 2), round(100 * high, 2)]
+    diff, d_low, d_high = paired_bootstrap_diff(correct["kd_student"], correct["nokd_student"])
     k, n = figures["kd_student"], figures["nokd_student"]
+    stacked = figures["kd_student_int8_ort"]
     summary = {
-        "student_retention": k["retention"], "student_speedup": k["speedup"],
-        "kd_minus_nokd_pts": round(100 * float(diff.mean()), 2),
+        "student_retention": k["retention"], "student_retention_paired_ci": k["retention_paired_ci"],
+        "student_speedup": k["speedup"],
+        "kd_minus_nokd_pts": round(100 * diff, 2),
         "kd_minus_nokd_paired_ci_pts": [round(100 * d_low, 2), round(100 * d_high, 2)],
+        "kd_vs_nokd": ("no measurable difference" if not measurable(d_low, d_high)
+                       else "KD better" if d_low > 0 else "no-KD better"),
         "kd_beats_nokd_paired_ci": d_low > 0, "kd_ci_disjoint_from_nokd_ci": k["ci"][0] > n["ci"][1],
         # Headline stacked arm: distil -> export -> optimise -> int8 in ONNX Runtime, the route a serving bundle takes.
-        "stacked_speedup": figures["kd_student_int8_ort"]["speedup"],
-        "stacked_retention": figures["kd_student_int8_ort"]["retention"],
+        "stacked_speedup": stacked["speedup"],
+        "stacked_retention": stacked["retention"], "stacked_retention_paired_ci": stacked["retention_paired_ci"],
+        "stacked_drop_vs_teacher_pts": stacked["drop_vs_teacher_pts"],
         "stacked_arm": "kd_student_int8_ort", "threads": args.threads, "timing": "batch 1, 128 tokens, interleaved median p50",
         "config": {k_: v for k_, v in kd.config.items() if v is not None}, "arms": figures,
         "cpu": environment_fingerprint().get("cpu"), "results": str(table.path),
     }
     print(ResultsTable(rows=table.rows[-len(arms):]).to_text(("arm", "family", "quality", "quality_ci_low",
                                                                   "quality_ci_high", "latency_p50_ms", "size_mb")))
-    print(f"KD - no-KD: {summary['kd_minus_nokd_pts']} pts, paired 95% CI {summary['kd_minus_nokd_paired_ci_pts']}")
+    print(f"KD - no-KD: {summary['kd_minus_nokd_pts']} pts, paired 95% CI {summary['kd_minus_nokd_paired_ci_pts']} "
+          f"({summary['kd_vs_nokd']})")
     print(json.dumps(summary, default=str))
     return summary
 

@@ -37,6 +37,8 @@ _LAZY = {
     "serve_check": "workbench.serving.serve_check",
     # what people look at
     "WorkbenchPanel": "workbench.ui.panel", "build_report": "workbench.ui.report",
+    # studies across machines
+    "run_study": "workbench.cluster", "load_spec": "workbench.cluster", "cheapest_meeting_slo": "workbench.cluster",
 }
 
 

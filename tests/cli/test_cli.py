@@ -22,7 +22,9 @@ def test_measure_writes_a_results_table(tmp_path, monkeypatch):
     for key in ("quality", "quality_ci_low", "quality_ci_high", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
                 "throughput_per_s", "size_mb", "params", "peak_rss_mb", "variant_id"):
         assert key in first, key
-    assert (tmp_path / "cli-test" / "environment.json").exists()
+    # every environment the study saw, keyed by id (was one environment.json, overwritten by each run)
+    environments = json.loads((tmp_path / "cli-test" / "environments.json").read_text())
+    assert {r["environment_id"] for r in rows} <= set(environments)
 
 
 def test_bad_input_exits_nonzero_with_one_line_reason(tmp_path):

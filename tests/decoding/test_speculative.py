@@ -2,11 +2,15 @@
 import copy
 import itertools
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 from transformers import GPT2Config, GPT2LMHeadModel
 
+import workbench.decoding
 from workbench.decoding.drafters import ModelDrafter, PromptLookupDrafter, make_drafter
 from workbench.decoding.speculative import SpecConfig, autoregressive_generate, speculative_generate
 from workbench.tasks.causal_lm import DEMO_DRAFT_DIR, DEMO_TARGET_DIR
@@ -163,3 +167,138 @@ def test_greedy_identical_on_demo_pair():
         assert torch.equal(out, ref)
         kept += stats.accepted
     assert kept > 16 * 32 * 0.2   # the trained draft really predicts the target (alpha well above chance)
+
+
+class VirtualClock:
+    """Time that moves only when a model runs: a forward over T tokens costs ``base + per_token * T`` seconds.
+
+    Stands in for ``time`` in :mod:`workbench.decoding.lm` (the engine's clock), so every phase's time is known
+    exactly; ``fed[model]`` lists the T of each of that model's forward calls, in order.
+    """
+
+    def __init__(self):
+        self.now, self.fed, self.handles = 0.0, {}, []
+
+    def perf_counter(self):
+        return self.now
+
+    def charge(self, model, base, per_token):
+        self.fed[model] = []
+
+        def hook(module, args, kwargs):
+            t = kwargs["input_ids"].shape[-1]
+            self.fed[model].append(t)
+            self.now += base + per_token * t
+
+        self.handles.append(model.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def test_prefill_is_timed_apart_from_decode(pair, monkeypatch):
+    """Item 1 (#12): the prompt's forward is prefill, not a decode step, for the target, the draft and each arm."""
+    import workbench.decoding.lm as lm
+    import workbench.decoding.speculative as spec
+
+    target, close_draft, _ = pair
+    clock = VirtualClock()
+    monkeypatch.setattr(lm, "time", clock, raising=False)
+    monkeypatch.setattr(spec, "time", clock, raising=False)   # the clock's old home, so old code runs on it too
+    clock.charge(target, 1.0, 0.1)
+    clock.charge(close_draft, 0.1, 0.01)
+    try:
+        p, n_new = 40, 10
+        ids = torch.randint(0, 64, (1, p), generator=torch.Generator().manual_seed(5))
+        _, base = autoregressive_generate(target, ids, n_new)
+        assert clock.fed[target] == [p - 1] + [1] * n_new            # one prefill call, then 1 token per step
+        assert base.target_prefill_seconds == pytest.approx(1.0 + 0.1 * (p - 1))
+        assert base.target_calls == n_new
+        assert base.target_seconds == base.decode_seconds == pytest.approx(n_new * 1.1)
+        assert base.tokens_per_s == pytest.approx(n_new / (n_new * 1.1))
+        assert base.e2e_tokens_per_s == pytest.approx(n_new / (n_new * 1.1 + 1.0 + 0.1 * (p - 1)))
+
+        clock.fed[target].clear()
+        _, s = speculative_generate(target, ModelDrafter(close_draft, target, lean=False), ids, gamma=3,
+                                    max_new_tokens=n_new)
+        t_fed, d_fed = clock.fed[target], clock.fed[close_draft]
+        assert t_fed[0] == d_fed[0] == p - 1                          # each model's prefill: the prompt but its last
+        assert s.target_prefill_seconds == pytest.approx(1.0 + 0.1 * (p - 1))
+        assert s.draft_prefill_seconds == pytest.approx(0.1 + 0.01 * (p - 1))
+        assert s.target_calls == len(t_fed) - 1 and s.draft_calls == len(d_fed) - 1
+        assert s.target_seconds == pytest.approx(sum(1.0 + 0.1 * t for t in t_fed[1:]))
+        assert s.draft_seconds == pytest.approx(sum(0.1 + 0.01 * t for t in d_fed[1:]))
+        assert max(d_fed[1:]) <= 2 and max(t_fed[1:]) <= 3 + 1       # decode calls never carry the prompt
+        assert s.decode_seconds == pytest.approx(s.target_seconds + s.draft_seconds)
+        assert s.seconds == pytest.approx(s.decode_seconds + s.prefill_seconds)
+        assert s.tokens_per_s == pytest.approx(n_new / s.decode_seconds)
+    finally:
+        clock.remove()
+
+
+DECODING_DIR = str(Path(workbench.decoding.__file__).parent)
+HOST_COPIES = {"item", "cpu", "tolist", "numpy", "__int__", "__float__", "__bool__", "__index__", "__array__"}
+FACTORIES = {"empty", "zeros", "ones", "full", "arange", "rand", "randn", "randint", "tensor", "eye", "linspace"}
+
+
+class DecodeWatch(TorchFunctionMode):
+    """Records, for calls made from ``workbench/decoding`` code: every copy to the host (``.item()``, ``int(t)``,
+    ``.cpu()``, ``.tolist()``, ...) with the dtype copied, and every new tensor made without naming a device."""
+
+    def __init__(self):
+        super().__init__()
+        self.host, self.no_device = [], []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        frame = sys._getframe(1)
+        if frame.f_code.co_filename.startswith(DECODING_DIR):
+            where = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+            name = getattr(func, "__name__", "")
+            to_host = name == "to" and any(str(a) == "cpu" for a in list(args[1:]) + list(kwargs.values()))
+            if (name in HOST_COPIES or to_host) and isinstance(args[0], torch.Tensor):
+                self.host.append((name, args[0].dtype, where))
+            if name in FACTORIES and "device" not in kwargs:
+                self.no_device.append((name, where))
+        return func(*args, **kwargs)
+
+
+def test_decode_loop_copies_only_token_ids_to_the_host_and_builds_on_the_model_device(pair):
+    """Item 6 (#12): inside the timed loops no logits/probabilities reach the host (argmax and sampling happen on
+    the device; only token ids and counts are read), and every tensor the engine makes is put on the model's device."""
+    target, close_draft, _ = pair
+    ids = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(6))
+    eos = int(autoregressive_generate(target, ids, 12)[0][0, 9 + 5])
+    with DecodeWatch() as watch:
+        autoregressive_generate(target, ids, 12, eos_token_id=eos)
+        autoregressive_generate(target, ids, 8, use_cache=False)
+        autoregressive_generate(target, ids, 8, temperature=0.7, generator=torch.Generator().manual_seed(0))
+        for drafter in (ModelDrafter(close_draft, target), ModelDrafter(close_draft, target, lean=False),
+                        PromptLookupDrafter()):   # made inside the watch: their caches count too
+            for temperature in (0.0, 0.8):
+                speculative_generate(target, drafter, ids, gamma=3, temperature=temperature, max_new_tokens=12,
+                                     eos_token_id=eos, generator=torch.Generator().manual_seed(1))
+    floats = [h for h in watch.host if h[1].is_floating_point or h[1].is_complex]
+    assert not floats, f"logits or probabilities copied to the host: {floats}"
+    assert watch.host, "the watch saw nothing: it is not hooked into the engine"
+    assert not watch.no_device, f"tensors made without the model's device: {watch.no_device}"
+
+
+@pytest.mark.gpu
+def test_engine_runs_on_cuda(pair):
+    """Item 6 (#12) on a GPU: sequences, drafts and verification stay on the model's device; greedy is still lossless."""
+    target, close_draft, _ = pair
+    t_gpu, d_gpu = copy.deepcopy(target).cuda(), copy.deepcopy(close_draft).cuda()
+    ids = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(7))
+    ref, base = autoregressive_generate(t_gpu, ids, 20)
+    assert ref.device.type == "cuda" and base.decode_seconds > 0
+    for drafter in (ModelDrafter(d_gpu, t_gpu), ModelDrafter(d_gpu, t_gpu, lean=False), PromptLookupDrafter()):
+        out, stats = speculative_generate(t_gpu, drafter, ids, gamma=3, max_new_tokens=20)
+        assert out.device.type == "cuda" and torch.equal(out, ref)
+        assert stats.decode_seconds > 0 and stats.target_prefill_seconds > 0
+        out, _ = speculative_generate(t_gpu, drafter, ids, gamma=3, temperature=0.8, max_new_tokens=20,
+                                      generator=torch.Generator(device="cuda").manual_seed(0))
+        assert out.device.type == "cuda" and out.shape == ref.shape
+    with pytest.raises(ValueError, match="move the draft"):
+        ModelDrafter(close_draft, t_gpu)

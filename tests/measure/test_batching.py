@@ -1,11 +1,14 @@
 """Batching sweep: real demo models for the measured rows; a stand-in task for failure handling."""
 import json
+import re
+import time
 
 import pytest
 import torch
 
 from workbench.core import Variant
 from workbench.measure.batching import SweepConfig, sweep_batching, sweep_rows
+from workbench.measure.timing import MIN_SAMPLES, PERCENTILES
 from workbench.results import ResultsTable
 from workbench.tasks import get_task
 
@@ -24,7 +27,12 @@ def test_classifier_sweep_rows_are_saved_as_measured(tmp_path, clf):
     assert [(r["seq_len"], r["batch_size"]) for r in saved] == [(16, 1), (16, 4), (32, 1), (32, 4)]
     for row in rows:
         assert row["scenario"] == "batching" and row["failed"] is False
-        assert 0 < row["latency_p50_ms"] <= row["latency_p90_ms"] <= row["latency_p99_ms"]
+        # A percentile is there only with enough timed calls behind it (timing.MIN_SAMPLES); else None and a note.
+        measured = [row[f"latency_{p}_ms"] for p in PERCENTILES if row["n_calls"] >= MIN_SAMPLES[p]]
+        assert measured and 0 < row["latency_p50_ms"] and measured == sorted(measured)
+        for p in PERCENTILES:
+            if row["n_calls"] < MIN_SAMPLES[p]:
+                assert row[f"latency_{p}_ms"] is None and row[f"latency_{p}_note"] == f"n={row['n_calls']} < {MIN_SAMPLES[p]}"
         assert row["throughput_per_s"] > 0 and row["peak_rss_mb"] > 0
     assert [r["batch_size"] for r in sweep_rows(rows, seq_len=32)] == [1, 4]
 
@@ -92,3 +100,77 @@ def test_bad_sweep_configs_say_what_is_wrong(kwargs, message):
 def test_a_point_past_its_timeout_fails_and_stops_the_line():
     rows = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1, 2, 4), timeout_s=1e-9), progress=False)
     assert len(rows) == 1 and rows[0]["failed"] and rows[0]["failure"] == "timeout"
+
+
+def test_each_point_times_the_calls_its_percentile_needs():
+    # was: 5-call windows, 6 at most (<= 30 calls), so every "p99" was the slowest of 15-30 calls
+    rows = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1, 2), point_seconds=5.0),
+                          progress=False)
+    for row in rows:
+        assert row["n_calls"] >= MIN_SAMPLES["p99"] and row["latency_p99_ms"] is not None, row
+        assert "latency_p99_note" not in row and row["latency_p95_ms"] <= row["latency_p99_ms"]
+    quick = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1,), point_seconds=5.0,
+                                                                  percentile="p90"), progress=False)
+    assert MIN_SAMPLES["p90"] <= quick[0]["n_calls"] < MIN_SAMPLES["p99"]   # only what p90 needs
+    serving = SweepConfig.serving()
+    assert serving.percentile == "p99" and serving.min_calls == 200
+    assert serving.point_seconds * len(serving.batch_sizes) <= 180   # bounded: 7 points x 20 s at most
+
+
+def test_forward_only_times_one_forward_call_of_a_text_generating_task():
+    class Generating(_TinyTask):
+        generates_text = True
+
+    rows = sweep_batching(Generating(), _variant({}), SweepConfig(batch_sizes=(1,), point_seconds=0.5,
+                                                                  forward_only=True), progress=False)
+    assert [(r["scenario"], r["output_len"], r["failed"]) for r in rows] == [("batching", None, False)]
+
+
+def test_bad_planning_percentile_is_a_clear_error():
+    with pytest.raises(ValueError, match=re.escape("percentile 'p97' unknown: use one of ('p50', 'p90', 'p95', 'p99')")):
+        SweepConfig(percentile="p97")
+
+
+def test_a_decode_time_lost_in_noise_is_not_reported_as_billions_of_tokens_per_s():
+    class Generating(_TinyTask):
+        generates_text = True
+
+    class SlowPrefillRunner:   # generation timed faster than its own prefill: the difference is noise, not decode
+        def __call__(self, inputs):
+            end = time.perf_counter() + 0.002
+            while time.perf_counter() < end:
+                pass
+            return inputs["input_ids"].float()
+
+        def generate_greedy(self, prompt, max_new_tokens):
+            return prompt
+
+    variant = Variant(name="fake", task="tiny", backend="torch", device="cpu", precision="fp32",
+                      runner=SlowPrefillRunner())
+    row = sweep_batching(Generating(), variant, SweepConfig(batch_sizes=(1,), output_lens=(4,), point_seconds=0.2),
+                         progress=False)[0]
+    assert row["scenario"] == "generation-batching" and not row["failed"], row.get("error")
+    assert row["latency_p50_ms"] < row["prefill_p50_ms"]
+    # was: decode clamped to 1e-6 ms -> decode_p50_ms 0.0 and ~4e6 output tokens/s
+    assert row["decode_p50_ms"] is None and row["output_tokens_per_s"] is None
+    assert row["decode_note"].startswith(f"generation p50 {row['latency_p50_ms']:.2f} ms <= prefill p50")
+
+
+def test_a_point_that_did_not_settle_is_timed_again_once(monkeypatch):
+    import dataclasses
+
+    import workbench.measure.batching as batching
+
+    real, calls = batching.measure_latency, []
+
+    def settles_second_time(*args, **kwargs):   # the first timing of a point is hit by a burst of load
+        calls.append(1)
+        return dataclasses.replace(real(*args, **kwargs), stable=len(calls) > 1)
+    monkeypatch.setattr(batching, "measure_latency", settles_second_time)
+    row = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1,), point_seconds=0.2), progress=False)[0]
+    assert len(calls) == 2 and row["stable"] is True and row["retried"] == 1
+    calls.clear()
+    monkeypatch.setattr(batching, "measure_latency", lambda *a, **k: dataclasses.replace(real(*a, **k), stable=False))
+    rows = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1,), point_seconds=0.2, retries=0),
+                          progress=False)
+    assert rows[0]["stable"] is False and "retried" not in rows[0]

@@ -25,3 +25,15 @@ def test_size_counts_tied_weights_once():
     model = torch.nn.ModuleDict({"emb": emb, "head": head})
     assert parameter_count(model) == 64_000
     assert 256_000 <= serialized_bytes(model) < 300_000
+
+
+def test_environment_id_names_the_machine_and_software_not_the_run():
+    from workbench.measure.environment import environment_id
+
+    env = environment_fingerprint()
+    assert env["environment_id"] == environment_id(env) and len(env["environment_id"]) == 12
+    same_machine_other_run = {**env, "hostname": "twin", "git_revision": "abc1234-dirty", "torch_threads": 1}
+    assert environment_id(same_machine_other_run) == env["environment_id"]
+    for changed in ({"cpu": "Other CPU"}, {"cpu_isa": ["avx2"]}, {"gpu": {"name": "H100"}},
+                    {"packages": {**env["packages"], "torch": "0.0.1"}}, {"logical_cpus": 1024}, {"python": "3.0.0"}):
+        assert environment_id({**env, **changed}) != env["environment_id"], changed

@@ -23,11 +23,13 @@ def demo_setup():
     atexit.register(shutil.rmtree, root, True)
     task = get_task("text-classification")
     onnx_v = apply(task.baseline(), ExportOnnxConfig(threads=2, out_dir=str(root / "onnx")))
-    rows = sweep_batching(task, onnx_v, SweepConfig(batch_sizes=(1, 2, 4), seq_lens=(32,), point_seconds=1.0),
-                          progress=False)
+    rows = sweep_batching(task, onnx_v, SweepConfig(batch_sizes=(1, 2, 4), seq_lens=(32,), point_seconds=1.0,
+                                                    threads=1), progress=False)  # 1 thread: steady on a shared CPU
     rows.append({"variant_id": onnx_v.id, "variant": onnx_v.name, "scenario": "latency",
                  **task.evaluate(onnx_v, limit=64).as_row()})
-    bundle = export_bundle(onnx_v, rows, to=root / "bundle", task=task, slo_ms=10_000, percentile="p95")
+    # These tests are about files and serving, not the plan: a loaded machine's unstable sweep still gives a bundle.
+    bundle = export_bundle(onnx_v, rows, to=root / "bundle", task=task, slo_ms=10_000, percentile="p95",
+                           allow_unstable=True)
     return task, onnx_v, rows, bundle, root
 
 

@@ -47,3 +47,27 @@ def test_bounded_burst_only():
     with pytest.raises(ValueError, match="n_requests"):
         serve_check(demo_setup()[3], n_requests=10**6)
     assert issubclass(ServeCheckError, RuntimeError)
+
+
+def test_twin_repository_carries_external_data_under_any_name(tmp_path):
+    import numpy as np
+    from external_data_bundle import DATA_NAME, external_data_setup
+
+    from workbench.runtime.ort import OrtRunner
+    from workbench.serving.verify import reference_arrays
+
+    _, _, bundle, _ = external_data_setup()
+    manifest = load_manifest(bundle)
+    _, repo = twin_repository(bundle, manifest, tmp_path / "work", triton_distribution())
+    version = repo / manifest["name"] / "1"
+    assert (version / DATA_NAME).resolve() == (bundle / "model_repository" / manifest["name"] / "1" / DATA_NAME)
+    inputs, outputs = reference_arrays(bundle)
+    got = OrtRunner(version / "model.onnx", threads=1).run(inputs)  # what the twin loads inside Triton
+    assert np.allclose(got["logits"], outputs["logits"], atol=1e-5)
+
+
+def test_serve_check_serves_a_model_with_external_data():
+    from external_data_bundle import external_data_setup
+
+    report = serve_check(external_data_setup()[2], n_requests=8, concurrency=4)
+    assert report.ok and report.n_correct == 8

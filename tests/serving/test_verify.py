@@ -65,3 +65,33 @@ def test_cli_exit_codes(tmp_path):
     assert bad.returncode == 2 and "hash mismatch for MODEL_CARD.md" in bad.stderr
     with pytest.raises(BundleError, match="not a bundle folder"):
         verify_bundle(tmp_path / "nope")
+
+
+def test_external_data_under_any_name_is_carried_and_checked(tmp_path):
+    """Weights in model.onnx_data.bin (a name no glob guessed): copied into the bundle, listed, verified."""
+    import json
+    import shutil
+
+    from external_data_bundle import DATA_NAME, external_data_setup
+
+    from workbench.serving.bundle import write_manifest
+    from workbench.serving.verify import load_manifest
+
+    _, _, bundle, source = external_data_setup()
+    manifest = load_manifest(bundle)
+    rel = f"model_repository/{manifest['name']}/1/{DATA_NAME}"
+    copied = bundle / rel
+    assert copied.is_file() and copied.read_bytes() == (source.parent / DATA_NAME).read_bytes()
+    assert rel in manifest["files"] and manifest["files"][rel]["bytes"] == (64 * 256 + 256 * 4) * 4
+    report = verify_bundle(bundle)
+    assert report.ok and report.outputs_checked == ["logits"] and report.max_abs_diff <= 1e-4
+
+    # A bundle whose manifest does not carry the weights file is refused by name (not by an ORT load error).
+    broken = tmp_path / "b"
+    shutil.copytree(bundle, broken)
+    (broken / rel).unlink()
+    facts = {k: v for k, v in json.loads((broken / "manifest.json").read_text()).items()
+             if k not in ("files", "format", "workbench_version", "created_at")}
+    write_manifest(broken, facts)
+    report = verify_bundle(broken, raise_on_error=False)
+    assert not report.ok and any(f"reads external data {rel}" in p for p in report.problems), report.problems

@@ -3,6 +3,7 @@ import re
 
 from workbench.cli import main
 from workbench.results import ResultsTable
+from workbench.ui.report import build_report
 
 
 def _study(name="rep"):
@@ -40,3 +41,66 @@ def test_report_bad_study_is_a_clear_error(capsys):
     assert main(["report", "no-such-study"]) == 2
     err = capsys.readouterr().err
     assert "no results at" in err and "no-such-study" in err
+
+
+# ---- issue #12: provenance per row, metric names, lineage as changes, re-measured points ---------------------------
+
+def _section(page: str, start: str) -> str:
+    return page.split(start, 1)[1].split("<h3", 1)[0].split("<h2", 1)[0]
+
+
+def test_report_shows_every_environment_with_the_rows_measured_in_it():
+    from workbench.measure.environment import environment_id
+
+    laptop, server = {"cpu": "Laptop CPU 1"}, {"cpu": "Server CPU 2"}
+    base = {"step": None, "lineage": [], "device": "cpu", "precision": "fp32", "seq_len": 128, "batch_size": 1,
+            "scenario": "latency", "metric": "accuracy", "higher_is_better": True, "quality": 0.8}
+    ResultsTable.for_study("envs", environment=laptop).append(
+        {**base, "variant": "laptop-run", "variant_id": "a1", "latency_p50_ms": 9.0})
+    table = ResultsTable.for_study("envs", environment=server)
+    table.append({**base, "variant": "server-run", "variant_id": "b2", "latency_p50_ms": 3.0})
+    page = build_report("envs").read_text()
+    laptop_id, server_id = environment_id(laptop), environment_id(server)
+    environments = page.split("<h2>Environments</h2>")[1]
+    on_laptop = _section(environments, f"<h3 id='env-{laptop_id}'>")
+    on_server = _section(environments, f"<h3 id='env-{server_id}'>")
+    # each machine is shown with its own rows: the first run is not attributed to the latest machine
+    assert "Laptop CPU 1" in environments.split(f"id='env-{server_id}'")[0].split(f"id='env-{laptop_id}'")[1]
+    assert "laptop-run" in on_laptop and "server-run" not in on_laptop
+    assert "server-run" in on_server and "laptop-run" not in on_server
+    all_rows = page.split("<h2>All rows</h2>")[1].split("<h2>")[0]
+    assert "<th>environment</th>" in all_rows and laptop_id in all_rows and server_id in all_rows
+
+
+def test_report_names_the_metric_shows_lineage_changes_and_costs_per_1m_requests():
+    from workbench.core import config_to_dict
+    from workbench.steps import ExportOnnxConfig, QuantizeDynamicConfig
+
+    table = ResultsTable.for_study("named", environment={"cpu": "c"})
+    lineage = [["export_onnx", config_to_dict(ExportOnnxConfig())],
+               ["quantize_dynamic", config_to_dict(QuantizeDynamicConfig(per_channel=True))]]
+    for vid, p50, q in (("v1", 2.0, 21.0), ("v2", 1.0, 25.0)):
+        table.append({"variant": vid, "variant_id": vid, "scenario": "latency", "device": "cpu", "batch_size": 1,
+                      "seq_len": 128, "metric": "perplexity", "higher_is_better": False, "quality": q,
+                      "quality_ci_low": q - 1, "quality_ci_high": q + 1, "latency_p50_ms": p50, "lineage": lineage,
+                      "usd_per_1k_requests": 0.00017, "usd_per_1m_requests": 0.17})
+    page = build_report("named").read_text()
+    pareto = page.split("<h2>Pareto front")[1].split("<h2>")[0]
+    assert pareto.startswith(" (perplexity vs p50 latency)")
+    heads = re.findall(r"<th>([^<]*)</th>", pareto)
+    assert "perplexity" in heads and "perplexity 95% CI" in heads and "quality" not in heads
+    assert "$ / 1M requests" in heads and "$ / 1k requests" not in heads
+    assert "baseline → export_onnx → quantize_dynamic(per_channel=True)" in pareto
+    assert "None" not in pareto
+
+
+def test_report_shows_the_newest_row_of_a_point_measured_again():
+    table = ResultsTable.for_study("again", environment={"cpu": "c"})
+    row = {"variant": "torch-fp32", "variant_id": "v1", "scenario": "latency", "device": "cpu", "batch_size": 1,
+           "seq_len": 128, "metric": "accuracy", "quality": 0.8}
+    table.append({**row, "latency_p50_ms": 7.5})
+    table.append({**row, "latency_p50_ms": 5.25})
+    page = build_report("again").read_text()
+    all_rows = page.split("<h2>All rows</h2>")[1].split("<h2>")[0]
+    assert "5.25" in all_rows and "7.5" not in all_rows
+    assert "1 older measurement of points measured again" in page

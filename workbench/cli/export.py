@@ -17,6 +17,8 @@ def _arguments(p) -> None:
     p.add_argument("--instance", default="c7i.large", help="price-table instance for the card's cost lines")
     p.add_argument("--utilisation", type=float, default=1.0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle (only once the new one is done)")
+    p.add_argument("--allow-unstable", action="store_true",
+                   help="plan on unstable sweep points when none is stable (the card marks the plan provisional)")
 
 
 @command("export", "write a serving bundle (Triton model repository, model card, manifest) for a swept variant",
@@ -32,8 +34,19 @@ def cmd_export(args) -> int:
     table = ResultsTable.load(Path(results.ARTIFACTS_DIR) / (args.study or args.task))  # missing: clear error
     task = get_task(args.task, args.model, args.data)
     variant = pick_variant(task, table.rows, args.variant, args.device)
+    # A torch variant ships as its ONNX export; without a sweep of that ONNX variant in the study, export sweeps it
+    # (the torch sweep's batch sizes, bounded per point) and appends the rows to the study's results.
     path = export_bundle(variant, table, to=args.to, task=task, slo_ms=args.slo_ms, percentile=args.percentile,
                          name=args.name, instance=args.instance, utilisation=args.utilisation,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, threads=args.threads,
+                         allow_unstable=args.allow_unstable)
+    import json
+
+    plan = json.loads((path / "manifest.json").read_text())["batching"]
+    print(f"batching plan from the sweep of the shipped ONNX variant {plan['variant_id']}"
+          + (f" (swept by export, rows appended to {table.path})" if plan.get("swept_at_export") else "")
+          + f": max_batch_size {plan['max_batch_size']}, max queue delay {plan['max_queue_delay_us']} us")
+    for note in (plan.get("notes") or []) + (plan.get("skipped") or []):
+        print(f"  note: {note}")
     print(f"wrote bundle {path} (manifest {path / 'manifest.json'}, card {path / 'MODEL_CARD.md'})")
     return 0

@@ -19,6 +19,8 @@ def _arguments(p) -> None:
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--no-kv-off", action="store_true", help="skip the (slow) plain decoding without KV cache")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="where the target and draft run (sequences and drafts are built there too)")
 
 
 @command("speculate", "speculative decoding sweep: alpha, c, speedup measured and predicted, KV cache on/off",
@@ -35,12 +37,20 @@ def cmd_speculate(args) -> int:
                             max_new_tokens=args.max_new_tokens, kv_cache_off=not args.no_kv_off)
     task = get_task(args.task, args.model, args.data)
     draft = load_hf_model(args.draft, "AutoModelForCausalLM") if args.draft else None
+    if draft is not None:
+        from workbench.runtime.torch_runner import resolve_device
+
+        draft = draft.to(resolve_device(args.device))
     if draft is None and "draft-model" in trial.drafters and getattr(task, "draft_dir", None) is None:
         raise ValueError("--model has no draft: pass --draft DIR (same tokenizer) or --drafters prompt-lookup")
     table = ResultsTable.for_study(args.study, environment=environment_fingerprint())
-    rows = measure_generation(task, trial, draft=draft, table=table, threads=args.threads)
-    print(ResultsTable(rows=rows).to_text(("variant", "temperature", "tokens_per_s", "speedup", "alpha", "c",
+    rows = measure_generation(task, trial, draft=draft, table=table, threads=args.threads, device=args.device)
+    # tokens_per_s and speedup are decode-only (what the prediction models); e2e_* include the prompt's prefill
+    print(ResultsTable(rows=rows).to_text(("variant", "temperature", "tokens_per_s", "e2e_tokens_per_s", "prefill_ms",
+                                           "speedup", "e2e_speedup", "alpha", "c", "mean_proposed_per_round",
                                            "tokens_per_target_call", "predicted_speedup", "break_even_alpha",
-                                           "identical")))
+                                           "identical", "failed")))
+    for row in (r for r in rows if r.get("failed")):
+        print(f"failed: {row['variant']}: {row.get('error')}")
     print(f"wrote {table.path}")
     return 0

@@ -33,19 +33,33 @@ def _arguments(p) -> None:
     p.add_argument("--instance", default="c7i.large", help="price-table instance for the cost columns")
     p.add_argument("--prices", default=None, help="your price table CSV (instance, usd_per_hour, source, date)")
     p.add_argument("--utilisation", type=float, default=1.0, help="busy share of paid hours, (0, 1]")
-    p.add_argument("--api-usd-per-1m", type=float, default=None, help="hosted-API $ per 1M tokens (break-even)")
+    p.add_argument("--api-usd-per-1m", type=float, default=None, help="hosted-API $ per 1M input tokens (break-even)")
+    p.add_argument("--api-usd-per-1m-output", type=float, default=None, help="hosted-API $ per 1M output tokens (LMs)")
+    p.add_argument("--redo", action="store_true",
+                   help="measure points the study already holds for this variant and environment again "
+                        "(default: skip them, so a re-run or an interrupted sweep resumes without duplicates)")
 
 
 class _CostedTable:
-    """Appends each measured row with its cost columns, so the saved row already carries them."""
+    """Appends each measured row with its cost columns, so the saved row already carries them; anything else
+    (``saved_point``, ``rows``, ...) is the table's own."""
 
-    def __init__(self, table, price, utilisation, api):
-        self.table, self.price, self.utilisation, self.api = table, price, utilisation, api
+    def __init__(self, table, price, utilisation, api, api_out=None):
+        self.table, self.price, self.utilisation, self.api, self.api_out = table, price, utilisation, api, api_out
 
     def append(self, row: dict) -> dict:
+        return self.table.append(self.costed([row])[0])
+
+    def costed(self, rows: list[dict]) -> list[dict]:
+        """Copies of ``rows`` with the cost columns of this run's price (saved rows may carry another's)."""
         from workbench.measure.cost import add_costs
 
-        return self.table.append(add_costs([row], self.price, self.utilisation, self.api)[0])
+        return add_costs(rows, self.price, self.utilisation, self.api, api_usd_per_1m_output_tokens=self.api_out)
+
+    def __getattr__(self, name):
+        if name == "table":   # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.table, name)
 
 
 @command("sweep", "batching sweep (batch x seq len; LMs: prompt x output len) with cost per point", _arguments)
@@ -65,11 +79,17 @@ def cmd_sweep(args) -> int:
     task = get_task(args.task, args.model, args.data)
     table = ResultsTable.for_study(args.study or args.task, environment=environment_fingerprint())
     variant = pick_variant(task, table.rows, args.variant, args.device)
-    rows = sweep_batching(task, variant, config, _CostedTable(table, price, args.utilisation, args.api_usd_per_1m))
-    print(ResultsTable(rows=rows).to_text(("variant", "batch_size", "seq_len", "output_len", "latency_p50_ms",
-                                           "latency_p99_ms", "throughput_per_s", "tokens_per_s", "peak_rss_mb",
-                                           "usd_per_1k_requests", "usd_per_1m_tokens", "usd_per_1m_prompt_tokens",
-                                           "usd_per_1m_output_tokens", "break_even_utilisation", "failed")))
+    saved_before = {id(r) for r in table.rows}
+    costed = _CostedTable(table, price, args.utilisation, args.api_usd_per_1m, args.api_usd_per_1m_output)
+    rows = sweep_batching(task, variant, config, costed, redo=args.redo)
+    reused = sum(id(r) in saved_before for r in rows)
+    if reused:
+        print(f"{reused} of {len(rows)} points were already measured for {variant.id} in this environment: their "
+              "saved rows are shown (--redo measures them again)")
+    print(ResultsTable(rows=costed.costed(rows)).to_text((
+        "variant", "batch_size", "seq_len", "output_len", "latency_p50_ms", "latency_p99_ms", "throughput_per_s",
+        "tokens_per_s", "peak_rss_mb", "usd_per_1m_requests", "usd_per_1m_tokens", "usd_per_1m_prompt_tokens",
+        "usd_per_1m_output_tokens", "break_even_utilisation", "failed")))
     print(f"prices: {price.instance} ${price.usd_per_hour}/h ({price.source}, {price.date}), "
           f"utilisation {args.utilisation}")
     if args.slo_ms:

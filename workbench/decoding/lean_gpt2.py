@@ -42,7 +42,8 @@ class LeanGPT2:
         self.head = model.lm_head.weight                         # [V, D] (tied to wte in GPT-2)
         head_dim = self.dim // self.n_head
         # cache [layers, 2 (k, v), heads, max_len, head_dim]; positions >= self.length are stale
-        self.kv = torch.zeros(len(self.blocks), 2, self.n_head, self.max_len, head_dim, dtype=self.wte.dtype)
+        self.kv = torch.zeros(len(self.blocks), 2, self.n_head, self.max_len, head_dim, dtype=self.wte.dtype,
+                              device=self.wte.device)
         self.length = 0
 
     def reset(self) -> None:
@@ -57,7 +58,7 @@ class LeanGPT2:
         end = start + t
         x = self.wte[ids] + self.wpe[start:end]                  # [T, D]
         # T > 1 (prefill or catch-up): causal over the new positions, full over the cached ones
-        mask = None if t == 1 else torch.ones(t, end, dtype=torch.bool).tril(start)
+        mask = None if t == 1 else torch.ones(t, end, dtype=torch.bool, device=ids.device).tril(start)
         for i, (g1, b1, wqkv, bqkv, wo, bo, g2, b2, wfc, bfc, wpr, bpr) in enumerate(self.blocks):
             h = F.layer_norm(x, (self.dim,), g1, b1, self.eps)
             q, k, v = torch.addmm(bqkv, h, wqkv).view(t, 3, self.n_head, -1).permute(1, 2, 0, 3)   # 3 x [H, T, hd]

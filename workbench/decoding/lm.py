@@ -1,9 +1,14 @@
-"""What decoding asks of a Hugging Face causal LM: its vocabulary size, an empty KV cache, and a checked prompt.
+"""What decoding asks of a Hugging Face causal LM: its vocabulary size and device, an empty KV cache, a checked
+prompt, a prefill call, and a clock that covers queued GPU work.
 
 Shared by the engine (:mod:`workbench.decoding.speculative`) and the drafters (:mod:`workbench.decoding.drafters`),
 which both run models this way.
 """
 from __future__ import annotations
+
+import functools
+import inspect
+import time
 
 import torch
 
@@ -13,6 +18,35 @@ from workbench.tasks.hf_loading import context_length
 def vocab_size(model) -> int:
     """The logits' width: rows of the output embedding, the token ids the model can take and produce."""
     return model.get_output_embeddings().weight.shape[0]
+
+
+def model_device(model) -> torch.device:
+    """Where the model's weights live: sequences, drafts and masks are built there, never on the host by default."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` after waiting for the device's queued work (CUDA), so a phase's time covers its kernels."""
+    from workbench.runtime.torch_runner import synchronize
+
+    synchronize(torch.device(device).type)
+    return time.perf_counter()
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_logits_to_keep(model_type: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_type.forward).parameters
+
+
+def last_logits_only(model) -> dict:
+    """``{"logits_to_keep": 1}`` where the model's forward takes it (HF causal LMs since 4.45), else nothing."""
+    return {"logits_to_keep": 1} if _takes_logits_to_keep(type(model)) else {}
+
+
+def prefill(model, ids: torch.Tensor, cache) -> None:
+    """Feed ``ids`` [T] into ``cache`` in one forward call; the logits are not needed (only the last row is made)."""
+    model(input_ids=ids[None], past_key_values=cache, use_cache=True, **last_logits_only(model))
 
 
 def new_cache(model):
@@ -43,4 +77,4 @@ def check_prompt(model, input_ids, max_new_tokens: int) -> torch.Tensor:
     return ids.long()
 
 
-__all__ = ["vocab_size", "new_cache", "check_prompt"]
+__all__ = ["vocab_size", "model_device", "clock", "last_logits_only", "prefill", "new_cache", "check_prompt"]

@@ -8,6 +8,11 @@ A point that fails (out of memory, an error, or slower than the per-point time b
 ``failed=True`` and the reason, and the sweep goes on. Per sequence length the batch stops growing once a point's
 p99 passes ``latency_cap_ms`` or runs out of memory (bigger batches would only be slower / fail the same way).
 Rows are appended to the results table as soon as each point is measured.
+
+Each point is timed for at least the calls its planning percentile needs (``SweepConfig.percentile``:
+``timing.MIN_SAMPLES``, 200 for p99) within ``point_seconds``; a percentile without enough calls is None in the row,
+with a note. Every point runs at the variant's own thread count (``runtime.with_threads`` when ``threads`` is given),
+and the row's ``threads`` is that count.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from typing import Callable
 import torch
 
 from workbench.measure.memory import measure_peak_memory
-from workbench.measure.timing import measure_latency, per_second, timed_call, timing_columns
+from workbench.measure.timing import (MIN_SAMPLES, PERCENTILES, highest_percentile, measure_latency, per_second,
+                                      row_percentile, timed_call, timing_columns)
 
 
 @dataclass(frozen=True)
@@ -29,9 +35,17 @@ class SweepConfig:
         seq_lens: input lengths (classifiers) or prompt lengths (LMs); None = the task's default length.
         output_lens: tokens generated per prompt (causal LMs only).
         latency_cap_ms: stop growing the batch once a point's p99 exceeds this (None: no cap).
-        point_seconds: timing budget of one point (windows stop early once stable).
+        point_seconds: timing budget of one point (windows stop early once stable and ``percentile`` has its calls).
         timeout_s: a single call slower than this fails the point (and stops the batch growing).
-        threads: intra-op threads (same for every point).
+        threads: intra-op threads of every point: the variant's runner is rebuilt at this count if it was created
+            with another (None: the count it was created with).
+        percentile: the highest latency percentile the sweep is read at (the SLO's): each point times at least
+            ``MIN_SAMPLES[percentile]`` calls while ``point_seconds`` allow.
+        forward_only: time one forward call per point even for text-generating tasks (a served scoring / prefill
+            graph without a KV cache), instead of prompt + generated output.
+        retries: times a point whose window medians did not agree (``stable`` False: plans skip it) is timed again
+            before its row is kept (the row says ``retried``); bounds a point at ``(1 + retries) x point_seconds``. A
+            point whose budget held fewer than 3 windows is not retried (it would run out of time the same way).
 
     Example:
         >>> SweepConfig.quick()                 # 1, 2, 4, 8 at the task's length
@@ -44,6 +58,9 @@ class SweepConfig:
     point_seconds: float = 10.0
     timeout_s: float = 60.0
     threads: int | None = None
+    percentile: str = "p99"
+    forward_only: bool = False
+    retries: int = 1
 
     def __post_init__(self):
         for name in ("batch_sizes", "output_lens"):
@@ -59,6 +76,17 @@ class SweepConfig:
             raise ValueError(f"latency_cap_ms={self.latency_cap_ms}: use a positive number of ms or None")
         if self.point_seconds <= 0 or self.timeout_s <= 0:
             raise ValueError(f"point_seconds={self.point_seconds} and timeout_s={self.timeout_s} must be positive")
+        if self.retries < 0:
+            raise ValueError(f"retries={self.retries}: use 0 (never time a point again) or more")
+        if self.percentile not in PERCENTILES:
+            raise ValueError(f"percentile {self.percentile!r} unknown: use one of {PERCENTILES}")
+        if self.threads is not None and (int(self.threads) != self.threads or self.threads < 1):
+            raise ValueError(f"threads={self.threads}: use a positive number of intra-op threads or None")
+
+    @property
+    def min_calls(self) -> int:
+        """Timed calls per point wanted for ``percentile`` (``timing.MIN_SAMPLES``)."""
+        return MIN_SAMPLES[self.percentile]
 
     @classmethod
     def quick(cls) -> "SweepConfig":
@@ -66,9 +94,15 @@ class SweepConfig:
         return cls(batch_sizes=(1, 2, 4, 8), point_seconds=3.0, output_lens=(8,))
 
     @classmethod
-    def serving(cls) -> "SweepConfig":
-        """Batch 1..64 capped at 500 ms p99: the range a dynamic batcher would use."""
-        return cls(batch_sizes=(1, 2, 4, 8, 16, 32, 64), latency_cap_ms=500.0)
+    def serving(cls, percentile: str = "p99") -> "SweepConfig":
+        """Batch 1..64 capped at 500 ms p99: the range a dynamic batcher would use.
+
+        Each point is timed for ``MIN_SAMPLES[percentile]`` calls (200 for p99) within 20 s: every call under 100 ms
+        gets its p99; slower points report p99 as None and the plan falls back to the highest percentile they
+        support. Bounded: 7 points x 20 s plus one window each.
+        """
+        return cls(batch_sizes=(1, 2, 4, 8, 16, 32, 64), latency_cap_ms=500.0, point_seconds=20.0,
+                   percentile=percentile)
 
 
 class PointTimeout(RuntimeError):
@@ -79,18 +113,20 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower()
 
 
-def _timed_stats(fn: Callable[[], object], device: str, config: SweepConfig):
+def _timed_stats(fn: Callable[[], object], device: str, config: SweepConfig, threads: int | None):
     first = timed_call(fn, device)[0] / 1e3  # first call: also tells whether the point fits its budget at all
     if first > config.timeout_s:
         raise PointTimeout(f"one call took {first:.1f}s > timeout_s {config.timeout_s}s")
+    # Windows of 5 calls at least (measure_latency grows them to ~1/20 of the calls that fit, for steadier medians);
+    # min_calls decides how many calls run before the point may stop, point_seconds bounds it.
     return measure_latency(fn, device=device, warmup=3, window_calls=5, max_windows=6,
-                           max_seconds=config.point_seconds, threads=config.threads)
+                           max_seconds=config.point_seconds, threads=threads, min_calls=config.min_calls)
 
 
-def _forward_point(task, variant, batch: int, seq_len: int | None, config: SweepConfig) -> dict:
+def _forward_point(task, variant, batch: int, seq_len: int | None, config: SweepConfig, threads) -> dict:
     inputs = task.example_inputs(batch, seq_len)
     seq = int(next(iter(inputs.values())).shape[1])
-    stats = _timed_stats(lambda: variant(inputs), variant.device, config)
+    stats = _timed_stats(lambda: variant(inputs), variant.device, config, threads)
     row = {"seq_len": seq, **timing_columns(stats, batch, task.tokens_in(inputs))}
     row.update(measure_peak_memory(lambda: variant(inputs), variant.device))
     return row
@@ -115,24 +151,30 @@ def _generate_fn(variant, prompt: torch.Tensor, output_len: int) -> Callable[[],
                      "sweep it with the forward-only scenario or export the LM with a KV cache")
 
 
-def _generation_point(task, variant, batch: int, prompt_len: int | None, output_len: int, config: SweepConfig) -> dict:
+def _generation_point(task, variant, batch: int, prompt_len: int | None, output_len: int, config: SweepConfig,
+                      threads) -> dict:
     prompt = task.example_inputs(batch, prompt_len)["input_ids"]
     plen = int(prompt.shape[1])
-    prefill = _timed_stats(lambda: variant({"input_ids": prompt}), variant.device, config)
+    prefill = _timed_stats(lambda: variant({"input_ids": prompt}), variant.device, config, threads)
     generate = _generate_fn(variant, prompt, output_len)
-    full = _timed_stats(generate, variant.device, config)
-    decode_ms = max(full.p50_ms - prefill.p50_ms, 1e-6)
+    full = _timed_stats(generate, variant.device, config, threads)
+    decode_ms = full.p50_ms - prefill.p50_ms
     # whole generation in the latency/throughput columns; prompt and output tokens at their own phase's pace
     row = {"seq_len": plen, "prompt_len": plen, "output_len": output_len,
            **timing_columns(full, batch, batch * (plen + output_len)),
-           "prefill_p50_ms": round(prefill.p50_ms, 4), "decode_p50_ms": round(decode_ms, 4),
+           "prefill_p50_ms": round(prefill.p50_ms, 4), "prefill_stable": prefill.stable,
+           "decode_p50_ms": round(decode_ms, 4) if decode_ms > 0 else None,
            "prompt_tokens_per_s": per_second(batch * plen, prefill.p50_ms, 1),
-           "output_tokens_per_s": per_second(batch * output_len, decode_ms, 1)}
+           "output_tokens_per_s": per_second(batch * output_len, decode_ms, 1) if decode_ms > 0 else None}
+    if decode_ms <= 0:  # was clamped to 1e-6 ms: billions of output tokens/s
+        row["decode_note"] = (f"generation p50 {full.p50_ms:.2f} ms <= prefill p50 {prefill.p50_ms:.2f} ms: the decode "
+                              "time is lost in timing noise; re-sweep on a quiet machine")
     row.update(measure_peak_memory(generate, variant.device))
     return row
 
 
-def sweep_batching(task, variant, config: SweepConfig | None = None, table=None, progress: bool = True) -> list[dict]:
+def sweep_batching(task, variant, config: SweepConfig | None = None, table=None, progress: bool = True,
+                   redo: bool = False) -> list[dict]:
     """Measure ``variant`` at every grid point; returns the rows (also appended to ``table`` as measured).
 
     Args:
@@ -141,6 +183,8 @@ def sweep_batching(task, variant, config: SweepConfig | None = None, table=None,
         config: the grid and its limits (default :class:`SweepConfig`).
         table: a :class:`~workbench.results.ResultsTable`; each row is appended (and saved) when measured.
         progress: show a tqdm bar.
+        redo: measure points ``table`` already holds (``ResultsTable.saved_point``) again; by default their saved
+            rows are returned instead, so a re-run or an interrupted sweep resumes without duplicates.
 
     Example:
         >>> rows = sweep_batching(task, task.baseline(), SweepConfig.quick(), table)   # doctest: +SKIP
@@ -148,8 +192,12 @@ def sweep_batching(task, variant, config: SweepConfig | None = None, table=None,
     """
     from tqdm.auto import tqdm
 
+    from workbench.runtime import runner_threads, with_threads
+
     config = config or SweepConfig()
-    outs = config.output_lens if task.generates_text else (None,)
+    variant = with_threads(variant, config.threads)  # each runner runs at the count it was created with
+    threads = runner_threads(variant) or config.threads
+    outs = config.output_lens if task.generates_text and not config.forward_only else (None,)
     lines = [(s, o) for s in config.seq_lens for o in outs]
     bar = tqdm(total=len(lines) * len(config.batch_sizes), desc=f"sweep {variant.name}", disable=not progress)
     rows: list[dict] = []
@@ -159,19 +207,31 @@ def sweep_batching(task, variant, config: SweepConfig | None = None, table=None,
             bar.update(1)
             if stop_reason:
                 continue
-            row, stop_reason = _one_point(task, variant, batch, seq_len, out_len, config)
+            saved = None if redo or not hasattr(table, "saved_point") else table.saved_point(
+                variant.id, "generation-batching" if out_len is not None else "batching", batch, seq_len, out_len,
+                threads=threads, task=task)
+            if saved is not None:   # already measured here: resume (a saved cap / OOM / timeout still stops the line)
+                rows.append(saved)
+                stop_reason = "saved" if saved.get("capped") or saved.get("failure") in ("oom", "timeout") else None
+                continue
+            row, stop_reason = _one_point(task, variant, batch, seq_len, out_len, config, threads)
+            for attempt in range(1, config.retries + 1):   # a burst of load unsettled it: time it again (bounded)
+                if row.get("failed") or row.get("stable") is not False or row.get("n_windows", 0) < 3:
+                    break   # (too few windows in the budget: another try would run out of time the same way)
+                row, stop_reason = _one_point(task, variant, batch, seq_len, out_len, config, threads)
+                row["retried"] = attempt
             rows.append(table.append(row) if table is not None else row)
     bar.close()
     return rows
 
 
-def _one_point(task, variant, batch, seq_len, out_len, config) -> tuple[dict, str | None]:
+def _one_point(task, variant, batch, seq_len, out_len, config, threads=None) -> tuple[dict, str | None]:
     base = {"task": task.name, **variant.describe(), "batch_size": batch,
             "scenario": "generation-batching" if out_len is not None else "batching",
             "seq_len": seq_len, "output_len": out_len, "latency_cap_ms": config.latency_cap_ms}
     try:
-        measured = (_generation_point(task, variant, batch, seq_len, out_len, config) if out_len is not None
-                    else _forward_point(task, variant, batch, seq_len, config))
+        measured = (_generation_point(task, variant, batch, seq_len, out_len, config, threads) if out_len is not None
+                    else _forward_point(task, variant, batch, seq_len, config, threads))
     except Exception as exc:  # one bad point must not end the sweep
         failure = "oom" if _is_oom(exc) else "timeout" if isinstance(exc, PointTimeout) else "error"
         if failure == "oom" and variant.device == "cuda":
@@ -180,9 +240,13 @@ def _one_point(task, variant, batch, seq_len, out_len, config) -> tuple[dict, st
         # OOM / timeout at this batch: larger batches would only fail the same way.
         return row, (f"stopped after {failure} at batch {batch}" if failure in ("oom", "timeout") else None)
     row = {**base, **measured, "failed": False}
-    if config.latency_cap_ms is not None and row["latency_p99_ms"] > config.latency_cap_ms:
+    # The cap is on p99; without the calls for p99, a lower percentile (or the fastest call) that already passes the
+    # cap proves p99 does.
+    tail = highest_percentile([row], "p99")
+    tail, tail_ms = (tail, row_percentile(row, tail)) if tail else ("fastest call", row.get("latency_min_ms"))
+    if config.latency_cap_ms is not None and tail_ms is not None and tail_ms > config.latency_cap_ms:
         row["capped"] = True
-        return row, f"p99 {row['latency_p99_ms']:.1f} ms > cap {config.latency_cap_ms} ms at batch {batch}"
+        return row, f"{tail} {tail_ms:.1f} ms > cap {config.latency_cap_ms} ms at batch {batch}"
     return row, None
 
 

@@ -5,8 +5,17 @@
 
 ``utilisation`` is the share of paid hours the server is busy at the measured throughput (1.0 = saturated all
 day). Causal-LM rows get prompt (prefill) and output (decode) token costs separately, each from the throughput
-of its own phase. Given a hosted-API price per 1M tokens, the break-even utilisation is the busy share at which
-self-hosting costs the same: ``cost at 100% / api price`` (above 1: never cheaper at this throughput).
+of its own phase. Token columns count real tokens: a classifier's padded positions are not text a client sends
+(rows carry ``tokens_per_s`` from ``task.tokens_in``, which counts the attention mask); a row without it gets
+request costs only.
+
+Hosted APIs price prompt (input) and generated (output) tokens apart. The break-even utilisation is the busy share
+at which self-hosting costs what the API would charge for the same work::
+
+    break-even = ($/hour / 3600) / (input tokens/s x $in + output tokens/s x $out) / 1e6
+
+with both token rates over the same busy time (a generation row: requests/s x prompt length and x output length).
+Above 1: self-hosting is never cheaper at this throughput.
 """
 from __future__ import annotations
 
@@ -99,36 +108,82 @@ def usd_per_1k_requests(usd_per_hour: float, requests_per_s: float, utilisation:
     return _usd_per(1e3, usd_per_hour, requests_per_s, utilisation, "requests_per_s")
 
 
-def break_even_utilisation(usd_per_hour: float, tokens_per_s: float, api_usd_per_1m_tokens: float) -> float:
-    """Busy share at which self-hosting costs ``api_usd_per_1m_tokens``; > 1 means it never breaks even."""
-    if api_usd_per_1m_tokens <= 0:
-        raise ValueError(f"hosted-API price {api_usd_per_1m_tokens} per 1M tokens must be positive")
-    return usd_per_1m_tokens(usd_per_hour, tokens_per_s, 1.0) / api_usd_per_1m_tokens
+def usd_per_1m_requests(usd_per_hour: float, requests_per_s: float, utilisation: float = 1.0) -> float:
+    return _usd_per(1e6, usd_per_hour, requests_per_s, utilisation, "requests_per_s")
+
+
+def break_even_utilisation(usd_per_hour: float, input_tokens_per_s: float, api_usd_per_1m_input_tokens: float,
+                           output_tokens_per_s: float = 0.0,
+                           api_usd_per_1m_output_tokens: float | None = None) -> float:
+    """Busy share at which self-hosting costs what a hosted API charges for the same tokens; > 1: never.
+
+    Args:
+        usd_per_hour: the instance's price.
+        input_tokens_per_s / output_tokens_per_s: prompt tokens read and tokens generated per busy second, over the
+            same busy time (a request's prompt and its output are served together).
+        api_usd_per_1m_input_tokens / api_usd_per_1m_output_tokens: the API's prices per 1M input / output tokens
+            (the output price is required when output tokens are served).
+
+    Example:
+        >>> round(break_even_utilisation(3.6, 1000, 0.5, 100, 2.0), 3)   # $0.001/s vs API $0.0007/busy s
+        1.429
+    """
+    if api_usd_per_1m_input_tokens <= 0:
+        raise ValueError(f"hosted-API price {api_usd_per_1m_input_tokens} per 1M input tokens must be positive")
+    if input_tokens_per_s < 0 or output_tokens_per_s < 0 or input_tokens_per_s + output_tokens_per_s <= 0:
+        raise ValueError(f"token rates must be >= 0 and not both 0, got input {input_tokens_per_s}, "
+                         f"output {output_tokens_per_s}")
+    if output_tokens_per_s and api_usd_per_1m_output_tokens is None:
+        raise ValueError("output tokens are served: give the hosted API's price per 1M output tokens too "
+                         "(APIs price prompt and generated tokens apart)")
+    if api_usd_per_1m_output_tokens is not None and api_usd_per_1m_output_tokens < 0:
+        raise ValueError(f"hosted-API price {api_usd_per_1m_output_tokens} per 1M output tokens must be >= 0")
+    api_usd_per_s = (input_tokens_per_s * api_usd_per_1m_input_tokens
+                     + output_tokens_per_s * (api_usd_per_1m_output_tokens or 0.0)) / 1e6
+    return usd_per_hour / 3600 / api_usd_per_s
 
 
 def _token_rates(row: dict) -> dict[str, float]:
-    """Token throughputs of a row: total, prompt and output (LM sweeps); classifiers count input tokens."""
+    """Token throughputs of a row: total, prompt and output (LM sweeps); classifiers count their real input tokens
+    (``tokens_per_s``). Without ``tokens_per_s`` no token cost: ``seq_len`` would count padding as tokens."""
     rates = {}
     if row.get("tokens_per_s"):
         rates["usd_per_1m_tokens"] = row["tokens_per_s"]
-    elif row.get("throughput_per_s") and row.get("seq_len"):
-        rates["usd_per_1m_tokens"] = row["throughput_per_s"] * row["seq_len"]
     for phase in ("prompt", "output"):
         if row.get(f"{phase}_tokens_per_s"):
             rates[f"usd_per_1m_{phase}_tokens"] = row[f"{phase}_tokens_per_s"]
     return rates
 
 
+def _busy_token_rates(row: dict) -> tuple[float, float] | None:
+    """(input, output) tokens per busy second, over the same busy time; None when the row does not count tokens.
+
+    Generation rows: requests/s x prompt length and x output length (the whole generation's pace); other rows:
+    their ``tokens_per_s``, all input.
+    """
+    if row.get("output_len"):
+        prompt = row.get("prompt_len") or row.get("seq_len")
+        if not prompt:
+            return None
+        return row["throughput_per_s"] * prompt, row["throughput_per_s"] * row["output_len"]
+    if row.get("tokens_per_s"):
+        return float(row["tokens_per_s"]), 0.0
+    return None
+
+
 def add_costs(rows, instance: str | Price = "c7i.large", utilisation: float = 1.0,
-              api_usd_per_1m_tokens: float | None = None, prices: dict[str, Price] | None = None) -> list[dict]:
+              api_usd_per_1m_input_tokens: float | None = None, prices: dict[str, Price] | None = None,
+              api_usd_per_1m_output_tokens: float | None = None) -> list[dict]:
     """Copies of the successful measured ``rows`` with cost columns for ``instance`` at ``utilisation``.
 
-    Adds ``usd_per_1k_requests``, ``usd_per_1m_tokens`` (+ ``_prompt_``/``_output_`` for LM sweeps), the price and
-    its source/date, and with ``api_usd_per_1m_tokens`` the ``break_even_utilisation``. Rows lacking a throughput
-    (failed points) are returned unchanged.
+    Adds ``usd_per_1k_requests`` and ``usd_per_1m_requests``, ``usd_per_1m_tokens`` (real tokens; + ``_prompt_`` /
+    ``_output_`` for LM sweeps), the price and its source/date, and with the hosted API's prices per 1M input (and,
+    for rows that generate, output) tokens the ``break_even_utilisation``. Rows lacking a throughput (failed points)
+    are returned unchanged.
 
     Example:
-        >>> costed = add_costs(table.rows, "c7i.large", utilisation=0.5, api_usd_per_1m_tokens=0.5)  # doctest: +SKIP
+        >>> costed = add_costs(table.rows, "c7i.large", utilisation=0.5, api_usd_per_1m_input_tokens=0.5,
+        ...                    api_usd_per_1m_output_tokens=1.5)  # doctest: +SKIP
     """
     _check_utilisation(utilisation)
     price = get_price(instance, prices)
@@ -139,16 +194,23 @@ def add_costs(rows, instance: str | Price = "c7i.large", utilisation: float = 1.
             continue
         new = {**row, "instance": price.instance, "usd_per_hour": price.usd_per_hour, "price_source": price.source,
                "price_date": price.date, "utilisation": utilisation,
-               "usd_per_1k_requests": usd_per_1k_requests(price.usd_per_hour, row["throughput_per_s"], utilisation)}
+               "usd_per_1k_requests": usd_per_1k_requests(price.usd_per_hour, row["throughput_per_s"], utilisation),
+               "usd_per_1m_requests": usd_per_1m_requests(price.usd_per_hour, row["throughput_per_s"], utilisation)}
         for column, rate in _token_rates(row).items():
             new[column] = usd_per_1m_tokens(price.usd_per_hour, rate, utilisation)
-        if api_usd_per_1m_tokens is not None and "usd_per_1m_tokens" in new:
-            rate = _token_rates(row)["usd_per_1m_tokens"]
-            new["api_usd_per_1m_tokens"] = api_usd_per_1m_tokens
-            new["break_even_utilisation"] = break_even_utilisation(price.usd_per_hour, rate, api_usd_per_1m_tokens)
+        busy = _busy_token_rates(row)
+        if api_usd_per_1m_input_tokens is not None and busy is not None:
+            new["api_usd_per_1m_input_tokens"] = api_usd_per_1m_input_tokens
+            new["api_usd_per_1m_output_tokens"] = api_usd_per_1m_output_tokens
+            if busy[1] and api_usd_per_1m_output_tokens is None:
+                new["break_even_note"] = "needs the hosted API's price per 1M output tokens"
+            else:
+                new["break_even_utilisation"] = break_even_utilisation(price.usd_per_hour, busy[0],
+                                                                       api_usd_per_1m_input_tokens, busy[1],
+                                                                       api_usd_per_1m_output_tokens)
         out.append(new)
     return out
 
 
-__all__ = ["Price", "load_price_table", "get_price", "usd_per_1m_tokens", "usd_per_1k_requests",
+__all__ = ["Price", "load_price_table", "get_price", "usd_per_1m_tokens", "usd_per_1k_requests", "usd_per_1m_requests",
            "break_even_utilisation", "add_costs", "DEFAULT_PRICES"]

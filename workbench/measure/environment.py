@@ -1,13 +1,24 @@
-"""Environment fingerprint stored with every results table: CPU, ISA flags, GPU, threads, versions, git."""
+"""Environment fingerprint stored with every results table: CPU, ISA flags, GPU, threads, versions, git.
+
+Each fingerprint has an ``environment_id``: a short hash of the facts that make two timings comparable (the machine
+and the software that ran the model), so every result row can name the environment it was measured in.
+"""
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import platform
 import subprocess
 from functools import lru_cache
 from pathlib import Path
 
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "fma")
+# What identifies "the machine + software" a timing belongs to. Left out on purpose: the hostname (two identical
+# machines are the same environment), the git revision (the workbench's own code is not the model's runtime, and a
+# dirty tree would give every edit a new id), the timestamp, and torch's default thread count (a per-run setting
+# that every row records as ``threads``).
+IDENTITY_KEYS = ("os", "python", "cpu", "cpu_isa", "logical_cpus", "gpu", "packages")
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
 
 
@@ -45,6 +56,19 @@ def git_revision() -> str | None:
         return None
 
 
+def environment_id(env: dict) -> str:
+    """12 hex digits identifying the machine + software of a fingerprint (:data:`IDENTITY_KEYS`): the same on every
+    run on this machine with these packages, different when the CPU, GPU, OS, Python or a package version changes.
+
+    Example:
+        >>> environment_id({"cpu": "x"}) == environment_id({"cpu": "x", "hostname": "other", "git_revision": "abc"})
+        True
+    """
+    facts = {k: env.get(k) for k in IDENTITY_KEYS}
+    payload = json.dumps(facts, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
 @lru_cache(maxsize=1)
 def environment_fingerprint() -> dict:
     """Facts that make a timing reproducible or explain why it differs elsewhere."""
@@ -60,4 +84,5 @@ def environment_fingerprint() -> dict:
         props = torch.cuda.get_device_properties(0)
         env["gpu"] = {"name": props.name, "memory_gb": round(props.total_memory / 1e9, 1),
                       "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda}
+    env["environment_id"] = environment_id(env)
     return env

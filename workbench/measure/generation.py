@@ -1,14 +1,27 @@
 """Generation scenario: plain decoding (KV cache on/off) and speculative decoding sweeps (gamma, temperature, drafter).
 
-Arms run interleaved prompt by prompt in one process, so a shared CPU's drift hits every arm alike. Each
-speculative row carries the measured acceptance rate alpha, the acceptance-length histogram, the draft/target
-cost ratio c (draft call time / target step time, both measured here), the measured speedup over the target
-alone, and the speedup the standard model predicts from alpha, gamma and c (Leviathan et al. 2023):
-``(1 - alpha^(gamma+1)) / ((1 - alpha) (gamma c + 1))``.
+Arms run interleaved prompt by prompt in one process, so a shared CPU's drift hits every arm alike. Every arm does
+the same work: the same prompts, exactly ``max_new_tokens`` new tokens each (no EOS stop, no padding: batch 1), this
+project's own loop (:mod:`workbench.decoding.speculative`), on the target's device. Each row says so in
+``decode_notes`` (and where an arm differs, how).
+
+Prefill is timed apart from decoding. ``prefill_ms`` is the prompt's prefill per prompt (target, and the draft for
+a draft-model arm: ``target_prefill_ms`` / ``draft_prefill_ms``); ``tokens_per_s`` is new tokens over **decode**
+time only, ``e2e_tokens_per_s`` over prefill + decode; ``speedup`` is the decode-time ratio over the target alone
+(what the model below predicts), ``e2e_speedup`` the end-to-end one.
+
+Each speculative row carries the measured acceptance rate alpha, the acceptance- and proposal-length histograms,
+the draft/target cost ratio c (one draft decode call / one target decode step, both without prefill, both measured
+here), the measured speedup, and the speedup :func:`predicted_speedup` expects from alpha, the proposal lengths
+actually drafted and c (Leviathan et al. 2023, for a proposal length that varies from round to round).
+
+A point whose decode time is zero or negative (a broken timer) is recorded as failed with the reason, never as a
+huge tokens/s.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,24 +31,79 @@ from workbench.decoding.drafters import DRAFTERS, make_drafter
 from workbench.decoding.speculative import SpecStats, autoregressive_generate, speculative_generate, SpecConfig
 
 
-def predicted_speedup(alpha: float, gamma: int, c: float, verify_cost: float = 1.0) -> float:
-    """Expected tokens per round over the round's cost in target steps (one verify + gamma draft calls).
+def expected_tokens_per_round(alpha: float, k: int) -> float:
+    """Tokens one round yields on average when it proposes k drafts, each kept with probability alpha until the
+    first rejection, plus the target's own token: ``1 + alpha + ... + alpha^k = (1 - alpha^(k+1)) / (1 - alpha)``."""
+    if k == 0:
+        return 1.0
+    return k + 1.0 if alpha >= 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
 
-    ``verify_cost`` 1 is the textbook model (checking gamma+1 tokens costs one step, true when memory-bound);
-    pass the measured verify/step ratio to see how much of a gap that assumption explains on a CPU.
+
+def _proposal_hist(gamma: int, proposals) -> dict[int, float]:
+    """``{k: weight}`` from None (every round proposes gamma), a per-round list of lengths or a ``{k: rounds}``
+    mapping / histogram list (index k = rounds that proposed k)."""
+    if proposals is None:
+        return {gamma: 1.0}
+    if isinstance(proposals, dict):
+        hist = {int(k): float(v) for k, v in proposals.items() if v}
+    else:
+        hist = {int(k): float(v) for k, v in Counter(int(k) for k in proposals).items()}
+    if not hist or sum(hist.values()) <= 0:
+        raise ValueError("proposals is empty: pass the proposal length of at least one round")
+    return hist
+
+
+def predicted_speedup(alpha: float, gamma: int, c: float, verify_cost: float = 1.0, proposals=None,
+                      draft_calls_per_round: float | None = None) -> float:
+    """Expected decode speedup over the target alone: tokens per round over the round's cost in target decode steps.
+
+    Derivation, for a proposal length K that varies from round to round (prompt lookup proposes fewer than gamma
+    tokens, or none, whenever the context's match is short or absent; any drafter proposes fewer near
+    ``max_new_tokens``). Model: each proposed token is kept with probability alpha, independently, until the first
+    rejection; the round then adds the target's own token. A round that proposes k tokens yields on average
+    ``T(k) = 1 + alpha + ... + alpha^k = (1 - alpha^(k+1)) / (1 - alpha)`` tokens (``T(0) = 1``). It costs one
+    verify call (``verify_cost`` target steps) plus the drafter's calls, ``c`` target steps each, ``m`` calls per
+    round on average (a draft model: one per drafted token, m = E[K]; prompt lookup: one per round, m = 1).
+    Over many rounds (renewal-reward) tokens per unit time -> E[T(K)] / E[cost], and plain decoding makes one token
+    per step, so::
+
+        speedup = E_K[(1 - alpha^(K+1)) / (1 - alpha)] / (m c + verify_cost)
+
+    with E_K over the proposal lengths measured (``proposals``). With K = gamma every round and m = gamma this is the
+    textbook ``(1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1))``. Plugging the mean E[K] into the textbook
+    formula instead would overstate it (T is concave in K), and plugging gamma overstates it more: gamma tokens are
+    proposed only when the drafter really proposes them.
+
+    Args:
+        alpha: per-token acceptance probability (accepted / tested drafts).
+        gamma: proposal length when ``proposals`` is None.
+        c: one drafter call / one target decode step (both without prefill).
+        verify_cost: one verify call in target steps; 1 is the textbook model (true when memory-bound); pass the
+            measured verify/step ratio to see how much of a gap that assumption explains on a CPU.
+        proposals: the proposal length of each round (a list), or a ``{k: rounds}`` histogram; None: gamma always.
+        draft_calls_per_round: m above; None: E[K] (one drafter call per drafted token).
     """
-    tokens = gamma + 1 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
-    return tokens / (gamma * c + verify_cost)
+    hist = _proposal_hist(gamma, proposals)
+    total = sum(hist.values())
+    if any(k > 0 for k in hist) and (alpha is None or math.isnan(alpha)):
+        return float("nan")
+    tokens = sum(w * expected_tokens_per_round(alpha, k) for k, w in hist.items()) / total
+    calls = sum(w * k for k, w in hist.items()) / total if draft_calls_per_round is None else draft_calls_per_round
+    return tokens / (calls * c + verify_cost)
 
 
-def break_even_alpha(gamma: int, c: float) -> float:
-    """Smallest alpha at which speculation stops losing (predicted speedup 1); nan if none (c >= 1)."""
-    if predicted_speedup(1.0, gamma, c) < 1:
+def break_even_alpha(gamma: int, c: float, proposals=None, draft_calls_per_round: float | None = None,
+                     verify_cost: float = 1.0) -> float:
+    """Smallest alpha at which speculation stops losing (predicted speedup 1); nan if none (too dear a drafter)."""
+    def pred(alpha):
+        return predicted_speedup(alpha, gamma, c, verify_cost, proposals, draft_calls_per_round)
+
+    if not pred(1.0) >= 1:
         return float("nan")
     low, high = 0.0, 1.0
     for _ in range(40):   # predicted_speedup rises with alpha: bisect
         mid = (low + high) / 2
-        low, high = (mid, high) if predicted_speedup(mid, gamma, c) < 1 else (low, mid)
+        low, high = (mid, high) if pred(mid) < 1 else (low, mid)
     return high
 
 
@@ -49,7 +117,8 @@ class GenerationTrial:
         drafters: any of "draft-model", "prompt-lookup".
         n_prompts / prompt_tokens: held-out prompts from ``task.prompts``.
         max_new_tokens: generated per prompt (no EOS stop, so every arm does the same work).
-        kv_cache_off: also time plain decoding without the KV cache (slow: quadratic).
+        kv_cache_off: also time plain decoding without the KV cache (slow: quadratic), at greedy when the sweep
+            has temperature 0, else at its first temperature, against the cached arm at the same temperature.
 
     Example:
         >>> rows = measure_generation(task, GenerationTrial.quick())   # doctest: +SKIP
@@ -67,6 +136,8 @@ class GenerationTrial:
     def __post_init__(self):
         for gamma in self.gammas:
             SpecConfig(gamma=gamma)          # same message as the engine for gamma < 1
+        if not self.temperatures:
+            raise ValueError("temperatures is empty: use (0.0,) for greedy")
         for t in self.temperatures:
             SpecConfig(temperature=t)
         bad = [d for d in self.drafters if d not in DRAFTERS]
@@ -74,6 +145,11 @@ class GenerationTrial:
             raise ValueError(f"drafters {bad or '()'}: use some of {DRAFTERS}")
         if self.n_prompts < 1 or self.prompt_tokens < 1 or self.max_new_tokens < 1:
             raise ValueError("n_prompts, prompt_tokens and max_new_tokens must be >= 1")
+
+    @property
+    def kv_off_temperature(self) -> float:
+        """The temperature the KV-cache-off arm runs at: 0 (greedy, output checked) when swept, else the first."""
+        return 0.0 if 0.0 in self.temperatures else self.temperatures[0]
 
     @classmethod
     def quick(cls) -> "GenerationTrial":
@@ -85,27 +161,70 @@ class GenerationTrial:
         return cls(temperatures=(0.0, 0.7, 1.0), n_prompts=12, max_new_tokens=96)
 
 
+def _clean(row: dict) -> dict:
+    """NaN (nothing to measure, e.g. alpha when no draft was ever tested) is not JSON: store None."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def timing_problem(stats: SpecStats, what: str = "this arm") -> str | None:
+    """Why ``stats``' times cannot give a rate (a decode time that is not positive, a negative phase), or None."""
+    if not (stats.decode_seconds > 0 and math.isfinite(stats.decode_seconds)):
+        return (f"{what}'s decode time is {stats.decode_seconds:.3g} s over {stats.new_tokens} tokens: a decode time "
+                "must be positive (the timer went wrong), so no tokens/s or speedup is reported")
+    negative = [name for name in ("target_seconds", "draft_seconds", "target_prefill_seconds", "draft_prefill_seconds")
+                if getattr(stats, name) < 0]
+    if negative:
+        return f"{what} has negative times ({', '.join(negative)}): the timer went wrong"
+    if stats.target_calls < 1:
+        return f"{what} made no target decode call"
+    return None
+
+
+def phase_columns(stats: SpecStats) -> dict:
+    """Prefill and decode times per prompt (ms) and the two rates: decode-only ``tokens_per_s``, ``e2e_tokens_per_s``."""
+    per = max(stats.generations, 1)
+    return {"tokens_per_s": round(stats.tokens_per_s, 2), "e2e_tokens_per_s": round(stats.e2e_tokens_per_s, 2),
+            "prefill_ms": round(stats.prefill_seconds * 1e3 / per, 3),
+            "target_prefill_ms": round(stats.target_prefill_seconds * 1e3 / per, 3),
+            "decode_ms": round(stats.decode_seconds * 1e3 / per, 3)}
+
+
 def spec_row(stats: SpecStats, base: SpecStats, greedy_match: bool | None) -> dict:
-    """Figures of one speculative arm summed over prompts, against the target alone (``base``)."""
+    """Figures of one speculative arm summed over prompts, against the target alone (``base``).
+
+    c = (draft decode time / draft decode calls) / (target-alone decode time / its decode steps): prefill is in
+    neither. The prediction uses the proposal lengths this arm actually drafted and its drafter calls per round
+    (:func:`predicted_speedup`).
+    """
     gamma = stats.gamma
     step_s = base.target_seconds / base.target_calls
     c = stats.draft_seconds / max(stats.draft_calls, 1) / step_s
     alpha = stats.alpha
     verify = stats.target_seconds / stats.target_calls / step_s   # one verify call, in target steps
-    predicted = predicted_speedup(alpha, gamma, c) if not math.isnan(alpha) else float("nan")
+    rounds = len(stats.proposal_lengths) or stats.target_calls
+    calls_per_round = stats.draft_calls / rounds
+    proposals = stats.proposal_lengths or None
+    predicted = predicted_speedup(alpha, gamma, c, 1.0, proposals, calls_per_round)
     speedup = stats.tokens_per_s / base.tokens_per_s
-    # NaN (no draft ever tested) is not JSON: store None
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in {"tokens_per_s": round(stats.tokens_per_s, 2), "target_tokens_per_s": round(base.tokens_per_s, 2),
-            "speedup": round(speedup, 4), "alpha": round(alpha, 4),
-            "acceptance_rate": round(stats.accepted / max(stats.proposed, 1), 4),
-            "accept_hist": np.bincount(stats.accept_lengths, minlength=gamma + 1).tolist(),
-            "mean_accepted_per_call": round(stats.accepted / stats.target_calls, 4),
-            "tokens_per_target_call": round(stats.new_tokens / stats.target_calls, 4),
-            "c": round(c, 4), "verify_cost_steps": round(verify, 4),
-            "predicted_speedup": round(predicted, 4), "measured_over_predicted": round(speedup / predicted, 4),
-            "predicted_with_verify_cost": round(predicted_speedup(alpha, gamma, c, verify), 4),
-            "break_even_alpha": round(break_even_alpha(gamma, c), 4),
-            "new_tokens": stats.new_tokens, "target_calls": stats.target_calls, "identical": greedy_match}.items()}
+    per = max(stats.generations, 1)
+    return _clean({**phase_columns(stats), "draft_prefill_ms": round(stats.draft_prefill_seconds * 1e3 / per, 3),
+                   "target_tokens_per_s": round(base.tokens_per_s, 2),
+                   "target_e2e_tokens_per_s": round(base.e2e_tokens_per_s, 2),
+                   "speedup": round(speedup, 4), "e2e_speedup": round(stats.e2e_tokens_per_s / base.e2e_tokens_per_s, 4),
+                   "alpha": round(alpha, 4),
+                   "acceptance_rate": round(stats.accepted / max(stats.proposed, 1), 4),
+                   "accept_hist": np.bincount(stats.accept_lengths, minlength=gamma + 1).tolist(),
+                   "proposal_hist": np.bincount(stats.proposal_lengths, minlength=gamma + 1).tolist(),
+                   "mean_proposed_per_round": round(stats.proposed / rounds, 4),
+                   "draft_calls_per_round": round(calls_per_round, 4),
+                   "mean_accepted_per_call": round(stats.accepted / stats.target_calls, 4),
+                   "tokens_per_target_call": round(stats.new_tokens / stats.target_calls, 4),
+                   "c": round(c, 4), "verify_cost_steps": round(verify, 4),
+                   "predicted_speedup": round(predicted, 4), "measured_over_predicted": round(speedup / predicted, 4),
+                   "predicted_with_verify_cost": round(predicted_speedup(alpha, gamma, c, verify, proposals,
+                                                                         calls_per_round), 4),
+                   "break_even_alpha": round(break_even_alpha(gamma, c, proposals, calls_per_round), 4),
+                   "new_tokens": stats.new_tokens, "target_calls": stats.target_calls, "identical": greedy_match})
 
 
 def _run_interleaved(arms: list, run, prompts: list, seed: int, progress: bool) -> tuple[dict, dict]:
@@ -130,41 +249,66 @@ def _run_interleaved(arms: list, run, prompts: list, seed: int, progress: bool) 
     return stats, outputs
 
 
+_SAME_WORK = "no EOS stop, no padding (batch 1), exactly max_new_tokens new tokens per prompt"
+
+
+def _decode_notes(mode: str, kv_cache: bool, draft_forward: str | None, new_tokens: int, expected: int) -> str:
+    """What this arm's decode work is, in words (the same for every arm but where said)."""
+    if mode == "plain" and not kv_cache:
+        notes = ("own loop, target alone, no KV cache: every step re-runs the whole sequence (no prefill; "
+                 "last-position logits only)")
+    elif mode == "plain":
+        notes = "own loop, target alone: prefill = the prompt but its last token, then 1 token per call"
+    else:
+        notes = (f"own speculative engine ({draft_forward} draft forward): prefill = the prompt but its last token "
+                 "into target and draft, then 1 token + drafts per target call")
+    notes += f"; {_SAME_WORK}"
+    if new_tokens != expected:
+        notes += f"; made {new_tokens} new tokens, not {expected}"
+    return notes
+
+
 def measure_generation(task, trial: GenerationTrial | None = None, target=None, draft=None, table=None,
-                       threads: int | None = None, progress: bool = True) -> list[dict]:
+                       threads: int | None = None, progress: bool = True, device: str = "cpu") -> list[dict]:
     """Run the generation scenario on ``task``'s held-out prompts; return (and append to ``table``) one row per arm.
 
     Args:
         task: a causal-LM task (``task.prompts``, ``task.load_model``, ``task.load_draft``).
         trial: what to sweep (default :class:`GenerationTrial`).
-        target / draft: models to use instead of the task's own (e.g. a distilled student as draft).
+        target / draft: models to use instead of the task's own (e.g. a distilled student as draft); the draft must
+            be on the target's device.
         table: a :class:`~workbench.results.ResultsTable`; rows are appended as they are measured.
         threads: intra-op threads for every arm.
+        device: where the task's own target runs ("cpu", "cuda", "auto"); ignored when ``target`` is given (its own
+            device is used). Everything runs there: sequences, drafts and verification.
 
     Example:
         >>> table = ResultsTable.for_study("speculative")                          # doctest: +SKIP
         >>> measure_generation(task, GenerationTrial.quick(), table=table)
     """
+    from workbench.decoding.lm import model_device
     from workbench.measure.timing import pin_threads
+    from workbench.runtime import require_torch_module
 
     trial = trial or GenerationTrial()
     if not getattr(task, "generates_text", False):
         raise ValueError(f"generation needs a causal-lm task, got {getattr(task, 'kind', type(task).__name__)!r}")
     used_threads = pin_threads(threads)
-    base_variant = task.baseline("cpu") if target is None else None
-    target = target if target is not None else base_variant.model
+    base_variant = task.baseline(device) if target is None else None
+    target = target if target is not None else require_torch_module(base_variant, "generation")
+    on = model_device(target)
     if "draft-model" in trial.drafters and draft is None:
-        draft = task.load_draft()
-    prompts = task.prompts(trial.n_prompts, trial.prompt_tokens)
+        draft = task.load_draft().to(on)
+    prompts = [p.to(on) for p in task.prompts(trial.n_prompts, trial.prompt_tokens)]
     arms = [("plain", None, t, True) for t in trial.temperatures]
     arms += [("spec", d, t, g) for t in trial.temperatures for d in trial.drafters for g in trial.gammas]
     if trial.kv_cache_off:
-        arms.append(("plain", None, 0.0, False))
+        arms.append(("plain", None, trial.kv_off_temperature, False))
     drafters = {d: make_drafter(SpecConfig(drafter=d), draft, target) for d in trial.drafters}
 
     def run(arm, ids, seed):
         mode, drafter, temp, gamma_or_cache = arm
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=on).manual_seed(seed)
         if mode == "plain":
             return autoregressive_generate(target, ids, trial.max_new_tokens, use_cache=gamma_or_cache,
                                            temperature=temp, generator=gen)
@@ -176,22 +320,39 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
     stats, outputs = _run_interleaved(arms, run, prompts, trial.seed, progress)
 
     common = {"task": task.name, "batch_size": 1, "seq_len": trial.prompt_tokens, "max_new_tokens": trial.max_new_tokens,
-              "n_prompts": len(prompts), "threads": used_threads}
+              "n_prompts": len(prompts), "threads": used_threads, "device": on.type, "eos_stop": False}
     if base_variant is not None:
         common.update(base_variant.describe())
+    expected = len(prompts) * trial.max_new_tokens
     rows = []
     for arm in arms:
         mode, drafter, temp, g = arm
-        s = stats[arm]
+        s, base_arm = stats[arm], ("plain", None, temp, True)
+        base = stats[base_arm]
+        forward = getattr(drafters.get(drafter), "forward_kind", None) if mode == "spec" else None
         if mode == "plain":
-            row = {**common, "variant": f"target kv-cache {'on' if g else 'off'}", "scenario": "generation-plain",
-                   "kv_cache": g, "temperature": temp, "tokens_per_s": round(s.tokens_per_s, 2),
-                   "new_tokens": s.new_tokens, "target_calls": s.target_calls,
-                   "speedup": round(s.tokens_per_s / stats[("plain", None, temp, True)].tokens_per_s, 4)}
+            head = {"variant": f"target kv-cache {'on' if g else 'off'}", "scenario": "generation-plain",
+                    "kv_cache": g, "temperature": temp}
         else:
-            base_arm = ("plain", None, temp, True)
+            head = {"variant": f"speculative {drafter} gamma={g}", "scenario": "generation-speculative",
+                    "drafter": drafter, "gamma": g, "temperature": temp}
+            if forward is not None:
+                head["draft_forward"] = forward
+        head["decode_notes"] = _decode_notes(mode, g, forward, s.new_tokens, expected)
+        problem = timing_problem(s) or (timing_problem(base, "the target-alone arm") if arm != base_arm else None)
+        if problem:
+            row = {**common, **head, "failed": True, "failure": "timing", "error": problem,
+                   "new_tokens": s.new_tokens, "target_calls": s.target_calls}
+        elif mode == "plain":
+            same = (all(torch.equal(a, b) for a, b in zip(outputs[arm], outputs[base_arm]))
+                    if temp == 0 and arm != base_arm else None)
+            row = {**common, **head, **_clean(phase_columns(s)), "new_tokens": s.new_tokens,
+                   "target_calls": s.target_calls, "speedup": round(s.tokens_per_s / base.tokens_per_s, 4),
+                   "e2e_speedup": round(s.e2e_tokens_per_s / base.e2e_tokens_per_s, 4), "failed": False}
+            if arm != base_arm:
+                row["identical"] = same
+        else:
             same = all(torch.equal(a, b) for a, b in zip(outputs[arm], outputs[base_arm])) if temp == 0 else None
-            row = {**common, "variant": f"speculative {drafter} gamma={g}", "scenario": "generation-speculative",
-                   "drafter": drafter, "gamma": g, "temperature": temp, **spec_row(s, stats[base_arm], same)}
+            row = {**common, **head, **spec_row(s, base, same), "failed": False}
         rows.append(table.append(row) if table is not None else row)
     return rows

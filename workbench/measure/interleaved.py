@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from workbench.measure.timing import pin_threads, timed_call
@@ -62,11 +62,21 @@ class ArmTiming:
     total_ms: float
     n_calls: int
     stable: bool   # p50 <= CONTENDED x min: the min shows a quiet machine, a p50 far above it a contended run
+    samples_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)  # every timed call, in call order
+
+    @property
+    def p99_ms(self) -> float | None:
+        """p99 of the calls; None with fewer than ``timing.MIN_SAMPLES["p99"]`` of them (it would be their max)."""
+        import numpy as np
+
+        from workbench.measure.timing import enough_samples
+
+        return float(np.percentile(self.samples_ms, 99)) if enough_samples("p99", len(self.samples_ms)) else None
 
     def as_dict(self, digits: int = 3) -> dict:
         """``p50_ms``, ``p90_ms``, ``min_ms`` (rounded), ``n_calls`` and ``stable``: the benchmarks' per-arm figures."""
         out = {k: round(v, digits) if isinstance(v, float) else v for k, v in asdict(self).items()}
-        del out["total_ms"]
+        del out["total_ms"], out["samples_ms"]
         return out
 
 
@@ -76,7 +86,7 @@ def _arm_timing(times_ms: list[float]) -> ArmTiming:
     arr = np.asarray(times_ms)
     p50, low = float(np.percentile(arr, 50)), float(arr.min())
     return ArmTiming(p50_ms=p50, p90_ms=float(np.percentile(arr, 90)), min_ms=low, total_ms=float(arr.sum()),
-                     n_calls=len(arr), stable=p50 <= CONTENDED * low)
+                     n_calls=len(arr), stable=p50 <= CONTENDED * low, samples_ms=tuple(float(t) for t in arr))
 
 
 def _schedule(n_arms: int, rounds: int, seconds: float | None) -> tuple[int, Callable[[int], bool] | None]:

@@ -1,4 +1,9 @@
-"""Model size: parameter count and bytes as served (state dict in safetensors, or the ONNX file)."""
+"""Model size: parameter count and bytes as served (state dict in safetensors, or the ONNX file with its data).
+
+Quantised torch modules (``torch.ao`` dynamic/static ``Linear``) keep their int8 weights in packed parameter objects,
+not in ``parameters()`` nor as tensors of ``state_dict()``. They are unpacked here (int8 values, scales, zero points,
+bias) so that an int8 model's parameters and bytes are counted, not dropped.
+"""
 from __future__ import annotations
 
 import os
@@ -8,21 +13,91 @@ from pathlib import Path
 import torch
 
 
+def _packed_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """``{prefix: module}`` of the packed-parameter holders (``LinearPackedParams``) inside ``model``."""
+    # The quantised Linear has _weight_bias() too, delegating to its _packed_params child: count the holder only.
+    return {name: m for name, m in model.named_modules() if callable(getattr(m, "_weight_bias", None))
+            and not isinstance(getattr(m, "_packed_params", None), torch.nn.Module)}
+
+
+def _quantized_tensors(key: str, q: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A quantised tensor as plain tensors: the integer values plus its scales and zero points."""
+    out = {key: q.int_repr()}
+    if q.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric,
+                       torch.per_channel_affine_float_qparams):
+        out[f"{key}.scales"] = q.q_per_channel_scales()
+        out[f"{key}.zero_points"] = q.q_per_channel_zero_points()
+    else:
+        out[f"{key}.scale"] = torch.tensor([q.q_scale()], dtype=torch.float64)
+        out[f"{key}.zero_point"] = torch.tensor([q.q_zero_point()], dtype=torch.int64)
+    return out
+
+
+def plain_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], bool]:
+    """The state dict as plain tensors, packed/quantised weights unpacked; ``complete`` is False when some entry
+    could not be turned into tensors (an unknown packed format)."""
+    state: dict[str, torch.Tensor] = {}
+    packed = _packed_modules(model)
+    for name, module in packed.items():
+        weight, bias = module._weight_bias()
+        prefix = f"{name}." if name else ""
+        state.update(_quantized_tensors(prefix + "weight", weight) if weight.is_quantized
+                     else {prefix + "weight": weight})
+        if bias is not None:
+            state[prefix + "bias"] = bias
+    complete = True
+    for key, value in model.state_dict().items():
+        if any(key.startswith(f"{name}.") or key == name for name in packed if name):
+            continue  # unpacked above
+        if isinstance(value, torch.Tensor):
+            state.update(_quantized_tensors(key, value) if value.is_quantized else {key: value})
+        elif not isinstance(value, torch.dtype):  # a dtype tag is metadata, anything else is data we cannot see
+            complete = False
+    return state, complete
+
+
+def _weight_numels(model: torch.nn.Module) -> tuple[int, int]:
+    """(all parameters, int8 weights): float parameters plus the unpacked weights and biases of quantised layers."""
+    seen, total = set(), 0
+    for p in model.parameters():  # parameters() already skips tied duplicates
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    int8 = 0
+    for module in _packed_modules(model).values():
+        weight, bias = module._weight_bias()
+        total += weight.numel() + (bias.numel() if bias is not None else 0)
+        if weight.is_quantized and weight.dtype in (torch.qint8, torch.quint8):
+            int8 += weight.numel()
+    return total, int8
+
+
 def parameter_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Parameters of ``model``, counting the packed weights and biases of quantised layers (tied ones once)."""
+    return _weight_numels(model)[0]
+
+
+def int8_param_share(model: torch.nn.Module) -> float:
+    """Share of ``model``'s parameters held as int8 weights (0.0 for a float model)."""
+    total, int8 = _weight_numels(model)
+    return int8 / total if total else 0.0
 
 
 def serialized_bytes(model: torch.nn.Module) -> int:
-    """Bytes of the model's state dict saved as safetensors (what a torch server would load)."""
+    """Bytes of the model's state dict saved as safetensors (what a torch server would load).
+
+    Packed int8 weights are saved as their int8 values with scales, zero points and biases (see :func:`plain_state`);
+    a state dict with entries of an unknown packed format is measured with ``torch.save`` instead.
+    """
     from safetensors.torch import save_file
 
-    # Quantised modules keep packed weights outside parameters(); fall back to torch.save for them.
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    state, complete = plain_state(model)
+    state = {k: v.contiguous() for k, v in state.items()}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model"
-        try:
+        if complete:
             save_file(_dedupe_shared(state), str(path))
-        except Exception:
+        else:
             torch.save(model.state_dict(), path)
         return os.path.getsize(path)
 
@@ -38,14 +113,34 @@ def _dedupe_shared(state: dict) -> dict:
     return out
 
 
+def onnx_int8_share(path: str | Path) -> float:
+    """Share of an ONNX model's weight elements (float and 8-bit initializers) stored as int8/uint8."""
+    import onnx
+
+    from workbench.steps.onnx_files import initializer_numels
+
+    numels = initializer_numels(path)
+    eight = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    weights = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE,
+               *eight}
+    total = sum(n for dtype, n in numels if dtype in weights)
+    return sum(n for dtype, n in numels if dtype in eight) / total if total else 0.0
+
+
 def variant_size(variant) -> dict:
-    """Size facts of a Variant: parameters (torch) and bytes on disk (artifact file or serialised state)."""
+    """Size facts of a Variant: parameters (torch), bytes on disk (artifact file with its external data, or the
+    serialised state) and, for int8 variants, the share of weights held as int8 (``int8_param_share``)."""
     row: dict = {}
     if variant.model is not None and isinstance(variant.model, torch.nn.Module):
-        row["params"] = parameter_count(variant.model)
+        total, int8 = _weight_numels(variant.model)
+        row["params"] = total
         row["size_mb"] = round(serialized_bytes(variant.model) / 1e6, 3)
+        if int8 or variant.precision == "int8":
+            row["int8_param_share"] = round(int8 / total, 4) if total else 0.0
     if variant.artifact_path:
-        path = Path(variant.artifact_path)
-        files = [path] + sorted(path.parent.glob(path.name + "*.data"))  # external-data ONNX files count too
-        row["size_mb"] = round(sum(f.stat().st_size for f in files if f.exists()) / 1e6, 3)
+        from workbench.steps.onnx_files import onnx_files
+
+        row["size_mb"] = round(sum(f.stat().st_size for f in onnx_files(variant.artifact_path) if f.exists()) / 1e6, 3)
+        if variant.precision == "int8":
+            row["int8_param_share"] = round(onnx_int8_share(variant.artifact_path), 4)
     return row

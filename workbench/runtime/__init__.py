@@ -41,4 +41,31 @@ def require_onnx_file(variant, step: str, fix: str = "apply ExportOnnxConfig fir
     return path
 
 
-__all__ = ["torch_module", "onnx_file", "require_torch_module", "require_onnx_file"]
+def runner_threads(variant) -> int | None:
+    """The intra-op thread count ``variant``'s runner was created with and runs at (``runner.threads``).
+
+    None for a runner that does not fix one (a plain callable): it runs at torch's count when called.
+    """
+    threads = getattr(variant.runner, "threads", None)
+    return int(threads) if threads else None
+
+
+def with_threads(variant, threads: int | None):
+    """``variant`` running at ``threads`` intra-op threads: itself when ``threads`` is None or already its count, else
+    the same variant (same id and lineage: threads are how it runs, not what it is) with a runner created at that
+    count (a new ONNX Runtime session; the torch module shared). A plain-callable runner cannot be rebuilt: the
+    variant comes back as it is and runs at torch's count, which measurement holds at ``threads``.
+    """
+    import dataclasses
+
+    from workbench.runtime.threads import check_threads
+
+    threads = check_threads(threads)
+    if threads is None or runner_threads(variant) == threads or not hasattr(variant.runner, "with_threads"):
+        return variant
+    runner = variant.runner.with_threads(threads)
+    meta = {**variant.meta, "ort_threads": runner.threads} if onnx_file(variant) is not None else variant.meta
+    return dataclasses.replace(variant, runner=runner, meta=meta)
+
+
+__all__ = ["torch_module", "onnx_file", "require_torch_module", "require_onnx_file", "runner_threads", "with_threads"]

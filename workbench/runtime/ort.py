@@ -11,7 +11,6 @@ onnxruntime is imported inside the functions so that ``import workbench`` stays 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from workbench.runtime.arrays import to_numpy
+from workbench.runtime.threads import check_threads, default_threads  # noqa: F401 (re-exported)
 
 log = logging.getLogger("workbench")
 
@@ -31,11 +31,6 @@ _NP_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float
 
 class OnnxModelError(ValueError):
     """An ONNX file that is missing, empty, truncated or otherwise unloadable."""
-
-
-def default_threads() -> int:
-    """Same intra-op thread count as torch (``WORKBENCH_THREADS`` overrides), so arms compare fairly."""
-    return int(os.environ.get("WORKBENCH_THREADS", 0)) or torch.get_num_threads()
 
 
 def select_providers(device: str = "cpu") -> tuple[list[str], str]:
@@ -85,7 +80,8 @@ def create_session(path: str | Path, device: str = "cpu", threads: int | None = 
     Args:
         path: the .onnx file.
         device: "cpu" or "cuda" (falls back to CPU with a logged note when no GPU provider exists).
-        threads: intra-op threads; default :func:`default_threads` (the same count torch uses).
+        threads: intra-op threads, fixed for the session's life; default
+            :func:`~workbench.runtime.threads.default_threads` (torch's count when the session is created).
         level: graph optimisation level: disable, basic, extended or all.
         optimized_path: where to save the graph ORT optimised (to count fused ops), if wanted.
 
@@ -99,7 +95,7 @@ def create_session(path: str | Path, device: str = "cpu", threads: int | None = 
         raise ValueError(f"graph optimisation level {level!r} unknown: use one of {LEVELS}")
     path = check_onnx_file(path)
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or default_threads()
+    opts.intra_op_num_threads = check_threads(threads) or default_threads()
     opts.inter_op_num_threads = 1  # one request at a time: parallelism comes from intra-op threads only
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = {
@@ -122,7 +118,8 @@ class OrtRunner:
 
     Args:
         path: the .onnx file.
-        device, threads, level: see :func:`create_session`.
+        device, threads, level: see :func:`create_session`. ``runner.threads`` is the session's intra-op count (read
+            back from its options): what every call of this runner runs at.
 
     Example:
         >>> runner = OrtRunner("model.onnx", threads=2)                      # doctest: +SKIP
@@ -131,8 +128,8 @@ class OrtRunner:
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, level: str = "all"):
         self.path, self.device, self.level = Path(path), device, level
-        self.threads = threads or default_threads()
-        self.session = create_session(self.path, device, self.threads, level)
+        self.session = create_session(self.path, device, check_threads(threads) or default_threads(), level)
+        self.threads = int(self.session.get_session_options().intra_op_num_threads)  # what the session really uses
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.past_names = [n for n in self.inputs if n.startswith("past_key_values")]
@@ -140,6 +137,10 @@ class OrtRunner:
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
+
+    def with_threads(self, threads: int) -> "OrtRunner":
+        """A new session on the same file at another intra-op count (this runner is unchanged)."""
+        return OrtRunner(self.path, self.device, threads, self.level)
 
     def __getstate__(self):  # sessions do not pickle: rebuild from the file
         return {"path": self.path, "device": self.device, "threads": self.threads, "level": self.level}

@@ -10,30 +10,45 @@ Layout of ``export_bundle(...)``'s folder::
     results.jsonl                                 the measured rows the bundle's numbers come from
     tokenizer/                                    the task's tokenizer, when it has one
 
-The batching plan comes from the measured sweep: ``max_batch_size`` is the largest batch meeting the SLO (or the
-largest that ran), the preferred sizes are the knee and that batch, and the queue delay is the latency headroom
-the SLO leaves at ``max_batch_size`` (without an SLO: one batch-1 service time). Everything is written into a
-temporary folder beside the destination and renamed into place at the end: never a half-written bundle, and an
-existing bundle is only replaced when asked (and only by a complete one).
+The batching plan, the card's latency/throughput table and its cost lines come from a sweep of the ONNX variant
+that is shipped, never of another artifact. Exporting a torch variant exports it to ONNX first; when the results
+hold no sweep of that ONNX variant, export sweeps it (the batch sizes and input length of the torch variant's
+sweep, a bounded ``EXPORT_POINT_SECONDS`` per point, enough calls for the SLO percentile) and adds the rows to the
+results table. Sweeping beats failing here: the ONNX variant is made inside export, so a user told to sweep it
+first would have no way to name it to ``workbench sweep``; the serving engineer gets the figures of the file they
+deploy in one step, and the card says they were measured at export.
+
+``max_batch_size`` is the largest batch meeting the SLO (or the largest that ran), the preferred sizes are the knee
+and that batch, and the queue delay is what the SLO leaves once a request has waited behind a running batch and
+run in its own (``SLO - 2 x latency at max_batch_size``, floored at 0; without an SLO: one batch-1 service time).
+Only stable points (``stable`` True) are planned on, at the highest percentile they have enough calls for; the plan
+lists what it skipped. Everything is written into a temporary folder beside the destination and renamed into place
+at the end: never a half-written bundle, and an existing bundle is only replaced when asked (and only by a complete
+one).
 """
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from workbench.measure.batching import sweep_rows
-from workbench.measure.slo import knee, slo_point
-from workbench.runtime import onnx_file, require_torch_module
+from workbench.measure.slo import knee, plannable_points, slo_point, stable_points
+from workbench.runtime import onnx_file, require_torch_module, runner_threads
 from workbench.util.files import artifacts_root, publish_dir, sha256
 
 BUNDLE_FORMAT = "workbench-bundle/1"
 REPOSITORY = "model_repository"
 MAX_QUEUE_DELAY_US = 100_000  # never hold a request more than 100 ms for batching
+# Worst case of one request under the plan: it arrives just after a batch of max_batch_size started, waits for it
+# (one batch latency), waits the queue delay for its own batch to fill, then runs in it (a second batch latency). So
+# the delay the SLO leaves is SLO - QUEUE_WAIT_BATCHES x (latency at max_batch_size), floored at 0. A bound from
+# offline timings of one instance, not a guarantee under load: a load test is what shows the served tail.
+QUEUE_WAIT_BATCHES = 2
+EXPORT_POINT_SECONDS = 10.0  # timing budget per point when export sweeps the shipped ONNX variant (small mode: 2 s)
 
 
 class ExportError(ValueError):
@@ -42,19 +57,25 @@ class ExportError(ValueError):
 
 def export_bundle(variant, results, to: str | Path | None = None, task=None, slo_ms: float | None = None,
                   percentile: str = "p99", name: str | None = None, instance: str = "c7i.large",
-                  utilisation: float = 1.0, n_reference: int = 4, overwrite: bool = False) -> Path:
+                  utilisation: float = 1.0, n_reference: int = 4, overwrite: bool = False,
+                  threads: int | None = None, allow_unstable: bool = False) -> Path:
     """Write the serving bundle of ``variant`` (its ONNX form) to ``to`` and return that folder.
 
     Args:
         variant: the chosen Variant; a torch variant is exported with the validated ONNX step first.
-        results: ResultsTable / rows holding this variant's batching sweep (``workbench sweep``) and, ideally,
-            its quality row (``workbench measure``).
+        results: ResultsTable / rows holding a batching sweep (``workbench sweep``) of the shipped ONNX variant, or
+            of the torch variant (export then sweeps its ONNX form over the same batch sizes; new rows are appended
+            when ``results`` is a ResultsTable), and, ideally, a quality row (``workbench measure``).
         to: destination folder (default ``artifacts/bundles/<name>``); must not exist unless ``overwrite``.
         task: the Task (reference inputs, tokenizer, eval facts); default: ``variant.meta["example_inputs"]``.
         slo_ms / percentile: latency objective that sets max_batch_size and the queue delay.
         name: Triton model name (default ``<task>-<variant>``).
         instance / utilisation: price-table instance and busy share for the card's cost lines.
         n_reference: reference examples saved for verify / serve-check.
+        threads: intra-op threads of a sweep export runs itself (default: the count the torch variant's sweep ran
+            at). Triton's ``intra_op_thread_count`` is always the count the planned rows were measured with.
+        allow_unstable: when no swept point is stable, plan on them anyway; the manifest and card mark the plan
+            provisional (default: refuse, nothing written).
 
     Example:
         >>> bundle = export_bundle(int8, table, task=task, slo_ms=50, to="artifacts/bundles/clf")  # doctest: +SKIP
@@ -63,31 +84,37 @@ def export_bundle(variant, results, to: str | Path | None = None, task=None, slo
     from workbench.serving.model_card import model_card
     from workbench.measure.environment import environment_fingerprint
     from workbench.serving.triton_config import render_config, tensor_specs_from_onnx
+    from workbench.steps.onnx_files import copy_onnx
 
     rows = list(results)
     name = _model_name(name or f"{variant.task}-{variant.name}")
     dest = Path(to) if to else artifacts_root() / "bundles" / name
     if dest.exists() and not overwrite:
         raise ExportError(f"{dest} already exists: choose another --to or pass overwrite=True (--overwrite)")
-    plan = batching_plan(rows, variant.id, slo_ms, percentile)  # before any work: an infeasible SLO stops here
-    onnx_variant = _onnx_form(variant)
+    if onnx_file(variant) is not None:
+        onnx_variant, swept = variant, False
+        plan = batching_plan(rows, variant.id, slo_ms, percentile, allow_unstable)  # an infeasible SLO stops here
+    else:
+        onnx_variant, swept = _shipped_and_swept(variant, rows, results, task, percentile, threads)
+        plan = batching_plan(rows, onnx_variant.id, slo_ms, percentile, allow_unstable)
+    plan["swept_at_export"] = swept
     onnx_path = Path(onnx_variant.artifact_path)
     inputs, outputs = tensor_specs_from_onnx(onnx_path)
-    threads = onnx_variant.meta.get("ort_threads")
+    # Serve at the thread count the planned rows ran at (the runner's own count when the rows do not say).
+    served_threads = plan.get("threads") or runner_threads(onnx_variant) or onnx_variant.meta.get("ort_threads")
     config_text = render_config(name, inputs, outputs, plan["max_batch_size"], plan["preferred_batch_sizes"],
                                 plan["max_queue_delay_us"], "KIND_GPU" if variant.device == "cuda" else "KIND_CPU",
-                                threads=threads)
+                                threads=served_threads)
     ref_in, ref_out = reference_io(onnx_variant, task, n_reference, plan["seq_len"])
     batch_noise = batch_composition_noise(onnx_variant, ref_in, ref_out)
-    quality = _quality_row(rows, variant.id)
+    quality = _quality_row(rows, onnx_variant.id) or _quality_row(rows, variant.id)
     costs = _cost_lines(plan["rows"], instance, utilisation)
     env = environment_fingerprint()
     with publish_dir(dest) as tmp:  # the bundle appears complete or not at all; an old one is kept until then
         model_dir = tmp / REPOSITORY / name
         (model_dir / "1").mkdir(parents=True)
         (model_dir / "config.pbtxt").write_text(config_text)
-        for f in [onnx_path] + sorted(onnx_path.parent.glob(onnx_path.name + "*.data")):
-            shutil.copy2(f, model_dir / "1" / f.name)
+        copy_onnx(onnx_path, model_dir / "1")  # the .onnx and every external-data file its graph names
         (tmp / "reference").mkdir()
         np.savez(tmp / "reference" / "inputs.npz", **ref_in)
         np.savez(tmp / "reference" / "outputs.npz", **ref_out)
@@ -108,8 +135,16 @@ def export_bundle(variant, results, to: str | Path | None = None, task=None, slo
     return dest
 
 
-def batching_plan(rows, variant_id: str, slo_ms: float | None, percentile: str = "p99") -> dict:
-    """max_batch_size, preferred batch sizes and queue delay from the measured sweep (see module doc)."""
+def batching_plan(rows, variant_id: str, slo_ms: float | None, percentile: str = "p99",
+                  allow_unstable: bool = False) -> dict:
+    """max_batch_size, preferred batch sizes and queue delay from the measured sweep of ``variant_id``.
+
+    Only stable points are planned on (``skipped`` lists the others), at the highest percentile up to
+    ``percentile`` that they have the calls for (``percentile_used``). With an SLO the queue delay is
+    ``slo_ms - QUEUE_WAIT_BATCHES x latency(max_batch_size)`` floored at 0 (see ``QUEUE_WAIT_BATCHES``); without
+    one, one batch-1 service time. ``threads`` is the intra-op count the planned rows ran at. When no point is
+    stable, ``allow_unstable`` plans on all of them and marks the plan ``provisional`` (else an ExportError).
+    """
     points = sweep_rows(rows, variant_id)
     if not points:
         raise ExportError(f"no batching sweep of variant {variant_id} in the results: run `workbench sweep` "
@@ -117,22 +152,89 @@ def batching_plan(rows, variant_id: str, slo_ms: float | None, percentile: str =
     seq_len = max(r.get("seq_len") or 0 for r in points)  # the longest swept input: the conservative line
     out_len = max((r.get("output_len") or 0 for r in points if r.get("seq_len") == seq_len), default=0)
     line = [r for r in points if r.get("seq_len") == seq_len and (r.get("output_len") or 0) == out_len]
-    plan = {"seq_len": seq_len or None, "percentile": percentile, "slo_ms": slo_ms, "rows": line}
+    stable, skipped = stable_points(line)
+    if not stable and not allow_unstable:
+        raise ExportError(f"every point of the sweep of {variant_id} at seq_len {seq_len or None} is unstable: "
+                          + "; ".join(skipped) + " (nothing was written; re-sweep on a quieter machine, or pass "
+                          "allow_unstable=True / --allow-unstable for a plan marked provisional)")
+    provisional = not stable
+    stable, skipped = plannable_points(line, allow_unstable)
+    counts = sorted({int(r["threads"]) for r in line if r.get("threads")})
+    if len(counts) > 1:
+        raise ExportError(f"the sweep of {variant_id} mixes intra-op thread counts {counts}: sweep it again at one "
+                          "count (--threads) so the plan and Triton's intra_op_thread_count describe one setting")
+    plan = {"variant_id": variant_id, "seq_len": seq_len or None, "percentile": percentile, "slo_ms": slo_ms,
+            "threads": counts[0] if counts else None, "rows": line, "skipped": skipped, "provisional": provisional}
     if slo_ms is not None:
-        slo = slo_point(line, slo_ms, percentile)
+        slo = slo_point(line, slo_ms, percentile, allow_unstable=allow_unstable)
         if not slo.feasible:
             raise ExportError(f"{slo.reason} (nothing was written)")
         top = slo.batch_size
-        delay_ms = slo_ms - slo.latency_ms
-        plan["slo"] = slo.as_dict()
+        batch_ms = slo.latency_ms
+        delay_ms = slo_ms - QUEUE_WAIT_BATCHES * batch_ms
+        plan.update(slo=slo.as_dict(), percentile_used=slo.percentile_used,
+                    notes=[n for n in slo.notes if n not in skipped])
+        if delay_ms < 0:
+            plan["notes"].append(
+                f"a request that arrives just after a batch of {top} started can take {QUEUE_WAIT_BATCHES} x "
+                f"{batch_ms:.2f} = {QUEUE_WAIT_BATCHES * batch_ms:.2f} ms > SLO {slo_ms} ms even with no queue "
+                "delay: the SLO holds while requests do not queue behind a full batch")
     else:
-        top = max(r["batch_size"] for r in line if not r.get("capped")) if any(not r.get("capped") for r in line) \
-            else line[0]["batch_size"]
-        delay_ms = line[0]["latency_p50_ms"]
-    k = knee([r for r in line if r["batch_size"] <= top])
+        uncapped = [r for r in stable if not r.get("capped")]
+        top = max(r["batch_size"] for r in uncapped) if uncapped else stable[0]["batch_size"]
+        delay_ms = stable[0]["latency_p50_ms"]
+        plan.update(percentile_used=None, notes=[])
+    k = knee([r for r in stable if r["batch_size"] <= top])
     plan.update(max_batch_size=int(top), preferred_batch_sizes=sorted({int(k["batch_size"]), int(top)}),
                 max_queue_delay_us=int(min(max(delay_ms, 0.0) * 1000, MAX_QUEUE_DELAY_US)))
     return plan
+
+
+def export_point_seconds() -> float:
+    """Timing budget per point of the sweep export runs itself (``EXPORT_POINT_SECONDS``; 2 s in small mode)."""
+    from workbench.util.settings import small_mode
+
+    return 2.0 if small_mode() else EXPORT_POINT_SECONDS
+
+
+def _shipped_and_swept(variant, rows: list[dict], results, task, percentile: str, threads: int | None):
+    """(the ONNX variant that ships for torch ``variant``, whether export swept it now).
+
+    When ``rows`` hold no sweep of the shipped ONNX variant, it is swept here over the batch sizes and input length
+    of ``variant``'s own sweep (bounded: ``export_point_seconds()`` per point); the new rows are appended to ``rows``
+    and, when ``results`` is a ResultsTable, saved there too. A point whose timing did not settle is timed once
+    more (``SweepConfig.retries``). Checks run before the (slow) ONNX export.
+    """
+    from workbench.core import config_to_dict, lineage_id
+    from workbench.results import ResultsTable
+
+    config = _export_config(variant)
+    shipped_id = lineage_id(variant.id, "export_onnx", config_to_dict(config))
+    if sweep_rows(rows, shipped_id):
+        return _onnx_form(variant, config), False
+    source = [r for r in rows if r.get("variant_id") == variant.id
+              and r.get("scenario") in ("batching", "generation-batching")]
+    if not sweep_rows(source, variant.id):
+        raise ExportError(f"no batching sweep of variant {variant.id} ({variant.name}) or of the ONNX variant "
+                          f"{shipped_id} that ships for it: run `workbench sweep` for {variant.id} first (export "
+                          "then sweeps the ONNX variant over the same batch sizes)")
+    if task is None:
+        raise ExportError(f"the results hold no sweep of the shipped ONNX variant {shipped_id}, and export needs the "
+                          f"task (task=...) to sweep it: pass the task, or sweep {shipped_id} yourself")
+    from workbench.measure.batching import SweepConfig, sweep_batching
+
+    seq_len = max(r.get("seq_len") or 0 for r in sweep_rows(source, variant.id)) or None
+    line = [r for r in source if r.get("seq_len") == seq_len]
+    counts = sorted({int(r["threads"]) for r in line if r.get("threads")})
+    config_sweep = SweepConfig(batch_sizes=tuple(sorted({int(r["batch_size"]) for r in line})), seq_lens=(seq_len,),
+                               latency_cap_ms=next((r["latency_cap_ms"] for r in line if r.get("latency_cap_ms")), None),
+                               point_seconds=export_point_seconds(), percentile=percentile,
+                               threads=threads or (counts[-1] if len(counts) == 1 else None),
+                               forward_only=True)  # the served graph is one forward call, also for LMs
+    onnx_variant = _onnx_form(variant, config)
+    table = results if isinstance(results, ResultsTable) else None
+    rows.extend(sweep_batching(task, onnx_variant, config_sweep, table=table, progress=False))
+    return onnx_variant, True
 
 
 def reference_io(onnx_variant, task, n: int, seq_len: int | None) -> tuple[dict, dict]:
@@ -204,17 +306,23 @@ def find_variant_row(rows, variant_id: str) -> dict:
     return hits[-1]
 
 
-def _onnx_form(variant):
-    """The variant itself when it already runs an ONNX file, else its validated ONNX export."""
-    if onnx_file(variant) is not None:
-        return variant
-    from workbench.core import apply
+def _export_config(variant):
+    """The ExportOnnxConfig export_bundle ships a torch variant with."""
     from workbench.steps.export_onnx import ExportOnnxConfig
     from workbench.tasks.hf_loading import is_causal_lm
 
     model = require_torch_module(variant, "export_bundle", "export a torch variant with its model or an ONNX variant")
     # Causal LMs are served as one full-sequence forward (no KV-cache tensors in the Triton interface).
-    return apply(variant, ExportOnnxConfig.no_cache() if is_causal_lm(model) else ExportOnnxConfig())
+    return ExportOnnxConfig.no_cache() if is_causal_lm(model) else ExportOnnxConfig()
+
+
+def _onnx_form(variant, config=None):
+    """The variant itself when it already runs an ONNX file, else its validated ONNX export."""
+    if onnx_file(variant) is not None:
+        return variant
+    from workbench.core import apply
+
+    return apply(variant, config or _export_config(variant))
 
 
 def _quality_row(rows: list[dict], variant_id: str) -> dict | None:
@@ -241,4 +349,5 @@ def _model_name(raw: str) -> str:
     return name
 
 
-__all__ = ["export_bundle", "batching_plan", "variant_from_row", "find_variant_row", "reference_io", "write_manifest", "ExportError", "BUNDLE_FORMAT"]
+__all__ = ["export_bundle", "batching_plan", "variant_from_row", "find_variant_row", "reference_io", "write_manifest",
+           "ExportError", "BUNDLE_FORMAT", "QUEUE_WAIT_BATCHES", "EXPORT_POINT_SECONDS"]

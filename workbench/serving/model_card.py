@@ -1,6 +1,7 @@
 """The bundle's MODEL_CARD.md, written only from measured facts (export_bundle passes them in)."""
 from __future__ import annotations
 
+from workbench.measure.timing import MIN_SAMPLES
 from workbench.util.numbers import format_value
 
 
@@ -31,21 +32,38 @@ def model_card(facts: dict, sweep: list[dict]) -> str:
     lines += ["", "## Quality"]
     if q:
         lines += [f"{q.get('metric')} = {format_value(q.get('quality'))} (95% CI {format_value(q.get('quality_ci_low'))} to "
-                  f"{format_value(q.get('quality_ci_high'))}, n = {q.get('quality_n')}, measured {q.get('measured_at', '-')})."]
+                  f"{format_value(q.get('quality_ci_high'))}, n = {q.get('quality_n')}, measured {q.get('measured_at', '-')} "
+                  f"on variant `{q.get('variant', '-')}` (id {q.get('variant_id', '-')}))."]
     else:
         lines += ["Not measured in the results this bundle was made from: run `workbench measure` before relying on it."]
-    lines += ["", f"## Latency and throughput (seq_len {plan.get('seq_len')}, {env.get('cpu')}, "
-                  f"{sweep[0].get('threads') if sweep else '-'} threads)"]
-    lines += _table(["batch", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak RSS MB"],
-                    [[r["batch_size"], r.get("latency_p50_ms"), r.get("latency_p90_ms"), r.get("latency_p99_ms"),
-                      r.get("throughput_per_s"), r.get("peak_rss_mb")] for r in sweep])
+    swept_id = plan.get("variant_id") or (sweep[0].get("variant_id") if sweep else "-")
+    threads = plan.get("threads") or (sweep[0].get("threads") if sweep else None) or "-"
+    lines += ["", f"## Latency and throughput (seq_len {plan.get('seq_len')}, {env.get('cpu')}, {threads} threads)",
+              f"Sweep of the served ONNX variant `{served['variant']}` (id {swept_id})"
+              + (", measured by export itself." if plan.get("swept_at_export") else ".")
+              + f" A percentile is shown only with enough timed calls behind it (p90 >= {MIN_SAMPLES['p90']}, p95 >= "
+              f"{MIN_SAMPLES['p95']}, p99 >= {MIN_SAMPLES['p99']}); '-' where a point had fewer. Unstable points "
+              "(timing windows that never agreed) are listed but not planned on.", ""]
+    lines += _table(["batch", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "timed calls", "stable", "items/s", "peak RSS MB"],
+                    [[r["batch_size"], r.get("latency_p50_ms"), r.get("latency_p90_ms"), r.get("latency_p95_ms"),
+                      r.get("latency_p99_ms"), r.get("n_calls"), r.get("stable"), r.get("throughput_per_s"),
+                      r.get("peak_rss_mb")] for r in sweep])
     slo = plan.get("slo")
     lines += ["", "## Batching plan (config.pbtxt)",
               f"max_batch_size {plan['max_batch_size']}, preferred batch sizes {plan['preferred_batch_sizes']}, "
               f"max queue delay {plan['max_queue_delay_us']} us."]
-    lines += [f"SLO {slo['percentile']} <= {slo['target_ms']} ms: {slo['reason']}; knee at batch "
-              f"{slo['knee_batch_size']}." if slo else "No SLO given: max batch = largest measured batch, queue "
-              "delay = one batch-1 service time."]
+    if slo:
+        used = slo.get("percentile_used") or slo["percentile"]
+        lines += [f"SLO {slo['percentile']} <= {slo['target_ms']} ms (read at {used}): {slo['reason']}; knee at batch "
+                  f"{slo['knee_batch_size']}.",
+                  f"The queue delay is a bound from offline timings, not a guarantee under load: a request can arrive "
+                  f"just after a batch of {plan['max_batch_size']} started, wait for it, wait the queue delay, then run "
+                  f"in its own batch, so delay = SLO - 2 x {used} latency at max_batch_size (floored at 0). Only a "
+                  "load test on the serving side shows the tail under real traffic."]
+    else:
+        lines += ["No SLO given: max batch = largest stable measured batch under the sweep's latency cap, queue delay "
+                  "= one batch-1 service time (a bound from offline timings, not a guarantee under load)."]
+    lines += [f"- {note}" for note in list(plan.get("notes") or []) + list(plan.get("skipped") or [])]
     cost = facts["cost"]
     lines += ["", f"## Cost ({cost['instance']} at ${cost['usd_per_hour']}/h, {cost['source']}, {cost['date']}; "
                   f"utilisation {cost['utilisation']})"]

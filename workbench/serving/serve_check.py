@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from workbench.measure.timing import percentile_ranks
-from workbench.serving.verify import BundleError, check_files, load_manifest, model_paths, reference_arrays
+from workbench.serving.verify import (BundleError, check_external_data, check_files, load_manifest, model_paths,
+                                     reference_arrays)
 
 
 class ServeCheckError(RuntimeError):
@@ -65,6 +66,7 @@ def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict) -> 
     from google.protobuf import text_format
 
     from workbench.serving.triton_config import check_model_config
+    from workbench.steps.onnx_files import onnx_files
 
     backends = workdir / "backends" / "python"
     backends.mkdir(parents=True)
@@ -78,7 +80,10 @@ def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict) -> 
     (model_dir / "1").mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))
     shutil.copy2(Path(__file__).with_name("triton_twin.py"), model_dir / "1" / "model.py")
-    os.symlink(onnx_path.resolve(), model_dir / "1" / "model.onnx")
+    for f in onnx_files(onnx_path):  # the model and every external-data file its graph names, same relative paths
+        link = model_dir / "1" / f.relative_to(onnx_path.parent)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(f.resolve(), link)
     return workdir / "backends", workdir / "repo"
 
 
@@ -255,7 +260,7 @@ def serve_check(bundle: str | Path, n_requests: int = 64, concurrency: int = 8, 
         raise ValueError(f"n_requests {n_requests} must be 1..10000 and concurrency {concurrency} 1..256")
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
-    problems = check_files(bundle, manifest)
+    problems = check_files(bundle, manifest) + check_external_data(bundle, manifest)
     if problems:
         raise BundleError(f"refusing to serve {bundle}: " + "; ".join(problems))
     inputs, outputs = reference_arrays(bundle)

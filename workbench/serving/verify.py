@@ -1,5 +1,6 @@
-"""Verify a serving bundle: every file's sha256, the Triton config against its schema, and the ONNX model's outputs
-on the reference inputs saved at export (reloaded with ONNX Runtime)."""
+"""Verify a serving bundle: every file's sha256, the ONNX model's external data (every file its graph names is carried),
+the Triton config against its schema, and the ONNX model's outputs on the reference inputs saved at export (reloaded
+with ONNX Runtime)."""
 from __future__ import annotations
 
 import json
@@ -64,6 +65,27 @@ def check_files(bundle: Path, manifest: dict) -> list[str]:
     return problems
 
 
+def check_external_data(bundle: Path, manifest: dict) -> list[str]:
+    """Problems with the ONNX model's external data: a file its graph names that the bundle does not carry.
+
+    The names come from the graph's ``location`` fields (any exporter's naming), so a weights file left behind at
+    export is caught here, by name, instead of as an ONNX Runtime load error.
+    """
+    from workbench.steps.onnx_files import external_data_files
+
+    onnx_path = model_paths(bundle, manifest)[1]
+    if not onnx_path.is_file():
+        return []  # reported as a missing file already
+    try:
+        files = external_data_files(onnx_path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable graph or a location outside the bundle
+        return [f"{type(exc).__name__}: {exc}"]
+    rel_model = onnx_path.relative_to(bundle).as_posix()
+    return [f"{rel_model} reads external data {f.relative_to(bundle).as_posix()}, which the bundle does not carry "
+            "(not in the manifest): re-export the bundle" for f in files
+            if f.relative_to(bundle).as_posix() not in manifest["files"]]
+
+
 def model_paths(bundle: Path, manifest: dict) -> tuple[Path, Path]:
     model_dir = bundle / REPOSITORY / manifest["name"]
     return model_dir / "config.pbtxt", model_dir / "1" / "model.onnx"
@@ -110,7 +132,7 @@ def verify_bundle(bundle: str | Path, threads: int | None = None, raise_on_error
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
     report = VerifyReport(bundle, manifest["name"], len(manifest["files"]))
-    report.problems = check_files(bundle, manifest)
+    report.problems = check_files(bundle, manifest) + check_external_data(bundle, manifest)
     config_path, onnx_path = model_paths(bundle, manifest)
     if not report.problems:  # only trust the model and config once their hashes match
         try:
@@ -128,4 +150,5 @@ def verify_bundle(bundle: str | Path, threads: int | None = None, raise_on_error
     return report
 
 
-__all__ = ["verify_bundle", "VerifyReport", "BundleError", "load_manifest", "reference_arrays", "compare_outputs"]
+__all__ = ["verify_bundle", "VerifyReport", "BundleError", "load_manifest", "reference_arrays", "compare_outputs",
+           "check_external_data"]

@@ -156,8 +156,13 @@ def export_onnx(variant: Variant, config: ExportOnnxConfig) -> Variant:
 
     opset = next(o.version for o in onnx.load(str(dest / "model.onnx"), load_external_data=False).opset_import
                  if o.domain in ("", "ai.onnx"))
+    from workbench.steps.onnx_files import external_data_locations
+
+    # Weights past protobuf's 2 GB sit in files named by the exporter (model.onnx_data, one per tensor, ...): the
+    # graph's own location fields name them, so size, bundle, verify and serve-check carry them all.
     facts = {"opset": opset, "kv_cache": bool(runner.past_names), "inputs": list(runner.inputs),
-             "outputs": runner.outputs, "sha256": sums["model.onnx"], **report}
+             "outputs": runner.outputs, "sha256": sums["model.onnx"],
+             "external_data": external_data_locations(dest / "model.onnx"), **report}
     return onnx_variant(variant, dest / "model.onnx", "ort-fp32", "fp32", config.threads,
                         meta={"model_kind": kind, "export": facts})
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -22,6 +22,7 @@ class QualityResult:
     n_examples: int
     higher_is_better: bool = True
     extra: dict | None = None  # secondary metrics (next-token accuracy, majority baseline, ...)
+    per_example: tuple | None = field(default=None, repr=False, compare=False)  # scores, for paired comparisons
 
     def as_row(self) -> dict:
         row = {"metric": self.metric, "quality": self.value, "quality_ci_low": self.ci_low,

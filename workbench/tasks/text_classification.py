@@ -66,9 +66,11 @@ class SequenceClassificationTask(Task):
         texts, labels = self.splits[split]
         texts, labels = texts[:limit], labels[:limit]
         preds = predict_labels(variant, self.tokenizer, texts, max_length=self.max_length)
-        acc, low, high = accuracy_with_ci([p == y for p, y in zip(preds, labels)])
+        correct = tuple(float(p == y) for p, y in zip(preds, labels))
+        acc, low, high = accuracy_with_ci(correct)
         majority = Counter(labels).most_common(1)[0][1] / len(labels)
-        return QualityResult("accuracy", acc, low, high, len(labels), True, {"majority_baseline": round(majority, 4)})
+        return QualityResult("accuracy", acc, low, high, len(labels), True, {"majority_baseline": round(majority, 4)},
+                             per_example=correct)
 
     def _texts_for_shapes(self, split: str) -> list[str]:
         return self.splits.get(split, self.splits["test"])[0]
@@ -79,6 +81,11 @@ class SequenceClassificationTask(Task):
         texts = self._texts_for_shapes("test")
         picked = [texts[i % len(texts)] for i in range(batch_size)]
         return dict(self.tokenizer(picked, truncation=True, max_length=seq_len, padding="max_length", return_tensors="pt"))
+
+    def tokens_in(self, inputs: dict[str, torch.Tensor]) -> int:
+        """Real tokens of a batch: padding is not text a client sends or pays for (the attention mask says which)."""
+        mask = inputs.get("attention_mask")
+        return int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
 
     def calibration_batches(self, n_examples: int = 128, batch_size: int = 8, seq_len: int | None = None) -> Iterator[dict]:
         texts = self._texts_for_shapes("validation")[:n_examples]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from workbench.core import apply
 from workbench.steps.distill import DistillConfig, family_of, training_callback
+from workbench.util.numbers import format_value
 from workbench.util.settings import small_mode
 
 
@@ -107,6 +108,6 @@ class DistillPanel:
             new.append(self.table.append(row) if self.table is not None else row)
             self.variants[label] = variant
         self.rows.extend(new)
-        self.status.value = "done: " + ", ".join(f"{r['arm']} {r['quality']:.3f} @ {r['latency_p50_ms']:.2f} ms"
-                                                 for r in new)
+        self.status.value = "done: " + ", ".join(f"{r['arm']} {r.get('metric', 'quality')} {r['quality']:.3f} @ "
+                                                 f"{format_value(r.get('latency_p50_ms'), 3)} ms" for r in new)
         return new

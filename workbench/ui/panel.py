@@ -23,6 +23,7 @@ from workbench.core import apply, registered_steps
 from workbench.runtime import torch_module
 from workbench.ui.live_plot import LivePlot
 from workbench.ui.step_options import StepOption, as_option, discover_step_options
+from workbench.util.numbers import format_value
 from workbench.util.settings import small_mode
 
 # Price-table instance per device for the $ columns: the reference 2-vCPU CPU box, and a 1-GPU L4 box.
@@ -181,8 +182,12 @@ class WorkbenchPanel:
             if key not in self._applied:
                 self._applied[key] = task.baseline(device)
             variant = self._applied[key]
+            detours: list[str] = []      # steps that failed on the torch model and ran on its ONNX export
             for config in option.configs if option else ():
-                variant = self._apply(variant, config)
+                variant = self._apply(variant, config, detours)
+            if detours:
+                label = f"{label} (on the ONNX export)"
+                self.say(f"⚠ {label} on {device}: " + "; ".join(detours) + f"; measured {_route(variant)}")
             limit = self.eval_limit.value or None
             row = measure_variant(task, variant, self.batch_size.value, quality=True, eval_limit=limit,
                                   threads=self.threads, max_seconds=self.max_seconds)
@@ -193,9 +198,10 @@ class WorkbenchPanel:
                                "error": f"{type(err).__name__}: {err}"})
             return
         self.variants[variant.id] = variant
-        self.rows.append(self.table.append({**row, "option": label}))
-        self.say(f"✓ {label} on {device}: {row.get('metric', 'quality')} {row.get('quality', float('nan')):.4g}, "
-                 f"p50 {row['latency_p50_ms']:.3g} ms")
+        extra = {"route": _route(variant), "torch_errors": detours} if detours else {}
+        self.rows.append(self.table.append({**row, "option": label, **extra}))
+        self.say(f"✓ {label} on {device}: {row.get('metric', 'quality')} {format_value(row.get('quality'))}, "
+                 f"p50 {format_value(row.get('latency_p50_ms'), 3)} ms")
         self.redraw()
 
     def _with_cost(self, row: dict) -> dict:
@@ -211,9 +217,11 @@ class WorkbenchPanel:
             self.say(f"✗ cost for {instance}: {err}")
             return row
 
-    def _apply(self, variant, config):
+    def _apply(self, variant, config, detours: list[str] | None = None):
         """Apply one step. Steps that run on an ONNX model (ORT quantisation, graph optimisation) fail on a torch
-        baseline; every step is offered as a tick box on its own, so the panel then gives them the ONNX export."""
+        baseline; every step is offered as a tick box on its own, so the panel then runs them on the ONNX export,
+        never silently: the torch error goes into ``detours`` (the panel reports it and labels the row with the
+        route that ran), and when the ONNX route fails too, the error names both, the torch one first."""
         try:
             return self._apply_once(variant, config)
         except Exception as first:  # noqa: BLE001
@@ -221,11 +229,20 @@ class WorkbenchPanel:
             # only a torch model in memory can be exported to ONNX: any other variant's failure stands as it is
             if torch_module(variant) is None or export_cfg is None or isinstance(config, export_cfg):
                 raise
-            onnx = self._apply_once(variant, export_cfg())
+            step = _step_name(config)
+            first_error = f"{step} failed on the torch model: {type(first).__name__}: {first}"
             try:
-                return self._apply_once(onnx, config)
+                onnx = self._apply_once(variant, export_cfg())
+            except Exception as export_error:  # noqa: BLE001
+                raise RuntimeError(f"{first_error}; exporting it to ONNX to run {step} there failed too: "
+                                   f"{type(export_error).__name__}: {export_error}") from first
+            try:
+                out = self._apply_once(onnx, config)
             except Exception as second:  # noqa: BLE001
-                raise RuntimeError(f"on the torch model: {first}; on its ONNX export: {second}") from second
+                raise RuntimeError(f"{first_error}; on its ONNX export: {type(second).__name__}: {second}") from second
+            if detours is not None:
+                detours.append(first_error + ", so it ran on the ONNX export")
+            return out
 
     def _apply_once(self, variant, config):
         """``apply`` with a memo: variants never change, so the same (parent, config) is built once per panel."""
@@ -239,7 +256,10 @@ class WorkbenchPanel:
         from workbench.ui.plots import pareto_figure
         from workbench.results import pareto_front
 
-        self.plot.update(pareto_figure(self.rows, title=f"{self.study}: quality vs p50 latency (live)"))
+        from workbench.results import metric_name
+
+        metric = metric_name(self.rows) or "quality"
+        self.plot.update(pareto_figure(self.rows, title=f"{self.study}: {metric} vs p50 latency (live)"))
         # A serving bundle is ONNX: offer the Pareto front of the variants that are ONNX or can be exported to it
         # (torch fp32). Torch-only forms such as torch dynamic int8 have no ONNX export.
         exportable = [r for r in self.rows if r.get("backend") == "onnxruntime" or r.get("precision") == "fp32"]
@@ -276,8 +296,9 @@ class WorkbenchPanel:
         with self.output:
             try:
                 sweep_batching(task, variant, SweepConfig.quick(), table=self.table)
+                # Interactive use on a busy laptop: a plan from unstable points is exported, marked provisional.
                 bundle = export_bundle(variant, self.table.filter(variant_id=variant_id), to=target, task=task,
-                                       slo_ms=slo_ms, overwrite=True)
+                                       slo_ms=slo_ms, overwrite=True, allow_unstable=True)
             except Exception as err:  # noqa: BLE001 - say why; the study and the panel stay as they are
                 error = err
         if error is not None:
@@ -285,6 +306,16 @@ class WorkbenchPanel:
             return None
         self.say(f"✓ exported {variant.name} to {bundle}")
         return bundle
+
+
+def _step_name(config) -> str:
+    """The registered step name of a config (its type name when not registered)."""
+    return next((name for name, cfg in registered_steps().items() if isinstance(config, cfg)), type(config).__name__)
+
+
+def _route(variant) -> str:
+    """What ran, from the variant's lineage: ``baseline → export_onnx → optimize``."""
+    return " → ".join(["baseline"] + [step for step, _cfg in variant.lineage])
 
 
 def _escape(text: str) -> str:

@@ -11,10 +11,12 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+from functools import lru_cache
 
-from workbench.results import UNITS, pareto_front
+from workbench.results import PARETO_GROUP, UNITS, group_rows, metric_name, pareto_front
 from workbench.util.numbers import is_number
 
 # One colour per step family, the same in every figure (Okabe-Ito-like, readable by colour-blind users).
@@ -25,8 +27,16 @@ FAMILY_COLORS = {
 }
 _SPARE_COLORS = ("#17BECF", "#BCBD22", "#7F7F7F", "#9467BD", "#2CA02C", "#1F77B4")
 
-# Cost columns, most specific first: the Pareto plot colours points by the first one the rows have.
+# Cost columns (each produced by workbench.measure.cost.add_costs), most specific first: the Pareto plot colours
+# points by one the rows have (see cost_column). Per 1M, so dollar amounts read without micro-prefixes.
 COST_COLUMNS = ("usd_per_1m_tokens", "usd_per_1m_output_tokens", "usd_per_1m_requests", "usd_per_1k_requests")
+# Plain significant digits on cost scales: plotly's default SI prefixes turn $0.00017 into "170µ".
+COST_TICKFORMAT = ".3~g"
+# Lines of a line figure never join rows that differ in one of these (other than the x column): a batch-8 point
+# and a batch-1 point, two sequence lengths, two machines are separate lines.
+LINE_SPLIT = ("task", "variant_id", "device", "batch_size", "seq_len", "output_len", "environment_id")
+_SPLIT_LABELS = {"task": "task {}", "variant_id": "[{}]", "device": "{}", "batch_size": "batch {}",
+                 "seq_len": "{} tokens", "output_len": "{} out", "environment_id": "env {}"}
 
 AXIS_LABELS = {
     "latency_p50_ms": "p50 latency (ms)", "latency_p90_ms": "p90 latency (ms)", "latency_p99_ms": "p99 latency (ms)",
@@ -40,7 +50,12 @@ AXIS_LABELS = {
 def axis_label(column: str, rows: list[dict] | None = None) -> str:
     """Axis title with units: known columns by name, ``quality`` by the rows' metric and direction."""
     if column == "quality" and rows:
-        metric = next((r["metric"] for r in rows if r.get("metric")), "quality")
+        metric = metric_name(rows)
+        if metric is None:
+            names = sorted({r["metric"] for r in rows if r.get("metric")})
+            if len(names) > 1:
+                return f"{' / '.join(names)} (mixed metrics: each task's own)"
+            metric = "quality"
         better = "higher" if rows[0].get("higher_is_better", True) else "lower"
         unit = "fraction of test set, " if metric == "accuracy" else ""
         return f"{metric} ({unit}{better} is better)"
@@ -65,12 +80,72 @@ def family_color(name: str) -> str:
 
 
 def lineage_text(row: dict) -> str:
-    """``baseline → export_onnx(opset=17) → quantize_static(method=minmax)`` from a row's lineage."""
+    """``baseline → export_onnx → quantize_static(per_channel=False)`` from a row's lineage: each step with the
+    fields of its config that differ from that config's defaults (see :func:`config_changes`)."""
     parts = ["baseline"]
     for step, config in row.get("lineage") or []:
-        args = ", ".join(f"{k}={v}" for k, v in (config or {}).items() if k != "type")
+        args = ", ".join(f"{k}={v}" for k, v in config_changes(step, config).items())
         parts.append(f"{step}({args})" if args else step)
     return " → ".join(parts)
+
+
+def config_changes(step: str, config: dict | None) -> dict:
+    """The fields of a saved step config (``config_to_dict``) that differ from its config type's defaults.
+
+    The type comes from the registry (by the saved ``type`` tag, else by the step name) after
+    ``workbench.steps.discover()``; for a type it does not know, every field that is set (not None) is kept.
+
+    Example:
+        >>> config_changes("quantize_dynamic", {"type": "QuantizeDynamicConfig", "per_channel": True, "threads": None})
+        {'per_channel': True}
+    """
+    args = {k: v for k, v in (config or {}).items() if k != "type"}
+    cfg_type = _config_type(step, (config or {}).get("type"))
+    if cfg_type is None:
+        return {k: v for k, v in args.items() if v is not None}
+    defaults = _config_defaults(cfg_type)
+    return {k: v for k, v in args.items() if k not in defaults or _plain(v) != defaults[k]}
+
+
+@lru_cache(maxsize=1)
+def _discover_steps() -> None:
+    import workbench.steps
+
+    workbench.steps.discover()
+
+
+def _config_type(step: str, type_name: str | None):
+    from workbench.core import registered_steps
+
+    _discover_steps()
+    steps = registered_steps()
+    by_name = {cfg.__name__: cfg for cfg in steps.values()}
+    return by_name.get(type_name) or steps.get(step)
+
+
+def _config_defaults(cfg_type: type) -> dict:
+    """Each field's default as ``config_to_dict`` saves it (a field without a default is always shown)."""
+    from workbench.core import config_to_dict
+
+    try:
+        return {k: _plain(v) for k, v in config_to_dict(cfg_type()).items() if k != "type"}
+    except Exception:  # noqa: BLE001 - a config that cannot be built bare: read its fields' own defaults
+        out = {}
+        for f in dataclasses.fields(cfg_type):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = _plain(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = _plain(f.default_factory())
+        return out
+
+
+def _plain(value):
+    """A config value as JSON holds it (tuples as lists), so saved and default values compare equal."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def hover_text(row: dict) -> str:
@@ -117,15 +192,21 @@ def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: st
     fig = go.Figure()
     for fam in _families(usable):
         fig.add_trace(_family_trace(go, [r for r in usable if family(r) == fam], fam, x, y, color))
-    front = sorted(pareto_front(usable, x, y, higher_is_better), key=lambda r: r[x])
-    if front:
-        fig.add_trace(go.Scatter(x=[r[x] for r in front], y=[r[y] for r in front], mode="lines", name="Pareto front",
-                                 line=dict(color="#222222", dash="dash", width=1.5), hoverinfo="skip"))
+    # one front per comparable group (task, device, batch, length, machine): never a line across groups
+    groups = group_rows(usable, PARETO_GROUP)
+    labels = _group_labels(list(groups), PARETO_GROUP)
+    for (key, group), dash in zip(groups.items(), _DASHES * len(groups)):
+        front = pareto_front(group, x, y, higher_is_better, PARETO_GROUP)
+        if front:
+            name = "Pareto front" + (f" ({labels[key]})" if len(groups) > 1 else "")
+            fig.add_trace(go.Scatter(x=[r[x] for r in front], y=[r[y] for r in front], mode="lines", name=name,
+                                     line=dict(color="#222222", dash=dash, width=1.5), hoverinfo="skip"))
     for r in {r.get("variant_id"): r for r in usable if family(r) == "baseline"}.values():   # once per baseline
         fig.add_annotation(x=r[x], y=r[y], text=f"baseline {r.get('variant', '')}", showarrow=True, arrowhead=2,
                            ax=30, ay=-30, font=dict(size=11))
     if color:
-        fig.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(title=axis_label(color), x=1.02)))
+        fig.update_layout(coloraxis=dict(colorscale="Viridis", colorbar=dict(
+            title=axis_label(color), x=1.02, tickformat=COST_TICKFORMAT, exponentformat="none")))
     fig.update_layout(title=title or f"{axis_label(y, usable).split(' (')[0]} vs {axis_label(x)}",
                       xaxis_title=axis_label(x), yaxis_title=axis_label(y, usable), template="plotly_white",
                       legend=dict(title_text="step family", orientation="h", yanchor="top", y=-0.18, x=0),
@@ -133,14 +214,30 @@ def pareto_figure(rows, x: str = "latency_p50_ms", y: str = "quality", color: st
     return fig
 
 
+def language_model_rows(rows: list[dict]) -> bool:
+    """Rows of a language model (generation points, or a perplexity metric): priced and plotted per token.
+    Classifier rows carry tokens/s too (real tokens per batch), so that column alone does not tell."""
+    return any(r.get("output_len") or r.get("metric") == "perplexity" for r in rows)
+
+
 def cost_column(rows: list[dict]) -> str | None:
-    """The cost to colour by: $ per 1M tokens for LMs (rows with tokens/s), else $ per 1k requests, else any."""
+    """The cost to colour by: $ per 1M tokens for LMs, else $ per 1M requests (rows saved before that column
+    existed: $ per 1k requests), else any cost column the rows have."""
     present = [c for c in COST_COLUMNS if any(is_number(r.get(c)) for r in rows)]
     if not present:
         return None
-    lm = any(is_number(r.get("tokens_per_s")) for r in rows)
-    preferred = "usd_per_1m_tokens" if lm else "usd_per_1k_requests"
-    return preferred if preferred in present else present[0]
+    preferred = ("usd_per_1m_tokens",) if language_model_rows(rows) else ("usd_per_1m_requests", "usd_per_1k_requests")
+    return next((c for c in preferred if c in present), present[0])
+
+
+_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def _group_labels(keys: list[tuple], columns: tuple[str, ...]) -> dict[tuple, str]:
+    """Short labels of group keys naming only the columns whose values differ between the groups."""
+    varying = [i for i, _c in enumerate(columns) if len({k[i] for k in keys}) > 1]
+    return {k: ", ".join(_SPLIT_LABELS.get(columns[i], columns[i] + " {}").format("-" if k[i] is None else k[i])
+                         for i in varying) for k in keys}
 
 
 def _family_trace(go, rows: list[dict], fam: str, x: str, y: str, color: str | None):
@@ -160,10 +257,13 @@ def _family_trace(go, rows: list[dict], fam: str, x: str, y: str, color: str | N
 
 
 def line_figure(rows, x: str, y: str, group: str = "variant", title: str | None = None, log_x: bool = False,
-                hline: float | None = None, hline_label: str = ""):
+                hline: float | None = None, hline_label: str = "", split: tuple[str, ...] = LINE_SPLIT):
     """``y`` against ``x``, one line per ``group`` value (coloured by step family), units on both axes.
 
     Args:
+        split: columns a line never crosses (default :data:`LINE_SPLIT`: variant id, device, batch size, sequence
+            and output length, environment), ``x`` aside: each combination is its own line, named by what tells it
+            apart from the other lines of the same ``group`` value. A point measured twice keeps its newest row.
         hline: draw a horizontal reference line (an SLO, a target) labelled ``hline_label``.
 
     Example:
@@ -171,14 +271,18 @@ def line_figure(rows, x: str, y: str, group: str = "variant", title: str | None 
     """
     import plotly.graph_objects as go
 
-    usable = sorted((r for r in _rows(rows) if is_number(r.get(x)) and is_number(r.get(y)) and not r.get("failed")),
-                    key=lambda r: r[x])
+    usable = [r for r in _rows(rows) if is_number(r.get(x)) and is_number(r.get(y)) and not r.get("failed")]
+    keys = (group,) + tuple(k for k in split if k not in (x, group))
+    lines = group_rows(usable, keys)
+    names = _line_names(list(lines), keys)
     fig = go.Figure()
-    for key in dict.fromkeys(r.get(group) for r in usable):
-        part = [r for r in usable if r.get(group) == key]
-        fig.add_trace(go.Scatter(x=[r[x] for r in part], y=[r[y] for r in part], mode="lines+markers", name=str(key),
+    for key, part in lines.items():
+        part = sorted({r[x]: r for r in part}.values(), key=lambda r: r[x])   # the newest row of each x
+        fig.add_trace(go.Scatter(x=[r[x] for r in part], y=[r[y] for r in part], mode="lines+markers", name=names[key],
                                  line=dict(color=family_color(family(part[0]))),
                                  text=[hover_text(r) for r in part], hovertemplate="%{text}<extra></extra>"))
+    if y in COST_COLUMNS:
+        fig.update_yaxes(tickformat=COST_TICKFORMAT, exponentformat="none")
     if hline is not None:
         fig.add_hline(y=hline, line_dash="dot", line_color="#C00000", annotation_text=hline_label)
     fig.update_layout(title=title or f"{axis_label(y)} vs {axis_label(x)}", xaxis_title=axis_label(x),
@@ -186,6 +290,16 @@ def line_figure(rows, x: str, y: str, group: str = "variant", title: str | None 
     if log_x:   # powers of two read better than decades for batch sizes
         fig.update_xaxes(type="log", dtick=math.log10(2) if x == "batch_size" else None)
     return fig
+
+
+def _line_names(keys: list[tuple], columns: tuple[str, ...]) -> dict[tuple, str]:
+    """``str(group value)``, plus what tells the line apart from other lines of the same group value."""
+    names = {}
+    for key in keys:
+        twins = [k for k in keys if k[0] == key[0]]
+        suffix = _group_labels(twins, columns)[key] if len(twins) > 1 else ""
+        names[key] = f"{key[0]} ({suffix})" if suffix else str(key[0])
+    return names
 
 
 def batching_figure(rows, slo_ms: float | None = None, latency: str = "latency_p50_ms",
@@ -202,7 +316,7 @@ def batching_figure(rows, slo_ms: float | None = None, latency: str = "latency_p
     from plotly.subplots import make_subplots
 
     rows = _rows(rows)
-    throughput = throughput or ("tokens_per_s" if any(is_number(r.get("tokens_per_s")) for r in rows) else "throughput_per_s")
+    throughput = throughput or ("tokens_per_s" if language_model_rows(rows) else "throughput_per_s")
     fig = make_subplots(rows=1, cols=2, subplot_titles=(axis_label(latency), axis_label(throughput)))
     for col, metric in ((1, latency), (2, throughput)):
         for trace in line_figure(rows, "batch_size", metric, group="variant").data:
@@ -225,8 +339,10 @@ def figures_for(rows) -> list[tuple[str, object]]:
     """
     rows = [r for r in _rows(rows) if not r.get("failed")]
     out = []
-    if any(is_number(r.get("quality")) and is_number(r.get("latency_p50_ms")) for r in rows):
-        out.append(("Quality vs latency (Pareto front)", pareto_figure(rows)))
+    scored = [r for r in rows if is_number(r.get("quality")) and is_number(r.get("latency_p50_ms"))]
+    if scored:
+        out.append((f"{axis_label('quality', scored).split(' (')[0]} vs p50 latency (Pareto front)",
+                    pareto_figure(rows)))
     per_variant: dict[str, set] = {}
     for r in rows:
         if is_number(r.get("latency_p50_ms")) and r.get("batch_size") is not None:
@@ -253,4 +369,4 @@ def _rows(rows) -> list[dict]:
 
 
 __all__ = ["pareto_figure", "line_figure", "batching_figure", "figures_for", "family_color", "axis_label",
-           "hover_text", "lineage_text", "FAMILY_COLORS"]
+           "hover_text", "lineage_text", "config_changes", "cost_column", "FAMILY_COLORS", "COST_COLUMNS"]

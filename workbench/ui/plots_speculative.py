@@ -18,15 +18,17 @@ def _f(value, digits: int = 3) -> str:
 
 
 def _spec_rows(rows, temperature: float | None = None) -> list[dict]:
-    rows = [r for r in rows if r.get("scenario") == "generation-speculative"]
+    """Measured speculative rows (failed points, e.g. a broken timer, carry no figures and are left out)."""
+    rows = [r for r in rows if r.get("scenario") == "generation-speculative" and not r.get("failed")]
     return [r for r in rows if temperature is None or r.get("temperature") == temperature]
 
 
 def speedup_figure(rows, temperature: float = 0.0, title: str | None = None):
-    """Measured (solid) and predicted (dotted) speedup over the target alone vs gamma, one colour per drafter.
+    """Measured (solid) and predicted (dotted) decode speedup over the target alone vs gamma, one colour per drafter.
 
-    The prediction is ``(1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1))`` with alpha and c measured in the
-    same run; the grey line at 1 is break-even.
+    Both are decode-only (prefill apart). The prediction is ``E_K[(1 - alpha^(K+1)) / (1 - alpha)] / (m c + 1)``
+    with alpha, c, the proposal lengths K actually drafted and the drafter calls per round m measured in the same run
+    (with K = m = gamma, the textbook formula); the grey line at 1 is break-even.
     """
     import plotly.graph_objects as go
 
@@ -35,8 +37,9 @@ def speedup_figure(rows, temperature: float = 0.0, title: str | None = None):
     for drafter in dict.fromkeys(r["drafter"] for r in spec):
         part = sorted((r for r in spec if r["drafter"] == drafter), key=lambda r: r["gamma"])
         color = DRAFTER_COLORS.get(drafter, "#444444")
-        hover = [f"alpha {_f(r['alpha'])}, c {_f(r['c'])}, {_f(r['tokens_per_s'], 1)} tokens/s, "
-                 f"{_f(r['tokens_per_target_call'], 2)} tokens per target call" for r in part]
+        hover = [f"alpha {_f(r['alpha'])}, c {_f(r['c'])}, {_f(r['tokens_per_s'], 1)} tokens/s decode "
+                 f"({_f(r.get('e2e_speedup'), 2)}x end to end), {_f(r['tokens_per_target_call'], 2)} tokens per "
+                 f"target call, {_f(r.get('mean_proposed_per_round'), 2)} drafts proposed per round" for r in part]
         fig.add_trace(go.Scatter(x=[r["gamma"] for r in part], y=[r["speedup"] for r in part], mode="lines+markers",
                                  name=f"{drafter} measured", line=dict(color=color), text=hover,
                                  hovertemplate="gamma %{x}: %{y:.2f}x<br>%{text}<extra></extra>"))
@@ -46,7 +49,7 @@ def speedup_figure(rows, temperature: float = 0.0, title: str | None = None):
     fig.add_hline(y=1.0, line_dash="dash", line_color="#888888", annotation_text="target alone (break-even)")
     fig.update_layout(title=title or f"Speedup vs gamma (temperature {temperature:g}, batch 1)",
                       xaxis_title="gamma (drafted tokens per round)",
-                      yaxis_title="speedup over the target alone (x, tokens/s ratio)", template="plotly_white",
+                      yaxis_title="decode speedup over the target alone (x, tokens/s ratio)", template="plotly_white",
                       height=420)
     return fig
 

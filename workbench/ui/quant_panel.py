@@ -14,6 +14,7 @@ from workbench.core import apply
 from workbench.measure import measure_variant
 from workbench.steps.quantize.calibration import METHODS, calibrate
 from workbench.steps.quantize.static import QuantizeStaticConfig
+from workbench.util.numbers import format_value
 
 
 class QuantPanel:
@@ -69,18 +70,25 @@ class QuantPanel:
         row = measure_variant(self.task, variant, **self.measure_kwargs)
         row["variant"] = variant.name + (f"-float:{'+'.join(self.exclude.value)}" if excluded else "")
         self.rows.append(self.table.append(row))
-        self.status.value = (f"{row['variant']}: accuracy {row['quality']:.3f} "
-                             f"[{row['quality_ci_low']:.3f}, {row['quality_ci_high']:.3f}], p50 {row['latency_p50_ms']:.1f} ms")
+        self.status.value = (f"{row['variant']}: {row.get('metric', 'quality')} {row['quality']:.3f} "
+                             f"[{row['quality_ci_low']:.3f}, {row['quality_ci_high']:.3f}], "
+                             f"p50 {format_value(row.get('latency_p50_ms'), 3)} ms")
         self.redraw()
         return row
 
     def redraw(self) -> None:
         from workbench.ui.plots import pareto_figure
 
-        self.plot.update(pareto_figure(self.rows, title="Static int8: accuracy vs p50 latency (live)"))
+        self.plot.update(pareto_figure(self.rows, title=f"Static int8: {_metric(self.rows)} vs p50 latency (live)"))
 
     @property
     def figure(self):
         from workbench.ui.plots import pareto_figure
 
-        return pareto_figure(self.rows, title="Accuracy vs p50 latency")
+        return pareto_figure(self.rows, title=f"{_metric(self.rows)} vs p50 latency")
+
+
+def _metric(rows) -> str:
+    from workbench.results import metric_name
+
+    return metric_name(rows) or "quality"

@@ -62,3 +62,32 @@ def test_op_time_profile_shares(tmp_path):
     shares = op_time_profile(_graph(nodes, tmp_path / "f.onnx"), {"x": np.ones((1, 4), np.float32)}, threads=1,
                              runs=3, level="disable")
     assert set(shares) == {"MatMul", "Relu"} and sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_diagnose_uses_the_paired_difference_on_the_same_examples():
+    import numpy as np
+
+    from workbench.measure.quality import NO_MEASURABLE_LOSS, paired_bootstrap_diff
+    from workbench.tasks.base import QualityResult
+
+    parent_scores = np.array([1.0] * 160 + [0.0] * 40)
+    noisy = parent_scores.copy()
+    noisy[[0, 1, 2]] = 0.0                                          # 3 examples lost: 1.5 pts, inside the noise
+    noisy[[160]] = 1.0                                              # 1 gained
+    parent_row = {"latency_p50_ms": 10.0, "quality": 0.80, "metric": "accuracy"}
+    row = {"latency_p50_ms": 5.0, "quality": float(noisy.mean()), "metric": "accuracy"}
+    parent_q = QualityResult("accuracy", 0.8, 0.0, 1.0, 200, per_example=tuple(parent_scores))
+    diag = diagnose(parent_row, row, accuracy_tolerance_pts=0.5, parent_quality=parent_q, quality=noisy)
+    _, low, high = paired_bootstrap_diff(parent_scores, noisy)
+    assert low < 0 < high
+    assert diag["quality_drop_pts"] == NO_MEASURABLE_LOSS and diag["flags"] == []
+    assert diag["quality_drop_ci_pts"] == [round(100 * low, 3), round(100 * high, 3)]
+    assert NO_MEASURABLE_LOSS in format_report(diag)
+
+    lost = parent_scores.copy()
+    lost[:12] = 0.0                                                 # 12 lost: 6 pts, measurable
+    diag = diagnose(parent_row, dict(row, quality=float(lost.mean())), accuracy_tolerance_pts=0.5,
+                    parent_quality=parent_scores, quality=lost)
+    assert diag["quality_drop_pts"] == pytest.approx(6.0)
+    assert 0 < diag["quality_drop_ci_pts"][0] <= 6.0 <= diag["quality_drop_ci_pts"][1]
+    assert [f["flag"] for f in diag["flags"]] == ["accuracy_loss"]

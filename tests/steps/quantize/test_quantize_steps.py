@@ -64,6 +64,17 @@ def test_static_qdq_per_method_with_batched_calibration(setup, method):
     assert task.evaluate(int8, limit=EVAL).value >= acc - 0.05
 
 
+def _quantized_nodes(variant) -> set[str]:
+    """Names of the MatMul/Gemm nodes that run as int8 in a QDQ model: their second input (the weight, or K in
+    attention) comes from a DequantizeLinear. (A shared activation input can stay quantised for its other users.)"""
+    import onnx
+
+    graph = onnx.load(str(variant.artifact_path), load_external_data=False).graph
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1
+            and n.input[1] in dq_outputs}
+
+
 def test_static_exclusions_and_bad_calibration_data(setup):
     task, base, onnx_fp32, _, out = setup
     ranges = calibrate(onnx_fp32, task.calibration_batches(16, batch_size=8), out_dir=out)
@@ -72,6 +83,12 @@ def test_static_exclusions_and_bad_calibration_data(setup):
     excluded = apply(onnx_fp32, QuantizeStaticConfig(ranges=str(ranges.folder), op_types=("MatMul",), out_dir=out))
     gemm_float = node_counts(excluded.artifact_path)["by_op"].get("Gemm", {}).get("quantized", 0)
     assert gemm_float == 0  # Gemm (classifier head) excluded by op type
+    # Excluding named nodes keeps exactly those in float, and only those.
+    everything = _quantized_nodes(apply(onnx_fp32, QuantizeStaticConfig(ranges=str(ranges.folder), out_dir=out)))
+    chosen = sorted(n for n in everything if "MatMul" in n)[:2]
+    kept = apply(onnx_fp32, QuantizeStaticConfig(ranges=str(ranges.folder), nodes_to_exclude=tuple(chosen),
+                                                 out_dir=out))
+    assert len(chosen) == 2 and _quantized_nodes(kept) == everything - set(chosen)
     good = next(task.calibration_batches(8, batch_size=8))
     with pytest.raises(CalibrationDataError, match="rank"):
         calibrate(onnx_fp32, [{k: v[0] for k, v in good.items()}], out_dir=out)

@@ -41,7 +41,7 @@ def test_layer_sensitivity_ranks_groups_and_exclusion_helps(tmp_path):
         ref, got = onnx_fp32(batches[0]), v(batches[0])
         return float(10 * torch.log10((ref ** 2).mean() / ((ref - got) ** 2).mean()))
 
-    assert sqnr(fixed) >= sqnr(full) - 0.5  # keeping the worst group in float does not make it worse
+    assert sqnr(fixed) > sqnr(full)  # keeping the worst group in float removes its noise: strictly closer to fp32
 
 
 def test_bad_granularity(tmp_path):

@@ -2,7 +2,7 @@
 
 Both routes keep the student's lineage, so distil -> (export ->) quantise rows share one family
 (:func:`workbench.steps.distill.family_of`):
-- "torch": distill -> quantize_dynamic (torch.ao dynamic int8 on Linear layers, fbgemm/x86 kernels).
+- "torch": distill -> quantize_dynamic (torch.ao dynamic int8 on Linear layers, GPT-2 Conv1D included; fbgemm/x86).
 - "onnxruntime": distill -> export_onnx -> optimize (O2 fusions) -> quantize_dynamic (ORT, AVX2-safe 7-bit weights).
 """
 from __future__ import annotations

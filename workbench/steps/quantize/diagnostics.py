@@ -5,7 +5,8 @@
 - :func:`cpu_isa`: AVX2 / AVX-512 / VNNI / AMX flags (int8 speed depends on them).
 - :func:`op_time_profile`: ONNX Runtime's own profiler, time per operator type (what limits a speed-up).
 - :func:`diagnose`: flags a variant slower than its parent or losing more accuracy than a tolerance, with the
-  likely reason and what to try.
+  likely reason and what to try; given per-example scores, the drop is a paired bootstrap difference and a drop
+  inside its CI is "no measurable loss".
 """
 from __future__ import annotations
 
@@ -85,8 +86,32 @@ def op_time_profile(path: str | Path, inputs: dict, threads: int | None = None, 
     return {op: round(us / total, 4) for op, us in per_op.most_common()}
 
 
+def _per_example(quality):
+    """Per-example scores of a QualityResult (``per_example``) or of a plain sequence; None when there are none."""
+    import numpy as np
+
+    scores = getattr(quality, "per_example", quality)
+    return None if scores is None else np.asarray(scores, dtype=np.float64)
+
+
+def _paired_drop(parent_scores, scores, higher_is_better: bool, scale: float) -> tuple[float, float, float]:
+    """(drop, low, high) x ``scale`` of parent -> variant on the same examples (paired bootstrap). 1-D scores compare
+    by their mean (accuracy); rows of (NLL sum, token count) by perplexity exp(sum / count)."""
+    import numpy as np
+
+    from workbench.measure.quality import paired_bootstrap_diff
+
+    def ppl(pairs):
+        return float(np.exp(pairs[:, 0].sum() / pairs[:, 1].sum()))
+
+    statistic = np.mean if parent_scores.ndim == 1 else ppl
+    first, second = (parent_scores, scores) if higher_is_better else (scores, parent_scores)
+    drop, low, high = paired_bootstrap_diff(first, second, statistic)
+    return drop * scale, low * scale, high * scale
+
+
 def diagnose(parent_row: dict, row: dict, variant=None, accuracy_tolerance_pts: float = 1.0,
-             slower_margin: float = 1.0) -> dict:
+             slower_margin: float = 1.0, parent_quality=None, quality=None) -> dict:
     """Flags for one measured variant against its parent's row (both from ``measure_variant``).
 
     Args:
@@ -94,21 +119,39 @@ def diagnose(parent_row: dict, row: dict, variant=None, accuracy_tolerance_pts: 
         variant: the variant itself, for node counts / providers in its ``meta``.
         accuracy_tolerance_pts: largest acceptable quality drop, in points (accuracy x 100).
         slower_margin: flag as slower when ``p50 > parent p50 * slower_margin``.
+        parent_quality / quality: the two variants' per-example scores on the same examples (``QualityResult``s
+            from ``task.evaluate``, or sequences). With them the drop is a paired bootstrap difference: its 95% CI is
+            ``quality_drop_ci_pts``, and a drop whose CI contains 0 is reported as ``"no measurable loss"`` (and is
+            never flagged), not as a number.
 
     Returns:
-        ``{"speedup": x, "quality_drop_pts": d, "flags": [{"flag", "detail", "likely_reasons"}...], "isa": ...}``
+        ``{"speedup": x, "quality_drop_pts": d or "no measurable loss", "quality_drop_ci_pts": [low, high] (paired),
+        "flags": [{"flag", "detail", "likely_reasons"}...], "isa": ...}``
     """
+    from workbench.measure.quality import describe_drop, measurable
+
     meta = getattr(variant, "meta", {}) or {}
     isa = cpu_isa()
     out = {"speedup": round(parent_row["latency_p50_ms"] / row["latency_p50_ms"], 3), "isa": isa,
            "providers": meta.get("providers"), "flags": []}
-    if "quality" in row and "quality" in parent_row:
-        sign = 1 if row.get("higher_is_better", True) else -1
-        drop = sign * (parent_row["quality"] - row["quality"]) * (100 if row.get("metric") == "accuracy" else 1)
+    parent_scores, scores = _per_example(parent_quality), _per_example(quality)
+    higher = row.get("higher_is_better", True)
+    scale = 100 if row.get("metric") == "accuracy" else 1
+    if parent_scores is not None and scores is not None:
+        drop, low, high = _paired_drop(parent_scores, scores, higher, scale)
+        out["quality_drop_pts"] = describe_drop(drop, low, high, scale=1, digits=3)
+        out["quality_drop_ci_pts"] = [round(low, 3), round(high, 3)]
+        flagged = measurable(low, high) and drop > accuracy_tolerance_pts
+        detail = f"quality drops {drop:.2f} pts, paired 95% CI [{low:.2f}, {high:.2f}]"
+    elif "quality" in row and "quality" in parent_row:
+        drop = (1 if higher else -1) * (parent_row["quality"] - row["quality"]) * scale
         out["quality_drop_pts"] = round(drop, 3)
-        if drop > accuracy_tolerance_pts:
-            out["flags"].append({"flag": "accuracy_loss", "detail": f"quality drops {drop:.2f} pts "
-                                 f"(tolerance {accuracy_tolerance_pts})", "likely_reasons": _accuracy_reasons(row, meta, isa)})
+        flagged, detail = drop > accuracy_tolerance_pts, f"quality drops {drop:.2f} pts"
+    else:
+        flagged = False
+    if flagged:
+        out["flags"].append({"flag": "accuracy_loss", "detail": f"{detail} (tolerance {accuracy_tolerance_pts})",
+                             "likely_reasons": _accuracy_reasons(row, meta, isa)})
     if row["latency_p50_ms"] > parent_row["latency_p50_ms"] * slower_margin:
         out["flags"].append({"flag": "slower_than_parent", "detail": f"p50 {row['latency_p50_ms']:.2f} ms vs parent "
                              f"{parent_row['latency_p50_ms']:.2f} ms", "likely_reasons": _speed_reasons(row, meta, isa)})
@@ -149,8 +192,12 @@ def _speed_reasons(row: dict, meta: dict, isa: dict) -> list[str]:
 def format_report(diag: dict, counts: dict | None = None) -> str:
     """Human-readable summary of :func:`diagnose` (and optionally :func:`node_counts`)."""
     isa = diag["isa"]
-    lines = [f"speed-up vs parent: {diag['speedup']:.2f}x" + (f", quality drop {diag['quality_drop_pts']:.2f} pts"
-                                                             if "quality_drop_pts" in diag else ""),
+    drop = diag.get("quality_drop_pts")
+    if isinstance(drop, (int, float)):
+        drop = f"quality drop {drop:.2f} pts"
+    if drop is not None and diag.get("quality_drop_ci_pts"):
+        drop += " (paired 95% CI [{:.2f}, {:.2f}])".format(*diag["quality_drop_ci_pts"])
+    lines = [f"speed-up vs parent: {diag['speedup']:.2f}x" + (f", {drop}" if drop is not None else ""),
              f"CPU: {isa['cpu']} | AVX2 {isa['avx2']} AVX-512 {isa['avx512']} VNNI {isa['vnni']} AMX {isa['amx']}",
              f"providers: {diag.get('providers')}"]
     if counts:

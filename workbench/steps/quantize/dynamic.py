@@ -1,7 +1,8 @@
 """Dynamic int8 quantisation: weights int8 ahead of time, activations quantised on the fly per call.
 
 One technique, two runtimes, picked by the input variant's backend (not by a mode flag):
-- torch variant -> ``torch.ao.quantization.quantize_dynamic`` on ``nn.Linear`` (fbgemm/x86 kernels). torch.ao
+- torch variant -> ``torch.ao.quantization.quantize_dynamic`` on ``nn.Linear`` (fbgemm/x86 kernels); GPT-2's
+  ``Conv1D`` layers (most of its parameters) are first turned into equivalent ``nn.Linear`` ones. torch.ao
   quantization is deprecated since torch 2.10 in favour of torchao; torchao's int8 dynamic path needs
   torch.compile to be fast on CPU and is not installed here, so the eager fbgemm kernels are the faster choice
   on this machine (``benchmarks/quantization.py`` measures the torch arm).
@@ -71,8 +72,35 @@ class QuantizeDynamicConfig:
         return cls(per_channel=True, reduce_range=True)
 
 
+def _is_conv1d(module: torch.nn.Module) -> bool:
+    """GPT-2 style ``Conv1D`` (transformers.pytorch_utils): a Linear with its weight stored transposed [in, out]."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx")
+
+
+def conv1d_to_linear(model: torch.nn.Module) -> int:
+    """Replace every ``Conv1D`` of ``model`` (in place) by the equivalent ``nn.Linear``; returns how many.
+
+    ``Conv1D(nf, nx)`` computes ``x @ W + b`` with ``W`` of shape [nx, nf]; ``nn.Linear(nx, nf)`` computes
+    ``x @ W.T + b`` with ``W`` of shape [nf, nx], so the weight is transposed once and the outputs are the same.
+    GPT-2 holds nearly all its parameters in Conv1D layers, which ``quantize_dynamic`` ({nn.Linear}) would skip.
+    """
+    swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if _is_conv1d(child)]
+    for parent, name, conv in swaps:
+        linear = torch.nn.Linear(conv.nx, conv.nf, bias=conv.bias is not None,
+                                 device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(conv.weight.t())
+            if conv.bias is not None:
+                linear.bias.copy_(conv.bias)
+        setattr(parent, name, linear)
+    return len(swaps)
+
+
 def _torch_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+    from workbench.measure.size import int8_param_share
 
     if variant.device != "cpu":
         raise ValueError("torch dynamic int8 runs on CPU only (fbgemm/x86 kernels): use a CPU baseline")
@@ -82,18 +110,23 @@ def _torch_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
     torch.backends.quantized.engine = engine
     qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
-    model = quantize_dynamic(copy.deepcopy(variant.model).cpu().eval(), {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+    model = copy.deepcopy(variant.model).cpu().eval()
+    conv1d = conv1d_to_linear(model)  # GPT-2's Conv1D layers become Linear, so they are quantised too
+    model = quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
     runner = TorchRunner(model, "cpu", getattr(variant.runner, "input_names", None))
-    linear = sum(isinstance(m, torch.nn.Linear) for m in variant.model.modules())
+    linear = sum(isinstance(m, torch.nn.Linear) or _is_conv1d(m) for m in variant.model.modules())
     quantized = sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
     return dataclasses.replace(variant, name="torch-int8-dynamic", precision="int8", runner=runner, model=model,
-                               meta={"engine": engine, "linear_layers": linear, "quantized_layers": quantized}, id="")
+                               meta={"engine": engine, "linear_layers": linear, "quantized_layers": quantized,
+                                     "conv1d_converted": conv1d, "int8_param_share": round(int8_param_share(model), 4)},
+                               id="")
 
 
 def _ort_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from workbench.measure.size import onnx_int8_share
     from workbench.steps.quantize.diagnostics import node_counts
 
     dest = step_dir(variant, "quantize_dynamic", config, config.out_dir)
@@ -108,7 +141,8 @@ def _ort_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     suffix = "-pc" if config.per_channel else ""
     return onnx_variant(variant, dest / "model.onnx", f"ort-int8-dynamic{suffix}", "int8", config.threads,
                         level=variant.meta.get("ort_level", "all"),
-                        meta={"sha256": sums["model.onnx"], "node_counts": counts})
+                        meta={"sha256": sums["model.onnx"], "node_counts": counts,
+                              "int8_param_share": round(onnx_int8_share(dest / "model.onnx"), 4)})
 
 
 @register_step("quantize_dynamic", QuantizeDynamicConfig)
@@ -122,4 +156,4 @@ def quantize_dynamic_step(variant: Variant, config: QuantizeDynamicConfig) -> Va
     return _ort_dynamic(variant, config)
 
 
-__all__ = ["QuantizeDynamicConfig", "quantize_dynamic_step"]
+__all__ = ["QuantizeDynamicConfig", "quantize_dynamic_step", "conv1d_to_linear"]

@@ -88,6 +88,7 @@ def quantize_static_step(variant: Variant, config: QuantizeStaticConfig) -> Vari
     """QDQ int8 model of an fp32 ONNX variant from ranges saved by :func:`calibrate`."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    from workbench.measure.size import onnx_int8_share
     from workbench.steps.quantize.diagnostics import node_counts
 
     require_fp32_onnx(variant, "quantize_static")
@@ -106,7 +107,8 @@ def quantize_static_step(variant: Variant, config: QuantizeStaticConfig) -> Vari
     name = f"ort-int8-static-{info['method']}" + ("-pc" if config.per_channel else "")
     return onnx_variant(variant, dest / "model.onnx", name, "int8", config.threads,
                         meta={"sha256": sums["model.onnx"], "calibration": info,
-                              "node_counts": node_counts(dest / "model.onnx")})
+                              "node_counts": node_counts(dest / "model.onnx"),
+                              "int8_param_share": round(onnx_int8_share(dest / "model.onnx"), 4)})
 
 
 __all__ = ["QuantizeStaticConfig", "quantize_static_step"]
