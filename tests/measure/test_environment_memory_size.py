@@ -37,3 +37,26 @@ def test_environment_id_names_the_machine_and_software_not_the_run():
     for changed in ({"cpu": "Other CPU"}, {"cpu_isa": ["avx2"]}, {"gpu": {"name": "H100"}},
                     {"packages": {**env["packages"], "torch": "0.0.1"}}, {"logical_cpus": 1024}, {"python": "3.0.0"}):
         assert environment_id({**env, **changed}) != env["environment_id"], changed
+
+
+def test_gpu_memory_counts_allocations_torch_does_not_see(monkeypatch):
+    """An ORT variant on CUDA allocates in ONNX Runtime's arena: torch's allocator reports 0, the device does not."""
+    import torch
+
+    from workbench.measure import memory
+
+    used = {"mb": 1000.0}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: ((8192 - used["mb"]) * 2**20, 8192 * 2**20))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 0)
+
+    def ort_call():  # stands in for a session.run that takes 300 MB on the device, then frees 100 MB
+        used["mb"] = 1300.0
+        import time
+        time.sleep(0.05)
+        used["mb"] = 1200.0
+
+    row = memory.measure_peak_memory(ort_call, "cuda")
+    assert row["cuda_max_allocated_mb"] == 0.0
+    assert row["cuda_device_used_peak_mb"] == 1300.0 and row["cuda_device_used_delta_mb"] == 300.0

@@ -1,4 +1,4 @@
-"""Peak memory while a function runs: process peak RSS and CUDA max allocated.
+"""Peak memory while a function runs: process peak RSS; on CUDA, torch's max allocated and the device-wide peak.
 
 On Linux the kernel keeps the process's RSS high-water mark (VmHWM) and lets a process reset it by writing "5"
 to /proc/self/clear_refs, which gives an exact peak for the call with no sampling. Elsewhere a sampling thread
@@ -73,14 +73,52 @@ class PeakRSS:
         return self.peak_mb - self.start_mb
 
 
-def measure_peak_memory(fn: Callable[[], object], device: str = "cpu") -> dict:
-    """Run ``fn`` once and report peak RSS (MB) and, on CUDA, peak allocated GPU memory (MB)."""
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    with PeakRSS() as rss:
-        fn()
-    row = {"peak_rss_mb": round(rss.peak_mb, 1), "rss_delta_mb": round(rss.delta_mb, 1)}
-    if device == "cuda":
+class DeviceMemoryPeak:
+    """Peak device-wide used GPU memory (MB) while a block runs, sampled from ``torch.cuda.mem_get_info``.
+
+    ``torch.cuda.max_memory_allocated`` sees only torch's own allocator; ONNX Runtime's CUDA arena (and any other
+    library) allocates beside it, so an ORT variant on the GPU would look free. The driver's used = total - free
+    counts every allocation on the device (other processes' too: the row says it is device-wide).
+    """
+
+    def __init__(self, interval_s: float = 0.002):
+        self.interval_s, self.peak_mb, self.start_mb = interval_s, 0.0, 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def used_mb() -> float:
+        free, total = torch.cuda.mem_get_info()
+        return (total - free) / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self.used_mb())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "DeviceMemoryPeak":
+        self.start_mb = self.peak_mb = self.used_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
         torch.cuda.synchronize()
-        row["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return row
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.used_mb())
+
+
+def measure_peak_memory(fn: Callable[[], object], device: str = "cpu") -> dict:
+    """Run ``fn`` once and report peak RSS (MB) and, on CUDA, torch's peak allocated memory and the device-wide
+    peak used memory (MB), which also counts ONNX Runtime's CUDA allocations."""
+    if device != "cuda":
+        with PeakRSS() as rss:
+            fn()
+        return {"peak_rss_mb": round(rss.peak_mb, 1), "rss_delta_mb": round(rss.delta_mb, 1)}
+    torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as rss, DeviceMemoryPeak() as gpu:
+        fn()
+    return {"peak_rss_mb": round(rss.peak_mb, 1), "rss_delta_mb": round(rss.delta_mb, 1),
+            "cuda_max_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+            "cuda_device_used_peak_mb": round(gpu.peak_mb, 1),
+            "cuda_device_used_delta_mb": round(gpu.peak_mb - gpu.start_mb, 1)}
