@@ -54,7 +54,8 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     """
     from plotly.offline import get_plotlyjs
 
-    from workbench.ui.plots import figures_for, lineage_text
+    from workbench.ui.lineage import lineage_text
+    from workbench.ui.plots import figures_for
 
     path = study_path(study)
     table = ResultsTable.load(path)
