@@ -122,7 +122,7 @@ def run_benchmark(target, draft, prompts: list, eos: int, gamma: int = 4, n_new:
     """Every arm on ``prompts`` (each [1, T] on the models' device), interleaved; the result dict ``main`` prints."""
     from workbench.decoding.drafters import ModelDrafter, PromptLookupDrafter
     from workbench.decoding.speculative import autoregressive_generate, speculative_generate
-    from workbench.measure.generation import predicted_speedup
+    from workbench.measure.speculative_model import predicted_speedup
 
     drafters = {"spec-draft-hf": ModelDrafter(draft, target, lean=False),
                 "spec-draft-lean": ModelDrafter(draft, target, lean=True)}
