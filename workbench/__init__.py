@@ -25,6 +25,7 @@ _LAZY = {
     "ExportOnnxConfig": "workbench.steps", "OptimizeConfig": "workbench.steps",
     "QuantizeDynamicConfig": "workbench.steps", "QuantizeStaticConfig": "workbench.steps",
     "calibrate": "workbench.steps", "DistillConfig": "workbench.steps.distill",
+    "CpuPrecisionConfig": "workbench.steps.cpu_precision", "CompileConfig": "workbench.steps.compile",
     # measurement
     "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
     "environment_fingerprint": "workbench.measure", "sweep_batching": "workbench.measure.batching",

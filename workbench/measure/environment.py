@@ -80,6 +80,11 @@ def environment_fingerprint() -> dict:
     env = {"hostname": platform.node(), "os": platform.platform(), "python": platform.python_version(), "cpu": cpu,
            "cpu_isa": flags, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
            "packages": package_versions(), "git_revision": git_revision(), "gpu": None}
+    # What the flags mean for the CPU arms (AVX2 / AVX-512 / VNNI / AMX / native bf16): derived from ``cpu_isa``, so it
+    # is not an identity key of its own.
+    from workbench.measure.isa import isa_summary
+
+    env["isa_summary"] = isa_summary(flags)
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         env["gpu"] = {"name": props.name, "memory_gb": round(props.total_memory / 1e9, 1),

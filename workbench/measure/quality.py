@@ -116,3 +116,15 @@ def top1_agreement(logits_a, logits_b) -> float:
     a = np.asarray(logits_a).argmax(-1)
     b = np.asarray(logits_b).argmax(-1)
     return float((a == b).mean())
+
+
+def paired_quality_drop(parent_scores, scores, higher_is_better: bool, scale: float) -> tuple[float, float, float]:
+    """(drop, low, high) x ``scale`` of parent -> variant on the same examples (paired bootstrap). 1-D scores compare
+    by their mean (accuracy); rows of (NLL sum, token count) by perplexity exp(sum / count)."""
+    def ppl(pairs):
+        return float(np.exp(pairs[:, 0].sum() / pairs[:, 1].sum()))
+
+    statistic = np.mean if parent_scores.ndim == 1 else ppl
+    first, second = (parent_scores, scores) if higher_is_better else (scores, parent_scores)
+    drop, low, high = paired_bootstrap_diff(first, second, statistic)
+    return drop * scale, low * scale, high * scale

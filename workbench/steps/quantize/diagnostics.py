@@ -94,22 +94,6 @@ def _per_example(quality):
     return None if scores is None else np.asarray(scores, dtype=np.float64)
 
 
-def _paired_drop(parent_scores, scores, higher_is_better: bool, scale: float) -> tuple[float, float, float]:
-    """(drop, low, high) x ``scale`` of parent -> variant on the same examples (paired bootstrap). 1-D scores compare
-    by their mean (accuracy); rows of (NLL sum, token count) by perplexity exp(sum / count)."""
-    import numpy as np
-
-    from workbench.measure.quality import paired_bootstrap_diff
-
-    def ppl(pairs):
-        return float(np.exp(pairs[:, 0].sum() / pairs[:, 1].sum()))
-
-    statistic = np.mean if parent_scores.ndim == 1 else ppl
-    first, second = (parent_scores, scores) if higher_is_better else (scores, parent_scores)
-    drop, low, high = paired_bootstrap_diff(first, second, statistic)
-    return drop * scale, low * scale, high * scale
-
-
 def diagnose(parent_row: dict, row: dict, variant=None, accuracy_tolerance_pts: float = 1.0,
              slower_margin: float = 1.0, parent_quality=None, quality=None) -> dict:
     """Flags for one measured variant against its parent's row (both from ``measure_variant``).
@@ -128,7 +112,7 @@ def diagnose(parent_row: dict, row: dict, variant=None, accuracy_tolerance_pts: 
         ``{"speedup": x, "quality_drop_pts": d or "no measurable loss", "quality_drop_ci_pts": [low, high] (paired),
         "flags": [{"flag", "detail", "likely_reasons"}...], "isa": ...}``
     """
-    from workbench.measure.quality import describe_drop, measurable
+    from workbench.measure.quality import describe_drop, measurable, paired_quality_drop
 
     meta = getattr(variant, "meta", {}) or {}
     isa = cpu_isa()
@@ -138,7 +122,7 @@ def diagnose(parent_row: dict, row: dict, variant=None, accuracy_tolerance_pts: 
     higher = row.get("higher_is_better", True)
     scale = 100 if row.get("metric") == "accuracy" else 1
     if parent_scores is not None and scores is not None:
-        drop, low, high = _paired_drop(parent_scores, scores, higher, scale)
+        drop, low, high = paired_quality_drop(parent_scores, scores, higher, scale)
         out["quality_drop_pts"] = describe_drop(drop, low, high, scale=1, digits=3)
         out["quality_drop_ci_pts"] = [round(low, 3), round(high, 3)]
         flagged = measurable(low, high) and drop > accuracy_tolerance_pts
