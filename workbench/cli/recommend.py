@@ -115,7 +115,8 @@ def cmd_recommend(args) -> int:
     print(f"CPU: {cpu} | " + " ".join(f"{k} {'yes' if v else 'no'}" for k, v in isa.items()))
     rows, variants = [], {}
     for arm in applicable_arms(isa):
-        row = {"arm": arm.name, "kind": arm.kind, "reason": arm.reason, "baseline": arm.kind == "baseline"}
+        # the baseline arm is the one that applies no step
+        row = {"arm": arm.name, "kind": arm.kind, "reason": arm.reason, "baseline": not arm.steps}
         if not arm.applies:
             rows.append({**row, "status": "skipped"})
             continue
