@@ -6,7 +6,6 @@ points, and saves a screenshot under the test's artifacts dir. The server is sto
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from workbench.serving.serve_check import free_port  # a free loopback port: the same helper the Triton server uses
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -33,19 +34,13 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def lab(tmp_path):
     """JupyterLab on a free loopback port with a token, serving a copy of the quickstart; stopped afterwards."""
     root = tmp_path / "notebooks"
     root.mkdir()
     shutil.copy(REPO / "notebooks" / "01_quickstart.ipynb", root)
-    port, token = _free_port(), os.urandom(16).hex()
+    port, token = free_port(), os.urandom(16).hex()
     env = {**os.environ, "WORKBENCH_SMALL": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     log = open(tmp_path / "jupyterlab.log", "w")
     proc = subprocess.Popen(

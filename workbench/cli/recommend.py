@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 from workbench.cli import command
 
@@ -54,8 +53,7 @@ def _drop(base_q, q) -> dict:
     """Paired drop (points) of ``q`` vs ``base_q`` on the same examples, with its 95% CI and description."""
     import numpy as np
 
-    from workbench.measure.quality import describe_drop
-    from workbench.measure.quality import paired_quality_drop
+    from workbench.measure.quality import describe_drop, paired_quality_drop
 
     scale = 100 if base_q.metric == "accuracy" else 1
     a, b = np.asarray(base_q.per_example, dtype=float), np.asarray(q.per_example, dtype=float)
@@ -89,9 +87,8 @@ def cmd_recommend(args) -> int:
     from workbench.measure.environment import cpu_model_and_flags
     from workbench.measure.interleaved import time_interleaved
     from workbench.measure.isa import applicable_arms, isa_summary
-    from workbench.results import ARTIFACTS_DIR
     from workbench.tasks import get_task
-    from workbench.util.files import write_file_atomic
+    from workbench.util.files import artifacts_root, write_file_atomic
     from workbench.util.settings import small_mode
 
     small = small_mode()
@@ -155,7 +152,7 @@ def cmd_recommend(args) -> int:
         print(f"recommendation: {best['arm']} ({best['speedup']:.2f}x vs torch-fp32, {best['drop']}"
               f"{'' if best['drop'] == 'no measurable loss' else ' pts'}, CI upper end "
               f"{best['drop_ci_pts'][1]:.2f} <= {args.tolerance_pts:g} pts)")
-    out = Path(ARTIFACTS_DIR) / (args.study or args.task) / "recommend.json"
+    out = artifacts_root() / (args.study or args.task) / "recommend.json"
     report = {"cpu": cpu, "isa": isa, "batch_size": batch, "seq_len": seq, "time_budget_s": budget,
               "tolerance_pts": args.tolerance_pts, "eval_split": split, "eval_n": base_q.n_examples,
               "arms": rows, "recommendation": best["arm"] if best else "torch-fp32"}

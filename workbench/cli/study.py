@@ -18,7 +18,7 @@ def cmd_study(args) -> int:
     from workbench.results import ResultsTable
 
     spec = load_spec(args.spec)
-    before = len(ResultsTable.load(_results(spec, args.root))) if _results(spec, args.root).exists() else 0
+    before = len(ResultsTable.for_study(spec.study, root=args.root, environment=False))  # rows already there
     table = run_study(spec, ray_address=args.ray, redo=args.redo, root=args.root)
     new = table.rows[before:]
     failed = sum(1 for r in new if r.get("failed"))
@@ -31,11 +31,3 @@ def cmd_study(args) -> int:
         print(format_cheapest(cheapest_meeting_slo(table.rows, spec.slo_ms, spec.percentile, spec.utilisation)))
     print(f"wrote {table.path}")
     return 0
-
-
-def _results(spec, root):
-    from pathlib import Path
-
-    from workbench.util.files import artifacts_root
-
-    return Path(root or artifacts_root()) / spec.study / "results.jsonl"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 
@@ -95,13 +96,9 @@ def _variant(spec: StudySpec, job: Job):
 
 def node_name() -> str:
     """Which machine ran a job: the Ray node id when on Ray, else the host name."""
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return f"{platform.node()}/{ray.get_runtime_context().get_node_id()[:12]}"
-    except ImportError:
-        pass
+    ray = sys.modules.get("ray")  # a Ray worker has it imported; a local run need not pay for importing it
+    if ray is not None and ray.is_initialized():
+        return f"{platform.node()}/{ray.get_runtime_context().get_node_id()[:12]}"
     return platform.node()
 
 

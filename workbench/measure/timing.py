@@ -6,6 +6,7 @@ stay inside functions so the CLI can read ``PERCENTILES`` without loading them.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -18,7 +19,16 @@ PERCENTILES = ("p50", "p90", "p95", "p99")   # every latency percentile a row, a
 # why in ``latency_<p>_note`` ("n=30 < 200"); readers fall back to the highest percentile that has them. The median
 # is not a tail: any number of calls has one (p50: 1), and throughput is read from it.
 TAIL_CALLS = 2
-MIN_SAMPLES = {p: 1 if p == "p50" else -(-TAIL_CALLS * 100 // (100 - int(p[1:]))) for p in PERCENTILES}
+
+
+def min_samples_for(rank: float) -> int:
+    """Timed calls a percentile at ``rank`` (e.g. 99.9) needs: TAIL_CALLS of them above it; the median needs 1."""
+    if rank <= 50:
+        return 1
+    return math.ceil(round(TAIL_CALLS * 100 / (100 - rank), 6))  # round: 200 / 0.1 is 2000.0000000000002 in floats
+
+
+MIN_SAMPLES = {p: min_samples_for(float(p[1:])) for p in PERCENTILES}
 
 
 def percentile_rank(name: str) -> float:

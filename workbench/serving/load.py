@@ -30,10 +30,12 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from workbench.measure.timing import min_samples_for
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOAD_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
-# Samples a percentile needs before it is reported: the workbench's rule (timing.MIN_SAMPLES), extended to p99.9.
-LOAD_MIN_SAMPLES = {"p50": 1, "p90": 20, "p95": 40, "p99": 200, "p99.9": 2000}
+# Samples a percentile needs before it is reported: the workbench's one rule (timing.min_samples_for), to p99.9.
+LOAD_MIN_SAMPLES = {name: min_samples_for(rank) for name, rank in LOAD_PERCENTILES.items()}
 MAX_REQUESTS = 20_000
 SPIN_S = 0.003  # wake this early and poll the clock: asyncio sleeps overshoot by up to ~1 ms (epoll rounds up)
 

@@ -54,11 +54,11 @@ def node_counts(model) -> dict:
 def cpu_isa() -> dict:
     """CPU model and the ISA extensions int8 kernels care about."""
     from workbench.measure.environment import cpu_model_and_flags
+    from workbench.measure.isa import isa_summary
 
     model, flags = cpu_model_and_flags()
-    has = set(flags)
-    return {"cpu": model, "flags": flags, "avx2": "avx2" in has, "avx512": "avx512f" in has,
-            "vnni": bool(has & {"avx512_vnni", "avx_vnni"}), "amx": bool(has & {"amx_int8", "amx_tile"})}
+    isa = isa_summary(flags)  # the one reading of the flags (avx2, avx512, vnni, amx_int8, ...)
+    return {"cpu": model, "flags": flags, **isa, "amx": bool(set(flags) & {"amx_int8", "amx_tile"})}
 
 
 def op_time_profile(path: str | Path, inputs: dict, threads: int | None = None, runs: int = 20,
