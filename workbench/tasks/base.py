@@ -42,12 +42,12 @@ class Task(ABC):
     """
 
     name: str = "task"
-    kind: str = "custom"          # "classification" | "causal-lm" | "custom"
+    kind: str = "custom"          # "classification" | "causal-lm" | "text2text" | "custom"
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
 
     @abstractmethod
-    def load_model(self) -> torch.nn.Module:
-        """A fresh fp32 torch module (CPU)."""
+    def load_model(self, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.nn.Module:
+        """A fresh torch module in ``dtype`` on ``device``, loaded there directly (not fp32 on CPU, then moved)."""
 
     @abstractmethod
     def evaluate(self, variant: Variant, split: str = "test", limit: int | None = None) -> QualityResult:
@@ -69,21 +69,56 @@ class Task(ABC):
         """Batches from the calibration split (the validation split unless a task says otherwise)."""
         raise NotImplementedError(f"task {self.name!r} has no calibration data")
 
-    def baseline(self, device: str = "cpu", precision: str = "fp32") -> Variant:
-        """Torch eager variant. fp16/bf16 only on CUDA (CPU half precision is slow and not a serving choice)."""
+    def baseline(self, device: str = "cpu", precision: str = "fp32", source: torch.nn.Module | None = None) -> Variant:
+        """Torch eager variant. fp16/bf16 only on CUDA (CPU half precision is slow and not a serving choice).
+
+        The model is loaded straight in ``precision`` on ``device``; with ``source`` (a model already loaded) it is
+        derived from that instead of read from disk again.
+        """
         device = resolve_device(device)
         if precision not in TORCH_DTYPES:
             raise ValueError(f"baseline precision {precision!r}: use fp32, fp16 or bf16")
         if precision != "fp32" and device != "cuda":
             raise ValueError(f"{precision} baselines run on CUDA only; on CPU use fp32")
-        model = self.load_model().to(device=device, dtype=TORCH_DTYPES[precision]).eval()
+        dtype = TORCH_DTYPES[precision]
+        model = (derive_model(source, device, dtype) if source is not None else self._load(dtype, device)).eval()
         return Variant(name=f"torch-{precision}" + ("-cuda" if device == "cuda" else ""), task=self.name,
                        backend="torch", device=device, precision=precision,
-                       runner=TorchRunner(model, device, self.input_names), model=model)
+                       runner=self.torch_runner(model, device), model=model)
 
     def baselines(self, device: str = "auto") -> list[Variant]:
-        """fp32 on CPU always; fp16 and bf16 too when CUDA is present."""
+        """fp32 on CPU always; fp16 and bf16 too when CUDA is present. The checkpoint is read once: the CUDA
+        variants are cast from the CPU model tensor by tensor, so no second full fp32 copy is ever made."""
         out = [self.baseline("cpu", "fp32")]
         if resolve_device(device) == "cuda":
-            out += [self.baseline("cuda", p) for p in ("fp32", "fp16", "bf16")]
+            out += [self.baseline("cuda", p, source=out[0].model) for p in ("fp32", "fp16", "bf16")]
         return out
+
+    def torch_runner(self, model: torch.nn.Module, device: str) -> TorchRunner:
+        """The runner a torch baseline gets; a task whose model needs more than its inputs (a seq2seq decoder start)
+        returns its own TorchRunner subclass."""
+        return TorchRunner(model, device, self.input_names)
+
+    def _load(self, dtype: torch.dtype, device: str) -> torch.nn.Module:
+        """``load_model`` in dtype on device; a subclass whose ``load_model()`` takes no arguments still works."""
+        import inspect
+
+        if "dtype" in inspect.signature(self.load_model).parameters:
+            return self.load_model(dtype=dtype, device=device)
+        return self.load_model().to(device=device, dtype=dtype)
+
+
+def derive_model(source: torch.nn.Module, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A copy of ``source`` on ``device`` in ``dtype``, made tensor by tensor: deepcopy with a memo that maps each
+    parameter and buffer to its converted copy, so the full-size source is never duplicated where it lives, and
+    tied weights (one Parameter under two names) stay tied. Integer buffers keep their dtype, as ``Module.to``."""
+    import copy
+
+    memo: dict[int, object] = {}
+    with torch.no_grad():
+        for p in source.parameters():
+            memo[id(p)] = torch.nn.Parameter(p.detach().to(device=device, dtype=dtype, copy=True),
+                                           requires_grad=p.requires_grad)
+        for b in source.buffers():
+            memo[id(b)] = b.to(device=device, dtype=dtype if b.is_floating_point() else b.dtype, copy=True)
+    return copy.deepcopy(source, memo)

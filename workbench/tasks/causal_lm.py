@@ -15,15 +15,25 @@ from workbench.tasks.hf_loading import load_hf_model, load_tokenizer
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 DEMO_TARGET_DIR = MODELS_DIR / "pydoc-gpt2"
 DEMO_DRAFT_DIR = MODELS_DIR / "pydoc-gpt2-draft"
+LOGITS_BUDGET = 1 << 28  # logits per evaluation batch (1 GB in fp32)
 
 
-def block_nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-block NLL sums and next-token hits. logits [B, T, V], ids [B, T] -> ([B], [B])."""
-    logits = logits[:, :-1].float()
-    target = ids[:, 1:]
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none").view(target.shape)
-    hits = (logits.argmax(-1) == target).float()
-    return nll.sum(1), hits.sum(1)
+def block_nll(logits: torch.Tensor, ids: torch.Tensor, chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-block NLL sums and next-token hits. logits [B, T, V], ids [B, T] -> ([B], [B]) in fp32.
+
+    Streams over sequence positions: each slice of ``chunk_elements`` logits (64 MB in fp32) is upcast, scored and
+    dropped, so a 128k-vocabulary model in bf16 never holds an fp32 copy of the whole [B, T, V] tensor.
+    """
+    batch, steps, vocab = logits.shape[0], logits.shape[1] - 1, logits.shape[-1]
+    span = max(1, chunk_elements // max(1, batch * vocab))
+    nll = torch.zeros(batch, dtype=torch.float32, device=logits.device)
+    hits = torch.zeros(batch, dtype=torch.float32, device=logits.device)
+    for start in range(0, steps, span):
+        part = logits[:, start:min(start + span, steps)].float()          # [B, t, V]
+        target = ids[:, start + 1:start + 1 + part.shape[1]].to(logits.device)
+        nll += F.cross_entropy(part.transpose(1, 2), target, reduction="none").sum(1)
+        hits += (part.argmax(-1) == target).float().sum(1)
+    return nll, hits
 
 
 def lm_metrics(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int = 16) -> dict:
@@ -53,7 +63,8 @@ class CausalLMTask(Task):
     input_names = ("input_ids",)
 
     def __init__(self, model_dir: str | Path, documents: dict[str, list[str]], name: str | None = None,
-                 block_len: int = 128, draft_dir: str | Path | None = None, trust_remote_code: bool = False):
+                 block_len: int = 128, draft_dir: str | Path | None = None, trust_remote_code: bool = False,
+                 allow_pickle: bool = False):
         if not documents.get("test"):
             raise ValueError("causal-lm task needs a non-empty 'test' list of documents")
         self.model_dir = Path(model_dir)
@@ -62,16 +73,19 @@ class CausalLMTask(Task):
         self.name = name or self.model_dir.name
         self.block_len = block_len
         self.trust_remote_code = trust_remote_code
+        self.allow_pickle = allow_pickle  # the user's explicit opt-in to pickled *.bin weights
         self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
         self._blocks: dict[str, torch.Tensor] = {}
 
-    def load_model(self) -> torch.nn.Module:
-        return load_hf_model(self.model_dir, "AutoModelForCausalLM", self.trust_remote_code)
+    def load_model(self, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.nn.Module:
+        return load_hf_model(self.model_dir, "AutoModelForCausalLM", self.trust_remote_code, dtype=dtype,
+                             device=device, allow_pickle=self.allow_pickle)
 
-    def load_draft(self) -> torch.nn.Module:
+    def load_draft(self, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.nn.Module:
         if self.draft_dir is None:
             raise ValueError(f"task {self.name!r} has no draft model: pass draft_dir=")
-        return load_hf_model(self.draft_dir, "AutoModelForCausalLM", self.trust_remote_code)
+        return load_hf_model(self.draft_dir, "AutoModelForCausalLM", self.trust_remote_code, dtype=dtype,
+                             device=device, allow_pickle=self.allow_pickle)
 
     def token_blocks(self, split: str = "test", block_len: int | None = None) -> torch.Tensor:
         """Documents joined with EOS and cut into [N, block_len] blocks."""
@@ -93,6 +107,9 @@ class CausalLMTask(Task):
                  batch_size: int = 16) -> QualityResult:
         blocks = self.token_blocks(split)[:limit]
         nll, hits = [], []
+        # The runner hands back whole [B, T, V] fp32 logits: cap B so one batch holds at most LOGITS_BUDGET of them
+        # (a 128k vocabulary at T=128 is 64 MB a row).
+        batch_size = max(1, min(batch_size, LOGITS_BUDGET // (blocks.shape[1] * max(1, len(self.tokenizer)))))
         for chunk in blocks.split(batch_size):
             n, h = block_nll(torch.as_tensor(variant({"input_ids": chunk})), chunk)
             nll.append(n), hits.append(h)

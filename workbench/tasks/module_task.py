@@ -31,10 +31,10 @@ class ModuleTask(Task):
         self.name, self.metric, self.higher_is_better = name, metric, higher_is_better
         self.input_names = tuple(self.inputs)
 
-    def load_model(self) -> torch.nn.Module:
-        import copy
+    def load_model(self, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.nn.Module:
+        from workbench.tasks.base import derive_model
 
-        return copy.deepcopy(self.module).float().eval()
+        return derive_model(self.module, device, dtype).eval()  # the user's module itself is never touched
 
     def evaluate(self, variant: Variant, split: str = "test", limit: int | None = None) -> QualityResult:
         result = self.eval_fn(variant)

@@ -10,7 +10,7 @@ import torch
 from workbench.core import Variant
 from workbench.measure.quality import accuracy_with_ci
 from workbench.tasks.base import QualityResult, Task
-from workbench.tasks.hf_loading import load_hf_model, load_tokenizer
+from workbench.tasks.hf_loading import ensure_pad_token, load_hf_model, load_tokenizer
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "docstring-bert"
 
@@ -45,7 +45,7 @@ class SequenceClassificationTask(Task):
     kind = "classification"
 
     def __init__(self, model_dir: str | Path, splits: dict[str, tuple[list[str], list[int]]], name: str | None = None,
-                 max_length: int = 128, trust_remote_code: bool = False):
+                 max_length: int = 128, trust_remote_code: bool = False, allow_pickle: bool = False):
         if "test" not in splits or not splits["test"][0]:
             raise ValueError("classification task needs a non-empty 'test' split of (texts, labels)")
         for split, (texts, labels) in splits.items():
@@ -56,11 +56,17 @@ class SequenceClassificationTask(Task):
         self.name = name or self.model_dir.name
         self.max_length = max_length
         self.trust_remote_code = trust_remote_code
+        self.allow_pickle = allow_pickle  # the user's explicit opt-in to pickled *.bin weights
         self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
+        ensure_pad_token(self.tokenizer)  # decoder classifiers (Llama, GPT-2...) ship without one
+        self.tokenizer.padding_side = "right"  # see ensure_pad_token: left pads shift decoder position ids
         self.input_names = tuple(self.tokenizer.model_input_names)
 
-    def load_model(self) -> torch.nn.Module:
-        return load_hf_model(self.model_dir, "AutoModelForSequenceClassification", self.trust_remote_code)
+    def load_model(self, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.nn.Module:
+        model = load_hf_model(self.model_dir, "AutoModelForSequenceClassification", self.trust_remote_code,
+                              dtype=dtype, device=device, allow_pickle=self.allow_pickle)
+        ensure_pad_token(self.tokenizer, model.config)  # the head pools at the last token that is not pad_token_id
+        return model
 
     def evaluate(self, variant: Variant, split: str = "test", limit: int | None = None) -> QualityResult:
         texts, labels = self.splits[split]

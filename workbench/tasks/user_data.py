@@ -72,3 +72,11 @@ def lm_documents(path, text_key="text") -> dict[str, list[str]]:
     rows = read_records(path)
     validation, test = split_records(_column(rows, text_key, path))
     return {"validation": validation, "test": test or validation}
+
+
+def text2text_pairs(path, source_key="source", target_key="target") -> dict[str, list[tuple[str, str]]]:
+    """{split: [(source, target), ...]} from a file with ``source`` and ``target`` columns (seeded split)."""
+    rows = read_records(path)
+    pairs = list(zip(_column(rows, source_key, path), _column(rows, target_key, path)))
+    validation, test = split_records(pairs)
+    return {"validation": validation, "test": test or validation}
