@@ -21,6 +21,8 @@ _LAZY = {
     "Variant": "workbench.core", "apply": "workbench.core", "register_step": "workbench.core",
     "get_task": "workbench.tasks", "from_module": "workbench.tasks", "Task": "workbench.tasks",
     "ResultsTable": "workbench.results", "pareto_front": "workbench.results",
+    "Text2TextTask": "workbench.tasks.text2text", "measure_text2text_generation": "workbench.tasks.text2text",
+    "export_seq2seq": "workbench.tasks.seq2seq_onnx", "check_fits": "workbench.tasks.model_memory",
     # optimisation steps (importing a config's module registers its step)
     "ExportOnnxConfig": "workbench.steps", "OptimizeConfig": "workbench.steps",
     "QuantizeDynamicConfig": "workbench.steps", "QuantizeStaticConfig": "workbench.steps",
@@ -30,6 +32,7 @@ _LAZY = {
     "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
     "environment_fingerprint": "workbench.measure", "sweep_batching": "workbench.measure.batching",
     "slo_point": "workbench.measure.slo", "add_costs": "workbench.measure.cost",
+    "rouge_l": "workbench.measure.text_metrics", "chrf": "workbench.measure.text_metrics",
     # speculative decoding
     "speculative_generate": "workbench.decoding.speculative",
     "ModelDrafter": "workbench.decoding.drafters", "PromptLookupDrafter": "workbench.decoding.drafters",

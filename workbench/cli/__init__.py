@@ -24,12 +24,30 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, choices=["text-classification", "causal-lm"], help="built-in task kind")
+    p.add_argument("--task", required=True, choices=["text-classification", "causal-lm", "text2text"],
+                   help="built-in task kind (text2text needs --model and --data)")
     p.add_argument("--model", help="local Hugging Face model directory (default: the demo weights)")
-    p.add_argument("--data", help="JSONL/CSV eval data for --model (text, label)")
+    p.add_argument("--data", help="JSONL/CSV eval data for --model (text, label | text | source, target)")
+    add_loading_arguments(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     p.add_argument("--study", help="results go to artifacts/<study>/ (default: the task name)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for every arm (default: torch's)")
+
+
+def add_loading_arguments(p: argparse.ArgumentParser) -> None:
+    """The two opt-ins that loading never assumes: pickled weights and a model directory's own code."""
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept pickled *.bin weights when the model has no safetensors (only files you trust)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model directory's own code (only directories you trust)")
+
+
+def task_from_args(args: argparse.Namespace):
+    """The task named by ``--task/--model/--data`` with the loading opt-ins the user gave (none by default)."""
+    from workbench.tasks import get_task
+
+    return get_task(args.task, args.model, args.data, trust_remote_code=getattr(args, "trust_remote_code", False),
+                    allow_pickle=getattr(args, "allow_pickle", False))
 
 
 def build_parser() -> argparse.ArgumentParser:

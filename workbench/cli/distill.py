@@ -1,7 +1,7 @@
 """`workbench distill`: train a KD student (and optionally its labels-only ablation), measure, save it."""
 from __future__ import annotations
 
-from workbench.cli import add_task_arguments, command
+from workbench.cli import add_task_arguments, command, task_from_args
 
 
 def _arguments(p) -> None:
@@ -30,7 +30,6 @@ def cmd_distill(args) -> int:
     from workbench.measure import environment_fingerprint, measure_variant
     from workbench.results import ResultsTable
     from workbench.steps.distill import DistillConfig, family_of
-    from workbench.tasks import get_task
 
     if args.device not in ("cpu", "auto"):
         raise ValueError("distill trains on CPU: use --device cpu")
@@ -38,7 +37,7 @@ def cmd_distill(args) -> int:
     config = DistillConfig(num_layers=args.layers, hidden_size=args.hidden, temperature=args.temperature,
                            alpha=args.alpha, epochs=args.epochs, lr=args.lr, max_steps=args.max_steps, seed=args.seed,
                            train_data=args.train_data, extra_data=args.extra_data)
-    task = get_task(args.task, args.model, args.data)
+    task = task_from_args(args)
     teacher = task.baseline("cpu")
     students = [apply(teacher, config)] + ([apply(teacher, config.no_kd())] if args.ablation else [])
     table = ResultsTable.for_study(args.study or f"{args.task}-distill", environment=environment_fingerprint())

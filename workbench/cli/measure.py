@@ -1,7 +1,7 @@
 """`workbench measure`: the baseline variants of a task (quality, latency, memory, size) into a results table."""
 from __future__ import annotations
 
-from workbench.cli import add_task_arguments, command
+from workbench.cli import add_task_arguments, command, task_from_args
 
 
 def _arguments(p) -> None:
@@ -23,9 +23,8 @@ def cmd_measure(args) -> int:
 
     from workbench.measure import environment_fingerprint, measure_variant
     from workbench.results import ResultsTable
-    from workbench.tasks import get_task
 
-    task = get_task(args.task, args.model, args.data)
+    task = task_from_args(args)
     table = ResultsTable.for_study(args.study or args.task, environment=environment_fingerprint())
     variants = task.baselines(args.device) if args.device != "cpu" else [task.baseline("cpu")]
     def saved(variant, batch):

@@ -1,13 +1,14 @@
 """`workbench speculate`: speculative-decoding sweep (gamma x temperature x drafter) of a causal LM into a results table."""
 from __future__ import annotations
 
-from workbench.cli import command
+from workbench.cli import add_loading_arguments, command, task_from_args
 
 
 def _arguments(p) -> None:
     p.add_argument("--task", default="causal-lm", choices=["causal-lm"], help="built-in task kind")
     p.add_argument("--model", help="local HF causal-LM directory (default: the demo target)")
     p.add_argument("--data", help="JSONL/CSV documents (text) for --model")
+    add_loading_arguments(p)
     p.add_argument("--draft", help="local HF draft LM with the same tokenizer (default: the demo draft)")
     p.add_argument("--study", default="speculative", help="results go to artifacts/<study>/")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every arm")
@@ -29,18 +30,17 @@ def cmd_speculate(args) -> int:
     from workbench.measure import environment_fingerprint
     from workbench.measure.generation import GenerationTrial, measure_generation
     from workbench.results import ResultsTable
-    from workbench.tasks import get_task
+    from workbench.runtime.torch_runner import resolve_device
     from workbench.tasks.hf_loading import load_hf_model
 
     trial = GenerationTrial(gammas=tuple(args.gammas), temperatures=tuple(args.temperatures),
                             drafters=tuple(args.drafters), n_prompts=args.prompts, prompt_tokens=args.prompt_tokens,
                             max_new_tokens=args.max_new_tokens, kv_cache_off=not args.no_kv_off)
-    task = get_task(args.task, args.model, args.data)
-    draft = load_hf_model(args.draft, "AutoModelForCausalLM") if args.draft else None
-    if draft is not None:
-        from workbench.runtime.torch_runner import resolve_device
-
-        draft = draft.to(resolve_device(args.device))
+    task = task_from_args(args)
+    # the draft loads straight onto the run's device (never fp32-on-CPU-then-move)
+    draft = (load_hf_model(args.draft, "AutoModelForCausalLM", trust_remote_code=args.trust_remote_code,
+                           device=resolve_device(args.device), allow_pickle=args.allow_pickle)
+             if args.draft else None)
     if draft is None and "draft-model" in trial.drafters and getattr(task, "draft_dir", None) is None:
         raise ValueError("--model has no draft: pass --draft DIR (same tokenizer) or --drafters prompt-lookup")
     table = ResultsTable.for_study(args.study, environment=environment_fingerprint())

@@ -1,7 +1,7 @@
 """`workbench sweep`: batching sweep of one variant (+ cost per point and an optional SLO reading)."""
 from __future__ import annotations
 
-from workbench.cli import add_task_arguments, command
+from workbench.cli import add_task_arguments, command, task_from_args
 from workbench.measure.timing import PERCENTILES
 
 
@@ -69,14 +69,13 @@ def cmd_sweep(args) -> int:
     from workbench.measure.cost import get_price, load_price_table
     from workbench.measure.slo import slo_point
     from workbench.results import ResultsTable
-    from workbench.tasks import get_task
 
     price = get_price(args.instance, load_price_table(args.prices))  # bad price input fails before any timing
     config = SweepConfig(batch_sizes=tuple(args.batch_sizes), seq_lens=tuple(args.seq_lens or [None]),
                          output_lens=tuple(args.output_lens), latency_cap_ms=args.latency_cap_ms,
                          point_seconds=args.point_seconds, timeout_s=args.timeout_s,
                          threads=args.threads)
-    task = get_task(args.task, args.model, args.data)
+    task = task_from_args(args)
     table = ResultsTable.for_study(args.study or args.task, environment=environment_fingerprint())
     variant = pick_variant(task, table.rows, args.variant, args.device)
     saved_before = {id(r) for r in table.rows}

@@ -132,13 +132,23 @@ def _forward_point(task, variant, batch: int, seq_len: int | None, config: Sweep
     return row
 
 
+def _pad_id(model) -> int:
+    """The model's own pad id (generation config, then config, then EOS): never a hard-coded 0."""
+    for source in (getattr(model, "generation_config", None), model.config):
+        pad = getattr(source, "pad_token_id", None)
+        if pad is not None:
+            return pad
+    eos = model.config.eos_token_id
+    return eos[0] if isinstance(eos, (list, tuple)) else (eos if eos is not None else 0)
+
+
 def _generate_fn(variant, prompt: torch.Tensor, output_len: int) -> Callable[[], object]:
     """Greedy generation of exactly ``output_len`` tokens with the variant's own KV-cache path."""
     model = variant.model
     if model is not None and hasattr(model, "generate"):
         ids = prompt.to(variant.device)
         kwargs = dict(max_new_tokens=output_len, min_new_tokens=output_len, do_sample=False,
-                      attention_mask=torch.ones_like(ids), pad_token_id=0)
+                      attention_mask=torch.ones_like(ids), pad_token_id=_pad_id(model))
 
         def run():
             with torch.inference_mode():
