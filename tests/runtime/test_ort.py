@@ -77,3 +77,60 @@ def test_missing_input_ids_is_a_clear_error(tiny_onnx):
     runner = OrtRunner(tiny_onnx[1], threads=1)
     with pytest.raises(ValueError, match="input_ids"):
         runner({"attention_mask": np.ones((1, 3), dtype=np.int64)})
+
+
+def _cache_graph(path, past_dims):
+    """A graph with one past input of ``past_dims`` (the past axis named past_sequence_length); present = past +
+    one row per new token along that axis, logits [B, S, 2], and mask_len = the attention mask's length."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    axis = past_dims.index("past_sequence_length")
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["ids_f", "ax2"], ["ids3"]),
+        helper.make_node("Concat", ["ids3", "ids3"], ["logits"], axis=2),
+        helper.make_node("Shape", ["past_key_values.0.key"], ["past_shape"]),
+        helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
+        helper.make_node("Slice", ["ids_shape", "one", "two"], ["seq"]),
+        helper.make_node("ScatterElements", ["past_shape", "axis_idx", "seq"], ["new_shape"]),
+        helper.make_node("ConstantOfShape", ["new_shape"], ["new_rows"],
+                         value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+        helper.make_node("Concat", ["past_key_values.0.key", "new_rows"], ["present.0.key"], axis=axis),
+        helper.make_node("Shape", ["attention_mask"], ["mask_shape"]),
+        helper.make_node("Slice", ["mask_shape", "one", "two"], ["mask_len"]),
+    ]
+    ints = lambda name, v: helper.make_tensor(name, TensorProto.INT64, [len(v)], v)  # noqa: E731
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch_size", "total"]),
+              helper.make_tensor_value_info("past_key_values.0.key", TensorProto.FLOAT, past_dims)]
+    graph = helper.make_graph(
+        nodes, "cache", inputs,
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("present.0.key", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("mask_len", TensorProto.INT64, None)],
+        initializer=[ints("ax2", [2]), ints("one", [1]), ints("two", [2]), ints("axis_idx", [axis])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_kv_cache_layout_is_read_from_the_graph_not_assumed(tmp_path):
+    # GPT-BigCode-style fused 3-D cache [batch, past_seq, 2 * head_dim]: the past axis is 1, not 2.
+    runner = OrtRunner(_cache_graph(tmp_path / "m.onnx", ["batch_size", "past_sequence_length", 8]), threads=1)
+    assert runner.past_axis == 1
+    assert runner.empty_past(3)["past_key_values.0.key"].shape == (3, 0, 8)
+    past = {"past_key_values.0.key": np.zeros((2, 5, 8), np.float32)}
+    out = runner.run({"input_ids": torch.ones(2, 1, dtype=torch.long), **past})
+    assert int(out["mask_len"][0]) == 6  # mask covers 5 cached + 1 new positions
+    ids = runner.generate_greedy(torch.ones(2, 4, dtype=torch.long), max_new_tokens=3)
+    assert ids.shape == (2, 7)
+
+
+def test_symbolic_head_dims_come_from_the_family_adapter(tmp_path):
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16).save_pretrained(tmp_path)
+    dims = ["batch_size", "num_kv_heads", "past_sequence_length", "head_size"]
+    runner = OrtRunner(_cache_graph(tmp_path / "model.onnx", dims), threads=1)
+    assert runner.past_axis == 2
+    assert runner.empty_past(3)["past_key_values.0.key"].shape == (3, 2, 0, 16)

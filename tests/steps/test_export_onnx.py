@@ -86,3 +86,16 @@ def test_unsupported_operator_is_a_clear_error():
                 model=model, meta={"example_inputs": {"input_ids": torch.ones(2, 8, dtype=torch.long)}})
     with pytest.raises(OnnxExportError, match="failed"):
         apply(v, ExportOnnxConfig())
+
+
+def test_one_graph_steps_refuse_a_multi_graph_seq2seq_export():
+    from workbench.core import Variant
+    from workbench.steps.onnx_io import MultiGraphError, require_single_graph
+
+    files = ["decoder_model.onnx", "decoder_with_past_model.onnx", "encoder_model.onnx"]
+    seq2seq = Variant(name="ort-fp32", task="t5", backend="onnxruntime", device="cpu", precision="fp32",
+                      runner=None, meta={"onnx_files": files})
+    with pytest.raises(MultiGraphError, match="3 graphs.*decoder_with_past_model.onnx"):
+        require_single_graph(seq2seq, "optimize")
+    require_single_graph(Variant(name="ort-fp32", task="t", backend="onnxruntime", device="cpu", precision="fp32",
+                                 runner=None, meta={"onnx_files": ["model.onnx"]}), "optimize")  # one graph: fine

@@ -133,6 +133,24 @@ class OrtRunner:
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.past_names = [n for n in self.inputs if n.startswith("past_key_values")]
+        self.past_axis = self._past_axis() if self.past_names else None
+
+    def _past_axis(self) -> int:
+        """Sequence axis of the past key/value inputs: the graph's own dim named like *sequence*, else the family's.
+
+        Layouts differ between families and exporters ([B, H, S, D] for optimum's Llama/GPT-2, [B*H, D, S] for
+        old Bloom, [B, S, 2D] for GPT-BigCode), so nothing here assumes a fixed rank or position.
+        """
+        from workbench.tasks.families import cache_axis, model_type_beside
+
+        dims = self.inputs[self.past_names[0]].shape
+        named = [i for i, d in enumerate(dims) if isinstance(d, str) and "sequence" in d]
+        return named[0] if len(named) == 1 else cache_axis(model_type_beside(self.path))
+
+    def past_length(self, arrays: dict[str, np.ndarray]) -> int:
+        """Cached positions in ``arrays`` (0 when no past is given)."""
+        first = arrays.get(self.past_names[0]) if self.past_names else None
+        return 0 if first is None else int(first.shape[self.past_axis])
 
     @property
     def providers(self) -> list[str]:
@@ -157,11 +175,9 @@ class OrtRunner:
             raise ValueError(f"inputs need 'input_ids' (got {sorted(inputs)}); the model takes {sorted(self.inputs)}")
         ids = arrays["input_ids"]
         batch, seq = ids.shape[:2]
-        past_len = 0
         if self.past_names and self.past_names[0] not in arrays:
             arrays.update(self.empty_past(batch))
-        if self.past_names:
-            past_len = arrays[self.past_names[0]].shape[2]
+        past_len = self.past_length(arrays)
         if "attention_mask" in self.inputs and "attention_mask" not in arrays:
             arrays["attention_mask"] = np.ones((batch, past_len + seq), dtype=np.int64)
         if "token_type_ids" in self.inputs and "token_type_ids" not in arrays:
@@ -180,13 +196,29 @@ class OrtRunner:
         return {k: v.astype(_NP_TYPES.get(self.inputs[k].type, v.dtype), copy=False) for k, v in arrays.items()}
 
     def empty_past(self, batch: int) -> dict[str, np.ndarray]:
-        """Zero-length KV cache: shape [batch, heads, 0, head_dim] per past input."""
+        """Zero-length KV cache: each past input's declared shape with batch rows and 0 cached positions.
+
+        Fixed dims (heads, head size) come from the graph; symbolic ones other than batch and sequence from the
+        family adapter (config.json beside the model), so GQA, Gemma's head_dim and other layouts all fit.
+        """
         out = {}
         for name in self.past_names:
-            _, heads, _, head_dim = self.inputs[name].shape
-            dtype = _NP_TYPES.get(self.inputs[name].type, np.float32)
-            out[name] = np.zeros((batch, heads, 0, head_dim), dtype=dtype)
+            dims = list(self.inputs[name].shape)
+            shape = [0 if i == self.past_axis else batch if i == 0 else d for i, d in enumerate(dims)]
+            if any(not isinstance(d, int) for d in shape):
+                shape = list(self._family_cache_shape(batch))
+            out[name] = np.zeros(shape, dtype=_NP_TYPES.get(self.inputs[name].type, np.float32))
         return out
+
+    def _family_cache_shape(self, batch: int) -> tuple[int, ...]:
+        from transformers import AutoConfig
+
+        from workbench.tasks.families import cache_shape
+
+        if not (self.path.parent / "config.json").is_file():
+            raise ValueError(f"{self.path}: the past_key_values inputs have symbolic head dims and no config.json "
+                             "is beside the model to read them from: keep the exporter's config.json with it")
+        return cache_shape(AutoConfig.from_pretrained(self.path.parent), batch, 0)
 
     def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """All outputs by name (logits and, for decoders, ``present.*`` caches)."""
@@ -217,6 +249,6 @@ class OrtRunner:
             if step == max_new_tokens - 1:
                 break
             past = {p: out[p.replace("past_key_values", "present")] for p in self.past_names}
-            total = past[self.past_names[0]].shape[2] + 1
+            total = self.past_length(past) + 1
             out = self.run({"input_ids": nxt, **past, "attention_mask": np.ones((ids.shape[0], total), np.int64)})
         return torch.from_numpy(np.concatenate(tokens, axis=1))

@@ -1,7 +1,8 @@
 """ONNX export step: a torch variant -> an ONNX Runtime variant, validated against its parent or not made at all.
 
 Hugging Face models go through optimum-onnx (``onnx_export_from_model``: dynamic batch/sequence axes, decoder LMs
-with a KV cache so generation runs in ONNX Runtime); any other ``nn.Module`` through ``torch.onnx.export``
+with a KV cache so generation runs in ONNX Runtime; encoder-decoders as encoder + decoder-with-past files through
+:mod:`workbench.tasks.seq2seq_onnx`); any other ``nn.Module`` through ``torch.onnx.export``
 (TorchScript exporter: the dynamo one needs onnxscript, not installed here) with example inputs taken from
 ``variant.meta["example_inputs"]``. The exported model is then compared with the parent on a grid of batch sizes x
 sequence lengths (max abs diff + top-1 / next-token agreement); past tolerance the step raises, never only warns.
@@ -122,12 +123,24 @@ def _checked_model(variant: Variant) -> torch.nn.Module:
     return model
 
 
+def _export_encoder_decoder(variant: Variant, model, config: ExportOnnxConfig) -> Variant:
+    """T5 / BART: optimum's encoder + decoder-with-past files (one model.onnx cannot hold them), run by the
+    text2text runner and checked token for token against the torch model's greedy output on grid inputs."""
+    from workbench.tasks.seq2seq_onnx import export_seq2seq
+
+    grid = hf_grid(model.config, config.batch_sizes[:2], config.seq_lens[:2])
+    return export_seq2seq(variant, grid, max_new_tokens=8, out_dir=config.out_dir, threads=config.threads,
+                          opset=config.opset)
+
+
 @register_step("export_onnx", ExportOnnxConfig)
 def export_onnx(variant: Variant, config: ExportOnnxConfig) -> Variant:
     """Export ``variant``'s torch model to ONNX, validate it on the grid, return the ONNX Runtime variant."""
     from workbench.runtime.ort import OrtRunner
 
     model = _checked_model(variant)
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return _export_encoder_decoder(variant, model, config)
     kind = model_kind(model)
     hf = is_hf_model(model)
     if not hf and "example_inputs" not in variant.meta:

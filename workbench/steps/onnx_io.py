@@ -32,3 +32,17 @@ def onnx_variant(parent: Variant, path: Path, name: str, precision: str, threads
              "ort_level": level, **(meta or {})}
     return dataclasses.replace(parent, name=name, backend="onnxruntime", device=device, precision=precision, runner=runner,
                                model=None, artifact_path=Path(path), meta=facts, id="")
+
+
+class MultiGraphError(ValueError):
+    """A step that rewrites one ONNX graph was given a multi-file export (encoder + decoders)."""
+
+
+def require_single_graph(variant: Variant, step: str) -> None:
+    """Refuse, naming the files, an encoder-decoder export (``meta["onnx_files"]``: encoder, decoder, decoder with
+    past): rewriting only ``artifact_path`` (the encoder) would leave a variant whose runner is half-optimised."""
+    files = variant.meta.get("onnx_files") or []
+    if len(files) > 1:
+        raise MultiGraphError(f"{step} rewrites one ONNX graph, but {variant.name!r} is an encoder-decoder export of "
+                              f"{len(files)} graphs ({', '.join(files)}): not supported for seq2seq yet; quantise the "
+                              "torch model instead (QuantizeDynamicConfig on task.baseline())")

@@ -6,25 +6,24 @@ ORTModel object; this step works file to file on any exported variant):
 - O2: O1 + transformer fusions (Attention, SkipLayerNormalization, EmbedLayerNormalization, BiasGelu).
 - O3: O2 + GELU approximation (FastGelu: tanh form, ~1e-3 different from erf GELU, faster).
 The fused model only runs on ONNX Runtime (contrib ops), which is what this workbench serves with.
+The fusion model type comes from the family adapter (:mod:`workbench.tasks.families`); a family ORT has no fusions
+for (llama, mistral, qwen2, ...) gets O1 and a note in ``meta["optimize_note"]`` instead of an error.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 
 from workbench.core import Variant, register_step
 from workbench.runtime import require_onnx_file
-from workbench.steps.onnx_io import onnx_variant, step_dir
+from workbench.steps.onnx_io import onnx_variant, require_single_graph, step_dir
+from workbench.tasks.families import FAMILIES, model_type_beside, ort_model_type
 from workbench.util.files import publish_dir, write_checksums
 
 LEVELS = ("O1", "O2", "O3")
+FAMILY_TYPES = {f.ort_model_type for f in FAMILIES.values()}
 FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu",
              "FastGelu", "Gelu", "LayerNormalization", "SkipSimplifiedLayerNormalization")
-# model_type in config.json -> onnxruntime.transformers optimizer family
-FAMILIES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "electra": "bert", "xlm-roberta": "bert",
-            "deberta-v2": "bert", "gpt2": "gpt2", "gpt_neo": "gpt_neox", "gpt_neox": "gpt_neox", "bart": "bart",
-            "t5": "t5", "vit": "vit", "clip": "clip", "phi": "phi"}
 
 
 @dataclass(frozen=True)
@@ -62,13 +61,6 @@ class OptimizeConfig:
         return cls(level="O3")
 
 
-def _model_type(variant: Variant) -> str | None:
-    cfg = variant.artifact_path.parent / "config.json"
-    if not cfg.is_file():
-        return None
-    return json.loads(cfg.read_text()).get("model_type")
-
-
 def fused_op_counts(model) -> dict[str, int]:
     """How many nodes of each fused operator type the graph has (0 included, so before/after compare)."""
     import onnx
@@ -97,26 +89,32 @@ def _optimize(src: str, dst: str, family: str | None, level: str) -> None:
 def optimize(variant: Variant, config: OptimizeConfig) -> Variant:
     """Fuse transformer subgraphs of an ONNX fp32 variant into ORT's fused kernels."""
     require_onnx_file(variant, "optimize")
+    require_single_graph(variant, "optimize")
     if variant.precision == "int8":
         raise ValueError(f"{variant.name!r} is already quantised: optimise the fp32 model, then quantise it "
                          "(fusions do not match quantised subgraphs)")
-    model_type = _model_type(variant)
-    family = FAMILIES.get(model_type or "")
-    if config.level != "O1" and family is None:
-        raise ValueError(f"no transformer fusions known for model_type {model_type!r}: use OptimizeConfig.o1() "
-                         f"(known: {sorted(FAMILIES)})")
+    model_type = model_type_beside(variant.artifact_path)
+    family = ort_model_type(model_type)
+    level, note = config.level, None
+    if level != "O1" and family is None:
+        # ORT has no fusion pass for this graph (llama, mistral, qwen2, phi3, gemma, opt, ...): basic
+        # optimisation still helps, and ORT's session-time fusions (e.g. SkipSimplifiedLayerNorm) still run.
+        level = "O1"
+        note = (f"{config.level} asked, O1 applied: onnxruntime.transformers.optimizer has no fusions for "
+                f"model_type {model_type!r} (it knows {sorted(t for t in FAMILY_TYPES if t)})")
     before = fused_op_counts(variant.artifact_path)
     dest = step_dir(variant, "optimize", config, config.out_dir)
     with publish_dir(dest) as tmp:
-        _optimize(str(variant.artifact_path), str(tmp / "model.onnx"), family, config.level)
+        _optimize(str(variant.artifact_path), str(tmp / "model.onnx"), family, level)
         for extra in variant.artifact_path.parent.iterdir():  # config / tokenizer files travel along
             if extra.is_file() and extra.name != "checksums.json" and not extra.name.startswith("model.onnx"):
                 shutil.copy2(extra, tmp / extra.name)
         sums = write_checksums(tmp)
     after = fused_op_counts(dest / "model.onnx")
-    return onnx_variant(variant, dest / "model.onnx", f"ort-fp32-{config.level.lower()}", "fp32", config.threads,
+    return onnx_variant(variant, dest / "model.onnx", f"ort-fp32-{level.lower()}", "fp32", config.threads,
                         meta={"sha256": sums["model.onnx"], "fused_ops": after, "fused_ops_before": before,
-                              "optimizer_family": family})
+                              "optimizer_family": family, "optimize_level": level,
+                              **({"optimize_note": note} if note else {})})
 
 
 __all__ = ["OptimizeConfig", "optimize", "fused_op_counts"]

@@ -58,12 +58,27 @@ def _classifier_logits(model, seqs: list[list[int]], pad_id: int, batch_size: in
     return out
 
 
+def pad_id(tokenizer, config) -> int:
+    """The id right-padding uses: the tokenizer's pad token, else the config's, else EOS (masked out either way).
+
+    Never a bare 0: in many vocabularies 0 is a real token (``!`` in GPT-2, ``<s>`` in RoBERTa).
+    """
+    for value in (tokenizer.pad_token_id, getattr(config, "pad_token_id", None), tokenizer.eos_token_id,
+                  getattr(config, "eos_token_id", None)):
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    raise ValueError("the tokenizer has no pad or EOS token and the config names none: set "
+                     "tokenizer.pad_token (e.g. to its EOS token) and save it beside the model")
+
+
 def prepare_classification(task_name: str, teacher, tokenizer, config) -> Job:
     splits = data.classification_splits(task_name, config.train_data, teacher.config, config.seed)
     if splits.train_labels is None and config.alpha < 1:
         raise ValueError(f"{config.train_data} has no 'label' column but alpha={config.alpha} needs labels: "
                          "add labels, or set alpha=1.0 to distil from the teacher alone")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer, teacher.config)
     train_x = data.tokenize(tokenizer, splits.train, config.max_length)
     extra = data.extra_texts(config.extra_data) if config.alpha > 0 else []  # no-KD cannot use unlabelled text
     seqs = train_x + data.tokenize(tokenizer, extra, config.max_length)

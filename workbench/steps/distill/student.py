@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from workbench.tasks.families import shape_of
 from workbench.tasks.hf_loading import model_kind
 from workbench.util.files import publish_dir, write_checksums
 
@@ -46,23 +47,31 @@ def default_layer_map(teacher_layers: int, student_layers: int) -> tuple[int, ..
     return tuple(int(round(i * step)) for i in range(student_layers))
 
 
-def student_config(teacher_config, num_layers: int, hidden_size: int):
-    """Teacher config with depth/width changed; heads keep the teacher's head size, the MLP keeps its ratio."""
+def student_config(teacher_config, num_layers: int, hidden_size: int, layer_map: tuple[int, ...] | None = None):
+    """Teacher config with depth/width changed; heads keep the teacher's head size, the MLP keeps its ratio.
+
+    Widths are read and written through the family adapter (:mod:`workbench.tasks.families`), so DistilBERT's
+    ``hidden_dim``, T5's ``d_ff``, OPT's ``ffn_dim``, BART's two ``*_ffn_dim`` and GPT-2's ``n_inner`` shrink too.
+    """
+    from workbench.tasks.families import scaled_widths
+
     cfg = copy.deepcopy(teacher_config)
-    t_hidden, t_heads = teacher_config.hidden_size, teacher_config.num_attention_heads
+    shape = shape_of(teacher_config)
     cfg.num_hidden_layers = num_layers
-    if hidden_size != t_hidden:
-        head_dim = t_hidden // t_heads
+    if isinstance(getattr(cfg, "layer_types", None), list):  # per-layer kinds (Qwen2, Gemma2): the picked layers'
+        picked = layer_map or default_layer_map(shape.num_layers, num_layers)
+        cfg.layer_types = [teacher_config.layer_types[i] for i in picked]
+    if hidden_size != shape.hidden_size:
+        head_dim = shape.head_dim
         if hidden_size % head_dim:
             raise ValueError(f"student hidden_size {hidden_size} is not a multiple of the teacher's head size "
                              f"{head_dim}: pick a multiple of {head_dim}")
         cfg.hidden_size = hidden_size
         cfg.num_attention_heads = hidden_size // head_dim
-        for key in ("intermediate_size", "n_inner"):  # BERT / GPT-2 spelling; None means 4 * hidden
-            if getattr(cfg, key, None):
-                setattr(cfg, key, getattr(teacher_config, key) * hidden_size // t_hidden)
+        for key, value in scaled_widths(teacher_config, hidden_size).items():
+            setattr(cfg, key, value)
         if getattr(cfg, "num_key_value_heads", None):
-            cfg.num_key_value_heads = max(1, cfg.num_attention_heads * teacher_config.num_key_value_heads // t_heads)
+            cfg.num_key_value_heads = max(1, cfg.num_attention_heads * shape.kv_heads // shape.num_heads)
     return cfg
 
 
@@ -78,14 +87,15 @@ def build_student(teacher: torch.nn.Module, num_layers: int, hidden_size: int,
     if len(layer_map) != num_layers or not all(0 <= i < t_layers for i in layer_map):
         raise ValueError(f"layer_map {layer_map} must name {num_layers} teacher layers in 0..{t_layers - 1}")
     torch.manual_seed(seed)  # the random init of anything not copied is part of the recipe
-    student = type(teacher)(student_config(teacher.config, num_layers, hidden_size)).float()
-    prefix, _ = layer_list(teacher)
+    student = type(teacher)(student_config(teacher.config, num_layers, hidden_size, layer_map)).float()
+    # ALBERT-style models reuse one block for every layer: depth is a loop count, no block list to pick from.
+    prefix = None if shape_of(teacher.config).shares_layers else layer_list(teacher)[0]
     t_state = teacher.state_dict()
     copied = total = 0
     new_state = student.state_dict()
     for key, value in new_state.items():
         source = key
-        if key.startswith(prefix + "."):
+        if prefix and key.startswith(prefix + "."):
             index, rest = key[len(prefix) + 1:].split(".", 1)
             source = f"{prefix}.{layer_map[int(index)]}.{rest}"
         total += value.numel()

@@ -19,6 +19,7 @@ import numpy as np
 
 from workbench.core import Variant
 from workbench.runtime import require_onnx_file
+from workbench.steps.onnx_io import require_single_graph
 from workbench.util.files import artifacts_root, publish_dir, sha256
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -55,6 +56,7 @@ def ort_calibration_method(method: str):
 def require_fp32_onnx(variant: Variant, step: str) -> Path:
     """The fp32 ONNX file static quantisation starts from, or a clear error (int8 models cannot be recalibrated)."""
     path = require_onnx_file(variant, step)
+    require_single_graph(variant, step)
     if variant.precision != "fp32":
         raise ValueError(f"{step} needs an fp32 ONNX variant, got {variant.name!r} ({variant.precision}): "
                          "calibrate and quantise the fp32 export")
@@ -67,6 +69,10 @@ def _check_batch(batch: dict, specs: dict, index: int) -> dict[str, np.ndarray]:
     from workbench.runtime.ort import _NP_TYPES
 
     feed = {}
+    if "token_type_ids" in specs and "token_type_ids" not in batch and "input_ids" in batch:
+        # segment ids default to 0 (one segment), as transformers and the ORT runner do; tokenizers that do not
+        # list them in model_input_names (RoBERTa-style) give none
+        batch = {**batch, "token_type_ids": np.zeros_like(to_numpy(batch["input_ids"]))}
     for name, spec in specs.items():
         if name not in batch:
             raise CalibrationDataError(f"calibration batch {index} lacks input {name!r} (has {sorted(batch)}): "
@@ -83,6 +89,31 @@ def _check_batch(batch: dict, specs: dict, index: int) -> dict[str, np.ndarray]:
     return feed
 
 
+def cache_feeds(runner, batch: dict, index: int) -> list[dict]:
+    """Two complete feeds for a KV-cache decoder graph (``runner``: its OrtRunner) from one batch of ``input_ids``
+    (+ optional attention_mask).
+
+    The prefill feed runs tokens [0, T-1) with an empty cache; the step feed runs token T-1 with the cache that
+    prefill returned (shapes from the graph and the family adapter, see ``OrtRunner.empty_past``), so ranges
+    cover both paths generation uses. attention_mask / position_ids are derived as the runner does when serving.
+    """
+    from workbench.runtime.arrays import to_numpy
+
+    if "input_ids" not in batch:
+        raise CalibrationDataError(f"calibration batch {index} lacks input 'input_ids' (has {sorted(batch)}): a "
+                                   "decoder LM is calibrated on token ids; use task.calibration_batches(...)")
+    ids = to_numpy(batch["input_ids"]).astype(np.int64)
+    if ids.ndim != 2 or ids.shape[1] < 2:
+        raise CalibrationDataError(f"calibration batch {index}: input_ids shape {ids.shape}, a decoder needs "
+                                   "[batch, >= 2 tokens] (prefill + one cached step)")
+    mask = to_numpy(batch["attention_mask"]).astype(np.int64) if "attention_mask" in batch else np.ones_like(ids)
+    prefill = runner.feed({"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1]})
+    out = dict(zip(runner.outputs, runner.session.run(None, prefill)))
+    past = {p: out[p.replace("past_key_values", "present")] for p in runner.past_names}
+    step = runner.feed({"input_ids": ids[:, -1:], "attention_mask": mask, **past})
+    return [prefill, step]
+
+
 def calibrate(variant: Variant, batches: Iterable[dict], method: str = "minmax", percentile: float = 99.999,
               op_types: tuple[str, ...] = DEFAULT_OP_TYPES, out_dir: str | Path | None = None) -> CalibrationRanges:
     """Collect activation ranges of an fp32 ONNX variant over ``batches``.
@@ -93,6 +124,9 @@ def calibrate(variant: Variant, batches: Iterable[dict], method: str = "minmax",
         method: "minmax", "entropy" or "percentile".
         percentile: the kept percentile of |activation| for method "percentile".
         op_types: operator types whose inputs/outputs get ranges (quantise the same or fewer types).
+
+    A decoder exported with a KV cache takes ``past_key_values.*`` (and derived attention_mask / position_ids)
+    as inputs too: each batch of token ids is turned into a prefill and a cached-step feed (:func:`cache_feeds`).
     """
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
@@ -102,9 +136,16 @@ def calibrate(variant: Variant, batches: Iterable[dict], method: str = "minmax",
         raise ValueError(f"calibration method {method!r} unknown: use one of {METHODS}")
     require_fp32_onnx(variant, "calibrate")
     specs = {i.name: i for i in create_session(variant.artifact_path, threads=1).get_inputs()}
-    feeds = [_check_batch(b, specs, i) for i, b in enumerate(batches)]
-    if not feeds:
+    batches = list(batches)
+    if not batches:
         raise CalibrationDataError("no calibration batches: the calibration split is empty")
+    cached = any(name.startswith("past_key_values") for name in specs)
+    if cached:  # decoder with a KV cache: every batch becomes a prefill feed and a cached-step feed
+        from workbench.runtime.ort import OrtRunner
+
+        runner = OrtRunner(variant.artifact_path, threads=1)  # one session serves every batch's prefill
+        batches = [feed for i, b in enumerate(batches) for feed in cache_feeds(runner, b, i)]
+    feeds = [_check_batch(b, specs, i) for i, b in enumerate(batches)]
     digest = hashlib.sha256(json.dumps([sha256(variant.artifact_path), method, percentile, list(op_types)]).encode())
     for feed in feeds:
         for arr in feed.values():
@@ -117,8 +158,11 @@ def calibrate(variant: Variant, batches: Iterable[dict], method: str = "minmax",
         calibrator.collect_data(_Reader(feeds))
         save_tensors_data(calibrator.compute_data(), tmp / "ranges.json")
         (tmp / "augmented.onnx").unlink(missing_ok=True)
+        rows = int(sum(f["input_ids"].shape[0] if "input_ids" in f else next(iter(f.values())).shape[0] for f in feeds))
         info = {"method": method, "model_sha256": sha256(variant.artifact_path), "n_batches": len(feeds),
-                "n_examples": int(sum(next(iter(f.values())).shape[0] for f in feeds)), "op_types": list(op_types)}
+                "n_examples": rows // 2 if cached else rows, "op_types": list(op_types),
+                # the cached-step feeds carry real past_key_values, so the decode path's ranges are measured too
+                "kv_cache_calibrated": cached}
         (tmp / "calibration.json").write_text(json.dumps(info, indent=2) + "\n")
     return CalibrationRanges(folder, method, info["model_sha256"], info["n_batches"], info["n_examples"])
 
@@ -140,5 +184,5 @@ class _Reader:
         self.feeds, self.i = self.feeds[start_index:end_index], 0
 
 
-__all__ = ["calibrate", "CalibrationRanges", "CalibrationDataError", "ort_calibration_method", "require_fp32_onnx",
-           "METHODS", "OP_TYPES", "DEFAULT_OP_TYPES"]
+__all__ = ["calibrate", "cache_feeds", "CalibrationRanges", "CalibrationDataError", "ort_calibration_method",
+           "require_fp32_onnx", "METHODS", "OP_TYPES", "DEFAULT_OP_TYPES"]

@@ -21,7 +21,7 @@ import torch
 from workbench.core import Variant, register_step
 from workbench.runtime import require_onnx_file, torch_module
 from workbench.runtime.torch_runner import TorchRunner
-from workbench.steps.onnx_io import onnx_variant, step_dir
+from workbench.steps.onnx_io import onnx_variant, require_single_graph, step_dir
 from workbench.util.files import publish_dir, write_checksums
 
 ORT_OP_TYPES = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization", "Gemm", "LSTM")
@@ -151,6 +151,7 @@ def quantize_dynamic_step(variant: Variant, config: QuantizeDynamicConfig) -> Va
     if torch_module(variant) is not None:
         return _torch_dynamic(variant, config)
     require_onnx_file(variant, "quantize_dynamic", "apply it to a torch variant with its model, or export it first")
+    require_single_graph(variant, "quantize_dynamic")
     if variant.precision == "int8":
         raise ValueError(f"{variant.name!r} is already int8: quantise its float parent instead")
     return _ort_dynamic(variant, config)
