@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from workbench.measure.memory import measure_peak_memory
+from workbench.tasks.families import pad_id
 from workbench.measure.timing import (MIN_SAMPLES, PERCENTILES, highest_percentile, measure_latency, per_second,
                                       row_percentile, timed_call, timing_columns)
 
@@ -132,23 +133,13 @@ def _forward_point(task, variant, batch: int, seq_len: int | None, config: Sweep
     return row
 
 
-def _pad_id(model) -> int:
-    """The model's own pad id (generation config, then config, then EOS): never a hard-coded 0."""
-    for source in (getattr(model, "generation_config", None), model.config):
-        pad = getattr(source, "pad_token_id", None)
-        if pad is not None:
-            return pad
-    eos = model.config.eos_token_id
-    return eos[0] if isinstance(eos, (list, tuple)) else (eos if eos is not None else 0)
-
-
 def _generate_fn(variant, prompt: torch.Tensor, output_len: int) -> Callable[[], object]:
     """Greedy generation of exactly ``output_len`` tokens with the variant's own KV-cache path."""
     model = variant.model
     if model is not None and hasattr(model, "generate"):
         ids = prompt.to(variant.device)
         kwargs = dict(max_new_tokens=output_len, min_new_tokens=output_len, do_sample=False,
-                      attention_mask=torch.ones_like(ids), pad_token_id=_pad_id(model))
+                      attention_mask=torch.ones_like(ids), pad_token_id=pad_id(None, model.config))
 
         def run():
             with torch.inference_mode():

@@ -163,3 +163,18 @@ def model_type_beside(path) -> str | None:
 
 __all__ = ["Family", "FAMILIES", "Shape", "shape_of", "family", "ort_model_type", "scaled_ffn", "scaled_widths",
            "cache_axis", "cache_shape", "BHSD", "model_type_beside"]
+
+
+def pad_id(tokenizer, config) -> int:
+    """The id right-padding uses: the tokenizer's pad token, else the config's, else EOS (masked out either way).
+
+    Never a bare 0: in many vocabularies 0 is a real token (``!`` in GPT-2, ``<s>`` in RoBERTa).
+    """
+    for value in (getattr(tokenizer, "pad_token_id", None), getattr(config, "pad_token_id", None),
+                  getattr(tokenizer, "eos_token_id", None), getattr(config, "eos_token_id", None)):
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    raise ValueError("the tokenizer has no pad or EOS token and the config names none: set "
+                     "tokenizer.pad_token (e.g. to its EOS token) and save it beside the model")

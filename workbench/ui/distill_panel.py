@@ -31,14 +31,16 @@ class DistillPanel:
         import ipywidgets as w
         import plotly.graph_objects as go
 
+        from workbench.tasks.families import shape_of
+
         self.task, self.table, self.threads = task, table, threads
         self.eval_limit, self.max_seconds, self.max_steps = eval_limit, max_seconds, max_steps
         self.teacher = task.baseline()
-        cfg = self.teacher.model.config
-        head = cfg.hidden_size // cfg.num_attention_heads
-        self.layers = w.IntSlider(value=max(1, cfg.num_hidden_layers // 2), min=1, max=cfg.num_hidden_layers,
+        # the family adapter knows each config's names (Gemma's head_dim is not hidden / heads)
+        shape = shape_of(self.teacher.model.config)
+        self.layers = w.IntSlider(value=max(1, shape.num_layers // 2), min=1, max=shape.num_layers,
                                   description="layers")
-        self.hidden = w.Dropdown(options=list(range(cfg.hidden_size, 0, -head)), value=cfg.hidden_size,
+        self.hidden = w.Dropdown(options=list(range(shape.hidden_size, 0, -shape.head_dim)), value=shape.hidden_size,
                                  description="hidden")
         self.temperature = w.FloatSlider(value=2.0, min=1.0, max=8.0, step=0.5, description="T")
         self.alpha = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="alpha")

@@ -3,7 +3,7 @@ import pytest
 import torch
 import transformers
 
-from workbench.steps.distill.recipes import pad_id
+from workbench.tasks.families import pad_id
 from workbench.steps.distill.student import build_student, student_config
 from workbench.tasks.families import shape_of
 

@@ -14,6 +14,7 @@ import torch
 
 from workbench.steps.distill import data
 from workbench.steps.distill.loop import kd_loss, train
+from workbench.tasks.families import pad_id
 from workbench.tasks.hf_loading import context_length
 
 
@@ -56,21 +57,6 @@ def _classifier_logits(model, seqs: list[list[int]], pad_id: int, batch_size: in
         idx = order[i:i + batch_size]
         out[idx] = model(**data.pad_batch([seqs[j] for j in idx], pad_id)).logits.float()
     return out
-
-
-def pad_id(tokenizer, config) -> int:
-    """The id right-padding uses: the tokenizer's pad token, else the config's, else EOS (masked out either way).
-
-    Never a bare 0: in many vocabularies 0 is a real token (``!`` in GPT-2, ``<s>`` in RoBERTa).
-    """
-    for value in (tokenizer.pad_token_id, getattr(config, "pad_token_id", None), tokenizer.eos_token_id,
-                  getattr(config, "eos_token_id", None)):
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
-        if value is not None:
-            return int(value)
-    raise ValueError("the tokenizer has no pad or EOS token and the config names none: set "
-                     "tokenizer.pad_token (e.g. to its EOS token) and save it beside the model")
 
 
 def prepare_classification(task_name: str, teacher, tokenizer, config) -> Job:
