@@ -1,6 +1,7 @@
 """Quantisation benchmark: torch eager fp32 vs torch dynamic int8 vs ONNX Runtime fp32 / fused / dynamic int8 /
-static int8 (per calibration method), side by side in one process, on the demo classifier and on a random-weight
-BERT of 6 layers x 384 hidden.
+static int8 (per calibration method) vs the ISA-aware arms (PT2E static / dynamic int8 + torch.compile, OpenVINO
+fp32 / bf16 / int8 weights / static int8) that apply on this CPU, side by side in one process, on the demo classifier
+and on a random-weight BERT of 6 layers x 384 hidden. Arms that do not apply here are listed with the reason.
 
 Latency arms are interleaved (round-robin, several rounds; each arm's percentiles come from all its timed calls) so
 that load from other processes hits every arm alike. Accuracy is measured on the demo classifier's validation and
@@ -28,11 +29,53 @@ import time
 import torch
 
 
-def build_arms(base, calib_batches, out_dir, log):
-    """Every variant of the benchmark, built from ``base`` (torch fp32) through the registered steps."""
+ISA_ARMS = ("torch-int8-pt2e-dynamic", "torch-int8-pt2e-static", "ov-fp32", "ov-bf16", "ov-int8-weights",
+            "ov-int8-static")
+
+
+def build_isa_arms(base, onnx_fp32, calib_batches, out_dir, log) -> tuple[dict, dict]:
+    """(variants, skipped arm -> reason) for the ISA-aware arms of :func:`workbench.measure.isa.applicable_arms`.
+
+    The OpenVINO arms start from the benchmark's ONNX export (its last step is applied to it, with ``out_dir``)."""
+    import dataclasses
+
+    from workbench.core import apply
+    from workbench.measure.isa import applicable_arms
+    from workbench.steps.openvino import save_calibration_set
+
+    calib = save_calibration_set(calib_batches, out_dir and f"{out_dir}/calibration-sets")
+    arms, skipped = {}, {}
+    for arm in applicable_arms(calibration=str(calib)):
+        if arm.name not in ISA_ARMS:
+            continue
+        if not arm.applies:
+            skipped[arm.name] = arm.reason
+            continue
+        t0 = time.perf_counter()
+        try:
+            config = arm.config
+            if hasattr(config, "out_dir"):
+                arms[arm.name] = apply(onnx_fp32, dataclasses.replace(config, out_dir=out_dir))
+            else:
+                arms[arm.name] = apply(base, config)
+        except Exception as exc:  # one arm failing must not hide the others: it is a skipped row with the reason
+            skipped[arm.name] = f"failed here: {type(exc).__name__}: {exc}"
+            continue
+        compiled = arms[arm.name].meta.get("compile_seconds")
+        log(f"  built {arm.name} in {time.perf_counter() - t0:.1f}s" + (f" (compile {compiled:.1f}s)" if compiled else ""))
+    return arms, skipped
+
+
+def build_arms(base, calib_batches, out_dir, log, skipped: dict | None = None):
+    """Every variant of the benchmark, built from ``base`` (torch fp32) through the registered steps; ISA-aware arms
+    that do not apply here go to ``skipped`` (arm -> reason)."""
+    import dataclasses
+
     from workbench.core import apply
     from workbench.steps import ExportOnnxConfig, OptimizeConfig, QuantizeDynamicConfig, QuantizeStaticConfig, calibrate
 
+    # PT2E exports the graph from an example batch, and its first call (the compilation) is timed apart at build time.
+    base = dataclasses.replace(base, meta={**base.meta, "example_inputs": calib_batches[0]})
     arms = {"torch-fp32": base}
     arms["torch-int8-dynamic"] = apply(base, QuantizeDynamicConfig.per_channel_int8())
     onnx_fp32 = apply(base, ExportOnnxConfig(out_dir=out_dir))
@@ -48,7 +91,10 @@ def build_arms(base, calib_batches, out_dir, log):
         log(f"  calibrated {method} on {ranges.n_examples} examples in {time.perf_counter() - t0:.1f}s")
         arms[f"ort-int8-static-{method}"] = apply(onnx_fp32, QuantizeStaticConfig(ranges=str(ranges.folder),
                                                                                   out_dir=out_dir))
-    return arms
+    isa_arms, isa_skipped = build_isa_arms(base, onnx_fp32, calib_batches, out_dir, log)
+    if skipped is not None:
+        skipped.update(isa_skipped)
+    return {**arms, **isa_arms}
 
 
 CALLS_PER_TURN = 3        # calls each arm makes per turn of a round (time_interleaved's default)
@@ -137,12 +183,13 @@ def classifier_section(args, log) -> dict:
     from workbench.measure.size import variant_size
     from workbench.results import ResultsTable
     from workbench.runtime import runner_threads
-    from workbench.steps.quantize.diagnostics import diagnose, node_counts, op_time_profile
+    from workbench.steps.quantize.diagnostics import diagnose, node_counts
     from workbench.tasks import get_task
 
     task = get_task("text-classification")
     base = task.baseline()
-    arms = build_arms(base, list(task.calibration_batches(args.calib, batch_size=8)), args.out, log)
+    skipped: dict = {}
+    arms = build_arms(base, list(task.calibration_batches(args.calib, batch_size=8)), args.out, log, skipped)
     # Rows are stamped with this machine's environment id (saved beside them with its fingerprint).
     table = ResultsTable.for_study("quantization-benchmark", environment=environment_fingerprint())
     shapes = {"b8": task.example_inputs(args.batch, args.seq), "b1": task.example_inputs(1, args.seq)}
@@ -156,6 +203,8 @@ def classifier_section(args, log) -> dict:
         val_drop, val_low, val_high = paired_drop(validation["torch-fp32"], validation[name])
         drop, low, high = paired_drop(quality["torch-fp32"], quality[name])
         size = variant_size(v)
+        if size.get("size_mb") is None and v.meta.get("size_mb") is not None:  # OpenVINO IR: its step measured it
+            size["size_mb"] = v.meta["size_mb"]
         fig = {"p50_ms_b8": timing["b8"][name]["p50_ms"], "p50_ms_b1": timing["b1"][name]["p50_ms"],
                "n_calls_b8": timing["b8"][name]["n_calls"], "n_calls_b1": timing["b1"][name]["n_calls"],
                "speedup_b8": speedup(timing["b8"], name), "speedup_b1": speedup(timing["b1"], name),
@@ -193,13 +242,17 @@ def classifier_section(args, log) -> dict:
     # Evidence of what limits the speed-up: where the time goes in the fastest int8 and the fp32 ORT graphs.
     ok = {k: f for k, f in out.items() if f["eligible"]}
     best = max(ok, key=lambda k: ok[k]["speedup_b8"])
-    profiles = {}
-    for name in {best, "ort-fp32-o3"}:
-        if arms[name].artifact_path:
-            profiles[name] = dict(list(op_time_profile(arms[name].artifact_path, shapes["b8"], args.threads,
-                                                       runs=5).items())[:6])
-    return {"arms": out, "best": best, "profiles": profiles, "n_test": quality["torch-fp32"].n_examples,
-            "n_validation": validation["torch-fp32"].n_examples, "results": str(table.path)}
+    from workbench.measure.isa import precision_time_shares
+    from workbench.runtime import kernel_profile
+
+    profiles, shares = {}, {}
+    for name in dict.fromkeys([best, "ort-fp32-o3", "torch-fp32"]):
+        profile = kernel_profile(arms[name], shapes["b8"], runs=3)
+        if profile:
+            profiles[name], shares[name] = dict(list(profile.items())[:6]), precision_time_shares(profile)
+    return {"arms": out, "best": best, "profiles": profiles, "precision_shares": shares, "skipped": skipped,
+            "n_test": quality["torch-fp32"].n_examples, "n_validation": validation["torch-fp32"].n_examples,
+            "results": str(table.path)}
 
 
 def random_bert_section(args, log) -> dict:
@@ -213,7 +266,8 @@ def random_bert_section(args, log) -> dict:
     batch = lambda b: {"input_ids": torch.randint(0, 8192, (b, args.seq), generator=gen),  # noqa: E731
                        "attention_mask": torch.ones(b, args.seq, dtype=torch.long),
                        "token_type_ids": torch.zeros(b, args.seq, dtype=torch.long)}
-    arms = build_arms(base, [batch(8) for _ in range(max(1, args.calib // 32))], args.out, log)
+    skipped: dict = {}
+    arms = build_arms(base, [batch(8) for _ in range(max(1, args.calib // 32))], args.out, log, skipped)
     inputs = batch(args.batch)
     timing = interleaved_p50(arms, inputs, args.rounds, args.seconds, args.threads)
     ref = base(inputs)
@@ -224,7 +278,7 @@ def random_bert_section(args, log) -> dict:
                      "speedup_b8": speedup(timing, name), "speedup_b8_min": speedup(timing, name, "min_ms"),
                      "max_abs_logit_diff": round(float((got - ref).abs().max()), 4),
                      "top1_agreement": round(float((got.argmax(-1) == ref.argmax(-1)).float().mean()), 3)}
-    return {"arms": out}
+    return {"arms": out, "skipped": skipped}
 
 
 def print_table(title, arms, cols):
@@ -254,6 +308,7 @@ def main(argv=None) -> dict:
     os.environ["WORKBENCH_THREADS"] = str(args.threads)  # ORT sessions: same intra-op count as torch
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
+    from workbench.measure.isa import won_because
     from workbench.steps.quantize.diagnostics import cpu_isa
 
     load_start = os.getloadavg()[0]
@@ -263,10 +318,16 @@ def main(argv=None) -> dict:
             "eligible", "size_mb", "int8_nodes"]
     print_table(f"demo classifier (BERT 4x192), batch {args.batch} x {args.seq} and 1 x {args.seq}, "
                 f"{cls['n_test']} test examples", cls["arms"], cols)
-    print("\ntime share per op type (ORT profiler, batch 8):")
+    for name, why in cls["skipped"].items():
+        print(f"{name:26s}not run: {why}")
+    print(f"\ntime share per kernel / op (profilers, batch {args.batch}):")
     for name, prof in cls["profiles"].items():
-        print(f"  {name}: " + ", ".join(f"{op} {share:.0%}" for op, share in prof.items()))
+        print(f"  {name}: " + ", ".join(f"{op} {share:.0%}" for op, share in prof.items())
+              + f"  | by precision: {cls['precision_shares'].get(name)}")
     best = cls["arms"][cls["best"]]
+    isa = {k: v for k, v in cpu_isa().items() if k != "flags"}
+    why = won_because(cls["best"], best, isa, cls["precision_shares"].get(cls["best"]), cls["skipped"])
+    print(f"\nbest on this CPU: {why}")
     result = {"best_variant": cls["best"], "best_speedup": best["speedup_b8"],
               "best_accuracy_drop_pts": best["accuracy_drop_pts"],
               "best_accuracy_drop_ci_pts": best["accuracy_drop_ci_pts"],
@@ -275,8 +336,9 @@ def main(argv=None) -> dict:
                            f"CI, {cls['n_validation']} examples) is not measurably above {ACCURACY_TOLERANCE_PTS} "
                            f"pts; drop reported on {cls['n_test']} test examples",
               "results": cls["results"],
-              "shape": [args.batch, args.seq], "threads": args.threads, "cpu": cpu_isa(), "classifier": cls["arms"],
-              "op_time_share": cls["profiles"]}
+              "shape": [args.batch, args.seq], "threads": args.threads, "cpu": cpu_isa(), "isa": isa,
+              "why": why, "skipped": cls["skipped"], "classifier": cls["arms"], "op_time_share": cls["profiles"],
+              "precision_time_share": cls["precision_shares"]}
     if not args.skip_random_bert:
         log("random BERT 6x384: building arms ...")
         rb = random_bert_section(args, log)

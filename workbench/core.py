@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 log = logging.getLogger("workbench")
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed")
 
 

@@ -54,3 +54,38 @@ def test_best_arm_eligibility_reads_the_paired_interval(bench):
     assert bench.eligible(0.6, 0.2, 1.1)                       # measurable but within the 1-point tolerance
     assert not bench.eligible(3.0, 1.0, 5.0)                   # measurably worse than the tolerance
     assert bench.eligible(-2.0, -3.0, -1.0)                    # measurably better
+
+
+def test_isa_arms_that_cannot_run_are_rows_with_the_reason_and_a_failure_does_not_stop_the_others(
+        bench, monkeypatch, step_registry, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from workbench.core import Variant
+    from workbench.measure import isa
+
+    @dataclasses.dataclass(frozen=True)
+    class OnOnnx:          # like OpenVinoConfig: has out_dir, so it starts from the ONNX export
+        out_dir: str | None = None
+
+    @dataclasses.dataclass(frozen=True)
+    class Broken:
+        pass
+
+    def broken(variant, config):
+        raise RuntimeError("no such kernel")
+
+    step_registry("test_on_onnx", OnOnnx, lambda v, c: dataclasses.replace(v, name=f"{v.name}+ov:{c.out_dir}"))
+    step_registry("test_broken", Broken, broken)
+    arms = [isa.Arm("ov-fp32", (OnOnnx(),), True, "r"), isa.Arm("torch-int8-pt2e-dynamic", (Broken(),), True, "r"),
+            isa.Arm("ov-bf16", (), False, "no AMX/AVX512-BF16: bf16 would run emulated"),
+            isa.Arm("torch-bf16", (), False, "not one of the benchmark's ISA arms")]
+    monkeypatch.setattr(isa, "applicable_arms", lambda calibration=None: arms)
+    make = lambda name: Variant(name=name, task="t", backend="torch", device="cpu", precision="fp32",  # noqa: E731
+                                runner=lambda x: x)
+    built, skipped = bench.build_isa_arms(make("torch"), make("onnx"), [{"input_ids": torch.ones(2, 3)}],
+                                          str(tmp_path), lambda msg: None)
+    assert list(built) == ["ov-fp32"] and built["ov-fp32"].name == f"onnx+ov:{tmp_path}"
+    assert skipped == {"torch-int8-pt2e-dynamic": "failed here: RuntimeError: no such kernel",
+                       "ov-bf16": "no AMX/AVX512-BF16: bf16 would run emulated"}

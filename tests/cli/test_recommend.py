@@ -16,12 +16,19 @@ def test_recommend_prints_one_line_per_arm_and_a_recommendation(tmp_path):
     report = json.loads((tmp_path / "rec" / "recommend.json").read_text())
     arms = {a["arm"]: a for a in report["arms"]}
     assert list(arms) == ["torch-fp32", "torch-int8-dynamic", "ort-int8-dynamic", "torch-bf16",
-                          "torch-compile-fp32", "torch-compile-bf16"]
+                          "torch-compile-fp32", "torch-compile-bf16", "torch-int8-pt2e-dynamic",
+                          "torch-int8-pt2e-static", "ov-fp32", "ov-bf16", "ov-int8-weights", "ov-int8-static"]
     for name, arm in arms.items():
         assert f"  {name}" in out
     assert arms["torch-fp32"]["status"] == "measured" and arms["torch-fp32"]["speedup"] == 1.0
     assert arms["torch-compile-fp32"]["status"] == "skipped" and "--skip compile" in arms["torch-compile-fp32"]["reason"]
     assert report["eval_n"] == 32 and report["batch_size"] == 4
+    assert report["calibration"].endswith(".npz") and arms["torch-int8-pt2e-static"]["status"] == "skipped"
+    assert arms["ov-int8-static"]["status"] == "measured", arms["ov-int8-static"]   # calibrated on the task's split
+    bf16_native = report["isa"]["amx_bf16"] or report["isa"]["avx512_bf16"]
+    assert (arms["ov-bf16"]["status"] == "measured") == bf16_native
+    if not bf16_native:
+        assert "emulated" in arms["ov-bf16"]["reason"]
     for arm in arms.values():
         if arm["status"] == "measured" and arm["kind"] != "baseline":
             assert arm["p50_ms"] > 0 and len(arm["drop_ci_pts"]) == 2

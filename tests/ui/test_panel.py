@@ -184,3 +184,21 @@ def test_when_the_onnx_route_fails_too_the_torch_error_comes_first(monkeypatch, 
     panel.run()
     error = panel.messages[-2]
     assert error.index("failed on the torch model") < error.index("on its ONNX export: RuntimeError: the ONNX graph")
+
+
+# ---- issue #17: this CPU's arms as tick boxes -----------------------------------------------------------------------
+
+def test_isa_arms_are_tick_boxes_and_those_that_cannot_run_here_say_why():
+    from workbench.measure.isa import isa_summary, native_bf16
+    from workbench.ui.step_options import isa_step_options
+
+    options = {o.label: o for o in isa_step_options()}
+    assert "cpu: torch-fp32" not in options                      # the panel always measures the baseline
+    assert options["cpu: ov-int8-static"].reason.startswith("not available here: needs calibration data")
+    native, why = native_bf16(isa_summary())
+    assert bool(options["cpu: ov-bf16"].reason) != native and (native or why in options["cpu: ov-bf16"].reason)
+    assert [type(c).__name__ for c in options["cpu: ov-int8-weights"].configs] == ["ExportOnnxConfig", "OpenVinoConfig"]
+    panel = WorkbenchPanel(study="isa-options", eval_limit=32, max_seconds=1.0)
+    static = next(o for o in panel.options if o.label == "cpu: ov-int8-static")
+    assert not static.reason and static.configs[-1].calibration.endswith(".npz")   # the demo's calibration split
+    assert "cpu: ov-bf16" in panel.step_boxes and ("unavailable" in panel.step_boxes["cpu: ov-bf16"].description) != native

@@ -12,7 +12,7 @@ import json
 
 from workbench.cli import command
 
-SKIPPABLE = ("int8", "bf16", "compile")
+SKIPPABLE = ("int8", "bf16", "compile", "openvino")
 
 
 def _arguments(p) -> None:
@@ -29,17 +29,33 @@ def _arguments(p) -> None:
     p.add_argument("--seq-len", type=int, default=None, help="timing sequence length (default 128; 64 small)")
     p.add_argument("--skip", nargs="*", default=[], choices=SKIPPABLE, help="arm kinds not to run (e.g. compile)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for every arm (default: torch's)")
+    p.add_argument("--calib", type=int, default=None,
+                   help="calibration examples for the static int8 arms (default 128; 32 with WORKBENCH_SMALL)")
     p.add_argument("--study", help="writes artifacts/<study>/recommend.json (default: the task name)")
 
 
-def build_arm(base, arm):
-    """The arm's variant: its step configs applied in order to ``base``."""
+def build_arm(base, arm, cache: dict | None = None):
+    """The arm's variant: its step configs applied in order to ``base``; ``cache`` shares common prefixes between
+    arms (the ONNX export that ORT and OpenVINO arms start from is made once)."""
     from workbench.core import apply
 
-    variant = base
+    variant, cache = base, {} if cache is None else cache
     for config in arm.steps:
-        variant = apply(variant, config)
+        key = (variant.id, repr(config))
+        if key not in cache:
+            cache[key] = apply(variant, config)
+        variant = cache[key]
     return variant
+
+
+def calibration_set(task, n_examples: int, folder):
+    """The task's calibration split saved for the static int8 arms, or (None, why) when the task has none."""
+    from workbench.steps.openvino import save_calibration_set
+
+    try:
+        return save_calibration_set(task.calibration_batches(n_examples, batch_size=8), folder), ""
+    except NotImplementedError as exc:
+        return None, str(exc)
 
 
 def _quality(task, variant, limit):
@@ -102,6 +118,8 @@ def cmd_recommend(args) -> int:
     cpu, flags = cpu_model_and_flags()
     isa = isa_summary(flags)
     example = task.example_inputs(batch_size=batch, seq_len=seq)
+    calib_n = args.calib or (32 if small else 128)
+    calibration, calib_why = calibration_set(task, calib_n, artifacts_root() / (args.study or args.task))
     base = task.baseline("cpu")
     if args.threads is not None:
         from workbench.runtime import with_threads
@@ -110,10 +128,11 @@ def cmd_recommend(args) -> int:
     base = dataclasses.replace(base, meta={**base.meta, "example_inputs": example})  # compile warms up on it
 
     print(f"CPU: {cpu} | " + " ".join(f"{k} {'yes' if v else 'no'}" for k, v in isa.items()))
-    rows, variants = [], {}
-    for arm in applicable_arms(isa):
+    rows, variants, cache = [], {}, {}
+    for arm in applicable_arms(isa, calibration=calibration and str(calibration)):
         # the baseline arm is the one that applies no step
-        row = {"arm": arm.name, "kind": arm.kind, "reason": arm.reason, "baseline": not arm.steps}
+        row = {"arm": arm.name, "kind": arm.kind, "baseline": arm.applies and not arm.steps,
+               "reason": f"{arm.reason} ({calib_why})" if calib_why and not arm.applies else arm.reason}
         if not arm.applies:
             rows.append({**row, "status": "skipped"})
             continue
@@ -121,7 +140,7 @@ def cmd_recommend(args) -> int:
             rows.append({**row, "status": "skipped", "reason": f"--skip {arm.kind} ({arm.reason})"})
             continue
         try:
-            variants[arm.name] = build_arm(base, arm)
+            variants[arm.name] = build_arm(base, arm, cache)
             rows.append({**row, "status": "measured"})
         except Exception as exc:  # one arm failing (missing package, export error) must not hide the others
             rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
@@ -153,7 +172,8 @@ def cmd_recommend(args) -> int:
               f"{'' if best['drop'] == 'no measurable loss' else ' pts'}, CI upper end "
               f"{best['drop_ci_pts'][1]:.2f} <= {args.tolerance_pts:g} pts)")
     out = artifacts_root() / (args.study or args.task) / "recommend.json"
-    report = {"cpu": cpu, "isa": isa, "batch_size": batch, "seq_len": seq, "time_budget_s": budget,
+    report = {"cpu": cpu, "isa": isa, "calibration": str(calibration) if calibration else None, "batch_size": batch,
+              "seq_len": seq, "time_budget_s": budget,
               "tolerance_pts": args.tolerance_pts, "eval_split": split, "eval_n": base_q.n_examples,
               "arms": rows, "recommendation": best["arm"] if best else "torch-fp32"}
     write_file_atomic(out, json.dumps(report, indent=2, default=str))

@@ -1,5 +1,5 @@
-"""How a variant runs: the torch runner (``torch_runner``), ONNX Runtime sessions and providers (``ort``), and
-tensor/array conversion (``arrays``).
+"""How a variant runs: the torch runner (``torch_runner``), ONNX Runtime sessions and providers (``ort``), the
+OpenVINO CPU runner (``openvino``), and tensor/array conversion (``arrays``).
 
 Only this package (and ``tasks/``) knows which backend a variant uses. Steps, measurement, serving and the UI ask
 the questions below instead of comparing ``variant.backend`` themselves.
@@ -25,6 +25,16 @@ def onnx_file(variant) -> Path | None:
     return Path(variant.artifact_path)
 
 
+def openvino_file(variant) -> Path | None:
+    """The OpenVINO IR (.xml) an OpenVINO variant runs, or None for any other variant.
+
+    Kept in ``meta["ir_path"]`` rather than ``artifact_path``: code that reads ``artifact_path`` expects ONNX.
+    """
+    if variant.backend != "openvino" or not variant.meta.get("ir_path"):
+        return None
+    return Path(variant.meta["ir_path"])
+
+
 def require_torch_module(variant, step: str, fix: str = "apply it before exporting or quantising"):
     """:func:`torch_module`, or a ValueError naming the step, what it got, and ``fix``."""
     module = torch_module(variant)
@@ -39,6 +49,32 @@ def require_onnx_file(variant, step: str, fix: str = "apply ExportOnnxConfig fir
     if path is None:
         raise ValueError(f"{step} needs an ONNX variant, got {variant.name!r} ({variant.backend}): {fix}")
     return path
+
+
+def kernel_profile(variant, inputs: dict, runs: int = 3) -> dict[str, float]:
+    """Share of kernel time per kernel / op name over ``runs`` calls, from the profiler of the variant's runtime:
+    OpenVINO performance counters (kernel names carry ISA and precision, e.g. ``brgemm_avx512_amx_I8``), ONNX
+    Runtime's profiler (op types, e.g. ``MatMulInteger``), torch's profiler (ops, e.g. ``onednn::qlinear_pointwise``).
+    Empty when the variant has nothing to profile."""
+    if openvino_file(variant) is not None:
+        return variant.runner.kernel_profile(inputs, runs)
+    if onnx_file(variant) is not None:
+        from workbench.steps.quantize.diagnostics import op_time_profile
+
+        return op_time_profile(onnx_file(variant), inputs, runner_threads(variant), runs=runs,
+                               level=variant.meta.get("ort_level", "all"))
+    if variant.backend != "torch":
+        return {}
+    import torch
+
+    variant(inputs)  # a first call outside the profile (allocation, compilation)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            variant(inputs)
+    # self time, top-level ops only: nested ops would count the same microseconds twice
+    per_op = {e.key: e.self_cpu_time_total for e in prof.key_averages() if "::" in e.key}
+    total = sum(per_op.values()) or 1.0
+    return {k: round(v / total, 4) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
 
 
 def runner_threads(variant) -> int | None:
@@ -64,8 +100,12 @@ def with_threads(variant, threads: int | None):
     if threads is None or runner_threads(variant) == threads or not hasattr(variant.runner, "with_threads"):
         return variant
     runner = variant.runner.with_threads(threads)
-    meta = {**variant.meta, "ort_threads": runner.threads} if onnx_file(variant) is not None else variant.meta
+    meta = variant.meta
+    if onnx_file(variant) is not None:
+        meta = {**meta, "ort_threads": runner.threads}
+    elif openvino_file(variant) is not None:
+        meta = {**meta, "ov_threads": runner.threads}
     return dataclasses.replace(variant, runner=runner, meta=meta)
 
 
-__all__ = ["torch_module", "onnx_file", "require_torch_module", "require_onnx_file", "runner_threads", "with_threads"]
+__all__ = ["torch_module", "onnx_file", "openvino_file", "kernel_profile", "require_torch_module", "require_onnx_file", "runner_threads", "with_threads"]

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 from workbench.core import apply, registered_steps
 from workbench.runtime import torch_module
 from workbench.ui.live_plot import LivePlot
-from workbench.ui.step_options import StepOption, as_option, discover_step_options
+from workbench.ui.step_options import StepOption, as_option, discover_step_options, isa_step_options
 from workbench.util.numbers import format_value
 from workbench.util.settings import small_mode
 
@@ -59,7 +59,9 @@ class WorkbenchPanel:
         self.study, self.threads = study, threads
         self.instances = {**DEFAULT_INSTANCES, **(instances or {})}
         self.max_seconds = max_seconds or (3.0 if small_mode() else 10.0)
-        self.options = [as_option(o) for o in (discover_step_options() if options is None else options)]
+        if options is None:
+            options = discover_step_options() + isa_step_options(_calibration_set(task))
+        self.options = [as_option(o) for o in options]
         self.rows: list[dict] = []           # rows measured by this panel (the plot shows these)
         self.variants: dict[str, Any] = {}   # variant id -> Variant, for export
         self.messages: list[str] = []
@@ -262,7 +264,7 @@ class WorkbenchPanel:
         self.plot.update(pareto_figure(self.rows, title=f"{self.study}: {metric} vs p50 latency (live)"))
         # A serving bundle is ONNX: offer the Pareto front of the variants that are ONNX or can be exported to it
         # (torch fp32). Torch-only forms such as torch dynamic int8 have no ONNX export.
-        exportable = [r for r in self.rows if r.get("backend") == "onnxruntime" or r.get("precision") == "fp32"]
+        exportable = [r for r in self.rows if _exportable(self.variants.get(r.get("variant_id")))]
         front = pareto_front(exportable)
         self.export_choice.options = [(f"{r['variant']} [{r['variant_id']}] p50 {r['latency_p50_ms']:.3g} ms", r["variant_id"])
                                       for r in front]
@@ -306,6 +308,28 @@ class WorkbenchPanel:
             return None
         self.say(f"✓ exported {variant.name} to {bundle}")
         return bundle
+
+
+def _exportable(variant) -> bool:
+    """A bundle is ONNX: an ONNX Runtime variant, or a torch fp32 model that exports to one (not OpenVINO IR, not a
+    torch-quantised module)."""
+    from workbench.runtime import onnx_file
+
+    if variant is None:
+        return False
+    return onnx_file(variant) is not None or (torch_module(variant) is not None and variant.precision == "fp32")
+
+
+def _calibration_set(task_kind: str) -> str | None:
+    """The demo task's calibration split saved for the static int8 CPU arms (None, and those arms say why, if not)."""
+    try:
+        from workbench.steps.openvino import save_calibration_set
+        from workbench.tasks import get_task
+
+        batches = get_task(task_kind).calibration_batches(32 if small_mode() else 128, batch_size=8)
+        return str(save_calibration_set(batches))
+    except Exception:  # noqa: BLE001 - no calibration data: the static arms are offered as unavailable, with the reason
+        return None
 
 
 def _step_name(config) -> str:

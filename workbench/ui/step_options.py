@@ -64,6 +64,16 @@ def _presets(name: str, cfg_type: type) -> list[StepOption]:
     return [StepOption(label, (config,)) for label, config in found]
 
 
+def isa_step_options(calibration: str | None = None) -> list[StepOption]:
+    """This CPU's arms (:func:`workbench.measure.isa.applicable_arms`) as tick boxes ``cpu: <arm>``, each with the step
+    configs that build it from the baseline; an arm that does not apply here is a box that says why (bf16 without
+    AMX / AVX512-BF16, a missing library, static int8 without ``calibration``)."""
+    from workbench.measure.isa import applicable_arms
+
+    return [StepOption(f"cpu: {arm.name}", arm.steps, "" if arm.applies else f"not available here: {arm.reason}")
+            for arm in applicable_arms(calibration=calibration) if arm.steps or not arm.applies]
+
+
 def as_option(option) -> StepOption:
     """A StepOption from a StepOption or a ``(label, config or tuple of configs)`` pair, checking the configs."""
     if isinstance(option, StepOption):
@@ -75,4 +85,4 @@ def as_option(option) -> StepOption:
     return StepOption(label, configs)
 
 
-__all__ = ["StepOption", "discover_step_options", "as_option"]
+__all__ = ["StepOption", "discover_step_options", "isa_step_options", "as_option"]

@@ -1,0 +1,71 @@
+"""PT2E int8 (torchao x86 inductor quantizer + torch.compile) on a tiny BERT: int8 kernels fused, logits close to
+fp32, shape buckets invisible to the caller, compile time apart, clear errors."""
+import pytest
+import torch
+
+pytest.importorskip("torchao")
+
+from workbench.core import Variant, apply  # noqa: E402
+from workbench.runtime.torch_runner import TorchRunner  # noqa: E402
+from workbench.steps.openvino import save_calibration_set  # noqa: E402
+from workbench.steps.pt2e import Pt2eConfig  # noqa: E402
+
+NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _batch(b, s, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {"input_ids": torch.randint(0, 500, (b, s), generator=g), "attention_mask": torch.ones(b, s, dtype=torch.long),
+            "token_type_ids": torch.zeros(b, s, dtype=torch.long)}
+
+
+@pytest.fixture(scope="module")
+def base():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=128, num_labels=3, max_position_embeddings=128)
+    model = BertForSequenceClassification(cfg).eval()
+    return Variant(name="torch-fp32", task="tiny-bert", backend="torch", device="cpu", precision="fp32",
+                   runner=TorchRunner(model, "cpu", NAMES, threads=2), model=model,
+                   meta={"example_inputs": _batch(8, 64, 1)})
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="mode 'int4' unknown"):
+        Pt2eConfig(mode="int4")
+    with pytest.raises(ValueError, match="save_calibration_set"):
+        Pt2eConfig(mode="static")
+    with pytest.raises(ValueError, match="mode='static' only"):
+        Pt2eConfig(calibration="x.npz")
+
+
+def test_static_int8_fuses_qlinear_and_stays_close_to_fp32(base, tmp_path):
+    from torch._dynamo.utils import counters
+
+    calib = save_calibration_set([_batch(8, 64, s) for s in range(2, 6)], tmp_path)
+    counters.clear()
+    int8 = apply(base, Pt2eConfig.static(calib))
+    assert int8.precision == "int8" and int8.name == "torch-int8-pt2e-static"
+    assert int8.meta["compile_seconds"] > 0 and int8.runner.threads == 2
+    # int8 GEMMs went to oneDNN qlinear: one weight prepack per Linear (6 per layer + pooler + classifier)
+    assert counters["inductor"]["qlinear_weight_prepack_matcher_count"] >= 6 * 2
+    x = _batch(8, 64, 9)
+    ref, got = base(x), int8(x)
+    assert (got - ref).abs().max() < 0.25 * ref.abs().max() + 0.05
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.75
+
+
+def test_dynamic_int8_pads_to_buckets_and_cuts_the_padding_off(base):
+    int8 = apply(base, Pt2eConfig.dynamic())
+    x = _batch(3, 40, 4)   # runs as 8 x 64 with masked padding
+    got, ref = int8(x), base(x)
+    assert got.shape == (3, 3) and "8x64" in int8.runner.compile_seconds
+    assert (got - ref).abs().max() < 0.25 * ref.abs().max() + 0.05
+
+
+def test_needs_a_torch_fp32_variant(base, tmp_path):
+    bad = Variant(name="x", task="t", backend="onnxruntime", device="cpu", precision="fp32", runner=lambda x: x)
+    with pytest.raises(ValueError, match="pt2e needs a torch variant"):
+        apply(bad, Pt2eConfig())
