@@ -203,8 +203,6 @@ def classifier_section(args, log) -> dict:
         val_drop, val_low, val_high = paired_drop(validation["torch-fp32"], validation[name])
         drop, low, high = paired_drop(quality["torch-fp32"], quality[name])
         size = variant_size(v)
-        if size.get("size_mb") is None and v.meta.get("size_mb") is not None:  # OpenVINO IR: its step measured it
-            size["size_mb"] = v.meta["size_mb"]
         fig = {"p50_ms_b8": timing["b8"][name]["p50_ms"], "p50_ms_b1": timing["b1"][name]["p50_ms"],
                "n_calls_b8": timing["b8"][name]["n_calls"], "n_calls_b1": timing["b1"][name]["n_calls"],
                "speedup_b8": speedup(timing["b8"], name), "speedup_b1": speedup(timing["b1"], name),

@@ -23,11 +23,14 @@ _LAZY = {
     "ResultsTable": "workbench.results", "pareto_front": "workbench.results",
     "Text2TextTask": "workbench.tasks.text2text", "measure_text2text_generation": "workbench.tasks.text2text",
     "export_seq2seq": "workbench.tasks.seq2seq_onnx", "check_fits": "workbench.tasks.model_memory",
+    "shape_of": "workbench.tasks.families",
     # optimisation steps (importing a config's module registers its step)
     "ExportOnnxConfig": "workbench.steps", "OptimizeConfig": "workbench.steps",
     "QuantizeDynamicConfig": "workbench.steps", "QuantizeStaticConfig": "workbench.steps",
     "calibrate": "workbench.steps", "DistillConfig": "workbench.steps.distill",
     "CpuPrecisionConfig": "workbench.steps.cpu_precision", "CompileConfig": "workbench.steps.compile",
+    "OpenVinoConfig": "workbench.steps.openvino", "save_calibration_set": "workbench.steps.openvino",
+    "Pt2eConfig": "workbench.steps.pt2e",
     # measurement
     "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
     "environment_fingerprint": "workbench.measure", "sweep_batching": "workbench.measure.batching",
@@ -40,7 +43,7 @@ _LAZY = {
     "export_bundle": "workbench.serving.bundle", "verify_bundle": "workbench.serving.verify",
     "serve_check": "workbench.serving.serve_check",
     # what people look at
-    "WorkbenchPanel": "workbench.ui.panel", "build_report": "workbench.ui.report",
+    "WorkbenchPanel": "workbench.ui.panel", "IsaPanel": "workbench.ui.isa_panel", "build_report": "workbench.ui.report",
     # studies across machines
     "run_study": "workbench.cluster", "load_spec": "workbench.cluster", "cheapest_meeting_slo": "workbench.cluster",
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from workbench.cli import command
+from workbench.cli import add_loading_arguments, command, task_from_args
 
 SKIPPABLE = ("int8", "bf16", "compile", "openvino")
 
@@ -19,6 +19,7 @@ def _arguments(p) -> None:
     p.add_argument("--task", required=True, choices=["text-classification", "causal-lm"], help="built-in task kind")
     p.add_argument("--model", help="local Hugging Face model directory (default: the demo weights)")
     p.add_argument("--data", help="JSONL/CSV eval data for --model (text, label)")
+    add_loading_arguments(p)
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds of timed calls per arm (default 10; 1 with WORKBENCH_SMALL)")
     p.add_argument("--tolerance-pts", type=float, default=1.0,
@@ -103,7 +104,6 @@ def cmd_recommend(args) -> int:
     from workbench.measure.environment import cpu_model_and_flags
     from workbench.measure.interleaved import time_interleaved
     from workbench.measure.isa import applicable_arms, isa_summary
-    from workbench.tasks import get_task
     from workbench.util.files import artifacts_root, write_file_atomic
     from workbench.util.settings import small_mode
 
@@ -114,7 +114,7 @@ def cmd_recommend(args) -> int:
     if budget <= 0 or (limit is not None and limit < 2) or batch < 1 or seq < 1:
         raise ValueError("--time-budget, --batch-size and --seq-len must be positive and --eval-limit at least 2")
 
-    task = get_task(args.task, args.model, args.data)
+    task = task_from_args(args)
     cpu, flags = cpu_model_and_flags()
     isa = isa_summary(flags)
     example = task.example_inputs(batch_size=batch, seq_len=seq)

@@ -130,6 +130,8 @@ def onnx_int8_share(path: str | Path) -> float:
 def variant_size(variant) -> dict:
     """Size facts of a Variant: parameters (torch), bytes on disk (artifact file with its external data, or the
     serialised state) and, for int8 variants, the share of weights held as int8 (``int8_param_share``)."""
+    from workbench.runtime import openvino_file
+
     row: dict = {}
     if variant.model is not None and isinstance(variant.model, torch.nn.Module):
         total, int8 = _weight_numels(variant.model)
@@ -137,7 +139,10 @@ def variant_size(variant) -> dict:
         row["size_mb"] = round(serialized_bytes(variant.model) / 1e6, 3)
         if int8 or variant.precision == "int8":
             row["int8_param_share"] = round(int8 / total, 4) if total else 0.0
-    if variant.artifact_path:
+    ir = openvino_file(variant)
+    if ir is not None:  # OpenVINO IR: the .xml graph and its .bin weights
+        row["size_mb"] = round(sum(f.stat().st_size for f in (ir, ir.with_suffix(".bin")) if f.exists()) / 1e6, 3)
+    elif variant.artifact_path:
         from workbench.steps.onnx_files import onnx_files
 
         row["size_mb"] = round(sum(f.stat().st_size for f in onnx_files(variant.artifact_path) if f.exists()) / 1e6, 3)

@@ -25,6 +25,7 @@ import numpy as np
 
 from workbench.core import Variant, register_step
 from workbench.runtime import require_onnx_file
+from workbench.steps.onnx_io import require_single_graph
 from workbench.runtime.arrays import to_numpy
 from workbench.steps.onnx_io import CARRIED_META, step_dir
 from workbench.util.files import artifacts_root, publish_dir, write_checksums, write_file_atomic
@@ -154,6 +155,7 @@ def openvino_step(variant: Variant, config: OpenVinoConfig) -> Variant:
     from workbench.runtime.openvino import OpenVinoRunner
 
     onnx_path = require_onnx_file(variant, "openvino", "apply ExportOnnxConfig first: OpenVINO reads the ONNX export")
+    require_single_graph(variant, "openvino")  # an encoder-decoder export would convert only its encoder
     if variant.precision != "fp32":
         raise ValueError(f"openvino needs the fp32 ONNX export, got {variant.name!r} ({variant.precision}): "
                          "NNCF quantises it itself (precision='int8-weights' or 'int8-static')")
