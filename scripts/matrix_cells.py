@@ -199,10 +199,8 @@ def _sweep(s: State) -> list[dict]:
     from workbench.measure.batching import SweepConfig, sweep_batching
 
     if not hasattr(s, "_rows"):
-        # seq2seq: measure.batching's generation points call generate without decoder inputs (torch) or need
-        # runner.generate_greedy (ORT): the forward sweep (encoder + first decoder step) is what runs today
         cfg = SweepConfig(batch_sizes=(1, 2), seq_lens=(am.SEQ,), output_lens=(4,), point_seconds=0.3, retries=0,
-                          percentile="p50", forward_only=s.role == "encoder-decoder")
+                          percentile="p50")
         s._rows = sweep_batching(s.task, s.onnx, cfg, progress=False)
     return s._rows
 
@@ -213,8 +211,6 @@ def sweep(s: State) -> str:
     rows = _sweep(s)
     bad = [r.get("failure") or r.get("error") for r in rows if r.get("failed")]
     assert len(rows) == 2 and not bad, f"sweep points failed: {bad}"
-    if s.role == "encoder-decoder":
-        return "ok: forward only (generation sweep: measure/batching lacks seq2seq)"
     return "ok: " + rows[0]["scenario"]
 
 

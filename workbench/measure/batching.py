@@ -154,10 +154,14 @@ def _generate_fn(variant, prompt: torch.Tensor, output_len: int) -> Callable[[],
 
 def _generation_point(task, variant, batch: int, prompt_len: int | None, output_len: int, config: SweepConfig,
                       threads) -> dict:
-    prompt = task.example_inputs(batch, prompt_len)["input_ids"]
+    inputs = task.example_inputs(batch, prompt_len)
+    prompt = inputs["input_ids"]
     plen = int(prompt.shape[1])
-    prefill = _timed_stats(lambda: variant({"input_ids": prompt}), variant.device, config, threads)
-    generate = _generate_fn(variant, prompt, output_len)
+    # prefill: one forward over the prompt (encoder-decoders: the encoder plus the first decoder step)
+    task_call = task.generation_call(variant, inputs, output_len)
+    prefill_inputs = inputs if task_call else {"input_ids": prompt}
+    prefill = _timed_stats(lambda: variant(prefill_inputs), variant.device, config, threads)
+    generate = task_call or _generate_fn(variant, prompt, output_len)
     full = _timed_stats(generate, variant.device, config, threads)
     decode_ms = full.p50_ms - prefill.p50_ms
     # whole generation in the latency/throughput columns; prompt and output tokens at their own phase's pace

@@ -64,6 +64,12 @@ class Task(ABC):
         """Tokens a batch of ``inputs`` carries, for tokens/s columns; None where throughput counts items only."""
         return None
 
+    def generation_call(self, variant, inputs: dict[str, torch.Tensor], output_len: int):
+        """A no-argument callable that greedily generates exactly ``output_len`` tokens for ``inputs`` with the
+        variant's own decoding path, or None to let the sweep use the decoder-only path (``generate`` /
+        ``runner.generate_greedy``). Encoder-decoder tasks answer this (they need decoder inputs)."""
+        return None
+
     def calibration_batches(self, n_examples: int = 128, batch_size: int = 8,
                             seq_len: int = 128) -> Iterator[dict[str, torch.Tensor]]:
         """Batches from the calibration split (the validation split unless a task says otherwise)."""

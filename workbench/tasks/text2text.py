@@ -155,6 +155,11 @@ class Text2TextTask(Task):
         picked = [sources[i % len(sources)] for i in range(batch_size)]
         return self._with_start(self.encode(picked, seq_len or self.max_source_len))
 
+    def generation_call(self, variant: Variant, inputs: dict[str, torch.Tensor], output_len: int):
+        """Greedy generation of exactly ``output_len`` target tokens (EOS suppressed by ``min_new_tokens``)."""
+        feed = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+        return lambda: generate_ids(variant, feed, max_new_tokens=output_len, min_new_tokens=output_len)
+
     def tokens_in(self, inputs: dict[str, torch.Tensor]) -> int:
         """Real source tokens (padding is not text a client sends)."""
         return int(inputs["attention_mask"].sum())
