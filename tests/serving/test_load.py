@@ -4,70 +4,13 @@ The honesty proof: a test-only Python-backend model with a fixed service time (o
 M/D/1 queue; Poisson arrivals at utilisation rho must give the M/D/1 mean latency S + rho*S / (2(1 - rho)), with S
 measured from Triton's own compute statistics, and the client must send at the offered rate.
 """
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from workbench.serving.load import open_loop, percentiles, schedule, split_url
+from workbench.serving.sleeper import md1_mean_ms, sleeper_input as one_input, sleeper_repository
 
 SLEEP_MS = 15.0  # long enough that the ~1 ms of HTTP + backend overhead outside the queue stays small
-
-MODEL_PY = '''
-import ctypes, json, time
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-_set = ctypes.pythonapi.PyCapsule_SetName
-_set.argtypes = (ctypes.py_object, ctypes.c_char_p)
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        config = json.loads(args["model_config"])
-        self.seconds = float(config["parameters"]["SLEEP_MS"]["string_value"]) / 1e3
-
-    def execute(self, requests):
-        responses = []
-        for _ in requests:
-            time.sleep(self.seconds)
-            capsule = np.zeros(1, np.float32).__dlpack__()
-            tensor = pb_utils.Tensor.from_dlpack("Y", capsule)
-            _set(capsule, b"used_dltensor")
-            responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
-        return responses
-'''
-
-CONFIG = '''name: "sleeper"
-backend: "python"
-max_batch_size: 0
-input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]
-instance_group [ { count: 1 kind: KIND_CPU } ]
-parameters { key: "SLEEP_MS" value: { string_value: "%s" } }
-'''
-
-
-def sleeper_repository(work: Path, sleep_ms: float = SLEEP_MS):
-    """(backends, repo) with one model "sleeper": a fixed service time of ``sleep_ms``, one instance, no batching."""
-    from workbench.serving.serve_check import triton_distribution
-
-    dist = triton_distribution()
-    backends = work / "backends" / "python"
-    backends.mkdir(parents=True)
-    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        shutil.copy2(dist["backend"] / f, backends / f)
-    shutil.copy2(dist["stub"], backends / "triton_python_backend_stub")
-    model = work / "repo" / "sleeper"
-    (model / "1").mkdir(parents=True)
-    (model / "config.pbtxt").write_text(CONFIG % sleep_ms)
-    (model / "1" / "model.py").write_text(MODEL_PY)
-    return work / "backends", work / "repo", dist
-
-
-def one_input(i):
-    return {"X": np.array([float(i)], np.float32)}
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +18,9 @@ def sleeper(tmp_path_factory):
     from workbench.serving.serve_check import TritonServer
 
     work = tmp_path_factory.mktemp("sleeper")
-    backends, repo, dist = sleeper_repository(work)
+    backends, repo, dist = sleeper_repository(work, SLEEP_MS)
     with TritonServer(repo, backends, dist, work / "server.log") as server:
         yield server
-
-
-def md1_mean_ms(service_ms: float, rho: float) -> float:
-    return service_ms + rho * service_ms / (2 * (1 - rho))
 
 
 @pytest.mark.parametrize("rho,n", [(0.5, 600), (0.8, 1300)])

@@ -104,3 +104,23 @@ def test_report_shows_the_newest_row_of_a_point_measured_again():
     all_rows = page.split("<h2>All rows</h2>")[1].split("<h2>")[0]
     assert "5.25" in all_rows and "7.5" not in all_rows
     assert "1 older measurement of points measured again" in page
+
+
+# ---- issue #15: latency under load ---------------------------------------------------------------------------------
+
+def test_report_shows_the_load_curve_and_the_search_table():
+    table = ResultsTable.for_study("loadrep", environment={"cpu": "Test CPU"})
+    base = {"variant": "ort-fp32", "variant_id": "v1", "scenario": "load", "batch_size": 1, "slo_ms": 40.0,
+            "serving_config": "b8 q0us x2 t1", "valid": True}
+    for rate, p99, meets in ((10.0, 12.0, True), (20.0, 25.0, True), (40.0, 90.0, False)):
+        table.append({**base, "offered_rate_per_s": rate, "latency_p50_ms": p99 / 3, "latency_p99_ms": p99,
+                      "meets_slo": meets, "server_queue_ms": 1.0, "server_compute_ms": 3.0})
+    table.append({**base, "scenario": "load-search", "stage": "fine", "goodput_per_s": 20.0, "knee_per_s": 20.0,
+                  "p99_at_goodput_ms": 25.0, "usd_per_1k_requests_at_goodput": 0.00123})
+    page = build_report("loadrep").read_text()
+    section = page.split("<h2>Latency under load</h2>", 1)[1].split("<h2>", 1)[0]
+    section = section.replace("\\u002f", "/")                              # plotly's JSON escapes '/'
+    assert "Plotly.newPlot" in section and "goodput 20/s" in section      # goodput marked at 20/s
+    assert "offered load (requests/s)" in section and "SLO 40 ms" in section
+    search = section.split("<h3>Serving-config search</h3>", 1)[1]
+    assert "b8 q0us x2 t1" in search and "p99 at goodput (ms)" in search and "0.00123" in search

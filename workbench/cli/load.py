@@ -1,4 +1,6 @@
-"""`workbench load BUNDLE --slo-ms MS`: serve the bundle's twin on Triton (loopback), sweep open-loop rates, goodput."""
+"""`workbench load BUNDLE --slo-ms MS [--rates R,...] [--search [--write-config]]`: serve the bundle's twin on Triton
+(loopback), sweep open-loop rates for the latency curve and goodput; ``--search`` tries serving configs for the most
+goodput, ``--write-config`` puts the winner into the bundle (config.pbtxt, model card, manifest)."""
 from __future__ import annotations
 
 from workbench.cli import command
@@ -8,12 +10,19 @@ def _arguments(p) -> None:
     p.add_argument("bundle", help="bundle folder written by `workbench export`")
     p.add_argument("--slo-ms", type=float, required=True, help="latency SLO per request, milliseconds")
     p.add_argument("--rates", default=None,
-                   help="offered rates per second, comma-separated (default: 10%%..100%% of the synchronous capacity)")
+                   help="offered rates per second, comma-separated (default: 10%%..100%% of the synchronous capacity;"
+                        " with --search: the winner's curve at these rates after the search)")
     p.add_argument("--requests", type=int, default=500, help="requests per rate, warm-up included (1..20000)")
     p.add_argument("--attainment", type=float, default=0.99, help="fraction of requests that must meet the SLO")
     p.add_argument("--arrival", default="poisson", choices=["poisson", "constant", "gamma"])
     p.add_argument("--warmup-s", type=float, default=1.0, help="seconds of each point not counted")
     p.add_argument("--study", default="load", help="rows go to artifacts/<study>/results.jsonl")
+    p.add_argument("--search", action="store_true",
+                   help="search max_batch_size, queue delay, preferred batch size and instances for goodput")
+    p.add_argument("--small-search", action="store_true", help="with --search: a handful of candidates only")
+    p.add_argument("--budget-s", type=float, default=900.0, help="with --search: wall-clock budget in seconds")
+    p.add_argument("--write-config", action="store_true",
+                   help="with --search: write the winner into the bundle (config.pbtxt, model card, manifest)")
 
 
 def _rates(text: str | None):
@@ -28,44 +37,71 @@ def _rates(text: str | None):
     return rates
 
 
-@command("load", "open-loop load sweep against a bundle served on Triton (loopback): latency curve and goodput",
-         _arguments)
-def cmd_load(args) -> int:
+def sweep_served(bundle, slo_ms: float, rates, args, table, serving=None):
+    """Serve ``bundle`` (with ``serving`` settings, if given) and run the goodput sweep; the server dying mid-sweep
+    ends it with a LoadError (rows done are in ``table``)."""
     import tempfile
     from pathlib import Path
 
-    import numpy as np
-
-    from workbench.results import ResultsTable
+    from workbench.serving.config_search import bundle_inputs
+    from workbench.serving.load import LoadError
     from workbench.serving.load_sweep import goodput
     from workbench.serving.serve_check import TritonServer, triton_distribution, twin_repository
-    from workbench.serving.verify import BundleError, check_external_data, check_files, load_manifest, reference_arrays
+
+    manifest, make_inputs = bundle_inputs(bundle)
+    served = manifest.get("served") or {}
+    base = {"variant_id": served.get("variant_id"), "variant": served.get("variant"), "bundle": str(bundle),
+            "model": manifest["name"], **({"serving_config": serving.label()} if serving else {})}
+    dist = triton_distribution()
+    with tempfile.TemporaryDirectory(prefix="workbench-load-") as tmp:
+        backends, repo = twin_repository(bundle, manifest, Path(tmp), dist, serving=serving)
+        with TritonServer(repo, backends, dist, Path(tmp) / "server.log") as server:
+            def alive():
+                if server.process.poll() is not None:
+                    raise LoadError(f"Triton died mid-sweep (exit code {server.process.returncode}); the points "
+                                    f"done are in {table.path}. Server log: {server.log_tail()}")
+
+            return goodput(server.url, manifest["name"], make_inputs, slo_ms, rates=rates,
+                           n_requests=args.requests, attainment=args.attainment, arrival=args.arrival,
+                           warmup_s=args.warmup_s, row=base, table=table, progress=print, after_point=alive)
+
+
+@command("load", "open-loop load sweep against a bundle served on Triton (loopback): latency curve, goodput, "
+                 "serving-config search", _arguments)
+def cmd_load(args) -> int:
+    from pathlib import Path
+
+    from workbench.results import ResultsTable
     from workbench.util.files import artifacts_root
 
     rates = _rates(args.rates)
+    if args.write_config and not args.search:
+        raise ValueError("--write-config writes the winner of a search: add --search")
     bundle = Path(args.bundle)
-    manifest = load_manifest(bundle)
-    problems = check_files(bundle, manifest) + check_external_data(bundle, manifest)
-    if problems:
-        raise BundleError(f"refusing to serve {bundle}: " + "; ".join(problems))
-    inputs, _ = reference_arrays(bundle)
-    n_ref = len(next(iter(inputs.values())))
-
-    def make_inputs(i: int) -> dict:
-        k = i % n_ref
-        return {name: np.ascontiguousarray(arr[k:k + 1]) for name, arr in inputs.items()}
-
-    served = manifest.get("served") or {}
-    base = {"variant_id": served.get("variant_id"), "variant": served.get("variant"), "bundle": str(bundle),
-            "model": manifest["name"]}
     table = ResultsTable.for_study(args.study, root=artifacts_root())
-    dist = triton_distribution()
-    with tempfile.TemporaryDirectory(prefix="workbench-load-") as tmp:
-        backends, repo = twin_repository(bundle, manifest, Path(tmp), dist)
-        with TritonServer(repo, backends, dist, Path(tmp) / "server.log") as server:
-            result = goodput(server.url, manifest["name"], make_inputs, args.slo_ms, rates=rates,
-                             n_requests=args.requests, attainment=args.attainment, arrival=args.arrival,
-                             warmup_s=args.warmup_s, row=base, table=table, progress=print)
-    print(result.to_text())
-    print(f"wrote {len(result.rows)} rows to {table.path}")
+    if not args.search:
+        result = sweep_served(bundle, args.slo_ms, rates, args, table)
+        print(result.to_text())
+        print(f"wrote {len(result.rows)} rows to {table.path}")
+        return 0
+    from workbench.serving.config_search import SearchSpace, search_config
+
+    search = search_config(bundle, args.slo_ms, space=SearchSpace.small() if args.small_search else None,
+                           attainment=args.attainment, budget_s=args.budget_s, table=table, progress=print)
+    print(search.to_text())
+    winner = search.winner
+    if winner is None:
+        raise ValueError(f"no candidate met the SLO ({args.attainment:.0%} within {args.slo_ms} ms) at any rate "
+                         "tried: loosen --slo-ms or check the bundle's batch-1 latency")
+    rows = winner.rows
+    if rates:
+        curve = sweep_served(bundle, args.slo_ms, rates, args, table, serving=winner.config)
+        print(curve.to_text())
+        rows = curve.rows
+    if args.write_config:
+        from workbench.serving.bundle_serving import write_serving_config
+
+        write_serving_config(bundle, search.as_dict(), rows)
+        print(f"wrote {winner.config.label()} into {bundle} (config.pbtxt, MODEL_CARD.md, manifest.json)")
+    print(f"wrote rows to {table.path}")
     return 0

@@ -69,16 +69,50 @@ class GoodputResult:
         return "\n".join(lines + self.notes)
 
 
+def measure_point(url: str, model: str, make_inputs: Callable[[int], dict], rate: float, n_requests: int,
+                  slo_ms: float, attainment: float, capacity: dict, row: dict | None = None, table=None,
+                  **open_loop_args) -> tuple[LoadResult, dict]:
+    """One open-loop point and its ResultsTable row (``scenario: "load"``, SLO attainment, ``meets_slo``)."""
+    res = open_loop(url, model, make_inputs, rate, n_requests, **open_loop_args)
+    share = res.within(slo_ms)
+    out = {**(row or {}), "scenario": "load", "batch_size": 1, **res.as_row(), "slo_ms": slo_ms,
+           "slo_attainment": round(share, 5), "meets_slo": bool(res.valid and not res.errors and share >= attainment),
+           "capacity_per_s": capacity["capacity_per_s"], "sync_latency_mean_ms": capacity["sync_latency_mean_ms"]}
+    return res, (table.append(out) if table is not None else out)
+
+
+def point_text(res: LoadResult, row: dict) -> str:
+    """One progress line for a point."""
+    return (f"{res.offered_rate_per_s:.2f}/s: p50 {res.latency['latency_p50_ms']} ms, p99 "
+            f"{res.latency['latency_p99_ms']} ms, {row['slo_attainment']:.1%} within {row['slo_ms']} ms"
+            + ("" if res.valid else " (client-bound: not valid)"))
+
+
+def knee_rate(points: list[LoadResult]) -> float | None:
+    """Highest offered rate, going up, whose mean latency is at most twice the mean at the lowest rate."""
+    points = sorted(points, key=lambda r: r.offered_rate_per_s)
+    floor = points[0].latency_mean_ms if points else None
+    knee = None
+    for res in points:
+        if res.latency_mean_ms is None or floor is None or res.latency_mean_ms > 2 * floor:
+            break
+        knee = res.offered_rate_per_s
+    return knee
+
+
 def goodput(url: str, model: str, make_inputs: Callable[[int], dict], slo_ms: float, rates=None,
             fractions=DEFAULT_FRACTIONS, n_requests: int = 500, attainment: float = 0.99, arrival: str = "poisson",
             warmup_s: float = 1.0, timeout_s: float = 10.0, seed: int = 0, row: dict | None = None, table=None,
-            progress: Callable[[str], None] | None = None) -> GoodputResult:
+            progress: Callable[[str], None] | None = None,
+            after_point: Callable[[], None] | None = None) -> GoodputResult:
     """Sweep open-loop rates, find the knee and the goodput; each point is a row (appended to ``table`` if given).
 
     Args:
         rates: offered rates per second; None: ``fractions`` of the synchronous capacity.
         attainment: fraction of requests (errors and timeouts count as misses) that must meet ``slo_ms``.
         row: columns every row starts from (variant id and name, ...).
+        after_point: called after each point (e.g. to check the server is still alive; raise to stop: the rows
+            done are already in ``table``).
     """
     if slo_ms <= 0 or not 0 < attainment <= 1:
         raise ValueError(f"slo_ms ({slo_ms}) must be > 0 and attainment ({attainment}) in (0, 1]")
@@ -90,24 +124,15 @@ def goodput(url: str, model: str, make_inputs: Callable[[int], dict], slo_ms: fl
         raise ValueError(f"rates {rates} must be positive numbers per second")
     points, rows = [], []
     for k, rate in enumerate(rates):
-        res = open_loop(url, model, make_inputs, rate, n_requests, arrival=arrival, warmup_s=warmup_s,
-                        timeout_s=timeout_s, seed=seed + k)
-        share = res.within(slo_ms)
-        out = {**(row or {}), "scenario": "load", "batch_size": 1, **res.as_row(), "slo_ms": slo_ms,
-               "slo_attainment": round(share, 5), "meets_slo": bool(res.valid and not res.errors
-                                                                    and share >= attainment),
-               "capacity_per_s": cap["capacity_per_s"], "sync_latency_mean_ms": cap["sync_latency_mean_ms"]}
+        res, out = measure_point(url, model, make_inputs, rate, n_requests, slo_ms, attainment, cap, arrival=arrival,
+                                 warmup_s=warmup_s, timeout_s=timeout_s, seed=seed + k, row=row, table=table)
         points.append(res)
-        rows.append(table.append(out) if table is not None else out)
+        rows.append(out)
         if progress:
-            progress(f"{rate:.2f}/s: p50 {res.latency['latency_p50_ms']} ms, {share:.1%} within {slo_ms} ms"
-                     + ("" if res.valid else " (client-bound: not valid)"))
-    floor = points[0].latency_mean_ms
-    knee = None
-    for res in points:
-        if res.latency_mean_ms is None or floor is None or res.latency_mean_ms > 2 * floor:
-            break
-        knee = res.offered_rate_per_s
+            progress(point_text(res, out))
+        if after_point:
+            after_point()
+    knee = knee_rate(points)
     good = None
     for res, out in zip(points, rows):
         if not out["meets_slo"]:
@@ -119,4 +144,4 @@ def goodput(url: str, model: str, make_inputs: Callable[[int], dict], slo_ms: fl
                          rows=rows, knee_per_s=knee, goodput_per_s=good, notes=notes)
 
 
-__all__ = ["goodput", "GoodputResult", "sync_capacity", "DEFAULT_FRACTIONS"]
+__all__ = ["goodput", "GoodputResult", "sync_capacity", "measure_point", "knee_rate", "point_text", "DEFAULT_FRACTIONS"]

@@ -10,6 +10,28 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
 
 
+def _load_section(load: dict, plan: dict) -> list[str]:
+    """The serving config searched under open-loop load on Triton, with the measured curve it was chosen on."""
+    win = load.get("winner") or {}
+    lines = ["", "## Serving config (config.pbtxt), searched under load",
+             f"Chosen by `workbench load --search` on a real Triton server (loopback, open-loop Poisson traffic, latency "
+             f"from the scheduled send time), measured {load.get('measured_at')}: **{win.get('label')}** "
+             f"(max_batch_size {win.get('max_batch_size')}, preferred {win.get('preferred_batch_sizes')}, queue delay "
+             f"{win.get('max_queue_delay_us')} us, {win.get('instance_count')} instance(s), "
+             f"{win.get('threads') or '-'} intra-op threads each).",
+             f"Goodput {format_value(load.get('goodput_per_s'))} requests/s with >= {load['attainment']:.0%} of requests "
+             f"within {load['slo_ms']} ms; knee {format_value(load.get('knee_per_s'))}/s; p99 at goodput "
+             f"{format_value(load.get('p99_at_goodput_ms'))} ms. Figures hold for the machine in Environment below.", ""]
+    lines += _table(["offered req/s", "p50 ms", "p99 ms", "within SLO", "valid"],
+                    [[p["offered_per_s"], p["p50_ms"], p["p99_ms"], p["within_slo"], p["valid"]]
+                     for p in load.get("curve") or []])
+    lines += ["", "Candidates tried (goodput per config, same SLO, same machine, one run):", ""]
+    lines += _table(["config", "stage", "goodput req/s", "knee req/s", "p99 at goodput ms"],
+                    [[c["serving_config"], c["stage"], c["goodput_per_s"], c["knee_per_s"], c["p99_at_goodput_ms"]]
+                     for c in load.get("candidates") or []])
+    return lines + [f"- not tried (time budget): {s}" for s in load.get("skipped") or []]
+
+
 def model_card(facts: dict, sweep: list[dict]) -> str:
     """Markdown card: intended use, lineage, quality with CI, latency/throughput, batching plan, cost, environment."""
     v, served, env, plan = facts["variant"], facts["served"], facts["environment"], facts["batching"]
@@ -49,9 +71,12 @@ def model_card(facts: dict, sweep: list[dict]) -> str:
                       r.get("latency_p99_ms"), r.get("n_calls"), r.get("stable"), r.get("throughput_per_s"),
                       r.get("peak_rss_mb")] for r in sweep])
     slo = plan.get("slo")
-    lines += ["", "## Batching plan (config.pbtxt)",
-              f"max_batch_size {plan['max_batch_size']}, preferred batch sizes {plan['preferred_batch_sizes']}, "
-              f"max queue delay {plan['max_queue_delay_us']} us."]
+    if facts.get("load"):
+        lines += _load_section(facts["load"], plan)
+    lines += ["", "## Batching plan from offline timings" + (" (replaced by the search above)" if facts.get("load")
+                                                             else " (config.pbtxt)"),
+              "max_batch_size {max_batch_size}, preferred batch sizes {preferred_batch_sizes}, max queue delay "
+              "{max_queue_delay_us} us.".format(**(plan.get("offline_plan") or plan))]
     if slo:
         used = slo.get("percentile_used") or slo["percentile"]
         lines += [f"SLO {slo['percentile']} <= {slo['target_ms']} ms (read at {used}): {slo['reason']}; knee at batch "

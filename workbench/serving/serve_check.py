@@ -61,8 +61,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict) -> tuple[Path, Path]:
-    """A backend folder (Python backend + stub) and a model repository holding the twin; returns both paths."""
+def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict, serving=None) -> tuple[Path, Path]:
+    """A backend folder (Python backend + stub) and a model repository holding the twin; returns both paths.
+    ``serving`` (a ``ServingConfig``) replaces the bundle's batching/instance settings: how the search tries one."""
     from google.protobuf import text_format
 
     from workbench.serving.triton_config import check_model_config
@@ -76,6 +77,8 @@ def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict) -> 
     config_path, onnx_path = model_paths(bundle, manifest)
     config = check_model_config(config_path.read_text(), expected_name=manifest["name"])
     config.backend, config.default_model_filename = "python", ""
+    if serving is not None:
+        serving.apply(config)
     model_dir = workdir / "repo" / manifest["name"]
     (model_dir / "1").mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(text_format.MessageToString(config))

@@ -71,6 +71,7 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
                                                               default_width="100%") for title, fig in figures]
     if not figures:
         parts.append("<p>No figure: the rows have no quality and latency to plot.</p>")
+    parts += _load_section(table.rows)
     front = pareto_front(good)
     metric = metric_name(good) or "quality"
     parts += [f"<h2>Pareto front ({html.escape(metric)} vs p50 latency)</h2>",
@@ -88,6 +89,32 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
             f"</title><style>{_STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             + "\n".join(parts) + "</body></html>")
     return write_file_atomic(Path(out) if out else path.parent / "report.html", page)
+
+
+def _load_section(rows: list[dict]) -> list[str]:
+    """Latency vs offered load and the serving-config search, when the study has load rows.
+
+    Reads every saved row: load points differ by offered rate and serving config, which the newest-row rule
+    (``latest_rows``) does not tell apart.
+    """
+    from workbench.ui.plots_load import curves, load_figure
+
+    if not curves(rows):
+        return []
+    parts = ["<h2>Latency under load</h2>",
+             "<p>Open-loop Poisson traffic against the bundle on a real Triton server (loopback); latency from the "
+             "scheduled send time. Band: p50 to p99 per served config; star: goodput (highest rate with the required "
+             "share of requests within the SLO); bars: time per request inside Triton, queued vs computing.</p>",
+             load_figure(rows).to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
+    search = [r for r in rows if r.get("scenario") == "load-search"]
+    if search:
+        cols = (("serving_config", "config"), ("stage", "stage"), ("goodput_per_s", "goodput (req/s)"),
+                ("knee_per_s", "knee (req/s)"), ("p99_at_goodput_ms", "p99 at goodput (ms)"),
+                ("usd_per_1k_requests_at_goodput", "$ / 1k requests at goodput"), ("slo_ms", "SLO (ms)"))
+        head = "".join(f"<th>{html.escape(t)}</th>" for _k, t in cols)
+        body = "".join("<tr>" + "".join(f"<td>{_cell(r, k, None)}</td>" for k, _t in cols) + "</tr>" for r in search)
+        parts += ["<h3>Serving-config search</h3>", f"<table><tr>{head}</tr>{body}</table>"]
+    return parts
 
 
 def _provenance(path: Path, rows: list[dict], superseded: int, environments: dict) -> str:
