@@ -41,9 +41,12 @@ _LAZY = {
     "ModelDrafter": "workbench.decoding.drafters", "PromptLookupDrafter": "workbench.decoding.drafters",
     # serving hand-off
     "export_bundle": "workbench.serving.bundle", "verify_bundle": "workbench.serving.verify",
-    "serve_check": "workbench.serving.serve_check",
+    "serve_check": "workbench.serving.serve_check", "open_loop": "workbench.serving.load",
+    "open_loop_stream": "workbench.serving.load_stream", "search_config": "workbench.serving.config_search",
+    "ServingConfig": "workbench.serving.serving_config",
     # what people look at
-    "WorkbenchPanel": "workbench.ui.panel", "IsaPanel": "workbench.ui.isa_panel", "build_report": "workbench.ui.report",
+    "WorkbenchPanel": "workbench.ui.panel", "IsaPanel": "workbench.ui.isa_panel",
+    "load_figure": "workbench.ui.plots_load", "build_report": "workbench.ui.report",
     # studies across machines
     "run_study": "workbench.cluster", "load_spec": "workbench.cluster", "cheapest_meeting_slo": "workbench.cluster",
 }

@@ -37,7 +37,7 @@ POINT_COLUMNS = ("variant_id", "scenario", "batch_size", "seq_len", "output_len"
 # Further columns that tell two points of one scenario apart (generation arms share a variant id; a row timed with
 # other thread counts is another point), used to find rows that repeat a point.
 _DISTINCT_COLUMNS = ("task", "variant", "threads", "prompt_len", "max_new_tokens", "n_prompts", "drafter", "gamma",
-                     "temperature", "kv_cache")
+                     "temperature", "kv_cache", "offered_rate_per_s", "serving_config")
 # Rows whose speed can be compared: a Pareto front is computed within each group of these.
 PARETO_GROUP = ("task", "device", "batch_size", "seq_len", "environment_id")
 
