@@ -31,13 +31,18 @@ _LAZY = {
     "CpuPrecisionConfig": "workbench.steps.cpu_precision", "CompileConfig": "workbench.steps.compile",
     "OpenVinoConfig": "workbench.steps.openvino", "save_calibration_set": "workbench.steps.openvino",
     "Pt2eConfig": "workbench.steps.pt2e",
+    "WeightOnlyConfig": "workbench.steps.weight_only", "apply_weight_only": "workbench.steps.weight_only",
+    "WeightOnlyOrtConfig": "workbench.steps.weight_only_onnx", "KvCacheQuantConfig": "workbench.steps.kv_cache",
     # measurement
     "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
     "environment_fingerprint": "workbench.measure", "sweep_batching": "workbench.measure.batching",
     "slo_point": "workbench.measure.slo", "add_costs": "workbench.measure.cost",
     "rouge_l": "workbench.measure.text_metrics", "chrf": "workbench.measure.text_metrics",
+    "request_metrics": "workbench.measure.request_metrics", "prefix_cache_trial": "workbench.measure.prefix_cache",
+    "load_api_prices": "workbench.measure.cost",
     # speculative decoding
     "speculative_generate": "workbench.decoding.speculative",
+    "FastDecoder": "workbench.decoding.fast_loop", "DecodeResult": "workbench.decoding.fast_loop",
     "ModelDrafter": "workbench.decoding.drafters", "PromptLookupDrafter": "workbench.decoding.drafters",
     # serving hand-off
     "export_bundle": "workbench.serving.bundle", "verify_bundle": "workbench.serving.verify",
@@ -46,7 +51,7 @@ _LAZY = {
     "ServingConfig": "workbench.serving.serving_config",
     # what people look at
     "WorkbenchPanel": "workbench.ui.panel", "IsaPanel": "workbench.ui.isa_panel",
-    "load_figure": "workbench.ui.plots_load", "build_report": "workbench.ui.report",
+    "load_figure": "workbench.ui.plots_load", "LlmPanel": "workbench.ui.llm_panel", "build_report": "workbench.ui.report",
     # studies across machines
     "run_study": "workbench.cluster", "load_spec": "workbench.cluster", "cheapest_meeting_slo": "workbench.cluster",
 }

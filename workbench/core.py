@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 log = logging.getLogger("workbench")
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "mixed")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4", "mixed")
 
 
 class Runner(Protocol):

@@ -98,3 +98,39 @@ def test_request_cost_columns_include_what_plots_colour_by():
         assert row["usd_per_1m_requests"] == pytest.approx(1000 * row["usd_per_1k_requests"])
         assert "usd_per_1m_tokens" not in row  # no token count: no token cost (seq_len would count padding)
     assert cost_column(costed) in costed[0]
+
+
+def test_api_rows_split_cached_and_uncached_prompt_tokens(tmp_path):
+    from workbench.measure.cost import load_api_prices
+
+    apis = load_api_prices()
+    assert len(apis) >= 8 and not set(apis) & set(load_price_table())        # API rows never priced per hour
+    for api in apis.values():
+        assert 0 < api.usd_per_1m_cached_input < api.usd_per_1m_input and api.usd_per_1m_output > 0
+        assert api.source and api.date
+    api = apis["openai/gpt-4o-mini"]
+    # 1M prompt tokens, 900k of them a cached prefix, + 100k output
+    expected = (100_000 * api.usd_per_1m_input + 900_000 * api.usd_per_1m_cached_input
+                + 100_000 * api.usd_per_1m_output) / 1e6
+    assert api.prompt_usd(1e6, 9e5, 1e5) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="cached tokens"):
+        api.prompt_usd(100, 200)
+    path = tmp_path / "prices.csv"
+    path.write_text("instance,kind,usd_per_hour,source,date,usd_per_1m_input,usd_per_1m_cached_input,usd_per_1m_output\n"
+                    "box,cpu,1.0,me,2026-01,,,\nx/api,api,,me,2026-01,1.0,2.0,3.0\n")
+    assert list(load_price_table(path)) == ["box"]
+    with pytest.raises(ValueError, match="cached input price above"):
+        load_api_prices(path)
+
+
+def test_prefix_cache_saving_prices_the_measured_prefill_rates():
+    from workbench.measure.cost import load_api_prices, prefix_cache_saving
+
+    trial = {"prompt_tokens_per_s_full": 100.0, "prompt_tokens_per_s_reused": 400.0, "cached_share": 0.9}
+    api = load_api_prices()["anthropic/claude-haiku-4.5"]
+    out = prefix_cache_saving(3.6, trial, api=api)
+    assert out["usd_per_1m_prompt_tokens_uncached"] == pytest.approx(10.0)       # $3.6/h at 100 tok/s
+    assert out["usd_per_1m_prompt_tokens_prefix_cached"] == pytest.approx(2.5)
+    assert out["prefix_cache_saving_pct"] == pytest.approx(75.0)
+    assert out["api_usd_per_1m_prompt_cached"] == pytest.approx(0.1 * api.usd_per_1m_input
+                                                                + 0.9 * api.usd_per_1m_cached_input)

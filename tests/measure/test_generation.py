@@ -266,3 +266,40 @@ def test_generation_rows_on_cuda(tiny_pair):
     rows = measure_generation(TinyTask(), trial, target=target, draft=draft, progress=False)
     assert all(r["device"] == "cuda" and not r["failed"] and r["tokens_per_s"] > 0 for r in rows)
     assert all(r["identical"] for r in rows if r.get("scenario") == "generation-speculative" and r["temperature"] == 0)
+
+
+def test_request_metrics_and_roofline_on_rows(tiny_pair, monkeypatch):
+    """#14: TTFT = prefill + first token, TPOT per token after it, ITL per accepted token on speculative rows, and the
+    roofline (weights + KV bytes per token against this run's copy bandwidth) on every cached decode row."""
+    import workbench.decoding.lm as lm
+    import workbench.measure.roofline as roofline
+
+    target, draft = tiny_pair
+    now = [0.0]
+    monkeypatch.setattr(lm, "time", FakeTime(lambda: now[0]), raising=False)
+    monkeypatch.setattr(roofline, "run_copy_bandwidth", lambda device, threads: 1.0)   # 1 GB/s: MBU by hand
+
+    def hook(module, args, kwargs):   # every target forward over T tokens takes 1 + 0.1 T seconds
+        now[0] += 1.0 + 0.1 * kwargs["input_ids"].shape[-1]
+    handle = target.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        trial = GenerationTrial(gammas=(3,), drafters=("prompt-lookup",), n_prompts=2, prompt_tokens=8,
+                                max_new_tokens=6, kv_cache_off=True)
+        rows = measure_generation(TinyTask(), trial, target=target, draft=draft, progress=False)
+    finally:
+        handle.remove()
+    plain = next(r for r in rows if r["scenario"] == "generation-plain" and r["kv_cache"])
+    assert plain["ttft_ms_p50"] == pytest.approx((1.7 + 1.1) * 1e3)    # prefill of 7 tokens + the first step
+    assert plain["tpot_ms_mean"] == pytest.approx(1.1e3) and plain["itl_ms_p50"] == pytest.approx(1.1e3)
+    assert plain["e2e_ms_mean"] == pytest.approx((1.7 + 6 * 1.1) * 1e3) and plain["itl_samples"] == 2 * 5
+    assert plain["output_tokens_per_s_aggregate"] == pytest.approx(12 / (2 * 8.3), abs=1e-3)
+    from workbench.measure.roofline import kv_bytes_per_position, weight_bytes
+    per_token = weight_bytes(target) + kv_bytes_per_position(target) * (8 + 3)
+    assert plain["bytes_per_token"] == pytest.approx(per_token, abs=1)
+    assert plain["bandwidth_utilisation"] == pytest.approx(per_token / 1.1 / 1e9, rel=1e-2)
+    spec = next(r for r in rows if r["scenario"] == "generation-speculative")
+    # every accepted token is one ITL sample after the first round; TPOT spreads e2e - TTFT over them
+    assert spec["itl_samples"] + 2 <= spec["output_tokens"] == 12
+    assert spec["itl_ms_mean"] * spec["itl_samples"] <= (spec["e2e_ms_mean"] - spec["ttft_ms_mean"]) * 2 + 1e-6
+    off = next(r for r in rows if r.get("kv_cache") is False)
+    assert "bandwidth_utilisation" not in off and "no KV cache" in off["roofline_note"] and off["tpot_ms_mean"] > 0

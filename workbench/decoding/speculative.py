@@ -105,6 +105,8 @@ class SpecStats:
     draft_prefill_seconds: float = 0.0
     seconds: float = 0.0
     generations: int = 1         # prompts generated (merged stats add up)
+    # per prompt: (start, emit_times, emit_counts) for :func:`workbench.measure.request_metrics.request_metrics`
+    requests: list = field(default_factory=list)
 
     @property
     def alpha(self) -> float:
@@ -129,7 +131,8 @@ class SpecStats:
 
     def merge(self, other: "SpecStats") -> "SpecStats":
         out = SpecStats(self.gamma, accept_lengths=self.accept_lengths + other.accept_lengths,
-                        proposal_lengths=self.proposal_lengths + other.proposal_lengths)
+                        proposal_lengths=self.proposal_lengths + other.proposal_lengths,
+                        requests=self.requests + other.requests)
         for name in ("new_tokens", "target_calls", "draft_calls", "proposed", "accepted", "rejections",
                      "target_seconds", "draft_seconds", "decode_seconds", "target_prefill_seconds",
                      "draft_prefill_seconds", "seconds", "generations"):
@@ -204,6 +207,7 @@ def speculative_generate(target, drafter, input_ids, gamma: int = 4, temperature
     decode_start = clock(device)
     stats.target_prefill_seconds, stats.draft_prefill_seconds = t_target - start, decode_start - t_target
     calls_prefill = drafter.calls          # a custom drafter may count its prefill: decode calls are the rest
+    emit_times, emit_counts = [], []       # a round emits its kept drafts + 1 token at once: one chunk
     while n < limit:
         t0 = clock(device)
         k = min(gamma, limit - n - 1)       # the round adds up to k + 1 tokens
@@ -221,15 +225,19 @@ def speculative_generate(target, drafter, input_ids, gamma: int = 4, temperature
         stats.proposal_lengths.append(len(draft))
         stats.draft_seconds, stats.target_seconds = stats.draft_seconds + t1 - t0, stats.target_seconds + t2 - t1
         stats.target_calls += 1
+        emit_times.append(t2)
+        emit_counts.append(kept + 1)
         n_old, n = n, n + kept + 1
         n_cached = n - 1                    # the newest token is fed next round
         cache.crop(n_cached)
         drafter.rollback(n_cached)
         if eos_token_id is not None and (seq[n_old:n] == eos_token_id).any():
             n = n_old + int((seq[n_old:n] == eos_token_id).nonzero()[0]) + 1
+            emit_counts[-1] = n - n_old    # tokens after the EOS were never emitted
             break
     end = clock(device)
     stats.decode_seconds, stats.seconds, stats.new_tokens = end - decode_start, end - start, n - len(prompt)
+    stats.requests = [(start, emit_times, emit_counts)]
     stats.draft_calls = drafter.calls - calls_prefill
     return seq[:n][None], stats
 
@@ -260,6 +268,7 @@ def autoregressive_generate(model, input_ids, max_new_tokens: int = 64, use_cach
         prefill(model, seq[:n - 1], cache)
         n_cached = n - 1
     decode_start = clock(device)
+    emit_times = []
     while n < limit:
         if use_cache:
             logits = model(input_ids=seq[n_cached:n][None], past_key_values=cache, use_cache=True).logits[0, -1]
@@ -268,12 +277,14 @@ def autoregressive_generate(model, input_ids, max_new_tokens: int = 64, use_cach
             logits = model(input_ids=seq[:n][None], use_cache=False, **keep).logits[0, -1]
         _, seq[n] = verify(logits[None], seq[:0], None, temperature, generator)
         n, stats.target_calls = n + 1, stats.target_calls + 1
+        emit_times.append(clock(device))   # the token exists (CUDA: synced), as a streaming server would send it
         if eos_token_id is not None and int(seq[n - 1]) == eos_token_id:
             break
     end = clock(device)
     stats.target_prefill_seconds = decode_start - start
     stats.decode_seconds = stats.target_seconds = end - decode_start
     stats.seconds, stats.new_tokens = end - start, n - len(prompt)
+    stats.requests = [(start, emit_times, [1] * len(emit_times))]
     return seq[:n][None], stats
 
 

@@ -158,7 +158,8 @@ def _generation_point(task, variant, batch: int, prompt_len: int | None, output_
     prompt = inputs["input_ids"]
     plen = int(prompt.shape[1])
     # prefill: one forward over the prompt (encoder-decoders: the encoder plus the first decoder step)
-    task_call = task.generation_call(variant, inputs, output_len)
+    ask = getattr(task, "generation_call", None)  # duck-typed tasks without it decode as decoder-only LMs
+    task_call = ask(variant, inputs, output_len) if ask else None
     prefill_inputs = inputs if task_call else {"input_ids": prompt}
     prefill = _timed_stats(lambda: variant(prefill_inputs), variant.device, config, threads)
     generate = task_call or _generate_fn(variant, prompt, output_len)

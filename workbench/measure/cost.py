@@ -63,6 +63,8 @@ def load_price_table(path: str | Path | None = None) -> dict[str, Price]:
                          f"{', '.join(REQUIRED_COLUMNS)} (has {', '.join(reader.fieldnames or []) or 'no header'})")
     table: dict[str, Price] = {}
     for number, row in enumerate(reader, 2):
+        if _is_api_row(row):   # hosted-API prices per 1M tokens: load_api_prices reads them
+            continue
         try:
             usd = float(row["usd_per_hour"])
         except (TypeError, ValueError):
@@ -75,6 +77,16 @@ def load_price_table(path: str | Path | None = None) -> dict[str, Price]:
     if not table:
         raise ValueError(f"price table {path} has no rows: add one line per instance")
     return table
+
+
+def _is_api_row(row: dict) -> bool:
+    """A hosted-API row: prices per 1M tokens and no $/hour."""
+    return bool((row.get("usd_per_1m_input") or "").strip()) and not (row.get("usd_per_hour") or "").strip()
+
+
+def _read_rows(path: Path) -> list[dict]:
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return list(csv.DictReader(lines))
 
 
 def get_price(instance: str | Price, prices: dict[str, Price] | None = None) -> Price:
@@ -212,5 +224,67 @@ def add_costs(rows, instance: str | Price = "c7i.large", utilisation: float = 1.
     return out
 
 
-__all__ = ["Price", "load_price_table", "get_price", "usd_per_1m_tokens", "usd_per_1k_requests", "usd_per_1m_requests",
+@dataclass(frozen=True)
+class ApiPrice:
+    """A hosted API's prices per 1M tokens: uncached input, cached input (read from its prompt cache), output."""
+
+    name: str
+    usd_per_1m_input: float
+    usd_per_1m_cached_input: float
+    usd_per_1m_output: float
+    source: str
+    date: str
+
+    def prompt_usd(self, prompt_tokens: float, cached_tokens: float = 0, output_tokens: float = 0) -> float:
+        """Dollars for one workload: ``cached_tokens`` of the ``prompt_tokens`` billed at the cached price."""
+        if not 0 <= cached_tokens <= prompt_tokens or output_tokens < 0:
+            raise ValueError(f"need 0 <= cached tokens ({cached_tokens}) <= prompt tokens ({prompt_tokens}) and output "
+                             f"tokens >= 0 ({output_tokens})")
+        return ((prompt_tokens - cached_tokens) * self.usd_per_1m_input + cached_tokens * self.usd_per_1m_cached_input
+                + output_tokens * self.usd_per_1m_output) / 1e6
+
+
+def load_api_prices(path: str | Path | None = None) -> dict[str, ApiPrice]:
+    """The hosted-API rows of the price table (``kind`` api: input, cached input and output $ per 1M tokens).
+
+    Example:
+        >>> api = load_api_prices()["openai/gpt-4o-mini"]
+        >>> api.usd_per_1m_cached_input < api.usd_per_1m_input
+        True
+    """
+    path = Path(path or DEFAULT_PRICES)
+    if not path.is_file():
+        raise FileNotFoundError(f"price table {path} not found")
+    out = {}
+    for row in (r for r in _read_rows(path) if _is_api_row(r)):
+        try:
+            values = [float(row[c]) for c in ("usd_per_1m_input", "usd_per_1m_cached_input", "usd_per_1m_output")]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"price table {path}: API row {row.get('instance')!r} needs numbers in usd_per_1m_input, "
+                             "usd_per_1m_cached_input and usd_per_1m_output") from None
+        if min(values) < 0 or values[1] > values[0]:
+            raise ValueError(f"price table {path}: API row {row['instance']!r} has a negative price or a cached input "
+                             f"price above the uncached one ({values[1]} > {values[0]})")
+        out[row["instance"]] = ApiPrice(row["instance"], *values, row.get("source") or "", row.get("date") or "")
+    return out
+
+
+def prefix_cache_saving(usd_per_hour: float, trial: dict, utilisation: float = 1.0,
+                        api: ApiPrice | None = None) -> dict:
+    """$ per 1M prompt tokens self-hosted with and without reusing a shared prefix's KV, from a measured
+    :func:`workbench.measure.prefix_cache.prefix_cache_trial` (prompt tokens served per prefill second in each arm),
+    and, given ``api``, what the hosted API charges for the same prompts with the prefix billed as cached input."""
+    full = usd_per_1m_tokens(usd_per_hour, trial["prompt_tokens_per_s_full"], utilisation)
+    reused = usd_per_1m_tokens(usd_per_hour, trial["prompt_tokens_per_s_reused"], utilisation)
+    out = {"usd_per_1m_prompt_tokens_uncached": full, "usd_per_1m_prompt_tokens_prefix_cached": reused,
+           "prefix_cache_saving_pct": round(100 * (1 - reused / full), 2), "cached_share": trial["cached_share"]}
+    if api is not None:
+        out.update(api=api.name, api_usd_per_1m_prompt_uncached=api.usd_per_1m_input,
+                   api_usd_per_1m_prompt_cached=api.prompt_usd(1e6, 1e6 * trial["cached_share"]),
+                   api_price_date=api.date)
+    return out
+
+
+__all__ = ["ApiPrice", "load_api_prices", "prefix_cache_saving",
+           "Price", "load_price_table", "get_price", "usd_per_1m_tokens", "usd_per_1k_requests", "usd_per_1m_requests",
            "break_even_utilisation", "add_costs", "DEFAULT_PRICES"]

@@ -15,6 +15,12 @@ the draft/target cost ratio c (one draft decode call / one target decode step, b
 here), the measured speedup, and the speedup :func:`predicted_speedup` expects from alpha, the proposal lengths
 actually drafted and c (Leviathan et al. 2023, for a proposal length that varies from round to round: :mod:`workbench.measure.speculative_model`).
 
+Every row that decoded also carries the request metrics of :mod:`workbench.measure.request_metrics` (TTFT, TPOT,
+ITL per accepted token, e2e, output tokens/s per request and aggregate; definitions there) and, for cached decoding,
+the roofline: ``bytes_per_token`` (weights + KV cache at the mean context, per decode call of target and draft model,
+over the tokens made), ``bandwidth_gb_s`` and ``bandwidth_utilisation`` against the copy bandwidth measured on this
+device at the run's thread count (:mod:`workbench.measure.roofline`).
+
 A point whose decode time is zero or negative (a broken timer) is recorded as failed with the reason, never as a
 huge tokens/s.
 """
@@ -151,6 +157,23 @@ def spec_row(stats: SpecStats, base: SpecStats, greedy_match: bool | None) -> di
                    "new_tokens": stats.new_tokens, "target_calls": stats.target_calls, "identical": greedy_match})
 
 
+def decode_columns(stats: SpecStats, calls: list | None, context: float, peak_gb_s: float) -> dict:
+    """Request metrics of ``stats``' generations and, when ``calls`` [(model, decode calls)] is given, the roofline."""
+    from workbench.measure.request_metrics import request_metrics
+    from workbench.measure.roofline import decode_bytes_per_token, roofline_columns
+
+    try:
+        cols = request_metrics(stats.requests)
+    except ValueError as err:   # a clock that went backwards: say so instead of failing the row
+        cols = {"request_metrics_note": str(err)}
+    if calls is None:
+        cols["roofline_note"] = "no KV cache: every step recomputes the sequence, so bytes per token do not apply"
+    else:
+        per_token = decode_bytes_per_token(calls, stats.new_tokens, context)
+        cols.update(roofline_columns(per_token, stats.tokens_per_s, peak_gb_s))
+    return cols
+
+
 def _run_interleaved(arms: list, run, prompts: list, seed: int, progress: bool) -> tuple[dict, dict]:
     """Every arm on every prompt, prompt by prompt (round k: each arm on prompt k with seed + k).
 
@@ -211,6 +234,7 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
         >>> measure_generation(task, GenerationTrial.quick(), table=table)
     """
     from workbench.decoding.lm import model_device
+    from workbench.measure.roofline import run_copy_bandwidth
     from workbench.measure.timing import pin_threads
     from workbench.runtime import require_torch_module
 
@@ -242,6 +266,8 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
     for arm in arms:   # warm-up: first calls allocate, fill caches and pick kernels
         run(arm, prompts[0], trial.seed)
     stats, outputs = _run_interleaved(arms, run, prompts, trial.seed, progress)
+    peak = run_copy_bandwidth(on.type, used_threads)   # this device at this run's threads (measured once)
+    context = trial.prompt_tokens + trial.max_new_tokens / 2   # mean KV length over the decode steps
 
     common = {"task": task.name, "batch_size": 1, "seq_len": trial.prompt_tokens, "max_new_tokens": trial.max_new_tokens,
               "n_prompts": len(prompts), "threads": used_threads, "device": on.type, "eos_stop": False}
@@ -263,6 +289,9 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
             if forward is not None:
                 head["draft_forward"] = forward
         head["decode_notes"] = _decode_notes(mode, g, forward, s.new_tokens, expected)
+        calls = [(target, s.target_calls)] + ([(draft, s.draft_calls)] if drafter == "draft-model" else [])
+        if not timing_problem(s):   # a broken clock gives no metrics (the row fails below)
+            head.update(decode_columns(s, calls if mode == "spec" or g else None, context, peak))
         problem = timing_problem(s) or (timing_problem(base, "the target-alone arm") if arm != base_arm else None)
         if problem:
             row = {**common, **head, "failed": True, "failure": "timing", "error": problem,

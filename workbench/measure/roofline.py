@@ -6,6 +6,7 @@ Peaks are measured here (never taken from a spec sheet), so MBU compares like wi
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,14 +31,30 @@ def _best_seconds(fn, repeats: int, device: str) -> float:
     return min((timed_call(fn, device)[0] for _ in range(repeats)), default=float("inf")) / 1e3
 
 
-def copy_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10) -> float:
-    """GB/s of ``dst.copy_(src)`` over a buffer far larger than any cache (bytes read + bytes written)."""
+def copy_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10, threads: int | None = None) -> float:
+    """GB/s of ``dst.copy_(src)`` over a buffer far larger than any cache (bytes read + bytes written).
+
+    ``threads``: intra-op threads for the copy (CPU bandwidth grows with the cores copying), restored afterwards;
+    give the thread count of the run the figure is compared with. None: the current count.
+    """
     device = resolve_device(device)
     n = megabytes * 2**20 // 4
     src = torch.ones(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    seconds = _best_seconds(lambda: dst.copy_(src), repeats, device)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        seconds = _best_seconds(lambda: dst.copy_(src), repeats, device)
+    finally:
+        torch.set_num_threads(before)
     return 2 * src.numel() * 4 / seconds / 1e9
+
+
+@functools.lru_cache(maxsize=None)
+def run_copy_bandwidth(device: str, threads: int) -> float:
+    """:func:`copy_bandwidth` for a run at ``threads`` on ``device``, measured once per process and pair."""
+    return copy_bandwidth(device, threads=threads)
 
 
 def matmul_rate(device: str = "auto", size: int | None = None, dtype: torch.dtype | None = None, repeats: int = 10) -> float:
@@ -73,3 +90,45 @@ def bandwidth_utilisation(model_bytes: int, tokens_per_s: float, batch_size: int
     """MBU of a decode run: weights are read once per step and a step makes ``batch_size`` tokens."""
     steps_per_s = tokens_per_s / batch_size
     return model_bytes * steps_per_s / (peak_gb_per_s * 1e9)
+
+
+def kv_bytes_per_position(model: torch.nn.Module) -> int:
+    """KV-cache bytes one sequence position holds: 2 (K and V) x layers x kv_heads x head_dim x element bytes.
+
+    Element bytes are the weights' (the cache takes the model's dtype); 0 for a model without a transformer config.
+    """
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return 0
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    layers, heads = getattr(cfg, "num_hidden_layers", None), getattr(cfg, "num_attention_heads", None)
+    if not layers or not heads:
+        return 0
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    element = next(model.parameters()).element_size()
+    return 2 * layers * kv_heads * head_dim * element
+
+
+def decode_call_bytes(model_bytes: int, kv_per_position: int, context: float, batch_size: int = 1) -> float:
+    """Bytes one decode call reads: every weight once, plus each sequence's KV cache over ``context`` positions."""
+    return model_bytes + batch_size * kv_per_position * context
+
+
+def decode_bytes_per_token(calls: list, new_tokens: int, context: float, batch_size: int = 1) -> float:
+    """Bytes read per new token over decode calls of one or more models: ``calls`` = [(model, decode calls), ...]
+    (the target's verify calls and a draft model's calls for speculative decoding), each call reading the model's
+    weights and its KV cache at the mean ``context`` length."""
+    total = sum(n * decode_call_bytes(weight_bytes(m), kv_bytes_per_position(m), context, batch_size)
+                for m, n in calls if m is not None)
+    return total / max(new_tokens, 1)
+
+
+def roofline_columns(bytes_per_token: float, tokens_per_s: float, peak_gb_per_s: float) -> dict:
+    """A decode row's roofline: ``bytes_per_token``, achieved ``bandwidth_gb_s`` and ``bandwidth_utilisation``
+    (achieved / measured peak copy bandwidth of this device at the run's thread count)."""
+    achieved = bytes_per_token * tokens_per_s / 1e9
+    def sig(x: float) -> float:   # 4 significant digits: a tiny model's utilisation is not rounded to 0
+        return float(f"{x:.4g}")
+    return {"bytes_per_token": int(round(bytes_per_token)), "bandwidth_gb_s": sig(achieved),
+            "peak_copy_gb_s": sig(peak_gb_per_s), "bandwidth_utilisation": sig(achieved / peak_gb_per_s)}

@@ -1,0 +1,189 @@
+"""GPU check of the LLM generation path: writes OUT_DIR/gpu_check.json (keys in the module's ``KEYS``).
+
+Arms, each side by side in this one process, random weights (speed only):
+
+- ``mbu_bf16_b1``: a ~1B Llama-shape decoder (Llama-3.2-1B: 16 x 2048, GQA 32/8, vocab 128256), bf16, batch 1,
+  the fast loop (:mod:`workbench.decoding.fast_loop`): (weights + KV bytes per token) x decode tokens/s / the
+  device's measured copy bandwidth.
+- ``speedup_b1_vs_hf_eager`` / ``speedup_b64_vs_hf_eager``: a 355M GPT-2 shape (24 x 1024), bf16 in both arms,
+  fast loop vs HF ``generate`` eager, output tokens/s end to end (prefill + decode).
+- ``int4_speedup_vs_bf16_b1``: the ~1B decoder after ``apply_weight_only(model, 4)`` vs its bf16 self, fast loop.
+- ``encoder_fp16_speedup_b64``: a BERT-base-shape encoder, batch 64 x 128, fp32 / fp16 median forward latency.
+
+``--cpu`` runs the same arms at tiny shapes on CPU in well under a minute, so the script is tested where no GPU is;
+there the fast loop runs its static-cache loop uncompiled (inductor's C++ build of four graphs would take minutes on
+a shared 2-core CPU; the compiled path has its own test), unless ``--compile``.
+An arm that cannot run stores null under its key and a line in ``notes`` saying why; the script itself never fails
+for one arm. Imports only torch, transformers and workbench modules that need neither plotly nor optimum.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+KEYS = ("mbu_bf16_b1", "speedup_b1_vs_hf_eager", "speedup_b64_vs_hf_eager", "int4_speedup_vs_bf16_b1",
+        "encoder_fp16_speedup_b64", "device")
+
+GPU = {"llama": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                     intermediate_size=8192, vocab_size=128256, max_position_embeddings=2048),
+       "gpt2": dict(n_embd=1024, n_layer=24, n_head=16, vocab_size=50257, n_positions=1024),
+       "bert": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+       "prompt": 128, "new": 128, "big_batch": 64, "enc_batch": 64, "enc_len": 128, "repeats": 3,
+       "compile": True}
+CPU = {"llama": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                     intermediate_size=256, vocab_size=512, max_position_embeddings=128),
+       "gpt2": dict(n_embd=64, n_layer=2, n_head=4, vocab_size=512, n_positions=128),
+       "bert": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
+       "prompt": 16, "new": 16, "big_batch": 4, "enc_batch": 4, "enc_len": 16, "repeats": 2, "compile": False}
+
+
+def build(kind: str, shape: dict, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A random-weight model built directly on ``device`` (a 1B model initialised on the GPU takes seconds)."""
+    import transformers
+
+    config_cls, model_cls = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "gpt2": ("GPT2Config", "GPT2LMHeadModel"),
+                             "bert": ("BertConfig", "BertModel")}[kind]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_cls)(**shape)
+    with torch.device(device):
+        model = getattr(transformers, model_cls)(config)
+    return model.to(dtype).eval()
+
+
+def prompts(batch: int, length: int, vocab: int, device: str) -> torch.Tensor:
+    return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(1)).to(device)
+
+
+def best_rates(run, repeats: int, batch: int) -> tuple[float, float]:
+    """(end-to-end output tokens/s, decode-only tokens/s) of the best of ``repeats`` runs after one warm-up."""
+    run()
+    e2e, decode = 0.0, 0.0
+    for _ in range(repeats):
+        res = run()
+        new = len(res.emit_times) if len(res.emit_counts) == len(res.emit_times) else 1
+        e2e = max(e2e, batch * sum(res.emit_counts) / (res.emit_times[-1] - res.start))
+        if new > 1:
+            decode = max(decode, batch * (sum(res.emit_counts) - res.emit_counts[0])
+                         / (res.emit_times[-1] - res.emit_times[0]))
+    return e2e, decode
+
+
+def fast_decoder(model, batch: int, cfg: dict, notes: list, what: str):
+    from workbench.decoding.fast_loop import FastDecoder
+
+    dec = FastDecoder(model, max_batch_size=batch, max_cache_len=cfg["prompt"] + cfg["new"], compile=cfg["compile"])
+    if not dec.supported or dec.compiled != cfg["compile"]:
+        notes.append(f"{what}: {dec.label}: {dec.reason}")
+    return dec
+
+
+def llama_arms(cfg: dict, device: str, out: dict, notes: list) -> None:
+    """mbu_bf16_b1 and int4_speedup_vs_bf16_b1 on the ~1B decoder."""
+    from workbench.measure.roofline import copy_bandwidth, decode_call_bytes, kv_bytes_per_position, weight_bytes
+
+    model = build("llama", cfg["llama"], device, torch.bfloat16)
+    ids = prompts(1, cfg["prompt"], cfg["llama"]["vocab_size"], device)
+    dec = fast_decoder(model, 1, cfg, notes, "llama bf16")
+    _, bf16_rate = best_rates(lambda: dec.generate(ids, cfg["new"]), cfg["repeats"], 1)
+    peak = copy_bandwidth(device, threads=torch.get_num_threads())
+    per_token = decode_call_bytes(weight_bytes(model), kv_bytes_per_position(model), cfg["prompt"] + cfg["new"] / 2)
+    out["mbu_bf16_b1"] = round(per_token * bf16_rate / (peak * 1e9), 4)
+    out["details"]["llama_bf16_b1"] = {"decode_tokens_per_s": round(bf16_rate, 2), "bytes_per_token": int(per_token),
+                                       "copy_gb_s": round(peak, 1), "compile_s": round(dec.compile_seconds, 1),
+                                       "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
+    try:
+        from workbench.steps.weight_only import apply_weight_only
+
+        model = apply_weight_only(model, 4)
+    except Exception as err:   # ImportError, WeightOnlyUnavailable, ...: the key stays null, with the reason
+        out["int4_speedup_vs_bf16_b1"] = None
+        notes.append(f"int4 weight-only not measured: {type(err).__name__}: {str(err)[:300]}")
+        return
+    dec4 = fast_decoder(model, 1, cfg, notes, "llama int4")
+    _, int4_rate = best_rates(lambda: dec4.generate(ids, cfg["new"]), cfg["repeats"], 1)
+    out["int4_speedup_vs_bf16_b1"] = round(int4_rate / bf16_rate, 3)
+    out["details"]["llama_int4_b1"] = {"decode_tokens_per_s": round(int4_rate, 2),
+                                       "compile_s": round(dec4.compile_seconds, 1)}
+
+
+def gpt2_arms(cfg: dict, device: str, out: dict, notes: list) -> None:
+    """Fast loop vs HF generate eager on the 355M GPT-2 shape at batch 1 and the big batch (bf16 both)."""
+    from workbench.decoding.fast_loop import hf_generate
+
+    model = build("gpt2", cfg["gpt2"], device, torch.bfloat16)
+    for batch, key in ((1, "speedup_b1_vs_hf_eager"), (cfg["big_batch"], "speedup_b64_vs_hf_eager")):
+        ids = prompts(batch, cfg["prompt"], cfg["gpt2"]["vocab_size"], device)
+        dec = fast_decoder(model, batch, cfg, notes, f"gpt2 b{batch}")
+        fast, _ = best_rates(lambda: dec.generate(ids, cfg["new"]), cfg["repeats"], batch)
+        hf, _ = best_rates(lambda: hf_generate(model, ids, cfg["new"]), cfg["repeats"], batch)
+        out[key] = round(fast / hf, 3)
+        out["details"][f"gpt2_b{batch}"] = {"fast_tokens_per_s": round(fast, 1), "hf_tokens_per_s": round(hf, 1),
+                                            "compile_s": round(dec.compile_seconds, 1), "fast_loop": dec.label}
+
+
+def encoder_arm(cfg: dict, device: str, out: dict, notes: list) -> None:
+    """BERT-base shape, batch x length, fp32 vs fp16 median forward latency (fp16 on CPU is for the plumbing only)."""
+    from workbench.measure.timing import timed_call
+
+    times = {}
+    for dtype in (torch.float32, torch.float16):
+        model = build("bert", cfg["bert"], device, dtype)
+        ids = prompts(cfg["enc_batch"], cfg["enc_len"], model.config.vocab_size, device)
+        with torch.inference_mode():
+            for _ in range(2):
+                model(input_ids=ids)
+            calls = sorted(timed_call(lambda: model(input_ids=ids), device)[0] for _ in range(5 * cfg["repeats"]))
+        times[str(dtype)] = calls[len(calls) // 2]
+    out["encoder_fp16_speedup_b64"] = round(times["torch.float32"] / times["torch.float16"], 3)
+    out["details"]["encoder"] = {"fp32_ms": round(times["torch.float32"], 2),
+                                 "fp16_ms": round(times["torch.float16"], 2), "batch": cfg["enc_batch"]}
+    if device == "cpu":
+        notes.append("encoder fp16 on CPU: plumbing check only (no fp16 GEMM speed-up expected)")
+
+
+def run(out_dir: Path, cpu: bool, compile: bool = False) -> dict:
+    device = "cpu" if cpu else "cuda"
+    if not cpu and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device here; use --cpu for the tiny CPU run")
+    cfg = dict(CPU, compile=compile) if cpu else GPU
+    out = {k: None for k in KEYS}
+    out.update(mode="cpu-tiny" if cpu else "gpu", notes=[], details={},
+               device=torch.cuda.get_device_name(0) if not cpu else "cpu",
+               versions={"torch": torch.__version__, "transformers": __import__("transformers").__version__})
+    t0 = time.perf_counter()
+    for arm in (llama_arms, gpt2_arms, encoder_arm):
+        start = time.perf_counter()
+        try:
+            arm(cfg, device, out, out["notes"])
+        except Exception as err:   # one arm failing leaves its keys null, with the reason, and the rest runs
+            out["notes"].append(f"{arm.__name__} failed: {type(err).__name__}: {str(err)[:300]}")
+            traceback.print_exc()
+        out["details"][f"{arm.__name__}_s"] = round(time.perf_counter() - start, 1)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    out["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "gpu_check.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, help="folder for gpu_check.json")
+    parser.add_argument("--cpu", action="store_true", help="tiny shapes on CPU (the script's own test)")
+    parser.add_argument("--compile", action="store_true", help="with --cpu: compile the fast loop too (minutes)")
+    args = parser.parse_args(argv)
+    out = run(args.out_dir, args.cpu, args.compile)
+    print(f"wrote {args.out_dir / 'gpu_check.json'}")
+    print(json.dumps({k: out[k] for k in KEYS + ("notes",)}))   # last line: one JSON object
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The fast decode loop: greedy output identical to HF generate (GPT-2 and Llama shapes), one compiled graph for
+every step, emission times per step, bad input and the unsupported-model fallback."""
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from workbench.decoding.fast_loop import FastDecoder, hf_generate
+
+
+def tiny_llama(seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=128, vocab_size=256, max_position_embeddings=128)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_gpt2(seed=0):
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=256, n_positions=128)).eval()
+
+
+def prompts(batch, length, seed=1):
+    return torch.randint(0, 256, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
+def test_eager_static_loop_matches_hf_generate(make):
+    model = make()
+    ids = prompts(3, 9)
+    ref = hf_generate(model, ids, 12)
+    dec = FastDecoder(model, max_batch_size=4, max_cache_len=32, compile=False)
+    assert dec.supported and not dec.compiled and dec.reason == ""
+    for _ in range(2):   # the cache is reset between calls: the second call is as right as the first
+        res = dec.generate(ids, 12)
+        assert torch.equal(res.tokens, ref.tokens)
+    assert res.tokens.shape == (3, 21) and res.emit_counts == [1] * 12 and len(res.emit_times) == 12
+    assert res.start < res.emit_times[0] and res.emit_times == sorted(res.emit_times)
+    assert len(ref.emit_times) == 12 and ref.emit_counts == [1] * 12
+    one = dec.generate(ids[:1], 12)   # a smaller batch gets its own cache, same tokens
+    assert torch.equal(one.tokens, ref.tokens[:1])
+
+
+def test_compiled_loop_matches_and_does_not_recompile():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_llama(seed=2)
+    ids = prompts(2, 7, seed=3)
+    ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
+                         pad_token_id=0)
+    dec = FastDecoder(model, max_batch_size=2, max_cache_len=40)
+    res = dec.generate(ids, 10)
+    assert dec.compiled, dec.reason
+    assert torch.equal(res.tokens, ref)
+    assert dec.compile_seconds > 0
+    graphs = counters["stats"]["unique_graphs"]
+    res2 = dec.generate(prompts(2, 13, seed=4), 20)   # a new prompt length and positions: no new graph
+    assert counters["stats"]["unique_graphs"] == graphs == 1
+    assert res2.tokens.shape == (2, 33)
+
+
+class NoCompileLM(GPT2LMHeadModel):
+    _can_compile_fullgraph = False
+
+
+def test_unsupported_model_falls_back_to_hf_generate_and_says_so():
+    torch.manual_seed(0)
+    model = NoCompileLM(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=64)).eval()
+    dec = FastDecoder(model, max_batch_size=1, max_cache_len=32)
+    assert not dec.supported and "_can_compile_fullgraph" in dec.reason and "unsupported" in dec.label
+    ids = torch.randint(0, 64, (1, 5))
+    res = dec.generate(ids, 6)
+    assert "HF generate" in res.notes and res.tokens.shape == (1, 11)
+    assert torch.equal(res.tokens, model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0))
+
+
+def test_bad_input_names_the_fix():
+    dec = FastDecoder(tiny_gpt2(), max_batch_size=2, max_cache_len=16, compile=False)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        dec.generate(prompts(3, 4), 4)
+    with pytest.raises(ValueError, match="max_cache_len"):
+        dec.generate(prompts(1, 10), 10)
+    with pytest.raises(ValueError, match=r"\[B, T\]"):
+        dec.generate(torch.tensor([1, 2, 3]), 2)
+    with pytest.raises(ValueError, match="context"):
+        FastDecoder(tiny_gpt2(), max_batch_size=1, max_cache_len=1000)
+    with pytest.raises(ValueError, match="move the model"):
+        FastDecoder(tiny_gpt2(), max_batch_size=1, max_cache_len=16, device="meta")
+
+
+@pytest.mark.gpu
+def test_cuda_graph_loop_matches_hf_generate_on_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    model = tiny_llama(seed=5).to("cuda")
+    ids = prompts(2, 9, seed=6).to("cuda")
+    ref = hf_generate(model, ids, 12)
+    dec = FastDecoder(model, max_batch_size=2, max_cache_len=32, device="cuda")
+    res = dec.generate(ids, 12)
+    assert dec.compiled, dec.reason
+    assert torch.equal(res.tokens, ref.tokens) and res.tokens.device.type == "cuda"
+    assert res.emit_times == sorted(res.emit_times) and res.emit_times[0] > res.start

@@ -1,0 +1,251 @@
+"""A fast greedy decode loop: a preallocated (static) KV cache and ``torch.compile`` of the one-token step.
+
+HF ``generate`` grows a dynamic cache and runs many small Python-side steps per token (logits processors, stopping
+criteria, cache bookkeeping). Here the cache is a transformers ``StaticCache`` (fixed shape [B, heads, max_cache_len,
+head_dim], so the step's shapes never change), the prompt is prefilled eagerly in one call, and every decode step
+is one call of a compiled function ``(token [B, 1], cache_position [1]) -> next token [B]``: inductor on CPU,
+``mode="reduce-overhead"`` (CUDA graphs) on CUDA. ``cache_position`` is a tensor, so a new position is new data, not
+a new graph: one graph per batch size (check with ``torch._dynamo.utils.counters["stats"]["unique_graphs"]``).
+
+Compilation happens before the clock starts (a warm-up on a dummy token for each new batch size) and is reported
+apart in ``compile_seconds``. Output is greedy and token-identical to HF ``model.generate(do_sample=False)``; no EOS
+stop, no padding (every prompt in a batch has the same length), exactly ``max_new_tokens`` new tokens.
+
+A model whose class does not declare full-graph compile support with a static cache (HF ``_can_compile_fullgraph``)
+is ``supported=False`` with the ``reason``; :meth:`FastDecoder.generate` then runs HF ``generate`` and its result
+says so in ``notes``. A compile that fails at warm-up falls back to the same static-cache loop uncompiled, with
+``compiled=False`` and the error in ``reason``, never under the compiled label.
+
+Example:
+    >>> dec = FastDecoder(model, max_batch_size=1, max_cache_len=256)          # doctest: +SKIP
+    >>> res = dec.generate(ids, max_new_tokens=128); res.tokens.shape, dec.compile_seconds
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from workbench.decoding.lm import clock, last_logits_only, model_device
+
+
+@dataclass
+class DecodeResult:
+    """One batch's generation: tokens [B, prompt + new] and when each decode step made its tokens.
+
+    ``start`` is ``time.perf_counter()`` before the prefill; ``emit_times[i]`` when step i's tokens existed (CPU: the
+    clock after the step; CUDA: a CUDA event recorded after the step, mapped onto the same clock, so no per-token sync
+    stalls the GPU), ``emit_counts[i]`` the tokens each request got at that step (1 here: plain decoding).
+    The first emission comes from the prefill call, so ``emit_times[0] - start`` is the time to first token.
+    """
+
+    tokens: torch.Tensor
+    start: float
+    emit_times: list = field(default_factory=list)
+    emit_counts: list = field(default_factory=list)
+    notes: str = ""
+
+    def requests(self) -> list:
+        """(start, emit_times, emit_counts) per request, for :func:`workbench.measure.request_metrics.request_metrics`."""
+        return [(self.start, self.emit_times, self.emit_counts)] * self.tokens.shape[0]
+
+
+def unsupported_reason(model) -> str:
+    """Why the fast loop cannot run ``model`` ("" when it can)."""
+    if not hasattr(model, "config") or not hasattr(model, "get_output_embeddings"):
+        return f"{type(model).__name__} is not a Hugging Face causal LM (no config / output embeddings)"
+    # False: the class says it cannot; an attribute gone in a later transformers is not a refusal (compile is tried,
+    # and a failure at warm-up is reported)
+    if getattr(type(model), "_can_compile_fullgraph", None) is False:
+        return (f"{type(model).__name__} does not declare static-cache full-graph support in this transformers "
+                "version (_can_compile_fullgraph is False)")
+    if getattr(model.config, "is_encoder_decoder", False):
+        return f"{type(model).__name__} is an encoder-decoder: the fast loop runs decoder-only LMs"
+    return ""
+
+
+class StepClock:
+    """Emission times without stalling the device: CUDA events recorded in the stream (read once at the end), or
+    ``perf_counter`` on CPU. A host sync per token would stop the CPU queueing the next step (costly at ~1 ms/step)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.start = clock(device)
+        self._marks: list = []
+        if self.cuda:
+            self._origin = torch.cuda.Event(enable_timing=True)
+            self._origin.record()
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._marks.append(event)
+        else:
+            self._marks.append(time.perf_counter())
+
+    def times(self) -> list:
+        """perf_counter-based time of every mark (waits for the device once)."""
+        if not self.cuda:
+            return list(self._marks)
+        torch.cuda.synchronize()
+        return [self.start + self._origin.elapsed_time(e) / 1e3 for e in self._marks]
+
+
+class FastDecoder:
+    """Greedy decoding of ``model`` with a static KV cache and a compiled one-token step (see the module doc).
+
+    Args:
+        model: an HF causal LM in eval mode, already on its device and in its dtype (weights are never moved).
+        max_batch_size: the largest batch :meth:`generate` takes.
+        max_cache_len: prompt + new tokens must fit (the cache is allocated at this length).
+        compile: ``torch.compile`` the decode step (False: the same static-cache loop, eager).
+        device: where to run; None = the model's device. Must be the model's device (move the model first).
+    """
+
+    def __init__(self, model, *, max_batch_size: int, max_cache_len: int, compile: bool = True,
+                 device: str | None = None):
+        from workbench.tasks.hf_loading import context_length
+
+        if max_batch_size < 1 or max_cache_len < 2:
+            raise ValueError(f"max_batch_size={max_batch_size}, max_cache_len={max_cache_len}: need >= 1 and >= 2")
+        self.model = model.eval()
+        self.device = model_device(model)
+        if device is not None and torch.device(device).type != self.device.type:
+            raise ValueError(f"model is on {self.device}, device={device!r}: move the model first "
+                             f"(model.to({device!r})); the fast loop never moves weights")
+        ctx = context_length(model) if hasattr(model, "config") else None
+        if ctx is not None and max_cache_len > ctx:
+            raise ValueError(f"max_cache_len={max_cache_len} exceeds the model's context of {ctx} tokens: lower it")
+        self.max_batch_size, self.max_cache_len, self.compile = max_batch_size, max_cache_len, compile
+        self.reason = unsupported_reason(model)
+        self.supported = not self.reason
+        self.compiled = False
+        self.compile_seconds = 0.0
+        self._caches: dict = {}        # batch size -> StaticCache (its tensors keep their addresses: CUDA graphs)
+        self._step = self._decode_step
+        if self.supported and compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None   # CUDA graphs only on CUDA
+            self._step = torch.compile(self._decode_step, fullgraph=True, dynamic=False, mode=mode)
+            self.compiled = True
+
+    @property
+    def label(self) -> str:
+        """What actually runs, for a row's variant name."""
+        if not self.supported:
+            return "hf-generate (fast loop unsupported)"
+        return "fast loop (static cache, compiled)" if self.compiled else "fast loop (static cache, eager)"
+
+    def _decode_step(self, token: torch.Tensor, position: torch.Tensor, cache) -> torch.Tensor:
+        """token [B, 1], position [1] -> greedy next token [B]; the one function that is compiled."""
+        logits = self.model(input_ids=token, cache_position=position, past_key_values=cache, use_cache=True).logits
+        return logits[:, -1].argmax(-1)
+
+    def _prefill(self, ids: torch.Tensor, cache) -> torch.Tensor:
+        """Eager prompt pass [B, T] into the cache; returns the first new token [B]."""
+        positions = torch.arange(ids.shape[1], device=self.device)
+        logits = self.model(input_ids=ids, cache_position=positions, past_key_values=cache, use_cache=True,
+                            **last_logits_only(self.model)).logits
+        return logits[:, -1].argmax(-1)
+
+    def _call_step(self, token, position, cache) -> torch.Tensor:
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()   # the last step's output buffer may be overwritten now
+        return self._step(token, position, cache).clone()
+
+    @torch.inference_mode()   # as generate() runs: a warm-up outside it would compile a graph generate never uses
+    def _cache_for(self, batch: int):
+        """The batch size's static cache, built and (when compiling) warmed up on first use, outside any timing."""
+        from transformers import StaticCache
+
+        if batch in self._caches:
+            return self._caches[batch]
+        cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len)
+        self._caches[batch] = cache
+        if self.compiled:
+            t0 = clock(self.device)
+            try:
+                token = self._prefill(torch.zeros(batch, 1, dtype=torch.long, device=self.device), cache)
+                positions = torch.arange(1, 4, device=self.device)   # sliced as generate() slices (same guards)
+                for i in range(3):   # CUDA graph trees record on the 2nd-3rd call
+                    token = self._call_step(token[:, None], positions[i:i + 1], cache)
+            except Exception as err:   # a backend/compiler missing here: run eager, and say so
+                self.compiled, self._step = False, self._decode_step
+                self.reason = f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eager"
+            self.compile_seconds += clock(self.device) - t0
+            cache.reset()
+        return cache
+
+    def _check(self, input_ids, max_new_tokens: int) -> torch.Tensor:
+        ids = torch.as_tensor(input_ids)
+        if ids.dim() != 2 or ids.numel() == 0 or ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"input_ids must be integer token ids [B, T], got {tuple(ids.shape)} {ids.dtype}")
+        if ids.shape[0] > self.max_batch_size:
+            raise ValueError(f"batch {ids.shape[0]} > max_batch_size={self.max_batch_size}: build the decoder "
+                             "with a larger max_batch_size")
+        if max_new_tokens < 1 or ids.shape[1] + max_new_tokens > self.max_cache_len:
+            raise ValueError(f"prompt {ids.shape[1]} + max_new_tokens {max_new_tokens} must be within "
+                             f"max_cache_len={self.max_cache_len} (and max_new_tokens >= 1)")
+        return ids.long().to(self.device)
+
+    @torch.inference_mode()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> DecodeResult:
+        """Greedy ``max_new_tokens`` after each prompt of ``input_ids`` [B, T]; HF generate when unsupported."""
+        ids = self._check(input_ids, max_new_tokens)
+        if not self.supported:
+            return hf_generate(self.model, ids, max_new_tokens, notes=f"HF generate: {self.reason}")
+        batch, prompt = ids.shape
+        cache = self._cache_for(batch)
+        out = torch.empty(batch, prompt + max_new_tokens, dtype=torch.long, device=self.device)
+        out[:, :prompt] = ids
+        positions = torch.arange(prompt, prompt + max_new_tokens, device=self.device)
+        steps = StepClock(self.device)
+        token = self._prefill(ids, cache)
+        out[:, prompt] = token
+        steps.mark()
+        for i in range(1, max_new_tokens):
+            token = self._call_step(token[:, None], positions[i - 1:i], cache)
+            out[:, prompt + i] = token
+            steps.mark()
+        times = steps.times()
+        cache.reset()   # zeroes in place: the next call starts empty at the same addresses
+        return DecodeResult(out, steps.start, times, [1] * len(times), notes=self.label)
+
+
+class _EmitClock:
+    """A ``generate`` streamer that marks when each new token exists (the first ``put`` is the prompt), on the same
+    :class:`StepClock` as the fast loop, so both arms are timed alike."""
+
+    def __init__(self, device):
+        self.steps, self.puts = StepClock(device), 0
+
+    def put(self, value):
+        if self.puts:
+            self.steps.mark()
+        self.puts += 1
+
+    def end(self):
+        pass
+
+
+@torch.inference_mode()
+def hf_generate(model, input_ids: torch.Tensor, max_new_tokens: int, notes: str = "HF generate") -> DecodeResult:
+    """HF ``generate`` greedy, exactly ``max_new_tokens`` (no EOS stop), with per-token emission times.
+
+    The baseline the fast loop is measured against, and its fallback; timed by the same :class:`StepClock`.
+    """
+    device = model_device(model)
+    ids = input_ids.to(device)
+    pad = getattr(model.generation_config, "pad_token_id", None)
+    pad = pad if pad is not None else 0
+    streamer = _EmitClock(device)
+    tokens = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                            eos_token_id=None, do_sample=False, pad_token_id=pad, streamer=streamer)
+    times = streamer.steps.times()
+    if len(times) != max_new_tokens:   # a generate that did not stream every step: one emission at the end
+        return DecodeResult(tokens, streamer.steps.start, [clock(device)], [tokens.shape[1] - ids.shape[1]], notes)
+    return DecodeResult(tokens, streamer.steps.start, times, [1] * max_new_tokens, notes=notes)
+
+
+__all__ = ["FastDecoder", "DecodeResult", "hf_generate", "unsupported_reason"]

@@ -1,0 +1,133 @@
+"""Bytes a decoder reads and holds per token: weight bytes per decode step, KV-cache bytes per token, and the
+largest batch x context that fits a memory budget.
+
+    KV bytes per token = 2 (K and V) x layers x kv_heads x head_dim x bytes per element (+ scales when quantised)
+
+Shapes are read from the model config, whose attribute names differ by family (GPT-2: ``n_layer`` / ``n_head`` /
+``n_embd``; Llama: ``num_hidden_layers`` / ``num_attention_heads`` / ``num_key_value_heads`` / ``hidden_size``,
+optional ``head_dim``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_LAYERS = ("num_hidden_layers", "n_layer", "num_layers")
+_HEADS = ("num_attention_heads", "n_head", "num_heads")
+_HIDDEN = ("hidden_size", "n_embd", "d_model")
+
+
+def _first(config, names: tuple[str, ...], what: str):
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    raise ValueError(f"model config {type(config).__name__} has none of {names} ({what}): pass a decoder config")
+
+
+@dataclass(frozen=True)
+class KvShape:
+    layers: int
+    kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def from_config(cls, config) -> "KvShape":
+        """Layers, KV heads (grouped-query attention: fewer than query heads) and head size of a HF config."""
+        heads = _first(config, _HEADS, "attention heads")
+        kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+        head_dim = getattr(config, "head_dim", None) or _first(config, _HIDDEN, "hidden size") // heads
+        return cls(_first(config, _LAYERS, "layers"), kv_heads, int(head_dim))
+
+
+def kv_bytes_per_token(config, bytes_per_element: float = 4, scale_bytes_per_head: float = 0) -> float:
+    """KV-cache bytes one token of one sequence holds: 2 x layers x kv_heads x (head_dim x bytes + scale bytes).
+
+    Args:
+        config: a HF model config (or a :class:`KvShape`).
+        bytes_per_element: 4 fp32, 2 bf16/fp16, 1 int8, 0.5 int4.
+        scale_bytes_per_head: per-token-per-head scale (and zero point) bytes of a quantised cache, e.g. 4 for one
+            fp32 scale.
+
+    Example:
+        >>> kv_bytes_per_token(KvShape(layers=12, kv_heads=12, head_dim=64), 2)    # 2 x 12 x 12 x 64 x 2
+        36864.0
+    """
+    if bytes_per_element <= 0 or scale_bytes_per_head < 0:
+        raise ValueError(f"bytes_per_element must be > 0 and scale bytes >= 0, got {bytes_per_element}, "
+                         f"{scale_bytes_per_head}")
+    shape = config if isinstance(config, KvShape) else KvShape.from_config(config)
+    return float(2 * shape.layers * shape.kv_heads * (shape.head_dim * bytes_per_element + scale_bytes_per_head))
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Storage bytes of a tensor, including the inner tensors of a tensor subclass (torchao's packed weights and
+    their scales / zero points)."""
+    if type(t) not in (torch.Tensor, torch.nn.Parameter) and hasattr(t, "__tensor_flatten__"):
+        names, _ctx = t.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(t, n)) for n in names if getattr(t, n, None) is not None)
+    return t.numel() * t.element_size()
+
+
+def decode_weight_bytes(model: torch.nn.Module) -> int:
+    """Weight bytes one decode step reads: every distinct parameter and buffer (packed weights with their scales),
+    except embedding tables used only as a lookup (a step reads one row of them, not the table). A table tied to
+    the LM head is read in full and counted."""
+    lookup_only = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Embedding):
+            lookup_only -= {id(p) for p in module.parameters(recurse=False)}
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) in lookup_only or id(t) in seen:
+            continue
+        seen.add(id(t))
+        total += tensor_bytes(t)
+    return total
+
+
+def max_batch_for_budget(budget_bytes: float, kv_per_token: float, context: int, weight_bytes: float = 0) -> int:
+    """Sequences of ``context`` tokens whose KV cache fits ``budget_bytes`` beside the weights.
+
+    Raises:
+        ValueError: the budget does not hold the weights and one sequence (says how much is missing).
+    """
+    if context < 1 or kv_per_token <= 0:
+        raise ValueError(f"context must be >= 1 and KV bytes per token > 0, got {context}, {kv_per_token}")
+    one = weight_bytes + context * kv_per_token
+    if budget_bytes < one:
+        raise ValueError(f"memory budget {budget_bytes / 2**20:.1f} MiB is too small for one sequence of {context} "
+                         f"tokens: weights {weight_bytes / 2**20:.1f} MiB + KV "
+                         f"{context * kv_per_token / 2**20:.1f} MiB "
+                         f"= {one / 2**20:.1f} MiB; raise the budget, shorten the context or quantise the KV cache")
+    return int((budget_bytes - weight_bytes) // (context * kv_per_token))
+
+
+def budget_table(budget_bytes: float, config, weight_bytes: float, contexts=(512, 2048, 8192),
+                 caches: dict | None = None) -> list[dict]:
+    """For each KV-cache format and context: KV bytes per token and the largest batch that fits the budget (0 when
+    not even one sequence fits, with the reason).
+
+    Args:
+        caches: ``{name: (bytes_per_element, scale_bytes_per_head)}``; default fp32, bf16, int8 (fp32 scale per
+            token and head), int4 (fp32 scale + zero point).
+    """
+    caches = caches or {"fp32": (4, 0), "bf16": (2, 0), "int8": (1, 4), "int4": (0.5, 8)}
+    rows = []
+    for name, (element, scale) in caches.items():
+        per_token = kv_bytes_per_token(config, element, scale)
+        for context in contexts:
+            row = {"kv_cache": name, "context": context, "kv_bytes_per_token": per_token,
+                   "budget_mib": round(budget_bytes / 2**20, 1), "weight_mib": round(weight_bytes / 2**20, 1)}
+            try:
+                row["max_batch"] = max_batch_for_budget(budget_bytes, per_token, context, weight_bytes)
+            except ValueError as exc:
+                row.update(max_batch=0, reason=str(exc))
+            row["max_batch_x_context"] = row["max_batch"] * context
+            rows.append(row)
+    return rows
+
+
+__all__ = ["KvShape", "kv_bytes_per_token", "tensor_bytes", "decode_weight_bytes", "max_batch_for_budget",
+           "budget_table"]
