@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from workbench.measure.roofline import bandwidth_utilisation, copy_bandwidth, matmul_rate, weight_bytes
+from workbench.measure.kv_budget import decode_weight_bytes
+from workbench.measure.roofline import bandwidth_utilisation, copy_bandwidth, matmul_rate
 
 
 def test_peaks_are_measured_and_plausible():
@@ -14,7 +15,7 @@ def test_weight_bytes_counts_tied_storage_once_and_mbu():
     emb = torch.nn.Embedding(100, 10)
     head = torch.nn.Linear(10, 100, bias=False)
     head.weight = emb.weight
-    assert weight_bytes(torch.nn.ModuleList([emb, head])) == 100 * 10 * 4
+    assert decode_weight_bytes(torch.nn.ModuleList([emb, head])) == 100 * 10 * 4   # tied to the head: read in full
     # 1 GB of weights at 50 steps/s (batch 2, 100 tokens/s) on a 100 GB/s device: 50% utilisation.
     assert bandwidth_utilisation(10**9, 100.0, 2, 100.0) == pytest.approx(0.5)
 
@@ -30,7 +31,7 @@ def test_cuda_peaks():
 def test_kv_bytes_per_position_for_gqa_llama_and_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    from workbench.measure.roofline import kv_bytes_per_position
+    from workbench.measure.kv_budget import kv_bytes_per_position
 
     llama = LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=8,
                                          num_key_value_heads=2, intermediate_size=32, vocab_size=32))

@@ -3,28 +3,15 @@ largest batch x context that fits a memory budget.
 
     KV bytes per token = 2 (K and V) x layers x kv_heads x head_dim x bytes per element (+ scales when quantised)
 
-Shapes are read from the model config, whose attribute names differ by family (GPT-2: ``n_layer`` / ``n_head`` /
-``n_embd``; Llama: ``num_hidden_layers`` / ``num_attention_heads`` / ``num_key_value_heads`` / ``hidden_size``,
-optional ``head_dim``).
+Shapes come from the model config through ``workbench.tasks.families.shape_of`` (GPT-2 spells them ``n_layer`` /
+``n_head`` / ``n_embd``, Llama ``num_hidden_layers`` / ``num_attention_heads`` / ``num_key_value_heads``, Gemma sets
+its own ``head_dim``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-
-_LAYERS = ("num_hidden_layers", "n_layer", "num_layers")
-_HEADS = ("num_attention_heads", "n_head", "num_heads")
-_HIDDEN = ("hidden_size", "n_embd", "d_model")
-
-
-def _first(config, names: tuple[str, ...], what: str):
-    for name in names:
-        value = getattr(config, name, None)
-        if value:
-            return int(value)
-    raise ValueError(f"model config {type(config).__name__} has none of {names} ({what}): pass a decoder config")
-
 
 @dataclass(frozen=True)
 class KvShape:
@@ -34,11 +21,13 @@ class KvShape:
 
     @classmethod
     def from_config(cls, config) -> "KvShape":
-        """Layers, KV heads (grouped-query attention: fewer than query heads) and head size of a HF config."""
-        heads = _first(config, _HEADS, "attention heads")
-        kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-        head_dim = getattr(config, "head_dim", None) or _first(config, _HIDDEN, "hidden size") // heads
-        return cls(_first(config, _LAYERS, "layers"), kv_heads, int(head_dim))
+        """Layers, KV heads (grouped-query attention: fewer than query heads) and head size of a HF config, read
+        through the family adapter (one place knows each family's attribute names)."""
+        from workbench.tasks.families import shape_of
+
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        shape = shape_of(config)
+        return cls(shape.num_layers, shape.kv_heads, shape.head_dim)
 
 
 def kv_bytes_per_token(config, bytes_per_element: float = 4, scale_bytes_per_head: float = 0) -> float:
@@ -87,6 +76,19 @@ def decode_weight_bytes(model: torch.nn.Module) -> int:
     return total
 
 
+def kv_bytes_per_position(model: torch.nn.Module) -> int:
+    """KV-cache bytes one sequence position of ``model`` holds, in the weights' dtype (the cache takes it); 0 for a
+    model without a transformer config (nothing to cache)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return 0
+    try:
+        shape = KvShape.from_config(config)
+    except ValueError:
+        return 0
+    return int(kv_bytes_per_token(shape, next(model.parameters()).element_size()))
+
+
 def max_batch_for_budget(budget_bytes: float, kv_per_token: float, context: int, weight_bytes: float = 0) -> int:
     """Sequences of ``context`` tokens whose KV cache fits ``budget_bytes`` beside the weights.
 
@@ -129,5 +131,5 @@ def budget_table(budget_bytes: float, config, weight_bytes: float, contexts=(512
     return rows
 
 
-__all__ = ["KvShape", "kv_bytes_per_token", "tensor_bytes", "decode_weight_bytes", "max_batch_for_budget",
+__all__ = ["KvShape", "kv_bytes_per_token", "kv_bytes_per_position", "tensor_bytes", "decode_weight_bytes", "max_batch_for_budget",
            "budget_table"]

@@ -75,39 +75,10 @@ def device_peaks(device: str = "auto") -> DevicePeaks:
                        str(dtype).replace("torch.", ""))
 
 
-def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes of distinct parameter and buffer storage (tied weights once): what each decode step reads."""
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        key = t.data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-    return total
-
-
 def bandwidth_utilisation(model_bytes: int, tokens_per_s: float, batch_size: int, peak_gb_per_s: float) -> float:
     """MBU of a decode run: weights are read once per step and a step makes ``batch_size`` tokens."""
     steps_per_s = tokens_per_s / batch_size
     return model_bytes * steps_per_s / (peak_gb_per_s * 1e9)
-
-
-def kv_bytes_per_position(model: torch.nn.Module) -> int:
-    """KV-cache bytes one sequence position holds: 2 (K and V) x layers x kv_heads x head_dim x element bytes.
-
-    Element bytes are the weights' (the cache takes the model's dtype); 0 for a model without a transformer config.
-    """
-    cfg = getattr(model, "config", None)
-    if cfg is None:
-        return 0
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    layers, heads = getattr(cfg, "num_hidden_layers", None), getattr(cfg, "num_attention_heads", None)
-    if not layers or not heads:
-        return 0
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    element = next(model.parameters()).element_size()
-    return 2 * layers * kv_heads * head_dim * element
 
 
 def decode_call_bytes(model_bytes: int, kv_per_position: int, context: float, batch_size: int = 1) -> float:
@@ -119,7 +90,9 @@ def decode_bytes_per_token(calls: list, new_tokens: int, context: float, batch_s
     """Bytes read per new token over decode calls of one or more models: ``calls`` = [(model, decode calls), ...]
     (the target's verify calls and a draft model's calls for speculative decoding), each call reading the model's
     weights and its KV cache at the mean ``context`` length."""
-    total = sum(n * decode_call_bytes(weight_bytes(m), kv_bytes_per_position(m), context, batch_size)
+    from workbench.measure.kv_budget import decode_weight_bytes, kv_bytes_per_position
+
+    total = sum(n * decode_call_bytes(decode_weight_bytes(m), kv_bytes_per_position(m), context, batch_size)
                 for m, n in calls if m is not None)
     return total / max(new_tokens, 1)
 
