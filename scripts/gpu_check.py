@@ -85,14 +85,15 @@ def fast_decoder(model, batch: int, cfg: dict, notes: list, what: str):
 
 def llama_arms(cfg: dict, device: str, out: dict, notes: list) -> None:
     """mbu_bf16_b1 and int4_speedup_vs_bf16_b1 on the ~1B decoder."""
-    from workbench.measure.roofline import copy_bandwidth, decode_call_bytes, kv_bytes_per_position, weight_bytes
+    from workbench.measure.kv_budget import decode_weight_bytes, kv_bytes_per_position
+    from workbench.measure.roofline import copy_bandwidth, decode_call_bytes
 
     model = build("llama", cfg["llama"], device, torch.bfloat16)
     ids = prompts(1, cfg["prompt"], cfg["llama"]["vocab_size"], device)
     dec = fast_decoder(model, 1, cfg, notes, "llama bf16")
     _, bf16_rate = best_rates(lambda: dec.generate(ids, cfg["new"]), cfg["repeats"], 1)
     peak = copy_bandwidth(device, threads=torch.get_num_threads())
-    per_token = decode_call_bytes(weight_bytes(model), kv_bytes_per_position(model), cfg["prompt"] + cfg["new"] / 2)
+    per_token = decode_call_bytes(decode_weight_bytes(model), kv_bytes_per_position(model), cfg["prompt"] + cfg["new"] / 2)
     out["mbu_bf16_b1"] = round(per_token * bf16_rate / (peak * 1e9), 4)
     out["details"]["llama_bf16_b1"] = {"decode_tokens_per_s": round(bf16_rate, 2), "bytes_per_token": int(per_token),
                                        "copy_gb_s": round(peak, 1), "compile_s": round(dec.compile_seconds, 1),

@@ -10,6 +10,18 @@ HEADLINE = ("best_variant", "best_speedup_vs_hf", "fast_loop_speedup_vs_hf", "be
             "best_bandwidth_utilisation", "prefix_cache_ttft_ratio")
 
 
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch):
+    """main() is a script entry: it sets WORKBENCH_THREADS and torch's thread count for its process. Here it runs
+    inside the test process, so both come back afterwards (later tests' runners take torch's count)."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("WORKBENCH_THREADS", "2")   # recorded now, so teardown restores the original (or unsets it)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def bench():
     spec = importlib.util.spec_from_file_location("llm_decode_benchmark", BENCH)
