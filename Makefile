@@ -31,7 +31,7 @@ measure: install
 
 # Unit tests, every notebook (nbval) and the browser test, in one pytest run. CI sets WORKBENCH_SMALL=1.
 test: install browser
-	$(BIN)/python -m pytest -q tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest -q --durations=15 tests notebooks $(NBVAL)
 
 # The browser test drives Debian's chromium (playwright's own browser download fails on machines like this one).
 # As root it is installed when missing; otherwise the browser test is skipped with a reason (CI requires it).
