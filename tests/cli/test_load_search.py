@@ -22,7 +22,7 @@ def test_search_within_a_budget_writes_the_winner(tmp_path, monkeypatch, capsys)
     bundle = copy_bundle(tmp_path / "bundle")
     # A 1 s budget: the exported config is always tried (the baseline), nothing after the budget runs out.
     code = main(["load", str(bundle), "--slo-ms", "2000", "--search", "--small-search", "--budget-s", "1",
-                 "--write-config", "--study", "s"])
+                 "--max-points", "2", "--write-config", "--study", "s"])
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in (tmp_path / "artifacts" / "s" / "results.jsonl").read_text().splitlines()]
     summaries = [r for r in rows if r["scenario"] == "load-search"]

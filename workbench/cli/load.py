@@ -20,6 +20,8 @@ def _arguments(p) -> None:
     p.add_argument("--search", action="store_true",
                    help="search max_batch_size, queue delay, preferred batch size and instances for goodput")
     p.add_argument("--small-search", action="store_true", help="with --search: a handful of candidates only")
+    p.add_argument("--max-points", type=int, default=9,
+                   help="with --search: load points per candidate's climb to its goodput (>= 2; fewer is coarser)")
     p.add_argument("--budget-s", type=float, default=900.0, help="with --search: wall-clock budget in seconds")
     p.add_argument("--write-config", action="store_true",
                    help="with --search: write the winner into the bundle (config.pbtxt, model card, manifest)")
@@ -85,9 +87,11 @@ def cmd_load(args) -> int:
         print(f"wrote {len(result.rows)} rows to {table.path}")
         return 0
     from workbench.serving.config_search import SearchSpace, search_config
+    from workbench.serving.search_space import ClimbSettings
 
     search = search_config(bundle, args.slo_ms, space=SearchSpace.small() if args.small_search else None,
-                           attainment=args.attainment, budget_s=args.budget_s, table=table, progress=print)
+                           attainment=args.attainment, budget_s=args.budget_s, table=table, progress=print,
+                           settings=ClimbSettings(max_points=args.max_points))
     print(search.to_text())
     winner = search.winner
     if winner is None:
