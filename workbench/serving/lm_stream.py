@@ -27,6 +27,7 @@ def lm_stream_repository(onnx_path: Path, name: str, workdir: Path, dist: dict, 
                          instances: int = 1, eos_token_id: int | None = None) -> tuple[Path, Path]:
     """(backends, repo) serving ``onnx_path`` (a causal LM's full-sequence graph and its external data) as the
     streaming model ``name``; ``eos_token_id`` ends a stream early (None: always MAX_NEW_TOKENS tokens)."""
+    from workbench.serving.serve_check import python_backend_dir
     from workbench.steps.onnx_files import onnx_files
 
     onnx_path = Path(onnx_path)
@@ -34,11 +35,7 @@ def lm_stream_repository(onnx_path: Path, name: str, workdir: Path, dist: dict, 
         raise FileNotFoundError(f"{onnx_path} is not an ONNX file: pass the LM bundle's model.onnx")
     if threads < 1 or instances < 1:
         raise ValueError(f"threads ({threads}) and instances ({instances}) must be >= 1")
-    backends = Path(workdir) / "backends" / "python"
-    backends.mkdir(parents=True)
-    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        shutil.copy2(dist["backend"] / f, backends / f)
-    shutil.copy2(dist["stub"], backends / "triton_python_backend_stub")
+    python_backend_dir(Path(workdir), dist)
     model_dir = Path(workdir) / "repo" / name
     (model_dir / "1").mkdir(parents=True)
     (model_dir / "config.pbtxt").write_text(CONFIG % {"name": name, "instances": instances, "threads": threads,

@@ -61,6 +61,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def python_backend_dir(workdir: Path, dist: dict) -> Path:
+    """``workdir/backends``, holding Triton's Python backend and its stub: every model this package serves (the
+    twin, the LM stream, the test models) runs on it."""
+    backends = Path(workdir) / "backends" / "python"
+    backends.mkdir(parents=True)
+    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        shutil.copy2(dist["backend"] / f, backends / f)
+    shutil.copy2(dist["stub"], backends / "triton_python_backend_stub")
+    return backends.parent
+
+
 def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict, serving=None) -> tuple[Path, Path]:
     """A backend folder (Python backend + stub) and a model repository holding the twin; returns both paths.
     ``serving`` (a ``ServingConfig``) replaces the bundle's batching/instance settings: how the search tries one."""
@@ -69,11 +80,7 @@ def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict, ser
     from workbench.serving.triton_config import check_model_config
     from workbench.steps.onnx_files import onnx_files
 
-    backends = workdir / "backends" / "python"
-    backends.mkdir(parents=True)
-    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        shutil.copy2(dist["backend"] / f, backends / f)
-    shutil.copy2(dist["stub"], backends / "triton_python_backend_stub")
+    python_backend_dir(workdir, dist)
     config_path, onnx_path = model_paths(bundle, manifest)
     config = check_model_config(config_path.read_text(), expected_name=manifest["name"])
     config.backend, config.default_model_filename = "python", ""

@@ -6,7 +6,6 @@ Used by the load tests and ``benchmarks/load.py``.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 MODEL_PY = '''
@@ -46,16 +45,12 @@ parameters { key: "SLEEP_MS" value: { string_value: "%s" } }
 
 def sleeper_repository(work: Path, sleep_ms: float = 15.0):
     """(backends, repo, dist) with one model "sleeper": a fixed service time of ``sleep_ms``, one instance."""
-    from workbench.serving.serve_check import triton_distribution
+    from workbench.serving.serve_check import python_backend_dir, triton_distribution
 
     if sleep_ms <= 0:
         raise ValueError(f"sleep_ms {sleep_ms} must be > 0")
     dist = triton_distribution()
-    backends = Path(work) / "backends" / "python"
-    backends.mkdir(parents=True)
-    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        shutil.copy2(dist["backend"] / f, backends / f)
-    shutil.copy2(dist["stub"], backends / "triton_python_backend_stub")
+    python_backend_dir(Path(work), dist)
     model = Path(work) / "repo" / "sleeper"
     (model / "1").mkdir(parents=True)
     (model / "config.pbtxt").write_text(CONFIG % sleep_ms)

@@ -3,7 +3,6 @@ every ``gap_ms``. Known TTFT and inter-token gaps, to check the streaming load g
 (:mod:`workbench.serving.load_stream`)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 MODEL_PY = '''
@@ -55,14 +54,10 @@ parameters { key: "GAP_MS" value: { string_value: "%s" } }
 
 def streamer_repository(work: Path, first_ms: float = 20.0, gap_ms: float = 5.0, instances: int = 4):
     """(backends, repo, dist) with one decoupled model "streamer" (see the module doc)."""
-    from workbench.serving.serve_check import triton_distribution
+    from workbench.serving.serve_check import python_backend_dir, triton_distribution
 
     dist = triton_distribution()
-    backends = Path(work) / "backends" / "python"
-    backends.mkdir(parents=True)
-    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        shutil.copy2(dist["backend"] / f, backends / f)
-    shutil.copy2(dist["stub"], backends / "triton_python_backend_stub")
+    python_backend_dir(Path(work), dist)
     model = Path(work) / "repo" / "streamer"
     (model / "1").mkdir(parents=True)
     (model / "config.pbtxt").write_text(CONFIG % (instances, first_ms, gap_ms))
