@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def benchmark_module():
+    """``benchmark_module("quantization")`` imports ``benchmarks/quantization.py`` (benchmarks are scripts, not a
+    package) so a test can call its functions and ``main``."""
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +48,17 @@ def step_registry():
     """``register(name, ConfigType, fn)`` for test-only steps; the registry is restored when the test ends."""
     from workbench import core
 
-    before = dict(core._STEPS)
+    added = []
 
     def register(name: str, config_type: type, fn):
+        added.append(config_type)
         return core.register_step(name, config_type)(fn)
 
     yield register
-    core._STEPS.clear()
-    core._STEPS.update(before)
+    # remove only the test's own steps: a real step module imported during the test registered once, for good
+    # (it is cached in sys.modules and would never register again)
+    for config_type in added:
+        core._STEPS.pop(config_type, None)
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,8 @@
 """benchmarks/llm_decode.py in small mode: every arm runs or says why not, and the last line is the headline JSON."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_decode.py"
 HEADLINE = ("best_variant", "best_speedup_vs_hf", "fast_loop_speedup_vs_hf", "best_ppl_increase_pct",
             "best_bandwidth_utilisation", "prefix_cache_ttft_ratio")
 
@@ -23,11 +20,8 @@ def _isolated(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("llm_decode_benchmark", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module):
+    return benchmark_module("llm_decode")
 
 
 def test_small_run_prints_the_headline_json(bench, tmp_path, capsys):

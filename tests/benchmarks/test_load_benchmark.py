@@ -1,19 +1,14 @@
 """benchmarks/load.py in small mode: the M/D/1 check and the search on the demo classifier bundle, one JSON line."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("load_benchmark", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module):
+    return benchmark_module("load")
 
 
 def test_small_run_prints_the_headline_json_last(bench, tmp_path, monkeypatch, capsys):

@@ -1,20 +1,14 @@
 """benchmarks/quantization.py writes full harness rows (every percentile with its call count, throughput, threads)
 from interleaved timing, and picks its best arm by a paired CI."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "quantization.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("quantization_benchmark", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module):
+    return benchmark_module("quantization")
 
 
 def _arms():

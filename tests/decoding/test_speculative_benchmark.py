@@ -1,7 +1,5 @@
 """benchmarks/speculative.py on tiny random models: every arm does the same decode work, and the JSON says which
 draft forward its headline speedup uses (the engine with the plain HF forward, beside the lean GPT-2 one)."""
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,15 +7,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from workbench.decoding.speculative import autoregressive_generate
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "speculative.py"
 HEADLINE_KEYS = ("identical", "speedup_vs_target", "speedup_vs_hf_assisted", "predicted_speedup", "alpha", "c", "gamma")
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("speculative_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_lm(seed, layers):
@@ -28,8 +18,8 @@ def tiny_lm(seed, layers):
 
 
 @pytest.fixture(scope="module")
-def result():
-    bench = load_benchmark()
+def result(benchmark_module):
+    bench = benchmark_module("speculative")
     target, draft = tiny_lm(0, 2), tiny_lm(0, 1)   # same seed: the 1-layer draft shares the target's embeddings
     gen = torch.Generator().manual_seed(2)
     prompts = [torch.randint(1, 64, (1, 10), generator=gen) for _ in range(2)]
