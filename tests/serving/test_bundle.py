@@ -72,7 +72,7 @@ def test_existing_bundle_is_never_overwritten_by_a_failed_export(tmp_path, monke
         raise OSError("disk full")
     monkeypatch.setattr(export_mod, "write_manifest", boom)
     with pytest.raises(OSError, match="disk full"):
-        export_bundle(onnx_v, rows, to=dest, task=task, overwrite=True)
+        export_bundle(onnx_v, rows, to=dest, task=task, overwrite=True, allow_unstable=True)
     assert (dest / "manifest.json").read_text() == "previous bundle"
     assert sorted(os.listdir(tmp_path)) == ["b"]  # no half-written temp folder left behind
 
@@ -173,7 +173,9 @@ def test_exporting_a_torch_variant_sweeps_and_describes_the_onnx_it_ships(tmp_pa
     sweep_batching(task, base, SweepConfig(batch_sizes=(1, 2), seq_lens=(16,), point_seconds=0.3), table,
                    progress=False)
     # threads=1: the ONNX sweep export runs itself (one intra-op thread also keeps it steady on a shared CPU)
-    bundle = export_bundle(base, table, to=tmp_path / "b", task=task, slo_ms=1_000, threads=1)
+    # allow_unstable: this test is about what export sweeps and ships; a loaded CI machine can leave every
+    # 0.3 s point unstable (CI failed so once), and the plan logic has its own tests
+    bundle = export_bundle(base, table, to=tmp_path / "b", task=task, slo_ms=1_000, threads=1, allow_unstable=True)
     manifest = json.loads((bundle / "manifest.json").read_text())
     shipped = manifest["served"]["variant_id"]
     assert shipped != base.id and manifest["lineage"][-1]["step"] == "export_onnx"
@@ -213,7 +215,8 @@ def test_triton_threads_are_the_count_the_planned_rows_ran_at(tmp_path):
     swept = {r["threads"] for r in rows if r.get("scenario") == "batching"}
     other = with_threads(onnx_v, 1 if swept != {1} else 2)   # same variant, its runner (and meta) at another count
     assert other.id == onnx_v.id and {other.meta["ort_threads"]} != swept
-    bundle = export_bundle(other, rows, to=tmp_path / "b", task=task, slo_ms=10_000, percentile="p95")
+    bundle = export_bundle(other, rows, to=tmp_path / "b", task=task, slo_ms=10_000, percentile="p95",
+                           allow_unstable=True)
     manifest = json.loads((bundle / "manifest.json").read_text())
     config = check_model_config((bundle / "model_repository" / manifest["name"] / "config.pbtxt").read_text())
     # was: variant.meta["ort_threads"] (how this object's session happened to be built), not what was measured
