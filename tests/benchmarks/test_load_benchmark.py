@@ -14,7 +14,7 @@ def bench(benchmark_module):
 def test_small_run_prints_the_headline_json_last(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_SMALL", "1")
     monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path / "artifacts"))
-    result = bench.main(["--skip-int8", "--budget-s", "30", "--out", str(tmp_path / "work")])
+    result = bench.main(["--skip-int8", "--budget-s", "20", "--out", str(tmp_path / "work")])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(json.dumps(result, default=str))
     for key in ("goodput_default_rps", "goodput_searched_rps", "md1_mean_error_pct", "slo_ms", "percentile"):

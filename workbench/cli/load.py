@@ -45,16 +45,22 @@ def sweep_served(bundle, slo_ms: float, rates, args, table, serving=None):
     import tempfile
     from pathlib import Path
 
-    from workbench.serving.config_search import bundle_inputs
+    from workbench.serving.config_search import bundle_inputs, exported_config, model_capacity
     from workbench.serving.load import LoadError
     from workbench.serving.load_sweep import goodput
     from workbench.serving.serve_check import TritonServer, triton_distribution, twin_repository
+    from workbench.serving.serving_config import ServingConfig
 
     manifest, make_inputs = bundle_inputs(bundle)
     served = manifest.get("served") or {}
     base = {"variant_id": served.get("variant_id"), "variant": served.get("variant"), "bundle": str(bundle),
             "model": manifest["name"], **({"serving_config": serving.label()} if serving else {})}
     dist = triton_distribution()
+    capacity = None
+    if rates is None:   # rates scale with the model's one-at-a-time capacity, not with what a queue delay allows
+        config = serving or exported_config(bundle, manifest)
+        capacity = model_capacity(bundle, manifest, make_inputs, dist,
+                                  ServingConfig.no_batching(config.max_batch_size, config.threads))
     with tempfile.TemporaryDirectory(prefix="workbench-load-") as tmp:
         backends, repo = twin_repository(bundle, manifest, Path(tmp), dist, serving=serving)
         with TritonServer(repo, backends, dist, Path(tmp) / "server.log") as server:
@@ -65,7 +71,8 @@ def sweep_served(bundle, slo_ms: float, rates, args, table, serving=None):
 
             return goodput(server.url, manifest["name"], make_inputs, slo_ms, rates=rates,
                            n_requests=args.requests, attainment=args.attainment, arrival=args.arrival,
-                           warmup_s=args.warmup_s, row=base, table=table, progress=print, after_point=alive)
+                           warmup_s=args.warmup_s, row=base, table=table, progress=print, after_point=alive,
+                           capacity=capacity)
 
 
 @command("load", "open-loop load sweep against a bundle served on Triton (loopback): latency curve, goodput, "

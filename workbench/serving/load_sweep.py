@@ -104,11 +104,13 @@ def goodput(url: str, model: str, make_inputs: Callable[[int], dict], slo_ms: fl
             fractions=DEFAULT_FRACTIONS, n_requests: int = 500, attainment: float = 0.99, arrival: str = "poisson",
             warmup_s: float = 1.0, timeout_s: float = 10.0, seed: int = 0, row: dict | None = None, table=None,
             progress: Callable[[str], None] | None = None,
-            after_point: Callable[[], None] | None = None) -> GoodputResult:
+            after_point: Callable[[], None] | None = None, capacity: dict | None = None) -> GoodputResult:
     """Sweep open-loop rates, find the knee and the goodput; each point is a row (appended to ``table`` if given).
 
     Args:
         rates: offered rates per second; None: ``fractions`` of the synchronous capacity.
+        capacity: a :func:`sync_capacity` result measured elsewhere (e.g. on the model without dynamic batching,
+            whose one-at-a-time rate is not held up by a queue delay); None: measured here on ``url``.
         attainment: fraction of requests (errors and timeouts count as misses) that must meet ``slo_ms``.
         row: columns every row starts from (variant id and name, ...).
         after_point: called after each point (e.g. to check the server is still alive; raise to stop: the rows
@@ -116,7 +118,7 @@ def goodput(url: str, model: str, make_inputs: Callable[[int], dict], slo_ms: fl
     """
     if slo_ms <= 0 or not 0 < attainment <= 1:
         raise ValueError(f"slo_ms ({slo_ms}) must be > 0 and attainment ({attainment}) in (0, 1]")
-    cap = sync_capacity(url, model, make_inputs)
+    cap = capacity or sync_capacity(url, model, make_inputs)
     if rates is None:
         rates = [round(f * cap["capacity_per_s"], 3) for f in fractions]
     rates = sorted(float(r) for r in rates)
