@@ -1,6 +1,7 @@
 """`workbench load BUNDLE --slo-ms MS [--rates R,...] [--search [--write-config]]`: serve the bundle's twin on Triton
 (loopback), sweep open-loop rates for the latency curve and goodput; ``--search`` tries serving configs for the most
-goodput, ``--write-config`` puts the winner into the bundle (config.pbtxt, model card, manifest)."""
+goodput, ``--write-config`` puts the winner into the bundle (config.pbtxt, model card, manifest). A causal-LM bundle
+is streamed token by token instead (:mod:`workbench.serving.load_lm`: TTFT / TPOT / ITL, SLO on TTFT p99)."""
 from __future__ import annotations
 
 from workbench.cli import command
@@ -8,11 +9,17 @@ from workbench.cli import command
 
 def _arguments(p) -> None:
     p.add_argument("bundle", help="bundle folder written by `workbench export`")
-    p.add_argument("--slo-ms", type=float, required=True, help="latency SLO per request, milliseconds")
+    p.add_argument("--slo-ms", type=float, required=True,
+                   help="latency SLO per request, milliseconds (causal-LM bundles: on time to first token, TTFT p99)")
     p.add_argument("--rates", default=None,
                    help="offered rates per second, comma-separated (default: 10%%..100%% of the synchronous capacity;"
-                        " with --search: the winner's curve at these rates after the search)")
-    p.add_argument("--requests", type=int, default=500, help="requests per rate, warm-up included (1..20000)")
+                        " with --search: the winner's curve at these rates after the search; causal-LM bundles: "
+                        "25%%..100%% of 1 / one stream's measured end-to-end latency)")
+    p.add_argument("--requests", type=int, default=None,
+                   help="requests per rate, warm-up included (1..20000; default 500; causal-LM bundles: default "
+                        "20 s of arrivals, 30..500)")
+    p.add_argument("--new-tokens", type=int, default=None,
+                   help="causal-LM bundles: tokens each streamed request generates (default 16)")
     p.add_argument("--attainment", type=float, default=0.99, help="fraction of requests that must meet the SLO")
     p.add_argument("--arrival", default="poisson", choices=["poisson", "constant", "gamma"])
     p.add_argument("--warmup-s", type=float, default=1.0, help="seconds of each point not counted")
@@ -81,12 +88,28 @@ def cmd_load(args) -> int:
     from pathlib import Path
 
     from workbench.results import ResultsTable
+    from workbench.serving import load_lm
+    from workbench.serving.verify import load_manifest
     from workbench.util.files import artifacts_root
 
     rates = _rates(args.rates)
     if args.write_config and not args.search:
         raise ValueError("--write-config writes the winner of a search: add --search")
     bundle = Path(args.bundle)
+    if load_lm.lm_graph(load_manifest(bundle)):
+        if args.search:
+            raise ValueError(load_lm.SEARCH_ERROR.format(bundle=bundle))
+        table = ResultsTable.for_study(args.study, root=artifacts_root())
+        new_tokens = load_lm.DEFAULT_NEW_TOKENS if args.new_tokens is None else args.new_tokens
+        result = load_lm.sweep_lm(bundle, args.slo_ms, rates, new_tokens, args.requests, args.attainment,
+                                  args.arrival, args.warmup_s, table, progress=print)
+        print(result.to_text())
+        print(f"wrote {len(result.rows)} rows to {table.path}")
+        return 0
+    if args.new_tokens is not None:
+        raise ValueError("--new-tokens is for causal-LM bundles (streamed); this bundle answers one request at a time")
+    if args.requests is None:
+        args.requests = 500
     table = ResultsTable.for_study(args.study, root=artifacts_root())
     if not args.search:
         result = sweep_served(bundle, args.slo_ms, rates, args, table)

@@ -85,10 +85,16 @@ class StreamLoadResult:
     client_bound: bool
     valid: bool
     notes: list[str] = field(default_factory=list)
+    ttft_ms: list[float] = field(default_factory=list, repr=False)   # per measured ok request (not a row column)
 
     def as_row(self) -> dict:
-        row = {k: v for k, v in self.__dict__.items() if k not in ("ttft", "tpot", "itl", "notes")}
+        row = {k: v for k, v in self.__dict__.items() if k not in ("ttft", "tpot", "itl", "notes", "ttft_ms")}
         return {**row, **self.ttft, **self.tpot, **self.itl, "notes": "; ".join(self.notes)}
+
+    def ttft_within(self, slo_ms: float) -> float:
+        """Share of measured requests whose first token came within ``slo_ms`` (errors count as misses): defined at
+        any sample count, unlike a p99 (>= 99% within the SLO is TTFT p99 <= SLO)."""
+        return sum(t <= slo_ms for t in self.ttft_ms) / self.n_measured if self.n_measured else 0.0
 
 
 def open_loop_stream(url: str, model: str, make_body, rate_per_s: float, n_requests: int, arrival: str = "poisson",
@@ -127,7 +133,7 @@ def open_loop_stream(url: str, model: str, make_body, rate_per_s: float, n_reque
         tokens_mean=round(float(np.mean([len(events[i]) for i in ok])), 2) if ok else 0.0,
         ttft=percentiles(ttft, "ttft") if ttft else {}, tpot=percentiles(tpot, "tpot") if tpot else {},
         itl=percentiles(itl, "itl") if itl else {}, send_lag_p99_ms=round(lag_p99, 3), client_bound=client_bound,
-        valid=not client_bound and not errors, notes=notes)
+        valid=not client_bound and not errors, notes=notes, ttft_ms=[round(t, 3) for t in ttft])
 
 
 __all__ = ["open_loop_stream", "StreamLoadResult"]
