@@ -52,6 +52,7 @@ def test_compiled_loop_matches_and_does_not_recompile():
     dec = FastDecoder(model, max_batch_size=2, max_cache_len=40)
     res = dec.generate(ids, 10)
     assert dec.compiled, dec.reason
+    assert dec.frozen and "frozen weights" in dec.label and res.notes == dec.label   # CPU: weights frozen in
     assert torch.equal(res.tokens, ref)
     assert dec.compile_seconds > 0
     graphs = counters["stats"]["unique_graphs"]
