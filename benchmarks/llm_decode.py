@@ -1,6 +1,7 @@
-"""LLM decode benchmark: HF generate fp32 vs the fast loop vs weight-only int8 / int4 (torch and ONNX Runtime
-MatMulNBits) vs ORT with KV cache, side by side in one process, on a Llama-shaped random-weight decoder (speed) and
-on the demo LM (perplexity against its parent, paired over the same blocks), plus the prefix-caching trial.
+"""LLM decode benchmark: HF generate fp32 vs the fast loop vs weight-only int8 / int4 (torch under HF generate and
+under the compiled fast loop, ONNX Runtime MatMulNBits) vs ORT with KV cache, side by side in one process, on a
+Llama-shaped random-weight decoder (speed) and on the demo LM (perplexity against its parent, paired over the same
+blocks), plus the prefix-caching trial.
 
 Every arm generates exactly ``--new`` greedy tokens after the same prompts (no EOS stop), batch 1 and batch 8; arms
 take turns round by round so load from other processes hits them alike. tokens/s counts output tokens over the
@@ -53,6 +54,21 @@ def _decoder_arm(name, decoder, weight_bytes, notes=""):
     return Arm(name, generate, weight_bytes, notes=notes or getattr(decoder, "label", ""))
 
 
+def _fast_loop_arm(name, model, weight_bytes, args, cache_len: int, log):
+    """The fast loop over ``model``, compiled for every batch size before any clock runs (compile time apart)."""
+    from workbench.decoding.fast_loop import FastDecoder
+
+    t0 = time.perf_counter()
+    dec = FastDecoder(model, max_batch_size=max(args.batches), max_cache_len=cache_len, compile=not args.no_compile)
+    for b in args.batches:   # one graph per batch size
+        dec.generate(torch.zeros(b, args.prompt, dtype=torch.long), 2)
+    log(f"  {name} ready in {time.perf_counter() - t0:.1f}s (compile {dec.compile_seconds:.1f}s): {dec.label}")
+    arm = _decoder_arm(name, dec, weight_bytes)
+    arm.compile_seconds = round(dec.compile_seconds, 2)
+    arm.skip = "" if dec.supported else f"fast loop unsupported: {dec.reason}"
+    return arm
+
+
 def _hf_arm(name, model, weight_bytes):
     def generate(ids, new):
         start = time.perf_counter()
@@ -98,15 +114,7 @@ def build_arms(model, args, log) -> list[Arm]:
     except ImportError as exc:
         arms.append(Arm("fast-loop-fp32", skip=f"workbench.decoding.fast_loop not available: {exc}"))
     else:
-        t0 = time.perf_counter()
-        dec = FastDecoder(model, max_batch_size=max(args.batches), max_cache_len=cache_len, compile=not args.no_compile)
-        for b in args.batches:   # compile (one graph per batch size) before any clock runs
-            dec.generate(torch.zeros(b, args.prompt, dtype=torch.long), 2)
-        log(f"  fast loop ready in {time.perf_counter() - t0:.1f}s (compile {dec.compile_seconds:.1f}s)")
-        arm = _decoder_arm("fast-loop-fp32", dec, fp32_bytes)
-        arm.compile_seconds = round(dec.compile_seconds, 2)
-        arm.skip = "" if dec.supported else f"fast loop unsupported: {dec.reason}"
-        arms.append(arm)
+        arms.append(_fast_loop_arm("fast-loop-fp32", model, fp32_bytes, args, cache_len, log))
         native, why = native_bf16(isa_summary())
         arms.append(Arm("fast-loop-bf16", skip="" if native else f"skipped: {why}"))
         if native:
@@ -121,6 +129,10 @@ def build_arms(model, args, log) -> list[Arm]:
             arms[-1].notes = f"HF generate on {q.weight_only['kernel']}"
         except WeightOnlyUnavailable as exc:
             arms.append(Arm(f"torch-int{bits}-wo", skip=str(exc)))
+            arms.append(Arm(f"fast-loop-int{bits}-wo", skip=str(exc)))
+            continue
+        if not args.no_compile:   # the same quantised weights under the compiled static-cache loop
+            arms.append(_fast_loop_arm(f"fast-loop-int{bits}-wo", q, decode_weight_bytes(q), args, cache_len, log))
     base = Variant(name="torch-fp32", task="llama-random", backend="torch", device="cpu", precision="fp32",
                    runner=TorchRunner(model, "cpu", ("input_ids",), args.threads), model=model)
     t0 = time.perf_counter()
@@ -190,6 +202,9 @@ def perplexity_section(args, log) -> dict:
     out = {name: paired_perplexity(task, base, v, limit=args.ppl_blocks) for name, v in variants.items()}
     same = {"ppl_increase_pct": 0.0, "ppl_increase_ci_pct": [0.0, 0.0], "note": "same fp32 weights and maths as HF"}
     out["hf-generate-fp32"] = out["fast-loop-fp32"] = same
+    for bits in (8, 4):   # the compiled loop runs the same quantised weights: their perplexity is the torch arm's
+        if f"torch-int{bits}-wo" in out:
+            out[f"fast-loop-int{bits}-wo"] = out[f"torch-int{bits}-wo"]
     return out
 
 
