@@ -92,20 +92,30 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
 
 
 def _load_section(rows: list[dict]) -> list[str]:
-    """Latency vs offered load and the serving-config search, when the study has load rows.
+    """Latency vs offered load and the serving-config search, and streaming-LM load, when the study has such rows.
 
     Reads every saved row: load points differ by offered rate and serving config, which the newest-row rule
     (``latest_rows``) does not tell apart.
     """
     from workbench.ui.plots_load import curves, load_figure
+    from workbench.ui.plots_load_stream import stream_load_figure, stream_rows
 
+    parts = []
+    if stream_rows(rows):
+        parts += ["<h2>Streaming LM under load</h2>",
+                  "<p>Open-loop Poisson streams against the causal-LM bundle on a real Triton server (loopback), "
+                  "timed from the scheduled send. Top: time to first token, p50 to the highest tail percentile "
+                  "each point has samples for (p99 needs 200, else p90), the TTFT SLO and the goodput; bottom: time "
+                  "per output token.</p>",
+                  stream_load_figure(rows).to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
     if not curves(rows):
-        return []
-    parts = ["<h2>Latency under load</h2>",
-             "<p>Open-loop Poisson traffic against the bundle on a real Triton server (loopback); latency from the "
-             "scheduled send time. Band: p50 to p99 per served config; star: goodput (highest rate with the required "
-             "share of requests within the SLO); bars: time per request inside Triton, queued vs computing.</p>",
-             load_figure(rows).to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
+        return parts
+    parts += ["<h2>Latency under load</h2>",
+              "<p>Open-loop Poisson traffic against the bundle on a real Triton server (loopback); latency from the "
+              "scheduled send time. Band: p50 to p99 per served config; star: goodput (highest rate with the "
+              "required share of requests within the SLO); bars: time per request inside Triton, queued vs "
+              "computing.</p>",
+              load_figure(rows).to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
     search = [r for r in rows if r.get("scenario") == "load-search"]
     if search:
         cols = (("serving_config", "config"), ("stage", "stage"), ("goodput_per_s", "goodput (req/s)"),
