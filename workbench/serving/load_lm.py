@@ -85,7 +85,7 @@ def stream_once(url: str, model: str, body: dict, timeout_s: float = 60.0) -> tu
     return elapsed, len(events)
 
 
-def sync_capacity(url: str, model: str, make_body: Callable[[int], dict], n: int = 3, warmup: int = 1) -> dict:
+def stream_capacity(url: str, model: str, make_body: Callable[[int], dict], n: int = 3, warmup: int = 1) -> dict:
     """One stream at a time: median end-to-end latency and capacity = 1 / it (the warm-up pays ORT's first runs)."""
     times = []
     for i in range(warmup + n):
@@ -174,7 +174,7 @@ def sweep_lm(bundle: Path, slo_ms: float, rates=None, new_tokens: int = DEFAULT_
         backends, repo = lm_stream_repository(model_paths(bundle, manifest)[1], name, Path(tmp), dist,
                                               threads=threads)
         with TritonServer(repo, backends, dist, Path(tmp) / "server.log") as server:
-            cap = sync_capacity(server.url, name, make_body)
+            cap = stream_capacity(server.url, name, make_body)
             ladder = sorted(float(r) for r in rates) if rates else [round(f * cap["capacity_per_s"], 3)
                                                                     for f in fractions]
             for k, rate in enumerate(ladder):
@@ -204,5 +204,5 @@ def sweep_lm(bundle: Path, slo_ms: float, rates=None, new_tokens: int = DEFAULT_
                         rows=rows, goodput_per_s=good, notes=notes)
 
 
-__all__ = ["sweep_lm", "lm_graph", "check_streamable", "prompts", "sync_capacity", "requests_for", "LmLoadResult",
+__all__ = ["sweep_lm", "lm_graph", "check_streamable", "prompts", "stream_capacity", "requests_for", "LmLoadResult",
            "SEARCH_ERROR", "DEFAULT_FRACTIONS", "DEFAULT_NEW_TOKENS"]

@@ -100,22 +100,24 @@ def _load_section(rows: list[dict]) -> list[str]:
     from workbench.ui.plots_load import curves, load_figure
     from workbench.ui.plots_load_stream import stream_load_figure, stream_rows
 
+    def figure(title: str, blurb: str, fig) -> list[str]:
+        return [f"<h2>{title}</h2>", f"<p>{blurb}</p>",
+                fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
+
     parts = []
     if stream_rows(rows):
-        parts += ["<h2>Streaming LM under load</h2>",
-                  "<p>Open-loop Poisson streams against the causal-LM bundle on a real Triton server (loopback), "
-                  "timed from the scheduled send. Top: time to first token, p50 to the highest tail percentile "
-                  "each point has samples for (p99 needs 200, else p90), the TTFT SLO and the goodput; bottom: time "
-                  "per output token.</p>",
-                  stream_load_figure(rows).to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
+        parts += figure("Streaming LM under load",
+                        "Open-loop Poisson streams against the causal-LM bundle on a real Triton server (loopback), "
+                        "timed from the scheduled send. Top: time to first token, p50 to the highest tail percentile "
+                        "each point has samples for (p99 needs 200, else p90), the TTFT SLO and the goodput; bottom: "
+                        "time per output token.", stream_load_figure(rows))
     if not curves(rows):
         return parts
-    parts += ["<h2>Latency under load</h2>",
-              "<p>Open-loop Poisson traffic against the bundle on a real Triton server (loopback); latency from the "
-              "scheduled send time. Band: p50 to p99 per served config; star: goodput (highest rate with the "
-              "required share of requests within the SLO); bars: time per request inside Triton, queued vs "
-              "computing.</p>",
-              load_figure(rows).to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
+    parts += figure("Latency under load",
+                    "Open-loop Poisson traffic against the bundle on a real Triton server (loopback); latency from "
+                    "the scheduled send time. Band: p50 to p99 per served config; star: goodput (highest rate with "
+                    "the required share of requests within the SLO); bars: time per request inside Triton, queued vs "
+                    "computing.", load_figure(rows))
     search = [r for r in rows if r.get("scenario") == "load-search"]
     if search:
         cols = (("serving_config", "config"), ("stage", "stage"), ("goodput_per_s", "goodput (req/s)"),
