@@ -89,8 +89,9 @@ def stream_capacity(url: str, model: str, make_body: Callable[[int], dict], n: i
     """One stream at a time: median end-to-end latency and capacity = 1 / it (the warm-up pays ORT's first runs)."""
     times = []
     for i in range(warmup + n):
-        elapsed, tokens = stream_once(url, model, make_body(i))
-        want = make_body(i)["MAX_NEW_TOKENS"]
+        body = make_body(i)
+        elapsed, tokens = stream_once(url, model, body)
+        want = body["MAX_NEW_TOKENS"]
         if tokens != want:
             raise RuntimeError(f"{model} streamed {tokens} tokens, not the {want} asked for: check the server log")
         if i >= warmup:
@@ -148,6 +149,7 @@ def sweep_lm(bundle: Path, slo_ms: float, rates=None, new_tokens: int = DEFAULT_
     from workbench.serving.lm_stream import lm_stream_repository
     from workbench.serving.load import LoadError
     from workbench.serving.load_stream import open_loop_stream
+    from workbench.serving.load_sweep import goodput_of
     from workbench.serving.serve_check import TritonServer, triton_distribution
     from workbench.serving.verify import model_paths
 
@@ -193,11 +195,7 @@ def sweep_lm(bundle: Path, slo_ms: float, rates=None, new_tokens: int = DEFAULT_
                     where = f"; the points done are in {table.path}" if table is not None else ""
                     raise LoadError(f"Triton died mid-sweep (exit code {server.process.returncode}){where}. "
                                     f"Server log: {server.log_tail()}")
-    good = None
-    for row in rows:
-        if not row["meets_slo"]:
-            break
-        good = row["offered_rate_per_s"]
+    good = goodput_of(rows)
     notes = [] if good is not None else [(f"no rate met the SLO: even {ladder[0]}/s had < {attainment:.0%} of TTFTs "
                                           f"within {slo_ms} ms (or was not valid)")]
     return LmLoadResult(slo_ms=slo_ms, attainment=attainment, capacity=cap, new_tokens=new_tokens, points=points,

@@ -100,6 +100,17 @@ def knee_rate(points: list[LoadResult]) -> float | None:
     return knee
 
 
+def goodput_of(rows: list[dict]) -> float | None:
+    """Highest offered rate, going up from the lowest, whose row met the SLO (``meets_slo``; the first miss ends the
+    climb); None when the lowest rate missed. Rows sorted by ``offered_rate_per_s``."""
+    good = None
+    for r in rows:
+        if not r.get("meets_slo"):
+            break
+        good = r["offered_rate_per_s"]
+    return good
+
+
 def goodput(url: str, model: str, make_inputs: Callable[[int], dict], slo_ms: float, rates=None,
             fractions=DEFAULT_FRACTIONS, n_requests: int = 500, attainment: float = 0.99, arrival: str = "poisson",
             warmup_s: float = 1.0, timeout_s: float = 10.0, seed: int = 0, row: dict | None = None, table=None,
@@ -135,15 +146,11 @@ def goodput(url: str, model: str, make_inputs: Callable[[int], dict], slo_ms: fl
         if after_point:
             after_point()
     knee = knee_rate(points)
-    good = None
-    for res, out in zip(points, rows):
-        if not out["meets_slo"]:
-            break
-        good = res.offered_rate_per_s
+    good = goodput_of(rows)
     notes = [] if good is not None else [f"no rate met the SLO: even {rates[0]}/s had < {attainment:.0%} of requests "
                                          f"within {slo_ms} ms (or was not valid)"]
     return GoodputResult(slo_ms=slo_ms, attainment=attainment, capacity_per_s=cap["capacity_per_s"], points=points,
                          rows=rows, knee_per_s=knee, goodput_per_s=good, notes=notes)
 
 
-__all__ = ["goodput", "GoodputResult", "sync_capacity", "measure_point", "knee_rate", "point_text", "DEFAULT_FRACTIONS"]
+__all__ = ["goodput", "goodput_of", "GoodputResult", "sync_capacity", "measure_point", "knee_rate", "point_text", "DEFAULT_FRACTIONS"]

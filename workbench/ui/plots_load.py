@@ -6,6 +6,8 @@ functions of result rows, like every figure in ``workbench.ui``.
 """
 from __future__ import annotations
 
+from workbench.serving.load_sweep import goodput_of   # one definition of goodput, shared with the sweeps
+
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
@@ -26,16 +28,6 @@ def curves(rows) -> dict[str, list[dict]]:
     for r in load_rows(rows):
         out.setdefault(curve_key(r), {})[r["offered_rate_per_s"]] = r
     return {k: [v[rate] for rate in sorted(v)] for k, v in out.items()}
-
-
-def goodput_of(points: list[dict]) -> float | None:
-    """Highest offered rate, going up from the lowest, whose point met the SLO (the first miss ends the climb)."""
-    good = None
-    for r in points:
-        if not r.get("meets_slo"):
-            break
-        good = r["offered_rate_per_s"]
-    return good
 
 
 def load_figure(rows, title: str | None = None, max_curves: int = 4):
