@@ -61,6 +61,20 @@ def test_compiled_loop_matches_and_does_not_recompile():
     assert res2.tokens.shape == (2, 33)
 
 
+def test_two_decoders_in_one_process_each_run_their_own_graph():
+    """Steps run guard-free: two decoders of the same class and batch size must never share a compiled graph
+    (each batch size compiles a private copy of the step), else the second would run the first's frozen weights."""
+    first, second = tiny_llama(seed=7), tiny_llama(seed=8)
+    ids = prompts(1, 6, seed=9)
+    decoders = [FastDecoder(m, max_batch_size=2, max_cache_len=24) for m in (first, second)]
+    for model, dec in zip((first, second), decoders):
+        assert torch.equal(dec.generate(ids, 8).tokens, hf_generate(model, ids, 8).tokens), dec.reason
+    assert not torch.equal(decoders[0].generate(ids, 8).tokens, decoders[1].generate(ids, 8).tokens)
+    two = prompts(2, 6, seed=10)   # a second batch size of the first decoder: its own graph, still right
+    assert torch.equal(decoders[0].generate(two, 8).tokens, hf_generate(first, two, 8).tokens)
+    assert all(dec.compiled for dec in decoders), [dec.reason for dec in decoders]   # not the eager fallback
+
+
 class NoCompileLM(GPT2LMHeadModel):
     _can_compile_fullgraph = False
 
