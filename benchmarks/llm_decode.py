@@ -1,7 +1,8 @@
 """LLM decode benchmark: HF generate fp32 vs the fast loop vs weight-only int8 / int4 (torch under HF generate and
-under the compiled fast loop, ONNX Runtime MatMulNBits) vs ORT with KV cache, side by side in one process, on a
+under the compiled fast loop, ONNX Runtime MatMulNBits) vs ORT with KV cache, side by side in one run, on a
 Llama-shaped random-weight decoder (speed) and on the demo LM (perplexity against its parent, paired over the same
-blocks), plus the prefix-caching trial.
+blocks), plus the prefix-caching trial. The arms share one process, or with ``--isolate`` each has its own (the
+runtimes' spinning worker threads, allocators and compiler caches then cannot touch another arm).
 
 Every arm generates exactly ``--new`` greedy tokens after the same prompts (no EOS stop), batch 1 and batch 8; arms
 take turns round by round so load from other processes hits them alike. tokens/s counts output tokens over the
@@ -10,6 +11,7 @@ incl. scales, + the KV cache at the mean context) x steps/s / this CPU's copy ba
 
     python benchmarks/llm_decode.py            # Llama 12 x 768, vocab 32000; batch 1 and 8, prompt 128, 128 new
     python benchmarks/llm_decode.py --small    # tiny shapes (also WORKBENCH_SMALL=1), for CI
+    python benchmarks/llm_decode.py --isolate --arms fast-loop-int4-wo,ort-int4-matmulnbits   # + HF, own processes
 
 Last printed line: one JSON object with ``best_variant``, ``best_speedup_vs_hf`` (batch 1),
 ``fast_loop_speedup_vs_hf``, ``best_ppl_increase_pct``, ``best_bandwidth_utilisation``, ``prefix_cache_ttft_ratio``
@@ -18,6 +20,7 @@ and the per-arm figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -83,66 +86,122 @@ def _hf_arm(name, model, weight_bytes):
     return Arm(name, generate, weight_bytes, notes="HF generate (dynamic cache), eager")
 
 
-def _ort_arm(name, variant, weight_bytes):
+def _ort_arm(name, path, weight_bytes, threads):
+    from workbench.runtime.ort import OrtRunner
+
+    runner = OrtRunner(path, "cpu", threads)
+
     def generate(ids, new):
         start = time.perf_counter()
-        variant.runner.run({"input_ids": ids})
+        runner.run({"input_ids": ids})
         ttft = time.perf_counter() - start
         start = time.perf_counter()
-        out = variant.runner.generate_greedy(ids, new)
+        out = runner.generate_greedy(ids, new)
         return out, ttft, time.perf_counter() - start
-    return Arm(name, generate, weight_bytes, notes=f"ONNX Runtime, KV cache, {variant.meta.get('ort_threads')} threads")
+    return Arm(name, generate, weight_bytes, notes=f"ONNX Runtime, KV cache, {runner.threads} threads")
 
 
-def build_arms(model, args, log) -> list[Arm]:
-    """Every arm on ``model``; an arm whose kernel or module is missing here is a skipped row with the reason."""
-    import copy
+ARMS = ("hf-generate-fp32", "fast-loop-fp32", "fast-loop-bf16", "torch-int8-wo", "fast-loop-int8-wo", "torch-int4-wo",
+        "fast-loop-int4-wo", "ort-fp32-kv", "ort-int8-matmulnbits", "ort-int4-matmulnbits")
 
+
+def arm_names(args) -> list[str]:
+    """The arms this run builds: ``--arms`` (HF generate, the baseline, always), less the compiled weight-only loops
+    under ``--no-compile``."""
+    wanted = set(ARMS if not args.arms else ["hf-generate-fp32", *args.arms.split(",")])
+    unknown = wanted - set(ARMS)
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {sorted(unknown)}: choose from {', '.join(ARMS)}")
+    skip = {"fast-loop-int8-wo", "fast-loop-int4-wo"} if args.no_compile else set()
+    return [name for name in ARMS if name in wanted and name not in skip]
+
+
+def onnx_files(model, args, log) -> dict:
+    """The ORT arms' files, made once: the KV-cache export and its MatMulNBits int8 / int4; name -> (path, bytes)."""
     from workbench.core import Variant, apply
-    from workbench.measure.isa import isa_summary, native_bf16
-    from workbench.measure.kv_budget import decode_weight_bytes
     from workbench.runtime.torch_runner import TorchRunner
     from workbench.steps.export_onnx import ExportOnnxConfig
-    from workbench.steps.weight_only import WeightOnlyUnavailable, apply_weight_only
     from workbench.steps.weight_only_onnx import WeightOnlyOrtConfig, onnx_weight_bytes
 
-    fp32_bytes = decode_weight_bytes(model)
-    arms = [_hf_arm("hf-generate-fp32", model, fp32_bytes)]
-    cache_len = args.prompt + args.new + 8
-    try:
-        from workbench.decoding.fast_loop import FastDecoder
-    except ImportError as exc:
-        arms.append(Arm("fast-loop-fp32", skip=f"workbench.decoding.fast_loop not available: {exc}"))
-    else:
-        arms.append(_fast_loop_arm("fast-loop-fp32", model, fp32_bytes, args, cache_len, log))
-        native, why = native_bf16(isa_summary())
-        arms.append(Arm("fast-loop-bf16", skip="" if native else f"skipped: {why}"))
-        if native:
-            bf = copy.deepcopy(model).to(torch.bfloat16)
-            dec16 = FastDecoder(bf, max_batch_size=max(args.batches), max_cache_len=cache_len,
-                                compile=not args.no_compile)
-            arms[-1] = _decoder_arm("fast-loop-bf16", dec16, decode_weight_bytes(bf))
-    for bits in (8, 4):
-        try:
-            q = apply_weight_only(copy.deepcopy(model), bits, 128)
-            arms.append(_hf_arm(f"torch-int{bits}-wo", q, decode_weight_bytes(q)))
-            arms[-1].notes = f"HF generate on {q.weight_only['kernel']}"
-        except WeightOnlyUnavailable as exc:
-            arms.append(Arm(f"torch-int{bits}-wo", skip=str(exc)))
-            arms.append(Arm(f"fast-loop-int{bits}-wo", skip=str(exc)))
-            continue
-        if not args.no_compile:   # the same quantised weights under the compiled static-cache loop
-            arms.append(_fast_loop_arm(f"fast-loop-int{bits}-wo", q, decode_weight_bytes(q), args, cache_len, log))
     base = Variant(name="torch-fp32", task="llama-random", backend="torch", device="cpu", precision="fp32",
                    runner=TorchRunner(model, "cpu", ("input_ids",), args.threads), model=model)
     t0 = time.perf_counter()
-    onnx_fp32 = apply(base, ExportOnnxConfig(batch_sizes=(1, 2, 3), seq_lens=(4, 8, 16), out_dir=args.out,
-                                             threads=args.threads))
+    fp32 = apply(base, ExportOnnxConfig(batch_sizes=(1, 2, 3), seq_lens=(4, 8, 16), out_dir=args.out,
+                                        threads=args.threads))
     log(f"  ONNX export with KV cache in {time.perf_counter() - t0:.1f}s")
-    arms.append(_ort_arm("ort-fp32-kv", onnx_fp32, onnx_weight_bytes(onnx_fp32.artifact_path)))
+    files = {"ort-fp32-kv": (str(fp32.artifact_path), onnx_weight_bytes(fp32.artifact_path))}
     for bits in (8, 4):
-        v = apply(onnx_fp32, WeightOnlyOrtConfig(bits=bits, block_size=32, out_dir=args.out, threads=args.threads))
-        arms.append(_ort_arm(f"ort-int{bits}-matmulnbits", v, v.meta["weight_only"]["weight_bytes_per_step"]))
+        v = apply(fp32, WeightOnlyOrtConfig(bits=bits, block_size=32, out_dir=args.out, threads=args.threads))
+        files[f"ort-int{bits}-matmulnbits"] = (str(v.artifact_path), v.meta["weight_only"]["weight_bytes_per_step"])
+    return files
+
+
+def build_arm(name: str, model, args, log, onnx: dict) -> Arm:
+    """One arm on ``model``; an arm whose kernel or module is missing here is a skipped row with the reason."""
+    import copy
+
+    from workbench.measure.isa import isa_summary, native_bf16
+    from workbench.measure.kv_budget import decode_weight_bytes
+    from workbench.steps.weight_only import WeightOnlyUnavailable, apply_weight_only
+
+    cache_len = args.prompt + args.new + 8
+    if name == "hf-generate-fp32":
+        return _hf_arm(name, model, decode_weight_bytes(model))
+    if name == "fast-loop-fp32":
+        return _fast_loop_arm(name, model, decode_weight_bytes(model), args, cache_len, log)
+    if name == "fast-loop-bf16":
+        native, why = native_bf16(isa_summary())
+        if not native:
+            return Arm(name, skip=f"skipped: {why}")
+        bf = copy.deepcopy(model).to(torch.bfloat16)
+        return _fast_loop_arm(name, bf, decode_weight_bytes(bf), args, cache_len, log)
+    if name.endswith("-wo"):   # torch-int{bits}-wo (HF generate) or fast-loop-int{bits}-wo (compiled loop)
+        bits = 8 if "int8" in name else 4
+        try:
+            q = apply_weight_only(copy.deepcopy(model), bits, 128)
+        except WeightOnlyUnavailable as exc:
+            return Arm(name, skip=str(exc))
+        if name.startswith("fast-loop"):   # the same quantised weights under the compiled static-cache loop
+            return _fast_loop_arm(name, q, decode_weight_bytes(q), args, cache_len, log)
+        arm = _hf_arm(name, q, decode_weight_bytes(q))
+        arm.notes = f"HF generate on {q.weight_only['kernel']}"
+        return arm
+    path, weight_bytes = onnx[name]
+    return _ort_arm(name, path, weight_bytes, args.threads)
+
+
+def build_arms(model, args, log) -> list[Arm]:
+    """Every arm of this run in this process."""
+    names = arm_names(args)
+    onnx = onnx_files(model, args, log) if any(n.startswith("ort-") for n in names) else {}
+    return [build_arm(name, model, args, log, onnx) for name in names]
+
+
+def worker_arm(name: str, args: dict, onnx: dict):
+    """:class:`workbench.measure.arm_process.ArmProcess` factory: one arm built in its own process."""
+    args = argparse.Namespace(**args)
+    torch.set_num_threads(args.threads)
+    os.environ["WORKBENCH_THREADS"] = str(args.threads)
+    arm = build_arm(name, llama(args.small), args, lambda msg: print(msg, file=sys.stderr, flush=True), onnx)
+    return arm.generate, {"skip": arm.skip, "weight_bytes": arm.weight_bytes, "notes": arm.notes,
+                          "compile_seconds": getattr(arm, "compile_seconds", None)}
+
+
+def build_isolated_arms(model, args, log, processes) -> list[Arm]:
+    """Every arm in its own process (``processes``: an ExitStack that closes them), built one after another."""
+    from workbench.measure.arm_process import ArmProcess
+
+    names = arm_names(args)
+    onnx = onnx_files(model, args, log) if any(n.startswith("ort-") for n in names) else {}
+    arms = []
+    for name in names:
+        proc = processes.enter_context(ArmProcess(__file__, "worker_arm", name=name, args=vars(args), onnx=onnx))
+        info = proc.info
+        arm = Arm(name, None if info["skip"] else proc, info["weight_bytes"], info["skip"],
+                  f"{info['notes']}; own process")
+        if info["compile_seconds"] is not None:
+            arm.compile_seconds = info["compile_seconds"]
+        arms.append(arm)
     return arms
 
 
@@ -218,6 +277,10 @@ def bandwidth(arm: Arm, fig: dict, batch: int, kv_per_token: float, mean_context
     return round(step_bytes * steps_per_s / (peak_gb_s * 1e9), 6)
 
 
+def result_isolation(args) -> str:
+    return "one process each" if args.isolate else "one process"
+
+
 def print_table(title, rows: dict, cols):
     print(f"\n{title}")
     print(f"{'arm':26s}" + "".join(f"{c:>22s}" for c in cols))
@@ -234,6 +297,10 @@ def parse(argv):
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--no-compile", action="store_true", help="fast loop uncompiled (static cache only)")
     p.add_argument("--skip-ppl", action="store_true")
+    p.add_argument("--arms", default="", help=f"comma-separated subset of: {', '.join(ARMS)} (HF is always run)")
+    p.add_argument("--isolate", action="store_true",
+                   help="each arm in its own process (still interleaved round by round): no shared allocator, "
+                        "thread pools or compiler caches between arms")
     p.add_argument("--out", default=None, help="folder for the ONNX files (default $WORKBENCH_ARTIFACTS/onnx)")
     args = p.parse_args(argv)
     args.batches = (1, 8)
@@ -258,10 +325,11 @@ def main(argv=None) -> dict:
     model = llama(args.small)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"Llama-shaped decoder: {n_params / 1e6:.1f}M parameters; building arms ...")
-    arms = build_arms(model, args, log)
     gen = torch.Generator().manual_seed(1)
     prompts = {b: torch.randint(0, model.config.vocab_size, (b, args.prompt), generator=gen) for b in args.batches}
-    timing = time_arms(arms, prompts, args)
+    with contextlib.ExitStack() as processes:
+        arms = build_isolated_arms(model, args, log, processes) if args.isolate else build_arms(model, args, log)
+        timing = time_arms(arms, prompts, args)
     peak = copy_bandwidth("cpu", megabytes=64 if args.small else 256)
     kv = kv_bytes_per_token(model.config, 4)
     ppl = {} if args.skip_ppl else perplexity_section(args, log)
@@ -295,7 +363,8 @@ def main(argv=None) -> dict:
           if r["ppl_increase_pct"] is not None and r["ppl_increase_pct"] <= PPL_TOLERANCE_PCT}
     best = max(ok or ran, key=lambda k: ran[k]["speedup_vs_hf_b1"])
     print_table(f"decode, prompt {args.prompt}, {args.new} new tokens, {args.threads} threads "
-                f"({n_params / 1e6:.0f}M-param Llama shape; copy bandwidth {peak:.1f} GB/s)", table,
+                f"({n_params / 1e6:.0f}M-param Llama shape; copy bandwidth {peak:.1f} GB/s; arms in "
+                f"{result_isolation(args)})", table,
                 ["tokens_per_s_b1", "speedup_vs_hf_b1", "speedup_vs_hf_best_b1", "tokens_per_s_b8", "speedup_vs_hf_b8",
                  "ttft_ms_b1",
                  "bandwidth_utilisation_b1", "weight_mb_per_step", "ppl_increase_pct"])
@@ -318,7 +387,8 @@ def main(argv=None) -> dict:
               "shape": {"params_m": round(n_params / 1e6, 1), "prompt": args.prompt, "new_tokens": args.new,
                         "batches": list(args.batches), "layers": model.config.num_hidden_layers,
                         "hidden": model.config.hidden_size, "vocab": model.config.vocab_size},
-              "threads": args.threads, "copy_gb_per_s": round(peak, 2), "kv_bytes_per_token_fp32": kv,
+              "threads": args.threads, "arms_ran_in": result_isolation(args),
+              "copy_gb_per_s": round(peak, 2), "kv_bytes_per_token_fp32": kv,
               "cpu": cpu_isa(), "arms": table, "prefix_cache": {**trial, **saving},
               "kv_cache": {"ppl_demo_lm": {k: ppl[k] for k in ppl if k.startswith("kv-")},
                            "budget_4gib": [{k: r[k] for k in ("kv_cache", "context", "kv_bytes_per_token", "max_batch")}

@@ -58,3 +58,15 @@ def test_small_run_prints_the_headline_json(bench, tmp_path, capsys):
     assert set(kv["ppl_demo_lm"]) == {"kv-int8", "kv-int4"}
     budget = {(r["kv_cache"], r["context"]): r for r in kv["budget_4gib"]}
     assert budget[("int8", 2048)]["max_batch"] > 3 * budget[("fp32", 2048)]["max_batch"] > 0
+
+
+def test_isolated_arms_run_in_their_own_processes_with_the_same_tokens(bench, tmp_path):
+    result = bench.main(["--small", "--no-compile", "--skip-ppl", "--isolate", "--arms", "ort-fp32-kv",
+                         "--out", str(tmp_path)])
+    assert result["arms_ran_in"] == "one process each"
+    arms = result["arms"]
+    assert set(arms) == {"hf-generate-fp32", "ort-fp32-kv"}   # HF, the baseline, always runs
+    assert all("own process" in row["notes"] for row in arms.values())
+    assert arms["ort-fp32-kv"]["token_agreement_vs_hf_b1"] == 1.0 and arms["ort-fp32-kv"]["tokens_per_s_b8"] > 0
+    with pytest.raises(SystemExit, match="unknown arm"):
+        bench.main(["--small", "--arms", "ort-int3"])
