@@ -9,11 +9,11 @@ from workbench.ui.llm_panel import Arm, LlmRun, arm_row, cache_generate, run_arm
 VOCAB = 96
 
 
-def _tiny_gpt2():
+def _tiny_gpt2(n_embd=64):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=64, n_layer=2, n_head=2)
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=n_embd, n_layer=2, n_head=2)
     return GPT2LMHeadModel(cfg).eval()
 
 
@@ -22,8 +22,8 @@ class TinyLMTask:
 
     name = "tiny-lm"
 
-    def __init__(self):
-        self.model = _tiny_gpt2()
+    def __init__(self, n_embd=64):
+        self.model = _tiny_gpt2(n_embd)
         self.blocks = torch.randint(0, VOCAB, (6, 24), generator=torch.Generator().manual_seed(1))
 
     def baseline(self):
@@ -106,6 +106,15 @@ def test_run_arms_costs_each_row_from_its_measured_rates_and_reports_unavailable
     assert prefix["usd_per_1m_prompt_tokens_prefix_cached"] == pytest.approx(
         usd / (prefix["prompt_tokens_per_s_reused"] * 3600) * 1e6)
     assert prefix["api_usd_per_1m_prompt_uncached"] == 0.15                  # gpt-4o-mini's input price
+
+
+def test_fast_loop_int4_arm_decodes_the_int4_weights_and_measures_their_perplexity():
+    rows = run_arms(TinyLMTask(n_embd=128), ["int4-wo", "fast-loop-int4-wo"], RUN, progress=False)   # 128: one group
+    by = {r["arm"]: r for r in rows}
+    loop, hf = by["fast-loop-int4-wo"], by["int4-wo"]
+    assert loop["available"] and "fast loop" in loop["notes"] and "int4" in loop["notes"]
+    assert loop["bytes_per_token"] == hf["bytes_per_token"] < by["fp32"]["bytes_per_token"] / 3
+    assert loop["ppl_increase_pct"] == hf["ppl_increase_pct"] != 0   # measured on the int4 weights, not fp32's
 
 
 def test_run_arms_rejects_unknown_or_no_arms():

@@ -24,6 +24,7 @@ ARMS = {
     "fast-loop": "fast loop: static KV cache + torch.compile'd decode step, fp32",
     "int8-wo": "weight-only int8, HF generate",
     "int4-wo": "weight-only int4 (groups of 128), HF generate",
+    "fast-loop-int4-wo": "weight-only int4 (groups of 128) under the fast loop",
     "kv-int8": "int8 KV cache, fp32 weights",
     "prefix-cache": "shared-prefix KV reuse: TTFT and prompt cost with / without",
 }
@@ -106,6 +107,17 @@ def _hf_arm(name, variant, notes) -> Arm:
                variant, notes)
 
 
+def _fast_loop_arm(name, source, run: LlmRun, variant) -> Arm:
+    """The fast loop over ``source``'s model; ``variant`` is what perplexity is measured on (None: fp32's own)."""
+    from workbench.decoding.fast_loop import FastDecoder
+
+    dec = FastDecoder(source.model, max_batch_size=1, max_cache_len=run.prompt_len + run.new_tokens,
+                      compile=run.compile)
+    kernel = f" on {source.meta['kernel']}" if variant is not None else ""
+    return Arm(name, dec.generate, source.model, _kv_bytes(source.model), variant, dec.label + kernel,
+               {"decoder": dec, "fast_loop_reason": dec.reason})
+
+
 def build_arm(name: str, base, run: LlmRun) -> Arm:
     """The arm ``name`` on the fp32 ``base`` variant; raises (with the reason) when it cannot run here."""
     from workbench.core import apply
@@ -121,17 +133,14 @@ def build_arm(name: str, base, run: LlmRun) -> Arm:
             raise RuntimeError(why)
         return _hf_arm(name, apply(base, CpuPrecisionConfig()), why)
     if name == "fast-loop":
-        from workbench.decoding.fast_loop import FastDecoder
-
-        dec = FastDecoder(base.model, max_batch_size=1, max_cache_len=run.prompt_len + run.new_tokens,
-                          compile=run.compile)
-        return Arm(name, dec.generate, base.model, _kv_bytes(base.model), None, dec.label,
-                   {"decoder": dec, "fast_loop_reason": dec.reason})
-    if name in ("int8-wo", "int4-wo"):
+        return _fast_loop_arm(name, base, run, variant=None)
+    if name in ("int8-wo", "int4-wo", "fast-loop-int4-wo"):
         from workbench.steps.weight_only import WeightOnlyConfig
 
         config = WeightOnlyConfig.int8() if name == "int8-wo" else WeightOnlyConfig.int4()
         variant = apply(base, config)
+        if name.startswith("fast-loop"):   # the same int4 weights under the compiled static-cache loop
+            return _fast_loop_arm(name, variant, run, variant=variant)
         return _hf_arm(name, variant, f"HF generate on {variant.meta['kernel']}")
     if name == "kv-int8":
         from workbench.steps.kv_cache import KvCacheQuantConfig
