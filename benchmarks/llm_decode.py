@@ -136,8 +136,9 @@ def onnx_files(model, args, log) -> dict:
     return files
 
 
-def build_arm(name: str, model, args, log, onnx: dict) -> Arm:
-    """One arm on ``model``; an arm whose kernel or module is missing here is a skipped row with the reason."""
+def build_arm(name: str, model, args, log, onnx: dict, quantised: dict | None = None) -> Arm:
+    """One arm on ``model``; an arm whose kernel or module is missing here is a skipped row with the reason.
+    ``quantised`` (bits -> model) lets the HF-generate and fast-loop arms of one process share their weights."""
     import copy
 
     from workbench.measure.isa import isa_summary, native_bf16
@@ -157,10 +158,13 @@ def build_arm(name: str, model, args, log, onnx: dict) -> Arm:
         return _fast_loop_arm(name, bf, decode_weight_bytes(bf), args, cache_len, log)
     if name.endswith("-wo"):   # torch-int{bits}-wo (HF generate) or fast-loop-int{bits}-wo (compiled loop)
         bits = 8 if "int8" in name else 4
+        quantised = {} if quantised is None else quantised
         try:
-            q = apply_weight_only(copy.deepcopy(model), bits, 128)
+            if bits not in quantised:
+                quantised[bits] = apply_weight_only(copy.deepcopy(model), bits, 128)
         except WeightOnlyUnavailable as exc:
             return Arm(name, skip=str(exc))
+        q = quantised[bits]
         if name.startswith("fast-loop"):   # the same quantised weights under the compiled static-cache loop
             return _fast_loop_arm(name, q, decode_weight_bytes(q), args, cache_len, log)
         arm = _hf_arm(name, q, decode_weight_bytes(q))
@@ -170,11 +174,10 @@ def build_arm(name: str, model, args, log, onnx: dict) -> Arm:
     return _ort_arm(name, path, weight_bytes, args.threads)
 
 
-def build_arms(model, args, log) -> list[Arm]:
-    """Every arm of this run in this process."""
-    names = arm_names(args)
-    onnx = onnx_files(model, args, log) if any(n.startswith("ort-") for n in names) else {}
-    return [build_arm(name, model, args, log, onnx) for name in names]
+def build_arms(names, model, args, log, onnx: dict) -> list[Arm]:
+    """The arms ``names`` in this process (the weight-only models built once, shared by their two arms)."""
+    quantised: dict = {}
+    return [build_arm(name, model, args, log, onnx, quantised) for name in names]
 
 
 def worker_arm(name: str, args: dict, onnx: dict):
@@ -187,12 +190,11 @@ def worker_arm(name: str, args: dict, onnx: dict):
                           "compile_seconds": getattr(arm, "compile_seconds", None)}
 
 
-def build_isolated_arms(model, args, log, processes) -> list[Arm]:
-    """Every arm in its own process (``processes``: an ExitStack that closes them), built one after another."""
+def build_isolated_arms(names, args, onnx: dict, processes) -> list[Arm]:
+    """The arms ``names``, each in its own process (``processes``: an ExitStack that closes them), built one after
+    another."""
     from workbench.measure.arm_process import ArmProcess
 
-    names = arm_names(args)
-    onnx = onnx_files(model, args, log) if any(n.startswith("ort-") for n in names) else {}
     arms = []
     for name in names:
         proc = processes.enter_context(ArmProcess(__file__, "worker_arm", name=name, args=vars(args), onnx=onnx))
@@ -327,8 +329,11 @@ def main(argv=None) -> dict:
     log(f"Llama-shaped decoder: {n_params / 1e6:.1f}M parameters; building arms ...")
     gen = torch.Generator().manual_seed(1)
     prompts = {b: torch.randint(0, model.config.vocab_size, (b, args.prompt), generator=gen) for b in args.batches}
+    names = arm_names(args)
+    onnx = onnx_files(model, args, log) if any(n.startswith("ort-") for n in names) else {}
     with contextlib.ExitStack() as processes:
-        arms = build_isolated_arms(model, args, log, processes) if args.isolate else build_arms(model, args, log)
+        arms = (build_isolated_arms(names, args, onnx, processes) if args.isolate
+                else build_arms(names, model, args, log, onnx))
         timing = time_arms(arms, prompts, args)
     peak = copy_bandwidth("cpu", megabytes=64 if args.small else 256)
     kv = kv_bytes_per_token(model.config, 4)
