@@ -31,10 +31,7 @@ def benchmark_module():
 @pytest.fixture(autouse=True)
 def _artifacts_in_tmp(tmp_path, monkeypatch):
     """Every test writes its artifacts under its own tmp dir, never into the repo."""
-    monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path / "artifacts"))
-    import workbench.results as results
-
-    monkeypatch.setattr(results, "ARTIFACTS_DIR", tmp_path / "artifacts")
+    monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path / "artifacts"))  # read by util.files.artifacts_root
     yield
 
 

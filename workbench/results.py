@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from workbench.util.files import write_file_atomic
+from workbench.util.files import artifacts_root, write_file_atomic
 from workbench.util.numbers import format_value, is_number
 
-ARTIFACTS_DIR = Path(os.environ.get("WORKBENCH_ARTIFACTS", Path.cwd() / "artifacts"))
 ENVIRONMENTS_FILE = "environments.json"      # {environment_id: fingerprint}, every environment the study has seen
 LEGACY_ENVIRONMENT_FILE = "environment.json"  # older studies: one fingerprint, overwritten by each run
 
@@ -78,7 +77,7 @@ class ResultsTable:
             environment: the fingerprint rows appended from now on are stamped with; None (default) takes this
                 machine's (:func:`workbench.measure.environment_fingerprint`), False stamps none.
         """
-        folder = Path(root or ARTIFACTS_DIR) / study
+        folder = Path(root or artifacts_root()) / study
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "results.jsonl"
         table = cls.load(path) if path.exists() else cls(path)

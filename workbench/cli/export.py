@@ -1,7 +1,6 @@
 """`workbench export`: serving bundle (ONNX + Triton repository + model card + manifest) of a swept variant."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from workbench.cli import add_task_arguments, command
 from workbench.measure.timing import PERCENTILES
@@ -29,9 +28,9 @@ def cmd_export(args) -> int:
     from workbench.results import ResultsTable
     from workbench.tasks import get_task
 
-    from workbench import results
+    from workbench.util.files import artifacts_root
 
-    table = ResultsTable.load(Path(results.ARTIFACTS_DIR) / (args.study or args.task))  # missing: clear error
+    table = ResultsTable.load(artifacts_root() / (args.study or args.task))  # missing: clear error
     task = get_task(args.task, args.model, args.data)
     variant = pick_variant(task, table.rows, args.variant, args.device)
     # A torch variant ships as its ONNX export; without a sweep of that ONNX variant in the study, export sweeps it

@@ -37,9 +37,9 @@ def study_path(study: str | Path) -> Path:
     path = Path(study)
     if path.suffix == ".jsonl" or path.is_dir():
         return path / "results.jsonl" if path.is_dir() else path
-    from workbench import results
+    from workbench.util.files import artifacts_root
 
-    return Path(results.ARTIFACTS_DIR) / str(study) / "results.jsonl"
+    return artifacts_root() / str(study) / "results.jsonl"
 
 
 def build_report(study: str | Path, out: str | Path | None = None) -> Path:

@@ -16,13 +16,10 @@ from typing import Iterator
 
 
 def artifacts_root() -> Path:
-    """``$WORKBENCH_ARTIFACTS`` when set (read now, not at import), else the results table's artifacts dir."""
+    """The folder every output goes under (results tables, ONNX files, bundles): ``$WORKBENCH_ARTIFACTS`` when set,
+    else ``./artifacts``; read at each call, not at import, so a test or notebook can point it elsewhere."""
     env = os.environ.get("WORKBENCH_ARTIFACTS")
-    if env:
-        return Path(env)
-    from workbench import results
-
-    return Path(results.ARTIFACTS_DIR)
+    return Path(env) if env else Path.cwd() / "artifacts"
 
 
 def sha256(path: str | Path) -> str:
