@@ -142,7 +142,7 @@ def build_arm(name: str, model, args, log, onnx: dict, quantised: dict | None = 
     import copy
 
     from workbench.measure.isa import isa_summary, native_bf16
-    from workbench.measure.kv_budget import decode_weight_bytes
+    from workbench.runtime.decode_bytes import decode_weight_bytes
     from workbench.steps.weight_only import WeightOnlyUnavailable, apply_weight_only
 
     cache_len = args.prompt + args.new + 8
@@ -314,7 +314,7 @@ def parse(argv):
 
 
 def main(argv=None) -> dict:
-    from workbench.measure.kv_budget import kv_bytes_per_token
+    from workbench.runtime.decode_bytes import kv_bytes_per_token
     from workbench.measure.prefix_cache import PrefixTrial, prefix_cache_trial
     from workbench.measure.roofline import copy_bandwidth
     from workbench.steps.quantize.diagnostics import cpu_isa

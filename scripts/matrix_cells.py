@@ -182,7 +182,7 @@ def int8_static(s: State) -> str:
 def distill(s: State) -> str:
     from workbench.core import apply
     from workbench.steps.distill import DistillConfig
-    from workbench.tasks.families import shape_of
+    from workbench.runtime.families import shape_of
 
     if s.role == "encoder-decoder":
         return "n/a: distillation recipes cover classifiers and causal LMs, not seq2seq"

@@ -23,7 +23,7 @@ _LAZY = {
     "ResultsTable": "workbench.results", "pareto_front": "workbench.results",
     "Text2TextTask": "workbench.tasks.text2text", "measure_text2text_generation": "workbench.tasks.text2text",
     "export_seq2seq": "workbench.tasks.seq2seq_onnx", "check_fits": "workbench.tasks.model_memory",
-    "shape_of": "workbench.tasks.families",
+    "shape_of": "workbench.runtime.families",
     # optimisation steps (importing a config's module registers its step)
     "ExportOnnxConfig": "workbench.steps", "OptimizeConfig": "workbench.steps",
     "QuantizeDynamicConfig": "workbench.steps", "QuantizeStaticConfig": "workbench.steps",

@@ -2,7 +2,8 @@ import torch
 
 from workbench.measure.environment import environment_fingerprint
 from workbench.measure.memory import measure_peak_memory
-from workbench.measure.size import parameter_count, serialized_bytes
+from workbench.measure.size import serialized_bytes
+from workbench.runtime.weights import parameter_count
 
 
 def test_environment_fingerprint_has_the_facts_a_timing_needs():

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from workbench.core import Variant
-from workbench.measure.size import int8_param_share, parameter_count, serialized_bytes, variant_size
+from workbench.measure.size import serialized_bytes, variant_size
+from workbench.runtime.weights import int8_param_share, parameter_count
 
 HEADER_BYTES = 4096  # safetensors' JSON header (names, dtypes, offsets) of a handful of tensors stays below this
 
@@ -75,7 +76,7 @@ def _onnx_with_external_data(folder, location):
 
 @pytest.mark.parametrize("location", ["model.onnx_data", "model.onnx_data.bin", "model.onnx.data", "weights.bin"])
 def test_onnx_size_counts_external_data_under_any_name(tmp_path, location):
-    from workbench.steps.onnx_files import external_data_files, onnx_files
+    from workbench.runtime.onnx_files import external_data_files, onnx_files
 
     path, data = _onnx_with_external_data(tmp_path, location)
     assert data.stat().st_size == 256 * 256 * 4 and external_data_files(path) == [data]
@@ -88,7 +89,7 @@ def test_onnx_size_counts_external_data_under_any_name(tmp_path, location):
 def test_external_data_outside_the_model_folder_is_refused(tmp_path):
     import onnx
 
-    from workbench.steps.onnx_files import external_data_files
+    from workbench.runtime.onnx_files import external_data_files
 
     path, _ = _onnx_with_external_data(tmp_path, "w.bin")
     model = onnx.load(str(path), load_external_data=False)

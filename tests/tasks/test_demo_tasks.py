@@ -57,7 +57,7 @@ def test_lms_reach_recorded_perplexity(lm, model_dir):
 
 def test_draft_is_far_smaller_and_agrees_with_the_target(lm):
     """What speculative decoding needs: a much cheaper draft whose greedy choices match the target's."""
-    from workbench.measure.size import parameter_count
+    from workbench.runtime.weights import parameter_count
 
     target, draft = lm.load_model(), lm.load_draft()
     assert parameter_count(draft) * 5 < parameter_count(target)

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from workbench.measure.memory import measure_peak_memory
-from workbench.tasks.families import pad_id
+from workbench.runtime.families import pad_id
 from workbench.measure.timing import (MIN_SAMPLES, PERCENTILES, highest_percentile, measure_latency, per_second,
                                       row_percentile, timed_call, timing_columns)
 

@@ -1,8 +1,9 @@
-"""Model size: parameter count and bytes as served (state dict in safetensors, or the ONNX file with its data).
+"""Model size as served: bytes of the state dict in safetensors, or of the ONNX / OpenVINO files with their data.
 
 Quantised torch modules (``torch.ao`` dynamic/static ``Linear``) keep their int8 weights in packed parameter objects,
 not in ``parameters()`` nor as tensors of ``state_dict()``. They are unpacked here (int8 values, scales, zero points,
-bias) so that an int8 model's parameters and bytes are counted, not dropped.
+bias) so that an int8 model's bytes are counted, not dropped. Parameter counts and int8 shares come from
+:mod:`workbench.runtime.weights`.
 """
 from __future__ import annotations
 
@@ -12,12 +13,7 @@ from pathlib import Path
 
 import torch
 
-
-def _packed_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """``{prefix: module}`` of the packed-parameter holders (``LinearPackedParams``) inside ``model``."""
-    # The quantised Linear has _weight_bias() too, delegating to its _packed_params child: count the holder only.
-    return {name: m for name, m in model.named_modules() if callable(getattr(m, "_weight_bias", None))
-            and not isinstance(getattr(m, "_packed_params", None), torch.nn.Module)}
+from workbench.runtime.weights import onnx_int8_share, packed_modules, weight_numels
 
 
 def _quantized_tensors(key: str, q: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -37,7 +33,7 @@ def plain_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], bool]:
     """The state dict as plain tensors, packed/quantised weights unpacked; ``complete`` is False when some entry
     could not be turned into tensors (an unknown packed format)."""
     state: dict[str, torch.Tensor] = {}
-    packed = _packed_modules(model)
+    packed = packed_modules(model)
     for name, module in packed.items():
         weight, bias = module._weight_bias()
         prefix = f"{name}." if name else ""
@@ -54,33 +50,6 @@ def plain_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], bool]:
         elif not isinstance(value, torch.dtype):  # a dtype tag is metadata, anything else is data we cannot see
             complete = False
     return state, complete
-
-
-def _weight_numels(model: torch.nn.Module) -> tuple[int, int]:
-    """(all parameters, int8 weights): float parameters plus the unpacked weights and biases of quantised layers."""
-    seen, total = set(), 0
-    for p in model.parameters():  # parameters() already skips tied duplicates
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    int8 = 0
-    for module in _packed_modules(model).values():
-        weight, bias = module._weight_bias()
-        total += weight.numel() + (bias.numel() if bias is not None else 0)
-        if weight.is_quantized and weight.dtype in (torch.qint8, torch.quint8):
-            int8 += weight.numel()
-    return total, int8
-
-
-def parameter_count(model: torch.nn.Module) -> int:
-    """Parameters of ``model``, counting the packed weights and biases of quantised layers (tied ones once)."""
-    return _weight_numels(model)[0]
-
-
-def int8_param_share(model: torch.nn.Module) -> float:
-    """Share of ``model``'s parameters held as int8 weights (0.0 for a float model)."""
-    total, int8 = _weight_numels(model)
-    return int8 / total if total else 0.0
 
 
 def serialized_bytes(model: torch.nn.Module) -> int:
@@ -113,20 +82,6 @@ def _dedupe_shared(state: dict) -> dict:
     return out
 
 
-def onnx_int8_share(path: str | Path) -> float:
-    """Share of an ONNX model's weight elements (float and 8-bit initializers) stored as int8/uint8."""
-    import onnx
-
-    from workbench.steps.onnx_files import initializer_numels
-
-    numels = initializer_numels(path)
-    eight = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
-    weights = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE,
-               *eight}
-    total = sum(n for dtype, n in numels if dtype in weights)
-    return sum(n for dtype, n in numels if dtype in eight) / total if total else 0.0
-
-
 def variant_size(variant) -> dict:
     """Size facts of a Variant: parameters (torch), bytes on disk (artifact file with its external data, or the
     serialised state) and, for int8 variants, the share of weights held as int8 (``int8_param_share``)."""
@@ -134,7 +89,7 @@ def variant_size(variant) -> dict:
 
     row: dict = {}
     if variant.model is not None and isinstance(variant.model, torch.nn.Module):
-        total, int8 = _weight_numels(variant.model)
+        total, int8 = weight_numels(variant.model)
         row["params"] = total
         row["size_mb"] = round(serialized_bytes(variant.model) / 1e6, 3)
         if int8 or variant.precision == "int8":
@@ -143,7 +98,7 @@ def variant_size(variant) -> dict:
     if ir is not None:  # OpenVINO IR: the .xml graph and its .bin weights
         row["size_mb"] = round(sum(f.stat().st_size for f in (ir, ir.with_suffix(".bin")) if f.exists()) / 1e6, 3)
     elif variant.artifact_path:
-        from workbench.steps.onnx_files import onnx_files
+        from workbench.runtime.onnx_files import onnx_files
 
         row["size_mb"] = round(sum(f.stat().st_size for f in onnx_files(variant.artifact_path) if f.exists()) / 1e6, 3)
         if variant.precision == "int8":

@@ -141,7 +141,7 @@ class OrtRunner:
         Layouts differ between families and exporters ([B, H, S, D] for optimum's Llama/GPT-2, [B*H, D, S] for
         old Bloom, [B, S, 2D] for GPT-BigCode), so nothing here assumes a fixed rank or position.
         """
-        from workbench.tasks.families import cache_axis, model_type_beside
+        from workbench.runtime.families import cache_axis, model_type_beside
 
         dims = self.inputs[self.past_names[0]].shape
         named = [i for i, d in enumerate(dims) if isinstance(d, str) and "sequence" in d]
@@ -213,7 +213,7 @@ class OrtRunner:
     def _family_cache_shape(self, batch: int) -> tuple[int, ...]:
         from transformers import AutoConfig
 
-        from workbench.tasks.families import cache_shape
+        from workbench.runtime.families import cache_shape
 
         if not (self.path.parent / "config.json").is_file():
             raise ValueError(f"{self.path}: the past_key_values inputs have symbolic head dims and no config.json "

@@ -75,7 +75,7 @@ def export_bundle(variant, results, to: str | Path | None = None, task=None, slo
     from workbench.serving.model_card import model_card
     from workbench.measure.environment import environment_fingerprint
     from workbench.serving.triton_config import render_config, tensor_specs_from_onnx
-    from workbench.steps.onnx_files import copy_onnx
+    from workbench.runtime.onnx_files import copy_onnx
 
     rows = list(results)
     name = _model_name(name or f"{variant.task}-{variant.name}")

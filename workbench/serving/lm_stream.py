@@ -28,7 +28,7 @@ def lm_stream_repository(onnx_path: Path, name: str, workdir: Path, dist: dict, 
     """(backends, repo) serving ``onnx_path`` (a causal LM's full-sequence graph and its external data) as the
     streaming model ``name``; ``eos_token_id`` ends a stream early (None: always MAX_NEW_TOKENS tokens)."""
     from workbench.serving.serve_check import python_backend_dir
-    from workbench.steps.onnx_files import onnx_files
+    from workbench.runtime.onnx_files import onnx_files
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():

@@ -78,7 +78,7 @@ def twin_repository(bundle: Path, manifest: dict, workdir: Path, dist: dict, ser
     from google.protobuf import text_format
 
     from workbench.serving.triton_config import check_model_config
-    from workbench.steps.onnx_files import onnx_files
+    from workbench.runtime.onnx_files import onnx_files
 
     python_backend_dir(workdir, dist)
     config_path, onnx_path = model_paths(bundle, manifest)

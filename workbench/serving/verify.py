@@ -71,7 +71,7 @@ def check_external_data(bundle: Path, manifest: dict) -> list[str]:
     The names come from the graph's ``location`` fields (any exporter's naming), so a weights file left behind at
     export is caught here, by name, instead of as an ONNX Runtime load error.
     """
-    from workbench.steps.onnx_files import external_data_files
+    from workbench.runtime.onnx_files import external_data_files
 
     onnx_path = model_paths(bundle, manifest)[1]
     if not onnx_path.is_file():

@@ -177,7 +177,7 @@ def export_onnx(variant: Variant, config: ExportOnnxConfig) -> Variant:
 
     opset = next(o.version for o in onnx.load(str(dest / "model.onnx"), load_external_data=False).opset_import
                  if o.domain in ("", "ai.onnx"))
-    from workbench.steps.onnx_files import external_data_locations
+    from workbench.runtime.onnx_files import external_data_locations
 
     # Weights past protobuf's 2 GB sit in files named by the exporter (model.onnx_data, one per tensor, ...): the
     # graph's own location fields name them, so size, bundle, verify and serve-check carry them all.

@@ -6,7 +6,7 @@ ORTModel object; this step works file to file on any exported variant):
 - O2: O1 + transformer fusions (Attention, SkipLayerNormalization, EmbedLayerNormalization, BiasGelu).
 - O3: O2 + GELU approximation (FastGelu: tanh form, ~1e-3 different from erf GELU, faster).
 The fused model only runs on ONNX Runtime (contrib ops), which is what this workbench serves with.
-The fusion model type comes from the family adapter (:mod:`workbench.tasks.families`); a family ORT has no fusions
+The fusion model type comes from the family adapter (:mod:`workbench.runtime.families`); a family ORT has no fusions
 for (llama, mistral, qwen2, ...) gets O1 and a note in ``meta["optimize_note"]`` instead of an error.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from workbench.core import Variant, register_step
 from workbench.runtime import require_onnx_file
 from workbench.steps.onnx_io import onnx_variant, require_single_graph, step_dir
-from workbench.tasks.families import FAMILIES, model_type_beside, ort_model_type
+from workbench.runtime.families import FAMILIES, model_type_beside, ort_model_type
 from workbench.util.files import publish_dir, write_checksums
 
 LEVELS = ("O1", "O2", "O3")

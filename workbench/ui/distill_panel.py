@@ -31,7 +31,7 @@ class DistillPanel:
         import ipywidgets as w
         import plotly.graph_objects as go
 
-        from workbench.tasks.families import shape_of
+        from workbench.runtime.families import shape_of
 
         self.task, self.table, self.threads = task, table, threads
         self.eval_limit, self.max_seconds, self.max_steps = eval_limit, max_seconds, max_steps

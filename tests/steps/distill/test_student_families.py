@@ -3,9 +3,9 @@ import pytest
 import torch
 import transformers
 
-from workbench.tasks.families import pad_id
+from workbench.runtime.families import pad_id
 from workbench.steps.distill.student import build_student, student_config
-from workbench.tasks.families import shape_of
+from workbench.runtime.families import shape_of
 
 
 @pytest.mark.parametrize("cls,kwargs,attrs", [

@@ -61,7 +61,7 @@ def test_int8_share_of_an_ort_int8_model(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from workbench.measure.size import onnx_int8_share
+    from workbench.runtime.weights import onnx_int8_share
 
     w8 = numpy_helper.from_array(np.ones((64, 32), np.int8), "w8")
     scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")

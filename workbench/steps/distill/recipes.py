@@ -14,7 +14,7 @@ import torch
 
 from workbench.steps.distill import data
 from workbench.steps.distill.loop import kd_loss, train
-from workbench.tasks.families import pad_id
+from workbench.runtime.families import pad_id
 from workbench.tasks.hf_loading import context_length
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from workbench.tasks.families import shape_of
+from workbench.runtime.families import shape_of
 from workbench.tasks.hf_loading import model_kind
 from workbench.util.files import publish_dir, write_checksums
 
@@ -50,10 +50,10 @@ def default_layer_map(teacher_layers: int, student_layers: int) -> tuple[int, ..
 def student_config(teacher_config, num_layers: int, hidden_size: int, layer_map: tuple[int, ...] | None = None):
     """Teacher config with depth/width changed; heads keep the teacher's head size, the MLP keeps its ratio.
 
-    Widths are read and written through the family adapter (:mod:`workbench.tasks.families`), so DistilBERT's
+    Widths are read and written through the family adapter (:mod:`workbench.runtime.families`), so DistilBERT's
     ``hidden_dim``, T5's ``d_ff``, OPT's ``ffn_dim``, BART's two ``*_ffn_dim`` and GPT-2's ``n_inner`` shrink too.
     """
-    from workbench.tasks.families import scaled_widths
+    from workbench.runtime.families import scaled_widths
 
     cfg = copy.deepcopy(teacher_config)
     shape = shape_of(teacher_config)

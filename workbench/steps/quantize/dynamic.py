@@ -100,7 +100,7 @@ def conv1d_to_linear(model: torch.nn.Module) -> int:
 def _torch_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-    from workbench.measure.size import int8_param_share
+    from workbench.runtime.weights import int8_param_share
 
     if variant.device != "cpu":
         raise ValueError("torch dynamic int8 runs on CPU only (fbgemm/x86 kernels): use a CPU baseline")
@@ -126,7 +126,7 @@ def _ort_dynamic(variant: Variant, config: QuantizeDynamicConfig) -> Variant:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from workbench.measure.size import onnx_int8_share
+    from workbench.runtime.weights import onnx_int8_share
     from workbench.steps.quantize.diagnostics import node_counts
 
     dest = step_dir(variant, "quantize_dynamic", config, config.out_dir)

@@ -88,7 +88,7 @@ def quantize_static_step(variant: Variant, config: QuantizeStaticConfig) -> Vari
     """QDQ int8 model of an fp32 ONNX variant from ranges saved by :func:`calibrate`."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from workbench.measure.size import onnx_int8_share
+    from workbench.runtime.weights import onnx_int8_share
     from workbench.steps.quantize.diagnostics import node_counts
 
     require_fp32_onnx(variant, "quantize_static")

@@ -2,8 +2,8 @@
 import pytest
 import transformers
 
-from workbench.tasks.families import (cache_axis, cache_shape, ort_model_type, scaled_ffn, scaled_widths,
-                                      shape_of)
+from workbench.runtime.families import (cache_axis, cache_shape, ort_model_type, scaled_ffn, scaled_widths,
+                                        shape_of)
 
 # (config class, arguments) -> (hidden, layers, heads, kv heads, head_dim, ffn width, ORT optimizer model type)
 CASES = [

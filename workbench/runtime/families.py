@@ -1,4 +1,4 @@
-"""One small adapter per model family: the shape facts steps need, read from a transformers config.
+"""One small adapter per model family: the shape facts steps, runtimes and measurement need, read from a config.
 
 Configs spell the same thing differently (GPT-2 ``n_inner``, DistilBERT ``hidden_dim``, T5 ``d_ff``, OPT
 ``ffn_dim``, BERT/Llama ``intermediate_size``; Gemma's ``head_dim`` is not hidden / heads; Llama-style
@@ -112,7 +112,7 @@ def shape_of(config) -> Shape:
         hidden, layers, heads = config.hidden_size, config.num_hidden_layers, config.num_attention_heads
     except AttributeError as exc:
         raise ValueError(f"config of model_type {model_type!r} lacks a standard shape attribute ({exc}): add its "
-                         "spelling to workbench.tasks.families.FAMILIES") from None
+                         "spelling to workbench.runtime.families.FAMILIES") from None
     head_dim = getattr(config, "head_dim", None) or hidden // heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     ffn, attrs = _ffn(config, fam, hidden)

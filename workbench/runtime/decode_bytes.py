@@ -1,0 +1,92 @@
+"""Bytes a decoder reads and holds per token: weight bytes per decode step and KV-cache bytes per token.
+
+    KV bytes per token = 2 (K and V) x layers x kv_heads x head_dim x bytes per element (+ scales when quantised)
+
+Shapes come from the model config through ``workbench.runtime.families.shape_of`` (GPT-2 spells them ``n_layer`` /
+``n_head`` / ``n_embd``, Llama ``num_hidden_layers`` / ``num_attention_heads`` / ``num_key_value_heads``, Gemma sets
+its own ``head_dim``). Steps record them in a variant's meta, measurement (roofline, KV budget) reads them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class KvShape:
+    layers: int
+    kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def from_config(cls, config) -> "KvShape":
+        """Layers, KV heads (grouped-query attention: fewer than query heads) and head size of a HF config, read
+        through the family adapter (one place knows each family's attribute names)."""
+        from workbench.runtime.families import shape_of
+
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        shape = shape_of(config)
+        return cls(shape.num_layers, shape.kv_heads, shape.head_dim)
+
+
+def kv_bytes_per_token(config, bytes_per_element: float = 4, scale_bytes_per_head: float = 0) -> float:
+    """KV-cache bytes one token of one sequence holds: 2 x layers x kv_heads x (head_dim x bytes + scale bytes).
+
+    Args:
+        config: a HF model config (or a :class:`KvShape`).
+        bytes_per_element: 4 fp32, 2 bf16/fp16, 1 int8, 0.5 int4.
+        scale_bytes_per_head: per-token-per-head scale (and zero point) bytes of a quantised cache, e.g. 4 for one
+            fp32 scale.
+
+    Example:
+        >>> kv_bytes_per_token(KvShape(layers=12, kv_heads=12, head_dim=64), 2)    # 2 x 12 x 12 x 64 x 2
+        36864.0
+    """
+    if bytes_per_element <= 0 or scale_bytes_per_head < 0:
+        raise ValueError(f"bytes_per_element must be > 0 and scale bytes >= 0, got {bytes_per_element}, "
+                         f"{scale_bytes_per_head}")
+    shape = config if isinstance(config, KvShape) else KvShape.from_config(config)
+    return float(2 * shape.layers * shape.kv_heads * (shape.head_dim * bytes_per_element + scale_bytes_per_head))
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Storage bytes of a tensor, including the inner tensors of a tensor subclass (torchao's packed weights and
+    their scales / zero points)."""
+    if type(t) not in (torch.Tensor, torch.nn.Parameter) and hasattr(t, "__tensor_flatten__"):
+        names, _ctx = t.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(t, n)) for n in names if getattr(t, n, None) is not None)
+    return t.numel() * t.element_size()
+
+
+def decode_weight_bytes(model: torch.nn.Module) -> int:
+    """Weight bytes one decode step reads: every distinct parameter and buffer (packed weights with their scales),
+    except embedding tables used only as a lookup (a step reads one row of them, not the table). A table tied to
+    the LM head is read in full and counted."""
+    lookup_only = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Embedding):
+            lookup_only -= {id(p) for p in module.parameters(recurse=False)}
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) in lookup_only or id(t) in seen:
+            continue
+        seen.add(id(t))
+        total += tensor_bytes(t)
+    return total
+
+
+def kv_bytes_per_position(model: torch.nn.Module) -> int:
+    """KV-cache bytes one sequence position of ``model`` holds, in the weights' dtype (the cache takes it); 0 for a
+    model without a transformer config (nothing to cache)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return 0
+    try:
+        shape = KvShape.from_config(config)
+    except ValueError:
+        return 0
+    return int(kv_bytes_per_token(shape, next(model.parameters()).element_size()))
+
+
+__all__ = ["KvShape", "kv_bytes_per_token", "kv_bytes_per_position", "tensor_bytes", "decode_weight_bytes"]
