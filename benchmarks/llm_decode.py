@@ -141,7 +141,7 @@ def build_arm(name: str, model, args, log, onnx: dict, quantised: dict | None = 
     ``quantised`` (bits -> model) lets the HF-generate and fast-loop arms of one process share their weights."""
     import copy
 
-    from workbench.measure.isa import isa_summary, native_bf16
+    from workbench.runtime.cpu import isa_summary, native_bf16
     from workbench.runtime.decode_bytes import decode_weight_bytes
     from workbench.steps.weight_only import WeightOnlyUnavailable, apply_weight_only
 
@@ -317,7 +317,7 @@ def main(argv=None) -> dict:
     from workbench.runtime.decode_bytes import kv_bytes_per_token
     from workbench.measure.prefix_cache import PrefixTrial, prefix_cache_trial
     from workbench.measure.roofline import copy_bandwidth
-    from workbench.steps.quantize.diagnostics import cpu_isa
+    from workbench.runtime.cpu import cpu_isa
 
     args = parse(argv)
     torch.set_num_threads(args.threads)

@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     from workbench.results import ResultsTable
-    from workbench.steps.quantize.diagnostics import cpu_isa
+    from workbench.runtime.cpu import cpu_isa
     from workbench.util.files import artifacts_root
 
     load_start = os.getloadavg()[0]

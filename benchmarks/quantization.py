@@ -241,7 +241,7 @@ def classifier_section(args, log) -> dict:
     ok = {k: f for k, f in out.items() if f["eligible"]}
     best = max(ok, key=lambda k: ok[k]["speedup_b8"])
     from workbench.measure.isa import precision_time_shares
-    from workbench.runtime import kernel_profile
+    from workbench.runtime.profile import kernel_profile
 
     profiles, shares = {}, {}
     for name in dict.fromkeys([best, "ort-fp32-o3", "torch-fp32"]):
@@ -307,7 +307,7 @@ def main(argv=None) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     from workbench.measure.isa import won_because
-    from workbench.steps.quantize.diagnostics import cpu_isa
+    from workbench.runtime.cpu import cpu_isa
 
     load_start = os.getloadavg()[0]
     log("demo classifier: building arms ...")

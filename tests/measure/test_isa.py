@@ -1,4 +1,5 @@
-from workbench.measure.isa import applicable_arms, isa_summary
+from workbench.measure.isa import applicable_arms
+from workbench.runtime.cpu import isa_summary
 
 AVX2 = ["avx2", "fma"]
 AVX512_VNNI = ["avx2", "fma", "avx512f", "avx512_vnni"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from workbench.core import apply
-from workbench.measure.isa import isa_summary, native_bf16
+from workbench.runtime.cpu import isa_summary, native_bf16
 from workbench.steps.cpu_precision import CpuPrecisionConfig
 from workbench.tasks import get_task
 

@@ -77,7 +77,7 @@ def test_cache_generate_matches_the_int8_kv_greedy_loop_with_one_emission_per_to
 
 def test_run_arms_costs_each_row_from_its_measured_rates_and_reports_unavailable_arms(monkeypatch):
     import workbench.steps.weight_only as wo
-    from workbench.measure import isa
+    from workbench.runtime import cpu as isa
 
     def no_int4(bits, group_size, device):
         if bits == 4:

@@ -189,7 +189,7 @@ def test_when_the_onnx_route_fails_too_the_torch_error_comes_first(monkeypatch, 
 # ---- issue #17: this CPU's arms as tick boxes -----------------------------------------------------------------------
 
 def test_isa_arms_are_tick_boxes_and_those_that_cannot_run_here_say_why():
-    from workbench.measure.isa import isa_summary, native_bf16
+    from workbench.runtime.cpu import isa_summary, native_bf16
     from workbench.ui.step_options import isa_step_options
 
     options = {o.label: o for o in isa_step_options()}

@@ -101,9 +101,9 @@ def _line(r: dict) -> str:
 
 @command("recommend", "time the CPU arms that suit this CPU's ISA, check accuracy vs fp32, recommend one", _arguments)
 def cmd_recommend(args) -> int:
-    from workbench.measure.environment import cpu_model_and_flags
     from workbench.measure.interleaved import time_interleaved
-    from workbench.measure.isa import applicable_arms, isa_summary
+    from workbench.measure.isa import applicable_arms
+    from workbench.runtime.cpu import cpu_model_and_flags, isa_summary
     from workbench.util.files import artifacts_root, write_file_atomic
     from workbench.util.settings import small_mode
 

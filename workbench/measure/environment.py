@@ -13,26 +13,14 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "fma")
+from workbench.runtime.cpu import cpu_model_and_flags, isa_summary
+
 # What identifies "the machine + software" a timing belongs to. Left out on purpose: the hostname (two identical
 # machines are the same environment), the git revision (the workbench's own code is not the model's runtime, and a
 # dirty tree would give every edit a new id), the timestamp, and torch's default thread count (a per-run setting
 # that every row records as ``threads``).
 IDENTITY_KEYS = ("os", "python", "cpu", "cpu_isa", "logical_cpus", "gpu", "packages")
 PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
-
-
-def cpu_model_and_flags() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return model, [f for f in ISA_FLAGS if f in flags]
 
 
 def package_versions() -> dict[str, str]:
@@ -82,8 +70,6 @@ def environment_fingerprint() -> dict:
            "packages": package_versions(), "git_revision": git_revision(), "gpu": None}
     # What the flags mean for the CPU arms (AVX2 / AVX-512 / VNNI / AMX / native bf16): derived from ``cpu_isa``, so it
     # is not an identity key of its own.
-    from workbench.measure.isa import isa_summary
-
     env["isa_summary"] = isa_summary(flags)
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

@@ -1,6 +1,6 @@
 """ISA facts of this CPU and which CPU arms (precision x runtime) are worth running here.
 
-- :func:`isa_summary`: ``{avx2, avx512, avx512_bf16, vnni, amx_bf16, amx_int8}`` from the CPU flags.
+- :func:`workbench.runtime.cpu.isa_summary` (read here): ``{avx2, avx512, avx512_bf16, vnni, amx_bf16, amx_int8}``.
 - :func:`applicable_arms`: the CPU arms (torch fp32, torch / ORT dynamic int8, torch bf16, torch.compile fp32 / bf16,
   PT2E static / dynamic int8, OpenVINO fp32 / bf16 / int8 weights / static int8), each with the step configs that
   build it from the fp32 baseline, whether it applies on this ISA (and with the libraries installed here) and why.
@@ -12,36 +12,9 @@ from __future__ import annotations
 import importlib.util
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-ISA_KEYS = ("avx2", "avx512", "avx512_bf16", "vnni", "amx_bf16", "amx_int8")
-
-
-def isa_summary(flags: Iterable[str] | None = None) -> dict[str, bool]:
-    """What the CPU can do, from its ``/proc/cpuinfo`` flags (this machine's when ``flags`` is None).
-
-    Example:
-        >>> isa_summary(["avx2", "avx512f", "avx512_vnni"])["vnni"]
-        True
-    """
-    if flags is None:
-        from workbench.measure.environment import cpu_model_and_flags
-
-        flags = cpu_model_and_flags()[1]
-    has = set(flags)
-    return {"avx2": "avx2" in has, "avx512": "avx512f" in has, "avx512_bf16": "avx512_bf16" in has,
-            "vnni": bool(has & {"avx512_vnni", "avx_vnni"}), "amx_bf16": "amx_bf16" in has,
-            "amx_int8": "amx_int8" in has}
-
-
-def native_bf16(isa: dict) -> tuple[bool, str]:
-    """(True, how) when bf16 GEMMs run natively (AMX-BF16 or AVX512-BF16), else (False, why they would be emulated)."""
-    if isa.get("amx_bf16"):
-        return True, "AMX-BF16: bf16 GEMMs run on AMX tiles (tdpbf16ps)"
-    if isa.get("avx512_bf16"):
-        return True, "AVX512-BF16: bf16 dot products use vdpbf16ps"
-    return False, "no AMX/AVX512-BF16: bf16 would run emulated (converted to fp32 around every GEMM)"
-
+from workbench.runtime.cpu import isa_summary, native_bf16
 
 def _int8_reason(isa: dict) -> tuple[bool, str]:
     if isa.get("amx_int8"):
@@ -176,5 +149,4 @@ def won_because(name: str, fig: dict, isa: dict, shares: dict | None, skipped: d
 
 
 
-__all__ = ["isa_summary", "applicable_arms", "native_bf16", "missing_library", "precision_time_shares", "won_because",
-           "Arm", "ISA_KEYS"]
+__all__ = ["applicable_arms", "missing_library", "precision_time_shares", "won_because", "Arm"]

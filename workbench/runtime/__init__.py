@@ -51,32 +51,6 @@ def require_onnx_file(variant, step: str, fix: str = "apply ExportOnnxConfig fir
     return path
 
 
-def kernel_profile(variant, inputs: dict, runs: int = 3) -> dict[str, float]:
-    """Share of kernel time per kernel / op name over ``runs`` calls, from the profiler of the variant's runtime:
-    OpenVINO performance counters (kernel names carry ISA and precision, e.g. ``brgemm_avx512_amx_I8``), ONNX
-    Runtime's profiler (op types, e.g. ``MatMulInteger``), torch's profiler (ops, e.g. ``onednn::qlinear_pointwise``).
-    Empty when the variant has nothing to profile."""
-    if openvino_file(variant) is not None:
-        return variant.runner.kernel_profile(inputs, runs)
-    if onnx_file(variant) is not None:
-        from workbench.steps.quantize.diagnostics import op_time_profile
-
-        return op_time_profile(onnx_file(variant), inputs, runner_threads(variant), runs=runs,
-                               level=variant.meta.get("ort_level", "all"))
-    if variant.backend != "torch":
-        return {}
-    import torch
-
-    variant(inputs)  # a first call outside the profile (allocation, compilation)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(runs):
-            variant(inputs)
-    # self time, top-level ops only: nested ops would count the same microseconds twice
-    per_op = {e.key: e.self_cpu_time_total for e in prof.key_averages() if "::" in e.key}
-    total = sum(per_op.values()) or 1.0
-    return {k: round(v / total, 4) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
-
-
 def runner_threads(variant) -> int | None:
     """The intra-op thread count ``variant``'s runner was created with and runs at (``runner.threads``).
 
@@ -108,4 +82,4 @@ def with_threads(variant, threads: int | None):
     return dataclasses.replace(variant, runner=runner, meta=meta)
 
 
-__all__ = ["torch_module", "onnx_file", "openvino_file", "kernel_profile", "require_torch_module", "require_onnx_file", "runner_threads", "with_threads"]
+__all__ = ["torch_module", "onnx_file", "openvino_file", "require_torch_module", "require_onnx_file", "runner_threads", "with_threads"]

@@ -78,7 +78,7 @@ class Bf16Runner(TorchRunner):
 @register_step("cpu_precision", CpuPrecisionConfig)
 def cpu_precision_step(variant: Variant, config: CpuPrecisionConfig) -> Variant:
     """bf16 of a torch CPU variant; ``meta["emulated"]`` says whether this CPU runs bf16 natively."""
-    from workbench.measure.isa import isa_summary, native_bf16
+    from workbench.runtime.cpu import isa_summary, native_bf16
 
     module = require_torch_module(variant, "cpu_precision", "apply it to the torch fp32 baseline, before exporting")
     if variant.device != "cpu":

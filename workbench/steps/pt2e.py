@@ -153,7 +153,7 @@ def _token_example(module, names) -> dict | None:
 @register_step("pt2e", Pt2eConfig)
 def pt2e_step(variant: Variant, config: Pt2eConfig) -> Variant:
     """PT2E int8 of a torch fp32 CPU variant (see the module docstring)."""
-    from workbench.measure.isa import isa_summary
+    from workbench.runtime.cpu import isa_summary
 
     module = require_torch_module(variant, "pt2e", "apply it to the torch fp32 baseline")
     if variant.device != "cpu" or variant.precision != "fp32":

@@ -32,8 +32,8 @@ class IsaPanel:
 
     def __init__(self, task, calib_examples: int = 32, skip: tuple = (), batch_size: int = 8, seq_len: int = 128,
                  eval_limit: int | None = 64, seconds: float = 1.0, threads: int = 2, tolerance_pts: float = 1.0):
-        from workbench.measure.environment import cpu_model_and_flags
-        from workbench.measure.isa import applicable_arms, isa_summary
+        from workbench.measure.isa import applicable_arms
+        from workbench.runtime.cpu import cpu_model_and_flags, isa_summary
 
         self.task, self.skip, self.threads = task, tuple(skip), threads
         self.shape, self.eval_limit, self.seconds, self.tolerance_pts = (batch_size, seq_len), eval_limit, seconds, tolerance_pts
@@ -99,7 +99,7 @@ class IsaPanel:
 
     def _why(self, variants, example) -> str:
         from workbench.measure.isa import precision_time_shares, won_because
-        from workbench.runtime import kernel_profile
+        from workbench.runtime.profile import kernel_profile
 
         if self.best is None or self.best["baseline"]:
             return f"torch-fp32: no arm is faster with its drop CI within {self.tolerance_pts:g} pts"

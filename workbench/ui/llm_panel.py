@@ -125,7 +125,7 @@ def build_arm(name: str, base, run: LlmRun) -> Arm:
     if name == "fp32":
         return _hf_arm(name, base, "HF generate (dynamic cache), eager")
     if name == "bf16":
-        from workbench.measure.isa import isa_summary, native_bf16
+        from workbench.runtime.cpu import isa_summary, native_bf16
         from workbench.steps.cpu_precision import CpuPrecisionConfig
 
         native, why = native_bf16(isa_summary())

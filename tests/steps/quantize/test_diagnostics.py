@@ -3,7 +3,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from workbench.steps.quantize.diagnostics import cpu_isa, diagnose, format_report, node_counts
+from workbench.runtime.cpu import cpu_isa
+from workbench.steps.quantize.diagnostics import diagnose, format_report, node_counts
 
 
 def _graph(nodes, path):
@@ -56,7 +57,7 @@ def test_diagnose_flags_slower_and_accuracy_loss():
 def test_op_time_profile_shares(tmp_path):
     import numpy as np
 
-    from workbench.steps.quantize.diagnostics import op_time_profile
+    from workbench.runtime.profile import op_time_profile
 
     nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])]
     shares = op_time_profile(_graph(nodes, tmp_path / "f.onnx"), {"x": np.ones((1, 4), np.float32)}, threads=1,

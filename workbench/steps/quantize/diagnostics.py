@@ -2,17 +2,14 @@
 
 - :func:`node_counts`: per operator type, how many nodes run quantised vs float (QOperator ops such as
   ``MatMulInteger``/``QAttention`` and QDQ-wrapped float ops both count as quantised).
-- :func:`cpu_isa`: AVX2 / AVX-512 / VNNI / AMX flags (int8 speed depends on them).
-- :func:`op_time_profile`: ONNX Runtime's own profiler, time per operator type (what limits a speed-up).
+- the CPU's AVX2 / AVX-512 / VNNI / AMX flags (int8 speed depends on them) come from
+  :func:`workbench.runtime.cpu.cpu_isa`, time per operator type from :func:`workbench.runtime.profile.op_time_profile`.
 - :func:`diagnose`: flags a variant slower than its parent or losing more accuracy than a tolerance, with the
   likely reason and what to try; given per-example scores, the drop is a paired bootstrap difference and a drop
   inside its CI is "no measurable loss".
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -51,41 +48,6 @@ def node_counts(model) -> dict:
             "float_nodes": sum(v["float"] for v in table.values()), "quant_glue_nodes": glue}
 
 
-def cpu_isa() -> dict:
-    """CPU model and the ISA extensions int8 kernels care about."""
-    from workbench.measure.environment import cpu_model_and_flags
-    from workbench.measure.isa import isa_summary
-
-    model, flags = cpu_model_and_flags()
-    isa = isa_summary(flags)  # the one reading of the flags (avx2, avx512, vnni, amx_int8, ...)
-    return {"cpu": model, "flags": flags, **isa, "amx": bool(set(flags) & {"amx_int8", "amx_tile"})}
-
-
-def op_time_profile(path: str | Path, inputs: dict, threads: int | None = None, runs: int = 20,
-                    level: str = "all") -> dict[str, float]:
-    """Share of kernel time per operator type (fractions summing to 1), from ORT's profiler over ``runs`` calls."""
-    import onnxruntime as ort
-
-    from workbench.runtime.ort import OrtRunner
-
-    runner = OrtRunner(path, threads=threads, level=level)
-    feed = runner.feed(inputs)
-    opts = runner.session.get_session_options()
-    with tempfile.TemporaryDirectory() as tmp:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = os.path.join(tmp, "prof")
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=runner.providers)
-        for _ in range(runs):
-            sess.run(None, feed)
-        events = json.loads(Path(sess.end_profiling()).read_text())
-    per_op: Counter = Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            per_op[e.get("args", {}).get("op_name", "?")] += e.get("dur", 0)
-    total = sum(per_op.values()) or 1
-    return {op: round(us / total, 4) for op, us in per_op.most_common()}
-
-
 def _per_example(quality):
     """Per-example scores of a QualityResult (``per_example``) or of a plain sequence; None when there are none."""
     import numpy as np
@@ -113,6 +75,7 @@ def diagnose(parent_row: dict, row: dict, variant=None, accuracy_tolerance_pts: 
         "flags": [{"flag", "detail", "likely_reasons"}...], "isa": ...}``
     """
     from workbench.measure.quality import describe_drop, measurable, paired_quality_drop
+    from workbench.runtime.cpu import cpu_isa
 
     meta = getattr(variant, "meta", {}) or {}
     isa = cpu_isa()
@@ -170,7 +133,7 @@ def _speed_reasons(row: dict, meta: dict, isa: dict) -> list[str]:
         reasons.append("tiny batch x sequence: per-call overhead (activation quantisation, session) outweighs GEMM savings")
     if "CPUExecutionProvider" in (meta.get("providers") or [])[:1] and row.get("device") == "cuda":
         reasons.append(meta.get("provider_note", "GPU requested but ran on CPU"))
-    return reasons or ["unknown: profile with workbench.steps.quantize.diagnostics.op_time_profile"]
+    return reasons or ["unknown: profile with workbench.runtime.profile.op_time_profile"]
 
 
 def format_report(diag: dict, counts: dict | None = None) -> str:
