@@ -47,8 +47,8 @@ def main(argv=None) -> dict:
     from workbench.core import apply
     from workbench.steps.distill.quant import int8_of
     from workbench.measure import environment_fingerprint
-    from workbench.measure.quality import (accuracy_with_ci, describe_drop, measurable, paired_bootstrap_diff,
-                                           paired_bootstrap_ratio)
+    from workbench.util.stats import (accuracy_with_ci, describe_drop, measurable, paired_bootstrap_diff,
+                                      paired_bootstrap_ratio)
     from workbench.results import ResultsTable
     from workbench.steps.distill import DistillConfig, family_of
     from workbench.tasks import get_task

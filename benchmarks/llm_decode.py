@@ -241,7 +241,8 @@ def perplexity_section(args, log) -> dict:
     """Each technique applied to the demo LM, perplexity vs its fp32 parent (paired over the same blocks)."""
     from workbench.core import apply
     from workbench.steps.export_onnx import ExportOnnxConfig
-    from workbench.steps.weight_only import WeightOnlyConfig, WeightOnlyUnavailable, paired_perplexity
+    from workbench.measure.quality import paired_perplexity
+    from workbench.steps.weight_only import WeightOnlyConfig, WeightOnlyUnavailable
     from workbench.steps.weight_only_onnx import WeightOnlyOrtConfig
     from workbench.tasks import get_task
 

@@ -150,7 +150,7 @@ def harness_columns(timing, items: int, tokens: int | None, threads: int, first_
 
 def paired_drop(parent, child) -> tuple[float, float, float]:
     """Accuracy drop parent -> child in points with its paired bootstrap 95% CI (same examples, resampled together)."""
-    from workbench.measure.quality import paired_bootstrap_diff
+    from workbench.util.stats import paired_bootstrap_diff
 
     drop, low, high = paired_bootstrap_diff(parent.per_example, child.per_example)
     return 100 * drop, 100 * low, 100 * high
@@ -158,7 +158,7 @@ def paired_drop(parent, child) -> tuple[float, float, float]:
 
 def eligible(drop_pts: float, low_pts: float, high_pts: float, tolerance_pts: float = ACCURACY_TOLERANCE_PTS) -> bool:
     """An arm may be picked when its drop is not measurable (paired CI contains 0) or is at most ``tolerance_pts``."""
-    from workbench.measure.quality import measurable
+    from workbench.util.stats import measurable
 
     return not measurable(low_pts, high_pts) or drop_pts <= tolerance_pts
 
@@ -179,7 +179,7 @@ def random_bert(layers=6, hidden=384):
 
 def classifier_section(args, log) -> dict:
     from workbench.measure import environment_fingerprint
-    from workbench.measure.quality import describe_drop
+    from workbench.util.stats import describe_drop
     from workbench.measure.size import variant_size
     from workbench.results import ResultsTable
     from workbench.runtime import runner_threads

@@ -21,7 +21,7 @@ _LAZY = {
     "Variant": "workbench.core", "apply": "workbench.core", "register_step": "workbench.core",
     "get_task": "workbench.tasks", "from_module": "workbench.tasks", "Task": "workbench.tasks",
     "ResultsTable": "workbench.results", "pareto_front": "workbench.results",
-    "Text2TextTask": "workbench.tasks.text2text", "measure_text2text_generation": "workbench.tasks.text2text",
+    "Text2TextTask": "workbench.tasks.text2text", "measure_text2text_generation": "workbench.measure.generation",
     "export_seq2seq": "workbench.tasks.seq2seq_onnx", "check_fits": "workbench.tasks.model_memory",
     "shape_of": "workbench.runtime.families",
     # optimisation steps (importing a config's module registers its step)
@@ -37,7 +37,7 @@ _LAZY = {
     "measure_variant": "workbench.measure", "measure_latency": "workbench.measure",
     "environment_fingerprint": "workbench.measure", "sweep_batching": "workbench.measure.batching",
     "slo_point": "workbench.measure.slo", "add_costs": "workbench.measure.cost",
-    "rouge_l": "workbench.measure.text_metrics", "chrf": "workbench.measure.text_metrics",
+    "rouge_l": "workbench.tasks.text_metrics", "chrf": "workbench.tasks.text_metrics",
     "request_metrics": "workbench.measure.request_metrics", "prefix_cache_trial": "workbench.measure.prefix_cache",
     "load_api_prices": "workbench.measure.cost",
     # speculative decoding

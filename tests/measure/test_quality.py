@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from workbench.measure.quality import (NO_MEASURABLE_LOSS, accuracy_with_ci, bootstrap_ci, describe_drop,
-                                       paired_bootstrap_diff, paired_bootstrap_ratio, perplexity_with_ci,
-                                       top1_agreement)
+from workbench.measure.quality import top1_agreement
+from workbench.util.stats import (NO_MEASURABLE_LOSS, accuracy_with_ci, bootstrap_ci, describe_drop,
+                                  paired_bootstrap_diff, paired_bootstrap_ratio, perplexity_with_ci)
 
 
 def test_accuracy_interval_brackets_the_value_and_shrinks_with_n():

@@ -4,7 +4,7 @@ import torch
 
 from workbench.core import apply
 from workbench.steps.kv_cache import KvCacheQuantConfig, dequantize_kv, greedy_generate, quantize_kv, quantized_cache
-from workbench.steps.weight_only import paired_perplexity
+from workbench.measure.quality import paired_perplexity
 from workbench.tasks import get_task
 
 

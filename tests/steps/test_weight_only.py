@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from workbench.core import apply
-from workbench.steps.weight_only import (Int8PackLinear, WeightOnlyConfig, WeightOnlyUnavailable, apply_weight_only,
-                                         paired_perplexity)
+from workbench.measure.quality import paired_perplexity
+from workbench.steps.weight_only import Int8PackLinear, WeightOnlyConfig, WeightOnlyUnavailable, apply_weight_only
 from workbench.tasks import get_task
 
 

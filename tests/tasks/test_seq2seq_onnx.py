@@ -7,7 +7,8 @@ from tiny_task_models import TEXTS, bart, t5
 
 from workbench.tasks import get_task
 from workbench.tasks.seq2seq_onnx import export_seq2seq, greedy_agreement
-from workbench.tasks.text2text import generate_ids, measure_text2text_generation
+from workbench.measure.generation import measure_text2text_generation
+from workbench.tasks.text2text import generate_ids
 
 
 @pytest.mark.parametrize("build", [t5, bart], ids=["t5", "bart"])

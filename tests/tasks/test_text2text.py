@@ -5,9 +5,9 @@ import json
 import pytest
 from tiny_task_models import TEXTS, bart, t5
 
-from workbench.measure.text_metrics import chrf, rouge_l
+from workbench.measure.generation import measure_text2text_generation
 from workbench.tasks import get_task
-from workbench.tasks.text2text import measure_text2text_generation
+from workbench.tasks.text_metrics import chrf, rouge_l
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def _drop(base_q, q) -> dict:
     """Paired drop (points) of ``q`` vs ``base_q`` on the same examples, with its 95% CI and description."""
     import numpy as np
 
-    from workbench.measure.quality import describe_drop, paired_quality_drop
+    from workbench.util.stats import describe_drop, paired_quality_drop
 
     scale = 100 if base_q.metric == "accuracy" else 1
     a, b = np.asarray(base_q.per_example, dtype=float), np.asarray(q.per_example, dtype=float)

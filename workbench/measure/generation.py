@@ -309,3 +309,39 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
             row = {**common, **head, **spec_row(s, base, same), "failed": False}
         rows.append(table.append(row) if table is not None else row)
     return rows
+
+
+def measure_text2text_generation(task, variant, n_sources: int = 4, new_tokens: int = 16,
+                                 repeats: int = 3) -> dict:
+    """Text2text (encoder-decoder) generation timing: greedy generation per output token, batch 1, on the task's
+    held-out sources.
+
+    Each source is generated with 1 and with ``new_tokens`` tokens (EOS suppressed by ``min_new_tokens`` so every
+    run makes the same count); the median first-token time is encoder + first step, and the per-token time is the
+    median of (t_N - t_1) / (N - 1), the decoder steps alone. Medians over ``repeats`` runs of each source.
+    """
+    import statistics
+
+    from workbench.measure.timing import timed_call
+    from workbench.tasks.text2text import generate_ids
+
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be >= 2: the per-token time is (t_N - t_1) / (N - 1)")
+    sources = task._sources("test")[:n_sources]
+    first, per_token = [], []
+    for source in sources:
+        batch = task.encode([source])
+        generate_ids(variant, batch, 2, 2)  # warm-up: sessions, allocator, caches
+        t1 = statistics.median(timed_call(lambda: generate_ids(variant, batch, 1, 1), variant.device)[0]
+                               for _ in range(repeats))
+        runs = [timed_call(lambda: generate_ids(variant, batch, new_tokens, new_tokens), variant.device)
+                for _ in range(repeats)]
+        made = runs[0][1].shape[1] - 1  # the output starts with the decoder start token
+        first.append(t1)
+        per_token.append((statistics.median(ms for ms, _ in runs) - t1) / max(1, made - 1))
+    from workbench.runtime import runner_threads
+
+    return {**variant.describe(), "scenario": "text2text-generation", "threads": runner_threads(variant), "batch_size": 1, "n_sources": len(sources), "new_tokens": new_tokens,
+            "repeats": repeats, "first_token_ms": round(statistics.median(first), 3),
+            "ms_per_output_token": round(statistics.median(per_token), 4),
+            "output_tokens_per_s": round(1e3 / max(statistics.median(per_token), 1e-9), 1)}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.core import Variant
-from workbench.measure.quality import perplexity_with_ci
+from workbench.util.stats import perplexity_with_ci
 from workbench.tasks.base import QualityResult, Task
 from workbench.tasks.hf_loading import load_hf_model, load_tokenizer
 

@@ -2,7 +2,8 @@
 
 Quality is ROUGE-L (or chrF) of greedy generations against the targets, with a bootstrap CI over examples.
 Timing inputs are one encoder pass plus the first decoder step (``decoder_input_ids`` = the start token), the call
-every generated sequence begins with; :func:`measure_text2text_generation` times whole generations per output token.
+every generated sequence begins with; :func:`workbench.measure.generation.measure_text2text_generation` times whole
+generations per output token.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class Text2TextTask(Task):
     def __init__(self, model_dir: str | Path, pairs: dict[str, list[tuple[str, str]]], name: str | None = None,
                  metric: str = "rouge_l", max_source_len: int = 256, max_new_tokens: int = 64, prefix: str = "",
                  trust_remote_code: bool = False, allow_pickle: bool = False):
-        from workbench.measure.text_metrics import text_metric
+        from workbench.tasks.text_metrics import text_metric
 
         if not pairs.get("test"):
             raise ValueError("text2text task needs a non-empty 'test' list of (source, target) pairs")
@@ -126,8 +127,8 @@ class Text2TextTask(Task):
 
     def evaluate(self, variant: Variant, split: str = "test", limit: int | None = None,
                  batch_size: int = 8) -> QualityResult:
-        from workbench.measure.quality import bootstrap_ci
-        from workbench.measure.text_metrics import TEXT_METRICS
+        from workbench.util.stats import bootstrap_ci
+        from workbench.tasks.text_metrics import TEXT_METRICS
 
         pairs = self.pairs[split][:limit]
         outputs: list[str] = []
@@ -168,37 +169,3 @@ class Text2TextTask(Task):
         sources = self._sources("validation")[:n_examples]
         for i in range(0, len(sources), batch_size):
             yield self._with_start(self.encode(sources[i:i + batch_size], seq_len or self.max_source_len))
-
-
-def measure_text2text_generation(task: Text2TextTask, variant: Variant, n_sources: int = 4, new_tokens: int = 16,
-                                 repeats: int = 3) -> dict:
-    """Time greedy generation per output token, batch 1, on held-out sources.
-
-    Each source is generated with 1 and with ``new_tokens`` tokens (EOS suppressed by ``min_new_tokens`` so every
-    run makes the same count); the median first-token time is encoder + first step, and the per-token time is the
-    median of (t_N - t_1) / (N - 1), the decoder steps alone. Medians over ``repeats`` runs of each source.
-    """
-    import statistics
-
-    from workbench.measure.timing import timed_call
-
-    if new_tokens < 2:
-        raise ValueError("new_tokens must be >= 2: the per-token time is (t_N - t_1) / (N - 1)")
-    sources = task._sources("test")[:n_sources]
-    first, per_token = [], []
-    for source in sources:
-        batch = task.encode([source])
-        generate_ids(variant, batch, 2, 2)  # warm-up: sessions, allocator, caches
-        t1 = statistics.median(timed_call(lambda: generate_ids(variant, batch, 1, 1), variant.device)[0]
-                               for _ in range(repeats))
-        runs = [timed_call(lambda: generate_ids(variant, batch, new_tokens, new_tokens), variant.device)
-                for _ in range(repeats)]
-        made = runs[0][1].shape[1] - 1  # the output starts with the decoder start token
-        first.append(t1)
-        per_token.append((statistics.median(ms for ms, _ in runs) - t1) / max(1, made - 1))
-    from workbench.runtime import runner_threads
-
-    return {**variant.describe(), "scenario": "text2text-generation", "threads": runner_threads(variant), "batch_size": 1, "n_sources": len(sources), "new_tokens": new_tokens,
-            "repeats": repeats, "first_token_ms": round(statistics.median(first), 3),
-            "ms_per_output_token": round(statistics.median(per_token), 4),
-            "output_tokens_per_s": round(1e3 / max(statistics.median(per_token), 1e-9), 1)}

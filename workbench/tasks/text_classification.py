@@ -8,7 +8,7 @@ from typing import Iterator
 import torch
 
 from workbench.core import Variant
-from workbench.measure.quality import accuracy_with_ci
+from workbench.util.stats import accuracy_with_ci
 from workbench.tasks.base import QualityResult, Task
 from workbench.tasks.hf_loading import ensure_pad_token, load_hf_model, load_tokenizer
 

@@ -81,7 +81,7 @@ class IsaPanel:
         return rows
 
     def _fill(self, rows, variants, timing) -> None:
-        from workbench.measure.quality import describe_drop, paired_quality_drop
+        from workbench.util.stats import describe_drop, paired_quality_drop
 
         base_q = self.task.evaluate(variants["torch-fp32"], split="validation", limit=self.eval_limit)
         base_p50 = timing["torch-fp32"].p50_ms

@@ -204,7 +204,7 @@ def arm_row(arm: Arm, results: list, prompt_len: int, reference: list | None, pe
 
 def perplexity_columns(task, base, arm: Arm, blocks: int | None) -> dict:
     """Perplexity change vs fp32 on the same blocks (paired CI); arms with fp32's own weights and maths say so."""
-    from workbench.steps.weight_only import paired_perplexity
+    from workbench.measure.quality import paired_perplexity
 
     if arm.variant is None or arm.variant is base:
         return {"ppl_note": "same fp32 weights and maths: not re-measured"}

@@ -68,7 +68,7 @@ def test_op_time_profile_shares(tmp_path):
 def test_diagnose_uses_the_paired_difference_on_the_same_examples():
     import numpy as np
 
-    from workbench.measure.quality import NO_MEASURABLE_LOSS, paired_bootstrap_diff
+    from workbench.util.stats import NO_MEASURABLE_LOSS, paired_bootstrap_diff
     from workbench.tasks.base import QualityResult
 
     parent_scores = np.array([1.0] * 160 + [0.0] * 40)

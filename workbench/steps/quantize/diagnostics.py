@@ -74,7 +74,7 @@ def diagnose(parent_row: dict, row: dict, variant=None, accuracy_tolerance_pts: 
         ``{"speedup": x, "quality_drop_pts": d or "no measurable loss", "quality_drop_ci_pts": [low, high] (paired),
         "flags": [{"flag", "detail", "likely_reasons"}...], "isa": ...}``
     """
-    from workbench.measure.quality import describe_drop, measurable, paired_quality_drop
+    from workbench.util.stats import describe_drop, measurable, paired_quality_drop
     from workbench.runtime.cpu import cpu_isa
 
     meta = getattr(variant, "meta", {}) or {}

@@ -1,7 +1,7 @@
 """ROUGE-L and chrF against examples worked out by hand."""
 import pytest
 
-from workbench.measure.text_metrics import chrf, lcs_length, rouge_l, text_metric
+from workbench.tasks.text_metrics import chrf, lcs_length, rouge_l, text_metric
 
 
 def test_lcs():

@@ -1,7 +1,7 @@
 """Generated-text quality: ROUGE-L (summarisation) and chrF (translation), per example, in plain Python.
 
 Both score one prediction against one reference on a 0-100 scale, so a task's value is the mean over examples and
-its CI a bootstrap over the same per-example scores (:func:`workbench.measure.quality.bootstrap_ci`).
+its CI a bootstrap over the same per-example scores (:func:`workbench.util.stats.bootstrap_ci`).
 
 - ROUGE-L F1 (Lin 2004), as the ``rouge_score`` package computes it without stemming: lowercase, words are runs of
   ``[a-z0-9]``, the longest common subsequence ``L`` gives P = L / |pred|, R = L / |ref|, F1 = 2PR / (P + R).
