@@ -40,7 +40,12 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium not installed: the browser test will be skipped (apt-get install chromium)"
 
+# The edit loop: unit tests only (nothing that starts a server, a browser or a benchmark, nor a test over ~30 s),
+# a few minutes on 2 cores. `make test` stays the one command that must pass.
+test-fast: install
+	$(BIN)/python -m pytest -q --durations=10 -m "not integration and not slow" tests
+
 test-notebooks: install
 	$(BIN)/python -m pytest -q notebooks $(NBVAL)
 
-.PHONY: install lab measure test test-notebooks browser
+.PHONY: install lab measure test test-fast test-notebooks browser

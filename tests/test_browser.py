@@ -16,7 +16,7 @@ import pytest
 
 from workbench.serving.serve_check import free_port  # a free loopback port: the same helper the Triton server uses
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",

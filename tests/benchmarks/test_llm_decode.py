@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.integration  # starts benchmarks/llm_decode.py
+
 HEADLINE = ("best_variant", "best_speedup_vs_hf", "fast_loop_speedup_vs_hf", "best_ppl_increase_pct",
             "best_bandwidth_utilisation", "prefix_cache_ttft_ratio")
 

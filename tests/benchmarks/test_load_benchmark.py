@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # starts benchmarks/load.py with Triton
 
 
 @pytest.fixture(scope="module")

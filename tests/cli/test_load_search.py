@@ -3,6 +3,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))  # demo_bundle, shared with tests/serving
 
 from workbench.cli import main  # noqa: E402
@@ -13,6 +15,7 @@ def test_write_config_needs_search(capsys):
     assert "add --search" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_search_within_a_budget_writes_the_winner(tmp_path, monkeypatch, capsys):
     from demo_bundle import copy_bundle
 

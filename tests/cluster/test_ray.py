@@ -11,6 +11,8 @@ ray = pytest.importorskip("ray")
 from workbench.cluster import parse_spec, run_study  # noqa: E402
 from workbench.cluster.spec import SpecError  # noqa: E402
 
+pytestmark = pytest.mark.integration  # starts a local Ray cluster
+
 SPEC = {
     "study": "ray-study", "task": "text-classification",
     "variants": {"baseline": []},

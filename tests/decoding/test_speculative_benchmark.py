@@ -7,6 +7,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from workbench.decoding.speculative import autoregressive_generate
 
+pytestmark = pytest.mark.integration  # starts benchmarks/speculative.py
+
 HEADLINE_KEYS = ("identical", "speedup_vs_target", "speedup_vs_hf_assisted", "predicted_speedup", "alpha", "c", "gamma")
 
 

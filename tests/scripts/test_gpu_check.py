@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 NUMBERS = ("mbu_bf16_b1", "speedup_b1_vs_hf_eager", "speedup_b64_vs_hf_eager", "int4_speedup_vs_bf16_b1",
            "encoder_fp16_speedup_b64")
 
 
+@pytest.mark.integration
 def test_cpu_mode_writes_sane_json(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--cpu", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=600, env={"PYTHON": sys.executable,

@@ -72,6 +72,7 @@ def test_climb_brackets_the_highest_rate_that_meets_the_slo():
         ClimbSettings(measured=50)
 
 
+@pytest.mark.integration
 def test_search_on_triton_tries_each_candidate_and_tags_its_rows(tmp_path):
     from demo_bundle import demo_setup
 
@@ -142,6 +143,7 @@ def test_winner_is_written_into_the_bundle_atomically_with_checksums(tmp_path):
         write_serving_config(copy_bundle(tmp_path / "b2"), {**search, "winner": None})
 
 
+@pytest.mark.integration
 def test_server_dying_mid_search_keeps_the_points_done_and_says_so(monkeypatch):
     import os
     import signal

@@ -6,6 +6,8 @@ import urllib.request
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.integration  # starts a Triton server streaming the demo LM
+
 NEW_TOKENS = 6
 
 

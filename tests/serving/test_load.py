@@ -23,6 +23,7 @@ def sleeper(tmp_path_factory):
         yield server
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("rho,n", [(0.5, 600), (0.8, 1300)])
 def test_poisson_latency_matches_md1(sleeper, rho, n):
     # Rate set from the nominal service time; the prediction uses S measured by Triton over this very run.
@@ -43,6 +44,7 @@ def test_poisson_latency_matches_md1(sleeper, rho, n):
     assert res.latency["latency_p99.9_note"] == f"n={res.n_measured} < 2000"
 
 
+@pytest.mark.integration
 def test_client_that_cannot_keep_up_is_flagged(sleeper):
     res = open_loop(sleeper.url, "sleeper", one_input, 20_000, 400, warmup_s=0.0, timeout_s=15, seed=3)
     assert res.client_bound and not res.valid and "client-bound" in res.notes[0]
@@ -50,6 +52,7 @@ def test_client_that_cannot_keep_up_is_flagged(sleeper):
     assert res.latency_mean_ms > 10 * SLEEP_MS
 
 
+@pytest.mark.integration
 def test_goodput_sweep_rows_knee_and_goodput(sleeper):
     from workbench.results import ResultsTable
     from workbench.serving.load_sweep import goodput
@@ -93,6 +96,7 @@ def test_percentiles_need_enough_samples():
     assert percentiles(np.arange(10.0))["latency_p90_note"] == "n=10 < 20"
 
 
+@pytest.mark.integration
 def test_cli_load_serves_the_bundle_and_appends_rows(tmp_path, monkeypatch, capsys):
     import json
 

@@ -31,6 +31,7 @@ def lm_bundle(tmp_path_factory):
                          allow_unstable=True, n_reference=2)
 
 
+@pytest.mark.integration
 def test_lm_bundle_is_streamed_with_ttft_rows(lm_bundle, tmp_path, capsys):
     from workbench.serving.verify import load_manifest
 

@@ -20,6 +20,7 @@ def streamer(tmp_path_factory):
         yield server
 
 
+@pytest.mark.integration
 def test_ttft_tpot_itl_from_the_scheduled_send(streamer):
     res = open_loop_stream(streamer.url, "streamer", lambda i: {"MAX_TOKENS": TOKENS}, rate_per_s=10,
                            n_requests=60, warmup_s=0.5, seed=2)

@@ -12,6 +12,7 @@ def _triton_children():
             if "triton" in " ".join(p.cmdline() if p.is_running() else [])]
 
 
+@pytest.mark.integration
 def test_serve_check_answers_match_and_triton_batches():
     bundle = demo_setup()[3]
     manifest = load_manifest(bundle)
@@ -24,6 +25,7 @@ def test_serve_check_answers_match_and_triton_batches():
     assert not _triton_children()  # the server (and its backend stubs) stopped
 
 
+@pytest.mark.integration
 def test_server_is_stopped_when_the_check_fails(tmp_path):
     bundle = demo_setup()[3]
     dist = triton_distribution()
@@ -66,6 +68,7 @@ def test_twin_repository_carries_external_data_under_any_name(tmp_path):
     assert np.allclose(got["logits"], outputs["logits"], atol=1e-5)
 
 
+@pytest.mark.integration
 def test_serve_check_serves_a_model_with_external_data():
     from external_data_bundle import external_data_setup
 
