@@ -142,7 +142,7 @@ def build_arm(name: str, model, args, log, onnx: dict, quantised: dict | None = 
     import copy
 
     from workbench.runtime.cpu import isa_summary, native_bf16
-    from workbench.runtime.decode_bytes import decode_weight_bytes
+    from workbench.runtime.kv_budget import decode_weight_bytes
     from workbench.steps.weight_only import WeightOnlyUnavailable, apply_weight_only
 
     cache_len = args.prompt + args.new + 8
@@ -315,7 +315,7 @@ def parse(argv):
 
 
 def main(argv=None) -> dict:
-    from workbench.runtime.decode_bytes import kv_bytes_per_token
+    from workbench.runtime.kv_budget import kv_bytes_per_token
     from workbench.measure.prefix_cache import PrefixTrial, prefix_cache_trial
     from workbench.measure.roofline import copy_bandwidth
     from workbench.runtime.cpu import cpu_isa
@@ -357,7 +357,7 @@ def main(argv=None) -> dict:
         table[arm.name] = row
     trial = prefix_cache_trial(model, PrefixTrial(prefix_len=args.prefix_len, n_requests=4 if args.small else 6))
     from workbench.measure.cost import get_price, load_api_prices, prefix_cache_saving
-    from workbench.measure.kv_budget import budget_table
+    from workbench.runtime.kv_budget import budget_table
 
     # self-hosted prompt cost with / without the reused prefix on a 2-vCPU instance, against a hosted API's cached price
     saving = prefix_cache_saving(get_price("c7i.large").usd_per_hour, trial,

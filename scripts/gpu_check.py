@@ -85,7 +85,7 @@ def fast_decoder(model, batch: int, cfg: dict, notes: list, what: str):
 
 def llama_arms(cfg: dict, device: str, out: dict, notes: list) -> None:
     """mbu_bf16_b1 and int4_speedup_vs_bf16_b1 on the ~1B decoder."""
-    from workbench.runtime.decode_bytes import decode_weight_bytes, kv_bytes_per_position
+    from workbench.runtime.kv_budget import decode_weight_bytes, kv_bytes_per_position
     from workbench.measure.roofline import copy_bandwidth, decode_call_bytes
 
     model = build("llama", cfg["llama"], device, torch.bfloat16)

@@ -293,7 +293,7 @@ def test_request_metrics_and_roofline_on_rows(tiny_pair, monkeypatch):
     assert plain["tpot_ms_mean"] == pytest.approx(1.1e3) and plain["itl_ms_p50"] == pytest.approx(1.1e3)
     assert plain["e2e_ms_mean"] == pytest.approx((1.7 + 6 * 1.1) * 1e3) and plain["itl_samples"] == 2 * 5
     assert plain["output_tokens_per_s_aggregate"] == pytest.approx(12 / (2 * 8.3), abs=1e-3)
-    from workbench.runtime.decode_bytes import decode_weight_bytes as weight_bytes, kv_bytes_per_position
+    from workbench.runtime.kv_budget import decode_weight_bytes as weight_bytes, kv_bytes_per_position
     per_token = weight_bytes(target) + kv_bytes_per_position(target) * (8 + 3)
     assert plain["bytes_per_token"] == pytest.approx(per_token, abs=1)
     assert plain["bandwidth_utilisation"] == pytest.approx(per_token / 1.1 / 1e9, rel=1e-2)

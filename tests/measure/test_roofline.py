@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from workbench.runtime.decode_bytes import decode_weight_bytes
+from workbench.runtime.kv_budget import decode_weight_bytes
 from workbench.measure.roofline import bandwidth_utilisation, copy_bandwidth, matmul_rate
 
 
@@ -31,7 +31,7 @@ def test_cuda_peaks():
 def test_kv_bytes_per_position_for_gqa_llama_and_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    from workbench.runtime.decode_bytes import kv_bytes_per_position
+    from workbench.runtime.kv_budget import kv_bytes_per_position
 
     llama = LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=8,
                                          num_key_value_heads=2, intermediate_size=32, vocab_size=32))

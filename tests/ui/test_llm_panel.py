@@ -45,7 +45,7 @@ RUN = LlmRun(prompt_len=8, new_tokens=4, n_prompts=2, ppl_blocks=4, threads=1, c
 
 
 def test_arm_row_turns_emission_times_into_ttft_tpot_phase_rates_agreement_and_roofline():
-    from workbench.runtime.decode_bytes import decode_weight_bytes
+    from workbench.runtime.kv_budget import decode_weight_bytes
 
     model = _tiny_gpt2()
     tokens = torch.arange(12).view(1, 12)

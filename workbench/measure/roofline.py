@@ -90,7 +90,7 @@ def decode_bytes_per_token(calls: list, new_tokens: int, context: float, batch_s
     """Bytes read per new token over decode calls of one or more models: ``calls`` = [(model, decode calls), ...]
     (the target's verify calls and a draft model's calls for speculative decoding), each call reading the model's
     weights and its KV cache at the mean ``context`` length."""
-    from workbench.runtime.decode_bytes import decode_weight_bytes, kv_bytes_per_position
+    from workbench.runtime.kv_budget import decode_weight_bytes, kv_bytes_per_position
 
     total = sum(n * decode_call_bytes(decode_weight_bytes(m), kv_bytes_per_position(m), context, batch_size)
                 for m, n in calls if m is not None)

@@ -3,7 +3,7 @@
 bf16 is fast on CPU only where the ISA has native bf16 dot products (AMX-BF16 on Sapphire Rapids and later,
 AVX512-BF16 on Cooper Lake / Zen 4). Elsewhere oneDNN emulates it (bf16 -> fp32 around each GEMM): it still runs and
 gives bf16 numerics, usually slower than fp32. The step works on any CPU and says so in ``meta["emulated"]`` with the
-reason (from :func:`workbench.measure.isa.native_bf16`). The runner always returns fp32 logits.
+reason (from :func:`workbench.runtime.cpu.native_bf16`). The runner always returns fp32 logits.
 """
 from __future__ import annotations
 

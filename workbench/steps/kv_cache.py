@@ -144,7 +144,7 @@ class KvCacheQuantConfig:
 @register_step("kv_cache_quant", KvCacheQuantConfig)
 def kv_cache_quant_step(variant: Variant, config: KvCacheQuantConfig) -> Variant:
     """A variant of a torch decoder that runs through an int8 / int4 KV cache; meta gives KV bytes per token."""
-    from workbench.runtime.decode_bytes import kv_bytes_per_token
+    from workbench.runtime.kv_budget import kv_bytes_per_token
 
     module = require_torch_module(variant, "kv_cache_quant", "apply it to a torch decoder (HF causal LM)")
     if not hasattr(module, "config"):

@@ -184,7 +184,7 @@ class WeightOnlyConfig:
 @register_step("weight_only", WeightOnlyConfig)
 def weight_only_step(variant: Variant, config: WeightOnlyConfig) -> Variant:
     """int8 / int4 weights of a torch decoder; ``meta`` carries the kernel and the weight bytes read per step."""
-    from workbench.runtime.decode_bytes import decode_weight_bytes
+    from workbench.runtime.kv_budget import decode_weight_bytes
 
     module = require_torch_module(variant, "weight_only", "apply it to the torch baseline (for ONNX use "
                                   "WeightOnlyOrtConfig on the export)")

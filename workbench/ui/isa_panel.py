@@ -1,6 +1,6 @@
 """The ISA panel: what this CPU has, which CPU arms apply here and why the others do not, and which arm won.
 
-It reads :func:`workbench.measure.isa.isa_summary` / :func:`~workbench.measure.isa.applicable_arms`, builds the arms
+It reads :func:`workbench.runtime.cpu.isa_summary` / :func:`~workbench.measure.isa.applicable_arms`, builds the arms
 that apply with the registered steps, times them side by side (interleaved, one shape), checks each one's accuracy
 drop against torch fp32 on the same validation examples (paired bootstrap), and picks the fastest arm whose drop CI
 ends within the tolerance. The winner's kernel profile says what ran (share of time in int8 / bf16 kernels).

@@ -95,7 +95,7 @@ def cache_generate(model, ids: torch.Tensor, new_tokens: int, bits: int = 8):
 
 
 def _kv_bytes(model, element_bytes: float | None = None) -> float:
-    from workbench.runtime.decode_bytes import kv_bytes_per_token
+    from workbench.runtime.kv_budget import kv_bytes_per_token
 
     return kv_bytes_per_token(model.config, element_bytes or next(model.parameters()).element_size())
 
@@ -174,7 +174,7 @@ def measure_arms(arms: list[Arm], prompts: list, new_tokens: int, threads: int, 
 
 def arm_row(arm: Arm, results: list, prompt_len: int, reference: list | None, peak_gb_s: float | None) -> dict:
     """One row from an arm's results: request metrics, phase token rates, agreement with fp32, roofline."""
-    from workbench.runtime.decode_bytes import decode_weight_bytes
+    from workbench.runtime.kv_budget import decode_weight_bytes
     from workbench.measure.request_metrics import request_metrics
     from workbench.measure.roofline import roofline_columns
 

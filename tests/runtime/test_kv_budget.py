@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from workbench.measure.kv_budget import budget_table, max_batch_for_budget
-from workbench.runtime.decode_bytes import KvShape, decode_weight_bytes, kv_bytes_per_token, tensor_bytes
+from workbench.runtime.kv_budget import (KvShape, budget_table, decode_weight_bytes, kv_bytes_per_token,
+                                         max_batch_for_budget, tensor_bytes)
 
 
 def test_kv_bytes_read_each_family_s_names():

@@ -1,17 +1,17 @@
-"""Bytes a decoder reads and holds per token: weight bytes per decode step and KV-cache bytes per token.
+"""Bytes a decoder reads and holds per token: weight bytes per decode step, KV-cache bytes per token, and the
+largest batch x context that fits a memory budget.
 
     KV bytes per token = 2 (K and V) x layers x kv_heads x head_dim x bytes per element (+ scales when quantised)
 
 Shapes come from the model config through ``workbench.runtime.families.shape_of`` (GPT-2 spells them ``n_layer`` /
 ``n_head`` / ``n_embd``, Llama ``num_hidden_layers`` / ``num_attention_heads`` / ``num_key_value_heads``, Gemma sets
-its own ``head_dim``). Steps record them in a variant's meta, measurement (roofline, KV budget) reads them.
+its own ``head_dim``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-
 
 @dataclass(frozen=True)
 class KvShape:
@@ -89,4 +89,47 @@ def kv_bytes_per_position(model: torch.nn.Module) -> int:
     return int(kv_bytes_per_token(shape, next(model.parameters()).element_size()))
 
 
-__all__ = ["KvShape", "kv_bytes_per_token", "kv_bytes_per_position", "tensor_bytes", "decode_weight_bytes"]
+def max_batch_for_budget(budget_bytes: float, kv_per_token: float, context: int, weight_bytes: float = 0) -> int:
+    """Sequences of ``context`` tokens whose KV cache fits ``budget_bytes`` beside the weights.
+
+    Raises:
+        ValueError: the budget does not hold the weights and one sequence (says how much is missing).
+    """
+    if context < 1 or kv_per_token <= 0:
+        raise ValueError(f"context must be >= 1 and KV bytes per token > 0, got {context}, {kv_per_token}")
+    one = weight_bytes + context * kv_per_token
+    if budget_bytes < one:
+        raise ValueError(f"memory budget {budget_bytes / 2**20:.1f} MiB is too small for one sequence of {context} "
+                         f"tokens: weights {weight_bytes / 2**20:.1f} MiB + KV "
+                         f"{context * kv_per_token / 2**20:.1f} MiB "
+                         f"= {one / 2**20:.1f} MiB; raise the budget, shorten the context or quantise the KV cache")
+    return int((budget_bytes - weight_bytes) // (context * kv_per_token))
+
+
+def budget_table(budget_bytes: float, config, weight_bytes: float, contexts=(512, 2048, 8192),
+                 caches: dict | None = None) -> list[dict]:
+    """For each KV-cache format and context: KV bytes per token and the largest batch that fits the budget (0 when
+    not even one sequence fits, with the reason).
+
+    Args:
+        caches: ``{name: (bytes_per_element, scale_bytes_per_head)}``; default fp32, bf16, int8 (fp32 scale per
+            token and head), int4 (fp32 scale + zero point).
+    """
+    caches = caches or {"fp32": (4, 0), "bf16": (2, 0), "int8": (1, 4), "int4": (0.5, 8)}
+    rows = []
+    for name, (element, scale) in caches.items():
+        per_token = kv_bytes_per_token(config, element, scale)
+        for context in contexts:
+            row = {"kv_cache": name, "context": context, "kv_bytes_per_token": per_token,
+                   "budget_mib": round(budget_bytes / 2**20, 1), "weight_mib": round(weight_bytes / 2**20, 1)}
+            try:
+                row["max_batch"] = max_batch_for_budget(budget_bytes, per_token, context, weight_bytes)
+            except ValueError as exc:
+                row.update(max_batch=0, reason=str(exc))
+            row["max_batch_x_context"] = row["max_batch"] * context
+            rows.append(row)
+    return rows
+
+
+__all__ = ["KvShape", "kv_bytes_per_token", "kv_bytes_per_position", "tensor_bytes", "decode_weight_bytes", "max_batch_for_budget",
+           "budget_table"]
