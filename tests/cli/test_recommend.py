@@ -3,9 +3,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from workbench.cli.recommend import pick
 
 
+@pytest.mark.integration  # `workbench recommend` times every CPU arm: a benchmark (~40 s of CPU)
 def test_recommend_prints_one_line_per_arm_and_a_recommendation(tmp_path):
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "recommend", "--task", "text-classification",
                              "--time-budget", "0.5", "--eval-limit", "32", "--skip", "compile", "--study", "rec"],

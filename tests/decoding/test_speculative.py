@@ -44,6 +44,7 @@ def pair():
     return target, perturbed(target, 0.1), tiny_lm(embd=32, layers=1, seed=2)
 
 
+@pytest.mark.slow  # 50-70 s of CPU per gamma on 2 cores
 @pytest.mark.parametrize("gamma", [1, 3, 6])
 def test_greedy_identical_to_target_on_many_prompts(pair, gamma):
     target, close_draft, far_draft = pair
