@@ -1,5 +1,8 @@
 """How a variant runs: the torch runner (``torch_runner``), ONNX Runtime sessions and providers (``ort``), the
-OpenVINO CPU runner (``openvino``), and tensor/array conversion (``arrays``).
+OpenVINO CPU runner (``openvino``), and tensor/array conversion (``arrays``); and the facts about a model and this
+machine that steps and measurement both read: the files of an ONNX model (``onnx_files``), model-family shapes
+(``families``), this CPU's flags (``cpu``), kernel profiles (``profile``), weight counts (``weights``) and the bytes a
+decoder reads and holds (``kv_budget``).
 
 Only this package (and ``tasks/``) knows which backend a variant uses. Steps, measurement, serving and the UI ask
 the questions below instead of comparing ``variant.backend`` themselves.
