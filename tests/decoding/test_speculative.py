@@ -112,6 +112,7 @@ def chi2_critical(df, z=3.09):   # Wilson-Hilferty approximation of the 0.999 qu
     return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
 
 
+@pytest.mark.slow  # the first case alone ran > 2 min of CPU here
 @pytest.mark.parametrize("drafter_kind,temperature", [("draft-model", 1.0), ("draft-model", 0.7), ("prompt-lookup", 1.0)])
 def test_sampling_preserves_the_target_distribution(drafter_kind, temperature):
     vocab, n_new, n_samples = 4, 3, 2000
