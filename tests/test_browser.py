@@ -222,8 +222,12 @@ def _faster_machine(rows: list[dict]) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("study, figures, rewrite", [("llm-serving", 4, None), ("load_and_tail", 2, None),
-                                                     ("load_and_tail", 2, _faster_machine)])
+# (study, figures its report draws, rows rewritten first): the studies notebooks write (tests/ui/studies)
+STUDY_FIGURES = [("quickstart", 3, None), ("batching", 1, None), ("llm-serving", 4, None), ("load_and_tail", 2, None),
+                 ("load_and_tail", 2, _faster_machine)]
+
+
+@pytest.mark.parametrize("study, figures, rewrite", STUDY_FIGURES)
 def test_notebook_study_reports_draw_every_figure_on_sane_axes(tmp_path, study, figures, rewrite):
     import json
 
