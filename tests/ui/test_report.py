@@ -167,3 +167,15 @@ def test_load_study_keeps_load_points_out_of_the_batching_figures_and_tables(tmp
     assert table.count("<tr>") == 1 + 6 and "timeouts" in table and "offered (req/s)" in table
     assert "precision" not in table and "seq len" not in table              # columns follow the scenario
     assert "54.62 req/s offered, config b8 q0us x2 t1" in page
+
+
+def test_speculative_study_draws_speedup_and_acceptance_with_its_own_table(tmp_path):
+    page = build_report(_notebook_study(tmp_path, "speculative")).read_text()
+    assert "No figure" not in page and "<h2>Figures</h2>" not in page
+    section = page.split("<h2>Speculative decoding</h2>", 1)[1].split("<h2>", 1)[0]
+    assert section.count("Plotly.newPlot") == 3                     # speedup vs gamma + one histogram per drafter
+    assert "<h3>Speedup vs gamma, temperature 0</h3>" in section
+    assert "Accepted drafts per target call: prompt-lookup" in section
+    table = section.split("<table>", 1)[1]
+    assert table.count("<tr>") == 1 + 8 and "predicted speedup (x)" in table
+    assert "<td class='num'>1.473</td>" in table                    # draft-model gamma=2's measured speedup as saved

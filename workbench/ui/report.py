@@ -14,7 +14,8 @@ from pathlib import Path
 
 from workbench.results import (PARETO_GROUP, ResultsTable, latest_rows, load_environments, metric_name,
                                pareto_front)
-from workbench.ui.report_sections import figure_html, html_table, llm_section, load_section, row_summary, split_rows
+from workbench.ui.report_sections import (figure_html, html_table, llm_section, load_section, row_summary,
+                                         speculative_section, split_rows)
 from workbench.util.files import write_file_atomic
 
 # (column, header); "quality" is headed by the rows' metric (accuracy, perplexity, ...), see _headers.
@@ -70,7 +71,7 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     measured, llm, _ = split_rows(good)       # each scenario drawn and tabulated with its own columns
     parts = [f"<h1>Workbench report: {html.escape(path.parent.name)}</h1>",
              _provenance(path, table.rows, len(others) - len(rows), environments)]
-    sections = llm_section(llm) + load_section(load)
+    sections = llm_section(llm) + speculative_section(good) + load_section(load)
     if measured or not sections:
         parts += _measured_section(measured, lineage_text)
     parts += sections

@@ -12,6 +12,8 @@ from workbench.ui.plots_llm import llm_rows
 from workbench.util.numbers import format_value
 
 LOAD_SCENARIOS = ("load", "load-stream", "load-search")
+# a speculative-decoding study: its arms and the target alone they are compared with (notebook 06)
+SPECULATIVE_SCENARIOS = ("generation-speculative", "generation-plain")
 
 # (column, header) of each scenario's table
 LLM_COLUMNS = (("arm", "arm"), ("ttft_ms", "TTFT p50 (ms)"), ("tpot_ms", "TPOT p50 (ms)"),
@@ -34,6 +36,14 @@ STREAM_COLUMNS = (("variant", "variant"), ("offered_rate_per_s", "offered (req/s
                   ("tpot_p50_ms", "TPOT p50 (ms)"), ("tpot_p90_ms", "TPOT p90 (ms)"), ("slo_ms", "TTFT SLO (ms)"),
                   ("meets_slo", "meets SLO"), ("n_measured", "requests"), ("errors", "errors"),
                   ("valid", "valid (client kept up)"), ("environment_id", "environment"))
+SPECULATIVE_COLUMNS = (("variant", "arm"), ("drafter", "drafter"), ("gamma", "gamma"),
+                       ("temperature", "temperature"), ("tokens_per_s", "decode tokens/s"),
+                       ("speedup", "decode speedup (x)"), ("predicted_speedup", "predicted speedup (x)"),
+                       ("e2e_speedup", "end-to-end speedup (x)"), ("alpha", "acceptance alpha"),
+                       ("c", "draft cost c"), ("tokens_per_target_call", "tokens per target call"),
+                       ("ttft_ms_p50", "TTFT p50 (ms)"), ("tpot_ms_p50", "TPOT p50 (ms)"),
+                       ("identical", "output identical to the target's"), ("seq_len", "prompt (tokens)"),
+                       ("new_tokens", "new tokens"), ("environment_id", "environment"))
 SEARCH_COLUMNS = (("serving_config", "config"), ("stage", "stage"), ("goodput_per_s", "goodput (req/s)"),
                   ("knee_per_s", "knee (req/s)"), ("p99_at_goodput_ms", "p99 at goodput (ms)"),
                   ("usd_per_1k_requests_at_goodput", "$ / 1k requests at goodput"), ("slo_ms", "SLO (ms)"))
@@ -43,8 +53,15 @@ def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     """(measurement rows, LLM-serving rows, load rows): the report draws each kind in its own section."""
     llm = llm_rows(rows)
     load = [r for r in rows if r.get("scenario") in LOAD_SCENARIOS]
-    taken = {id(r) for r in llm + load}
+    taken = {id(r) for r in llm + load + speculative_rows(rows)}
     return [r for r in rows if id(r) not in taken], llm, load
+
+
+def speculative_rows(rows: list[dict]) -> list[dict]:
+    """The speculative arms and, when there are any, the target-alone rows they are measured against."""
+    if not any(r.get("scenario") == "generation-speculative" for r in rows):
+        return []
+    return [r for r in rows if r.get("scenario") in SPECULATIVE_SCENARIOS]
 
 
 def cell(row: dict, key: str, lineage_text=None) -> str:
@@ -98,6 +115,29 @@ def llm_section(rows: list[dict]) -> list[str]:
     return parts + [html_table(rows, LLM_COLUMNS, always=("arm",))]
 
 
+def speculative_section(rows: list[dict]) -> list[str]:
+    """Speedup vs gamma (measured and predicted) per temperature, accepted drafts per drafter, and the arms' table."""
+    spec = speculative_rows([r for r in rows if not r.get("failed")])
+    if not spec:
+        return []
+    from workbench.ui.plots_speculative import acceptance_figure, speedup_figure
+
+    parts = ["<h2>Speculative decoding</h2>",
+             "<p>Each arm against the target alone, measured side by side at batch 1 (notebook 06): decode speedup "
+             "(prefill apart) next to the one the measured acceptance alpha and draft cost c predict.</p>"]
+    drafted = [r for r in spec if r.get("scenario") == "generation-speculative"]
+    for temperature in sorted({r.get("temperature", 0.0) for r in drafted}):
+        parts += [f"<h3>Speedup vs gamma, temperature {temperature:g}</h3>",
+                  figure_html(speedup_figure(drafted, temperature=temperature))]
+    for temperature in sorted({r.get("temperature", 0.0) for r in drafted}):
+        for drafter in dict.fromkeys(r["drafter"] for r in drafted if r.get("temperature", 0.0) == temperature):
+            if any(r.get("accept_hist") for r in drafted if r["drafter"] == drafter):
+                parts += [f"<h3>Accepted drafts per target call: {html.escape(drafter)}, temperature "
+                          f"{temperature:g}</h3>", figure_html(acceptance_figure(drafted, drafter,
+                                                                                 temperature=temperature))]
+    return parts + [html_table(spec, SPECULATIVE_COLUMNS, always=("variant",))]
+
+
 def load_section(rows: list[dict]) -> list[str]:
     """Latency vs offered load, the serving-config search and streaming-LM load, with their points tabulated.
 
@@ -149,4 +189,4 @@ def row_summary(row: dict) -> str:
     return f"{scenario}, {where}"
 
 
-__all__ = ["split_rows", "llm_section", "load_section", "html_table", "cell", "row_summary", "LOAD_SCENARIOS"]
+__all__ = ["split_rows", "speculative_rows", "llm_section", "speculative_section", "load_section", "html_table", "cell", "row_summary", "LOAD_SCENARIOS"]
