@@ -189,4 +189,5 @@ def row_summary(row: dict) -> str:
     return f"{scenario}, {where}"
 
 
-__all__ = ["split_rows", "speculative_rows", "llm_section", "speculative_section", "load_section", "html_table", "cell", "row_summary", "LOAD_SCENARIOS"]
+__all__ = ["split_rows", "speculative_rows", "llm_section", "speculative_section", "load_section", "html_table", "cell",
+           "row_summary", "LOAD_SCENARIOS", "SPECULATIVE_SCENARIOS"]
