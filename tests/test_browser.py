@@ -223,8 +223,9 @@ def _faster_machine(rows: list[dict]) -> list[dict]:
 
 
 # (study, figures its report draws, rows rewritten first): the studies notebooks write (tests/ui/studies)
-STUDY_FIGURES = [("quickstart", 3, None), ("02_quantisation", 2, None), ("batching", 1, None), ("serving", 3, None), ("speculative", 3, None), ("llm-serving", 4, None),
-                 ("load_and_tail", 2, None), ("load_and_tail", 2, _faster_machine)]
+STUDY_FIGURES = [("quickstart", 3, None), ("02_quantisation", 2, None), ("batching", 1, None), ("serving", 3, None),
+                 ("speculative", 3, None), ("llm-serving", 4, None), ("load_and_tail", 2, None),
+                 ("load_and_tail", 2, _faster_machine)]
 
 
 @pytest.mark.parametrize("study, figures, rewrite", STUDY_FIGURES)
