@@ -2,6 +2,10 @@
 
 Opens the quickstart, runs all cells, presses Run in the panel, waits until the live plotly chart shows more
 points, and saves a screenshot under the test's artifacts dir. The server is stopped whatever happens.
+
+Renders the HTML report of each notebook study (the rows notebooks 07 and 08 write, tests/ui/studies) and checks
+every figure's axes as plotly.js laid them out: no axis runs far past its data, a log axis only where the data spans
+one, no figure is empty.
 """
 import os
 import shutil
@@ -148,3 +152,113 @@ def test_quickstart_in_real_browser(lab, tmp_path):
     assert "done:" in status
     assert (shots / "quickstart.png").stat().st_size > 20_000
     assert not [e for e in errors if "plotly" in e.lower() or "widget" in e.lower()], errors
+
+
+# Per figure: each y axis as laid out (type, range in axis units: log10 on log axes) and the extent of what is
+# drawn on it (trace values with their error bars, shape lines), read from plotly.js's own full data and layout.
+AXES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+  const axes = {};
+  for (const [name, ax] of Object.entries(gd._fullLayout)) {
+    if (!/^yaxis\\d*$/.test(name) || !ax.range) continue;
+    const id = 'y' + name.slice(5);
+    const values = [];
+    for (const t of gd._fullData) {
+      if ((t.yaxis || 'y') !== id || t.visible === false || !t.y) continue;
+      const up = (t.error_y && t.error_y.visible && t.error_y.array) || [];
+      const down = (t.error_y && t.error_y.visible && (t.error_y.arrayminus || t.error_y.array)) || [];
+      Array.from(t.y).forEach((y, i) => { if (typeof y === 'number' && isFinite(y)) {
+        values.push(y, y + (up[i] || 0), y - (down[i] || 0)); if (t.type === 'bar') values.push(0); } });
+    }
+    for (const s of gd._fullLayout.shapes || []) if (s.yref === id) values.push(s.y0, s.y1);
+    axes[name] = {type: ax.type, range: ax.range.slice(), title: (ax.title && ax.title.text) || '', values};
+  }
+  return {title: (gd._fullLayout.title && gd._fullLayout.title.text) || '', axes};
+})"""
+
+
+def _check_axes(figure: dict) -> list[str]:
+    """What is wrong with one figure's y axes (empty: nothing): an axis with nothing on it, an axis running past
+    its data by more than plotly's padding, a log axis over data spanning less than x10, or a latency axis past a
+    minute."""
+    import math
+
+    problems = []
+    for name, ax in figure["axes"].items():
+        where = f"{figure['title'][:60]!r} {name} ({ax['title']})"
+        values = [v for v in ax["values"] if isinstance(v, (int, float))]
+        if not values:
+            problems.append(f"{where}: nothing drawn on it")
+            continue
+        low, high = min(values), max(values)
+        if ax["type"] == "log":
+            positive = [v for v in values if v > 0]
+            low, high = min(positive), max(positive)
+            top, bottom = 10 ** ax["range"][1], 10 ** ax["range"][0]
+            if high / low < 10:
+                problems.append(f"{where}: log axis over data spanning only x{high / low:.2g}")
+        else:
+            top, bottom = ax["range"][1], ax["range"][0]
+        span = (high - low) or abs(high) or 1.0
+        if top > high + 0.5 * span * (3 if ax["type"] == "log" else 1) or bottom < low - 0.5 * span:
+            problems.append(f"{where}: axis {bottom:.4g}..{top:.4g} for data {low:.4g}..{high:.4g}")
+        if "(ms)" in ax["title"] and top > 60_000:
+            problems.append(f"{where}: a latency axis up to {top:.3g} ms")
+        if not all(math.isfinite(x) for x in ax["range"]):
+            problems.append(f"{where}: range {ax['range']}")
+    return problems
+
+
+def _faster_machine(rows: list[dict]) -> list[dict]:
+    """Notebook 08's rows as a less loaded machine writes them: its SLO (ten batch-1 service times) is 35 ms, not
+    463, and the highest rate's requests all timed out (no latency: counted in ``timeouts``)."""
+    top = max(r.get("offered_rate_per_s") or 0 for r in rows)
+    out = []
+    for r in rows:
+        r = {**r, "slo_ms": 35.0} if "slo_ms" in r else r
+        if r.get("scenario") == "load" and r["offered_rate_per_s"] == top:
+            r = {**r, "n_ok": 0, "timeouts": r["n_measured"], "latency_mean_ms": None,
+                 **{k: None for k in r if k.startswith("latency_p") and k.endswith("_ms")}}
+        out.append(r)
+    return out
+
+
+# (study, figures its report draws, rows rewritten first): the studies notebooks write (tests/ui/studies)
+STUDY_FIGURES = [("quickstart", 3, None), ("02_quantisation", 2, None), ("batching", 1, None), ("serving", 3, None),
+                 ("speculative", 3, None), ("llm-serving", 4, None), ("load_and_tail", 2, None),
+                 ("load_and_tail", 2, _faster_machine)]
+
+
+@pytest.mark.parametrize("study, figures, rewrite", STUDY_FIGURES)
+def test_notebook_study_reports_draw_every_figure_on_sane_axes(tmp_path, study, figures, rewrite):
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    from workbench.ui.report import build_report
+
+    studies = REPO / "tests" / "ui" / "studies"
+    folder = tmp_path / study
+    folder.mkdir()
+    rows = [json.loads(line) for line in (studies / f"{study}.jsonl").read_text().splitlines() if line.strip()]
+    rows = rewrite(rows) if rewrite else rows
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copy(studies / f"{study}.environments.json", folder / "environments.json")
+    page_path = build_report(folder)
+    shots = Path(os.environ["WORKBENCH_ARTIFACTS"]) / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_path.as_uri())
+            page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {figures}",
+                                   timeout=60_000)
+            drawn = page.evaluate(AXES)
+            page.screenshot(path=str(shots / f"report-{study}{'-rewritten' if rewrite else ''}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert len(drawn) == figures, [f["title"] for f in drawn]
+    assert [p for f in drawn for p in _check_axes(f)] == []

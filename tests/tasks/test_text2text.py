@@ -90,3 +90,22 @@ def test_measure_variant_gives_a_row_with_rouge_and_tokens(task):
     row = measure_variant(task, task.baseline(), batch_size=2, seq_len=12, eval_limit=2, max_seconds=1.0)
     assert row["metric"] == "rouge_l" and row["quality_n"] == 2 and row["seq_len"] == 12
     assert row["tokens_per_s"] > 0 and row["latency_p50_ms"] > 0 and "chrf" in row
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_the_configs_pad_id(tmp_path, data):
+    """A T5 whose saved tokenizer names no pad token (config.json does): batches of unequal sources still encode,
+    padded with the config's id (families.pad_id, the rule every task kind uses), and generate."""
+    import json as _json
+
+    from transformers import AutoTokenizer
+
+    model_dir = t5(tmp_path / "m", tokenizer_pad=False)
+    assert AutoTokenizer.from_pretrained(model_dir).pad_token is None  # the failure case is really built
+    config_pad = _json.loads((model_dir / "config.json").read_text())["pad_token_id"]
+    task = get_task("text2text", model_dir, data=data)
+    task.max_new_tokens = 4
+    assert task.tokenizer.pad_token_id == config_pad
+    enc = task.encode([TEXTS[0], TEXTS[0] + " and then some more words here"])
+    short = int(enc["attention_mask"][0].sum())
+    assert short < enc["input_ids"].shape[1] and set(enc["input_ids"][0, short:].tolist()) == {config_pad}
+    assert task.evaluate(task.baseline(), limit=3, batch_size=3).n_examples == 3

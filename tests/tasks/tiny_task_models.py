@@ -48,13 +48,18 @@ def llama(path: Path, head: str = "classifier", safe: bool = True) -> Path:
     return save(model.eval(), tok, path, safe)
 
 
-def t5(path: Path) -> Path:
+def t5(path: Path, tokenizer_pad: bool = True) -> Path:
+    """A 2-layer T5. ``tokenizer_pad=False``: "<pad>" is in the vocabulary and the config's ``pad_token_id``, but the
+    saved tokenizer names no pad token (as some users' conversions do)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     tok = tiny_tokenizer({"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"})
+    pad = tok.pad_token_id
+    if not tokenizer_pad:
+        tok.pad_token = None
     cfg = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                   decoder_start_token_id=tok.pad_token_id, initializer_factor=8.0)  # varied greedy output
+                   pad_token_id=pad, eos_token_id=tok.eos_token_id,
+                   decoder_start_token_id=pad, initializer_factor=8.0)  # varied greedy output
     torch.manual_seed(0)
     return save(T5ForConditionalGeneration(cfg).eval(), tok, path)
 

@@ -144,3 +144,19 @@ def test_lineage_shows_only_what_differs_from_each_steps_defaults():
     # a config the registry does not know keeps the fields that are set, never the Nones
     unknown = {"lineage": [["someone_elses_step", {"type": "ElseConfig", "alpha": 0.5, "out_dir": None}]]}
     assert plots.lineage_text(unknown) == "baseline → someone_elses_step(alpha=0.5)"
+
+
+def test_figures_for_leaves_load_points_and_llm_arms_to_their_own_figures():
+    from workbench.ui.plots import figures_for
+
+    sweep = [{"variant": "ort", "variant_id": "v", "scenario": "batching", "batch_size": b, "latency_p50_ms": 2.0 * b,
+              "throughput_per_s": 500.0 / b ** 0.5, "device": "cpu"} for b in (1, 4)]
+    load = [{"variant": "ort", "variant_id": "v", "scenario": "load", "batch_size": 1, "latency_p50_ms": 90.0,
+             "throughput_per_s": 20.0, "offered_rate_per_s": 20.0}]
+    arm = [{"variant": "fp32", "arm": "fp32", "scenario": "llm-serving", "batch_size": 1, "latency_p50_ms": 500.0,
+            "throughput_per_s": 0.4}]
+    (title, fig), = figures_for(sweep + load + arm)
+    assert title == "Latency and throughput vs batch size"
+    latency = [t for t in fig.data if t.xaxis == "x"]
+    assert len(latency) == 1 and list(latency[0].y) == [2.0, 8.0]        # one line: the sweep, no load point
+    assert figures_for(load + arm) == []

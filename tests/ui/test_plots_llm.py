@@ -59,3 +59,22 @@ def test_summary_table_shows_each_arm_and_the_reason_an_arm_did_not_run():
     assert lines[0].split()[:4] == ["arm", "available", "ttft_ms", "tpot_ms"]
     assert [ln.split()[0] for ln in lines[1:]] == ["fp32", "int4-wo", "bf16", "prefix-cache"]
     assert "no AMX/AVX512-BF16" in lines[3] and lines[3].split()[1] == "False"
+
+
+def test_rate_bars_split_prefill_and_decode_per_arm():
+    from workbench.ui.plots_llm import rate_figure
+
+    rows = _rows()
+    rows[0]["prompt_tokens_per_s"] = 400.0
+    bars = {t.name: dict(zip(t.x, t.y)) for t in rate_figure(rows).data}
+    assert bars == {"prompt tokens/s (prefill)": {"fp32": 400.0},
+                    "output tokens/s (decode)": {"fp32": 80.0, "int4-wo": 166.7}}
+
+
+def test_llm_rows_are_the_panels_scenario():
+    from workbench.ui.llm_panel import SCENARIO
+    from workbench.ui.plots_llm import SCENARIO as NAMED_HERE, llm_rows
+
+    assert NAMED_HERE == SCENARIO
+    assert llm_rows([{"scenario": SCENARIO, "arm": "fp32"}, {"scenario": "load"}]) == [{"scenario": SCENARIO,
+                                                                                          "arm": "fp32"}]

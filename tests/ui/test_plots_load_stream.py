@@ -51,3 +51,17 @@ def test_report_shows_the_stream_section():
     section = page.split("<h2>Streaming LM under load</h2>", 1)[1].split("<h2>", 1)[0].replace("\\u002f", "/")
     assert "Plotly.newPlot" in section and "goodput 2/s" in section and "TTFT SLO 50 ms" in section
     assert "<h2>Latency under load</h2>" not in page                 # no request/response rows in this study
+
+
+def test_ttft_axis_follows_the_data_and_failed_streams_are_counted():
+    import math
+
+    rows = _rows()
+    rows[0].update(errors=4, ttft_p90_ms=float("inf"))      # a timed-out stream saved as inf: not a point
+    fig = stream_load_figure(rows)
+    tail = {t.name: t for t in fig.data}["ort-fp32: TTFT tail"]
+    assert list(tail.y) == [30.0, 25.0, None] and "4 errors" in tail.text[2]
+    assert "4 errors and 0 timeouts at 1 point" in fig.layout.title.text
+    assert fig.layout.yaxis.type == "linear" and fig.layout.yaxis.range[1] < 60.0    # 7..50 ms: no log axis
+    label = next(a for a in fig.layout.annotations if a.text == "TTFT SLO 50 ms")
+    assert label.y == 50.0 and not math.isinf(label.y)

@@ -124,3 +124,58 @@ def test_report_shows_the_load_curve_and_the_search_table():
     assert "offered load (requests/s)" in section and "SLO 40 ms" in section
     search = section.split("<h3>Serving-config search</h3>", 1)[1]
     assert "b8 q0us x2 t1" in search and "p99 at goodput (ms)" in search and "0.00123" in search
+
+
+# ---- issue #25: every scenario a notebook writes is drawn, with columns of its own ---------------------------------
+
+STUDIES = __import__("pathlib").Path(__file__).parent / "studies"
+
+
+def _notebook_study(tmp_path, name: str):
+    """A study folder holding the rows notebook 07 / 08 wrote (tests/ui/studies)."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "results.jsonl").write_text((STUDIES / f"{name}.jsonl").read_text())
+    (folder / "environments.json").write_text((STUDIES / f"{name}.environments.json").read_text())
+    return folder
+
+
+def test_llm_serving_study_draws_ttft_tpot_token_rates_costs_and_perplexity(tmp_path):
+    page = build_report(_notebook_study(tmp_path, "llm-serving")).read_text()
+    assert "No figure" not in page and "<h2>Figures</h2>" not in page      # no empty quality-vs-latency section
+    section = page.split("<h2>LLM serving arms</h2>", 1)[1].split("<h2>", 1)[0]
+    assert section.count("Plotly.newPlot") == 4
+    for title in ("Time to first token vs time per output token", "Tokens per second",
+                  "$ per 1M input / output tokens", "Perplexity change vs fp32"):
+        assert f"<h3>{title}</h3>" in section
+    table = section.split("<table>", 1)[1]
+    assert "TTFT p50 (ms)" in table and "$ / 1M output tokens" in table and "$ / 1M input tokens" in table
+    assert "items/s" not in page and "$ / 1M requests" not in page          # LLM rows are read per token
+    assert "<td class='num'>157.5</td>" in table                            # fp32's TPOT from the saved row
+    assert "-0.032 – 0.121" in table                                        # bf16's perplexity CI as saved
+    assert "arm fp32, prompt 16 + 8 output tokens" in page                  # the environment's row list
+
+
+def test_load_study_keeps_load_points_out_of_the_batching_figures_and_tables(tmp_path):
+    page = build_report(_notebook_study(tmp_path, "load_and_tail")).read_text()
+    batching = page.split("<h3>Latency and throughput vs batch size</h3>", 1)[1].split("<h", 1)[0]
+    assert "task -" not in batching and "ort-fp32 (" not in batching       # one line: the sweep's variant only
+    all_rows = page.split("<h2>All rows</h2>", 1)[1].split("<h2>", 1)[0]
+    assert all_rows.count("<tr>") == 1 + 4                                  # the four batch sizes, no load point
+    load = page.split("<h2>Latency under load</h2>", 1)[1].split("<h3>", 1)[0]
+    table = load.split("<table>", 1)[1]
+    assert table.count("<tr>") == 1 + 6 and "timeouts" in table and "offered (req/s)" in table
+    assert "precision" not in table and "seq len" not in table              # columns follow the scenario
+    assert "54.62 req/s offered, config b8 q0us x2 t1" in page
+
+
+def test_speculative_study_draws_speedup_and_acceptance_with_its_own_table(tmp_path):
+    page = build_report(_notebook_study(tmp_path, "speculative")).read_text()
+    assert "No figure" not in page and "<h2>Figures</h2>" not in page
+    section = page.split("<h2>Speculative decoding</h2>", 1)[1].split("<h2>", 1)[0]
+    assert section.count("Plotly.newPlot") == 3                     # speedup vs gamma + one histogram per drafter
+    assert "<h3>Speedup vs gamma, temperature 0</h3>" in section
+    assert "Accepted drafts per target call: prompt-lookup" in section
+    table = section.split("<table>", 1)[1]
+    assert table.count("<tr>") == 1 + 8 and "predicted speedup (x)" in table
+    assert "<td class='num'>1.473</td>" in table                    # draft-model gamma=2's measured speedup as saved

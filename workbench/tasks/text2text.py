@@ -92,12 +92,29 @@ class Text2TextTask(Task):
         self.max_source_len, self.max_new_tokens, self.prefix = max_source_len, max_new_tokens, prefix
         self.trust_remote_code, self.allow_pickle = trust_remote_code, allow_pickle
         self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
-        self.decoder_start_token_id = self._start_token()
-
-    def _start_token(self) -> int:
-        from transformers import AutoConfig, GenerationConfig
+        from transformers import AutoConfig
 
         cfg = AutoConfig.from_pretrained(self.model_dir, trust_remote_code=self.trust_remote_code)
+        self.decoder_start_token_id = self._start_token(cfg)
+        self._ensure_pad(cfg)
+
+    def _ensure_pad(self, cfg) -> None:
+        """Give a tokenizer saved without a pad token the id the model pads with (``families.pad_id``: the config's
+        ``pad_token_id``, else EOS), so batched sources can be padded; the attention mask hides it either way."""
+        if self.tokenizer.pad_token is not None:
+            return
+        from workbench.tasks.families import pad_id
+
+        pad = pad_id(self.tokenizer, cfg)
+        token = self.tokenizer.convert_ids_to_tokens(pad)
+        if token is None:
+            raise ValueError(f"{self.model_dir}: the pad id {pad} (config.json pad_token_id, else EOS) is not in the "
+                             "tokenizer's vocabulary: set tokenizer.pad_token and save it beside the model")
+        self.tokenizer.pad_token = token
+
+    def _start_token(self, cfg) -> int:
+        from transformers import GenerationConfig
+
         if not getattr(cfg, "is_encoder_decoder", False):
             raise ValueError(f"{self.model_dir} is a {cfg.model_type!r} model, not an encoder-decoder: use the "
                              "causal-lm task for decoder-only models")

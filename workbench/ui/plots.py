@@ -262,12 +262,17 @@ def batching_figure(rows, slo_ms: float | None = None, latency: str = "latency_p
 
 
 def figures_for(rows) -> list[tuple[str, object]]:
-    """Every figure the rows support, as (title, figure): the report draws all of them.
+    """Every figure the measurement rows support, as (title, figure); load and LLM-serving rows are left to their
+    own figures (the report draws those in their sections).
 
     Example:
         >>> for title, fig in figures_for(table): fig.show()   # doctest: +SKIP
     """
-    rows = [r for r in _rows(rows) if not r.get("failed")]
+    from workbench.ui.report_sections import split_rows
+
+    # load points and LLM arms have figures of their own (plots_load, plots_llm): a load point at "batch 1" is not a
+    # batch-size point, and an arm's row has no quality or shape to place it here
+    rows = split_rows([r for r in _rows(rows) if not r.get("failed")])[0]
     out = []
     scored = [r for r in rows if is_number(r.get("quality")) and is_number(r.get("latency_p50_ms"))]
     if scored:

@@ -1,10 +1,15 @@
-"""Views of LLM serving rows (:func:`workbench.ui.llm_panel.run_arms`): TTFT vs TPOT, $ per 1M tokens by kind,
-perplexity change vs fp32, and the plain-text table. Pure functions of rows; plotly is imported inside.
+"""Views of LLM serving rows (:func:`workbench.ui.llm_panel.run_arms`): TTFT vs TPOT, token rates by phase,
+$ per 1M tokens by kind, perplexity change vs fp32, and the plain-text table. Pure functions of rows; plotly is
+imported inside.
 
 Example:
     >>> ttft_tpot_figure(rows).show(); cost_figure(rows).show()     # doctest: +SKIP
 """
 from __future__ import annotations
+
+# The ``scenario`` of the rows run_arms writes (workbench.ui.llm_panel.SCENARIO; that module imports torch, so the
+# report, which only reads rows, names it here; tests/ui/test_plots_llm.py checks the two agree).
+SCENARIO = "llm-serving"
 
 TABLE_COLUMNS = ("arm", "available", "ttft_ms", "tpot_ms", "output_tokens_per_s", "prompt_tokens_per_s",
                  "usd_per_1m_output_tokens", "usd_per_1m_prompt_tokens", "usd_per_1m_prompt_tokens_prefix_cached",
@@ -18,6 +23,11 @@ COST_KINDS = (("usd_per_1m_output_tokens", "output tokens"),
 
 def _f(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def llm_rows(rows) -> list[dict]:
+    """The LLM-serving rows among ``rows`` (one per arm, priced per token): the report draws them apart."""
+    return [r for r in rows if r.get("scenario") == SCENARIO]
 
 
 def measured(rows) -> list[dict]:
@@ -76,6 +86,26 @@ def cost_figure(rows, title: str | None = None):
     where = next((f"{r['instance']} at ${r['usd_per_hour']}/h" for r in ok if r.get("instance")), "the chosen instance")
     fig.update_layout(title=title or f"Self-hosted cost per 1M tokens on {where} (100% busy)", barmode="group",
                       xaxis_title="arm", yaxis_title="cost per 1M tokens (USD)", template="plotly_white", height=420)
+    _note(fig, rows)
+    return fig
+
+
+def rate_figure(rows, title: str | None = None):
+    """Grouped bars per measured arm: prompt tokens/s (prefill, from TTFT) and output tokens/s (decode, from TPOT).
+    The two phases are bound by different things (compute vs memory bandwidth), so they are shown apart."""
+    import plotly.graph_objects as go
+
+    ok = measured(rows)
+    fig = go.Figure()
+    for column, label in (("prompt_tokens_per_s", "prompt tokens/s (prefill)"),
+                          ("output_tokens_per_s", "output tokens/s (decode)")):
+        part = [r for r in ok if r.get(column) is not None]
+        if part:
+            fig.add_trace(go.Bar(x=[r["arm"] for r in part], y=[r[column] for r in part], name=label,
+                                 hovertemplate="%{x}: %{y:.4g} " + label + "<extra></extra>"))
+    fig.update_layout(title=title or "Tokens per second by phase (batch 1, one request after another)",
+                      barmode="group", xaxis_title="arm", yaxis_title="tokens per second", template="plotly_white",
+                      height=400)
     _note(fig, rows)
     return fig
 

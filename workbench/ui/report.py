@@ -14,6 +14,8 @@ from pathlib import Path
 
 from workbench.results import (PARETO_GROUP, ResultsTable, latest_rows, load_environments, metric_name,
                                pareto_front)
+from workbench.ui.report_sections import (figure_html, html_table, llm_section, load_section, row_summary,
+                                         speculative_section, split_rows)
 from workbench.util.files import write_file_atomic
 
 # (column, header); "quality" is headed by the rows' metric (accuracy, perplexity, ...), see _headers.
@@ -55,78 +57,51 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     from plotly.offline import get_plotlyjs
 
     from workbench.ui.lineage import lineage_text
-    from workbench.ui.plots import figures_for
 
     path = study_path(study)
     table = ResultsTable.load(path)
     if not table.rows:
         raise ValueError(f"{path} has no rows: measure something into the study first")
     environments = load_environments(path.parent)
-    rows = latest_rows(table.rows)            # a point measured again: its newest row
+    load = split_rows(table.rows)[2]          # every load row: points differ by rate and config, not by shape
+    load_ids = {id(r) for r in load}
+    others = [r for r in table.rows if id(r) not in load_ids]
+    rows = latest_rows(others)                # a point measured again: its newest row
     good = [r for r in rows if not r.get("failed")]
-    figures = figures_for(good)
+    measured, llm, _ = split_rows(good)       # each scenario drawn and tabulated with its own columns
     parts = [f"<h1>Workbench report: {html.escape(path.parent.name)}</h1>",
-             _provenance(path, table.rows, len(table.rows) - len(rows), environments), "<h2>Figures</h2>"]
-    parts += [f"<h3>{html.escape(title)}</h3>" + fig.to_html(full_html=False, include_plotlyjs=False,
-                                                              default_width="100%") for title, fig in figures]
-    if not figures:
-        parts.append("<p>No figure: the rows have no quality and latency to plot.</p>")
-    parts += _load_section(table.rows)
-    front = pareto_front(good)
-    metric = metric_name(good) or "quality"
-    parts += [f"<h2>Pareto front ({html.escape(metric)} vs p50 latency)</h2>",
-              "<p>Rows are compared only with rows of the same " + ", ".join(c.replace("_", " ") for c in PARETO_GROUP)
-              + ": each group has its own front.</p>",
-              _rows_table(front, lineage_text) if front else "<p>No row has both quality and latency.</p>",
-              "<h2>All rows</h2>", _rows_table(good, lineage_text)]
+             _provenance(path, table.rows, len(others) - len(rows), environments)]
+    sections = llm_section(llm) + speculative_section(good) + load_section(load)
+    if measured or not sections:
+        parts += _measured_section(measured, lineage_text)
+    parts += sections
     failed = [r for r in rows if r.get("failed")]
     if failed:
         parts += ["<h2>Failed variants</h2><ul>"] + [
             f"<li class='fail'>{html.escape(str(r.get('variant')))} ({html.escape(str(r.get('device', '')))}): "
             f"{html.escape(str(r.get('error', '')))}</li>" for r in failed] + ["</ul>"]
-    parts += ["<h2>Environments</h2>", _environments(environments, rows)]
+    parts += ["<h2>Environments</h2>", _environments(environments, rows + load)]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Workbench report {html.escape(path.parent.name)}"
             f"</title><style>{_STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             + "\n".join(parts) + "</body></html>")
     return write_file_atomic(Path(out) if out else path.parent / "report.html", page)
 
 
-def _load_section(rows: list[dict]) -> list[str]:
-    """Latency vs offered load and the serving-config search, and streaming-LM load, when the study has such rows.
+def _measured_section(rows: list[dict], lineage_text) -> list[str]:
+    """Figures, Pareto front and table of the measurement rows (latency, batching, generation: not load or LLM arms)."""
+    from workbench.ui.plots import figures_for
 
-    Reads every saved row: load points differ by offered rate and serving config, which the newest-row rule
-    (``latest_rows``) does not tell apart.
-    """
-    from workbench.ui.plots_load import curves, load_figure
-    from workbench.ui.plots_load_stream import stream_load_figure, stream_rows
-
-    def figure(title: str, blurb: str, fig) -> list[str]:
-        return [f"<h2>{title}</h2>", f"<p>{blurb}</p>",
-                fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%")]
-
-    parts = []
-    if stream_rows(rows):
-        parts += figure("Streaming LM under load",
-                        "Open-loop Poisson streams against the causal-LM bundle on a real Triton server (loopback), "
-                        "timed from the scheduled send. Top: time to first token, p50 to the highest tail percentile "
-                        "each point has samples for (p99 needs 200, else p90), the TTFT SLO and the goodput; bottom: "
-                        "time per output token.", stream_load_figure(rows))
-    if not curves(rows):
-        return parts
-    parts += figure("Latency under load",
-                    "Open-loop Poisson traffic against the bundle on a real Triton server (loopback); latency from "
-                    "the scheduled send time. Band: p50 to p99 per served config; star: goodput (highest rate with "
-                    "the required share of requests within the SLO); bars: time per request inside Triton, queued vs "
-                    "computing.", load_figure(rows))
-    search = [r for r in rows if r.get("scenario") == "load-search"]
-    if search:
-        cols = (("serving_config", "config"), ("stage", "stage"), ("goodput_per_s", "goodput (req/s)"),
-                ("knee_per_s", "knee (req/s)"), ("p99_at_goodput_ms", "p99 at goodput (ms)"),
-                ("usd_per_1k_requests_at_goodput", "$ / 1k requests at goodput"), ("slo_ms", "SLO (ms)"))
-        head = "".join(f"<th>{html.escape(t)}</th>" for _k, t in cols)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(r, k, None)}</td>" for k, _t in cols) + "</tr>" for r in search)
-        parts += ["<h3>Serving-config search</h3>", f"<table><tr>{head}</tr>{body}</table>"]
-    return parts
+    figures = figures_for(rows)
+    parts = ["<h2>Figures</h2>"] + [f"<h3>{html.escape(title)}</h3>" + figure_html(fig) for title, fig in figures]
+    if not figures:
+        parts.append("<p>No figure: the rows have no quality and latency to plot.</p>")
+    front = pareto_front(rows)
+    metric = metric_name(rows) or "quality"
+    return parts + [f"<h2>Pareto front ({html.escape(metric)} vs p50 latency)</h2>",
+                    "<p>Rows are compared only with rows of the same "
+                    + ", ".join(c.replace("_", " ") for c in PARETO_GROUP) + ": each group has its own front.</p>",
+                    _rows_table(front, lineage_text) if front else "<p>No row has both quality and latency.</p>",
+                    "<h2>All rows</h2>", _rows_table(rows, lineage_text)]
 
 
 def _provenance(path: Path, rows: list[dict], superseded: int, environments: dict) -> str:
@@ -149,18 +124,6 @@ def _headers(rows: list[dict]) -> dict[str, str]:
     return heads
 
 
-def _cell(row: dict, key: str, lineage_text) -> str:
-    if key == "lineage":
-        return html.escape(lineage_text(row))
-    if key == "quality_ci":
-        low, high = row.get("quality_ci_low"), row.get("quality_ci_high")
-        return f"{low:.4g} – {high:.4g}" if isinstance(low, float) and isinstance(high, float) else "-"
-    value = row.get(key)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else html.escape(str(value))
-
-
 def _rows_table(rows: list[dict], lineage_text) -> str:
     heads = _headers(rows)
     shown = [k for k, _t in PARETO_COLUMNS if k in ("lineage", "quality_ci") or any(r.get(k) is not None for r in rows)]
@@ -168,11 +131,7 @@ def _rows_table(rows: list[dict], lineage_text) -> str:
         shown.remove("metric")
     if "usd_per_1m_requests" in shown and "usd_per_1k_requests" in shown:   # the same cost, read without micro-$
         shown.remove("usd_per_1k_requests")
-    columns = [(k, heads[k]) for k in shown]
-    head = "".join(f"<th>{html.escape(t)}</th>" for _k, t in columns)
-    body = "".join("<tr>" + "".join(f"<td class='{'num' if isinstance(r.get(k), (int, float)) else ''}'>"
-                                    f"{_cell(r, k, lineage_text)}</td>" for k, _t in columns) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return html_table(rows, [(k, heads[k]) for k in shown], lineage_text, always=shown)
 
 
 def _environments(environments: dict[str, dict], rows: list[dict]) -> str:
@@ -208,9 +167,9 @@ def _fingerprint(env: dict) -> str:
 def _row_list(rows: list[dict]) -> str:
     if not rows:
         return "<p>No rows.</p>"
-    items = "".join(f"<li>{html.escape(str(r.get('variant')))} [{html.escape(str(r.get('variant_id', '')))}], "
-                    f"{html.escape(str(r.get('scenario') or '-'))}, batch {html.escape(str(r.get('batch_size', '-')))}"
-                    f" x {html.escape(str(r.get('seq_len', '-')))} tokens, {html.escape(str(r.get('measured_at', '')))}"
+    items = "".join(f"<li>{html.escape(str(r.get('variant')))}"
+                    + (f" [{html.escape(str(r['variant_id']))}]" if r.get("variant_id") else "") + ", "
+                    f"{html.escape(row_summary(r))}, {html.escape(str(r.get('measured_at', '')))}"
                     f"{' (failed)' if r.get('failed') else ''}</li>" for r in rows)
     return f"<details open><summary>rows measured here</summary><ul>{items}</ul></details>"
 
