@@ -103,7 +103,7 @@ class Text2TextTask(Task):
         ``pad_token_id``, else EOS), so batched sources can be padded; the attention mask hides it either way."""
         if self.tokenizer.pad_token is not None:
             return
-        from workbench.tasks.families import pad_id
+        from workbench.runtime.families import pad_id
 
         pad = pad_id(self.tokenizer, cfg)
         token = self.tokenizer.convert_ids_to_tokens(pad)
