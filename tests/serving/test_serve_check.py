@@ -3,8 +3,9 @@ import psutil
 import pytest
 from demo_bundle import copy_bundle, demo_setup
 
-from workbench.serving.serve_check import ServeCheckError, TritonServer, serve_check, triton_distribution, twin_repository
-from workbench.serving.verify import BundleError, load_manifest
+from workbench.serving.bundle.triton_server import TritonServer, triton_distribution, twin_repository
+from workbench.serving.bundle.serve_check import ServeCheckError, serve_check
+from workbench.serving.bundle.verify import BundleError, load_manifest
 
 
 def _triton_children():
@@ -12,6 +13,7 @@ def _triton_children():
             if "triton" in " ".join(p.cmdline() if p.is_running() else [])]
 
 
+@pytest.mark.integration
 def test_serve_check_answers_match_and_triton_batches():
     bundle = demo_setup()[3]
     manifest = load_manifest(bundle)
@@ -24,6 +26,7 @@ def test_serve_check_answers_match_and_triton_batches():
     assert not _triton_children()  # the server (and its backend stubs) stopped
 
 
+@pytest.mark.integration
 def test_server_is_stopped_when_the_check_fails(tmp_path):
     bundle = demo_setup()[3]
     dist = triton_distribution()
@@ -54,7 +57,7 @@ def test_twin_repository_carries_external_data_under_any_name(tmp_path):
     from external_data_bundle import DATA_NAME, external_data_setup
 
     from workbench.runtime.ort import OrtRunner
-    from workbench.serving.verify import reference_arrays
+    from workbench.serving.bundle.verify import reference_arrays
 
     _, _, bundle, _ = external_data_setup()
     manifest = load_manifest(bundle)
@@ -66,6 +69,7 @@ def test_twin_repository_carries_external_data_under_any_name(tmp_path):
     assert np.allclose(got["logits"], outputs["logits"], atol=1e-5)
 
 
+@pytest.mark.integration
 def test_serve_check_serves_a_model_with_external_data():
     from external_data_bundle import external_data_setup
 

@@ -6,7 +6,7 @@ functions of result rows, like every figure in ``workbench.ui``.
 """
 from __future__ import annotations
 
-from workbench.serving.load_sweep import goodput_of   # one definition of goodput, shared with the sweeps
+from workbench.serving.load.sweep import goodput_of   # one definition of goodput, shared with the sweeps
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
