@@ -215,8 +215,8 @@ def sweep(s: State) -> str:
 
 
 def bundle_verify(s: State) -> str:
-    from workbench.serving.bundle import export_bundle
-    from workbench.serving.verify import verify_bundle
+    from workbench.serving.bundle.export import export_bundle
+    from workbench.serving.bundle.verify import verify_bundle
 
     if _not_built(s):
         return _not_built(s)

@@ -45,10 +45,10 @@ _LAZY = {
     "FastDecoder": "workbench.decoding.fast_loop", "DecodeResult": "workbench.decoding.fast_loop",
     "ModelDrafter": "workbench.decoding.drafters", "PromptLookupDrafter": "workbench.decoding.drafters",
     # serving hand-off
-    "export_bundle": "workbench.serving.bundle", "verify_bundle": "workbench.serving.verify",
-    "serve_check": "workbench.serving.serve_check", "open_loop": "workbench.serving.load",
-    "open_loop_stream": "workbench.serving.load_stream", "search_config": "workbench.serving.config_search",
-    "ServingConfig": "workbench.serving.serving_config",
+    "export_bundle": "workbench.serving.bundle.export", "verify_bundle": "workbench.serving.bundle.verify",
+    "serve_check": "workbench.serving.bundle.serve_check", "open_loop": "workbench.serving.load.open_loop",
+    "open_loop_stream": "workbench.serving.load.stream", "search_config": "workbench.serving.load.config_search",
+    "ServingConfig": "workbench.serving.bundle.serving_config",
     # what people look at
     "WorkbenchPanel": "workbench.ui.panel", "IsaPanel": "workbench.ui.isa_panel",
     "load_figure": "workbench.ui.plots_load", "LlmPanel": "workbench.ui.llm_panel", "build_report": "workbench.ui.report",

@@ -1,5 +1,6 @@
 """A study on a real two-node Ray cluster started here (loopback only): same rows as the local path, one
-measurement at a time per node, a killed worker loses nothing, bad targets fail before anything runs."""
+measurement at a time per node, jobs at the node's full width, a killed worker loses nothing, bad targets and
+badly set-up nodes fail before anything runs."""
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from workbench.cluster import parse_spec, run_study  # noqa: E402
-from workbench.cluster.spec import SpecError  # noqa: E402
+from workbench.cluster.runner import check_nodes, target_cpus  # noqa: E402
+from workbench.cluster.spec import SpecError, Target  # noqa: E402
+
+NODE_CPUS = 2   # each node advertises 2 CPUs: a job must run with 2 threads, not Ray's one-thread default
 
 pytestmark = pytest.mark.integration  # starts a local Ray cluster
 
@@ -30,8 +34,8 @@ def cluster():
     # Loopback only: Ray binds its node to 127.0.0.1 when told clusters are "not enabled" for non-local use.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {"timing_slot": 1, "instance:c7i.large": 1}})
-    c.add_node(num_cpus=1, resources={"timing_slot": 1, "instance:c7a.large": 1})
+        "num_cpus": NODE_CPUS, "resources": {"timing_slot": 1, "instance:c7i.large": 1}})
+    c.add_node(num_cpus=NODE_CPUS, resources={"timing_slot": 1, "instance:c7a.large": 1})
     c.wait_for_nodes()
     ray.init(address=c.address, log_to_driver=False)
     # This module's job wrappers travel to the workers by value (the workers cannot import tests/).
@@ -50,6 +54,7 @@ def _overlaps(rows):
     return [(a, b) for spans in by_node.values() for a, b in zip(sorted(spans), sorted(spans)[1:]) if b[0] < a[1]]
 
 
+@pytest.mark.integration
 def test_ray_study_gives_the_local_rows_one_measurement_per_node(cluster, tmp_path):
     spec = parse_spec(SPEC)
     table = run_study(spec, ray_address=cluster.address, root=tmp_path, progress=False)
@@ -80,6 +85,19 @@ def _dies_first_time(spec, job):
     return run_job(spec, job)
 
 
+@pytest.mark.integration
+def test_a_ray_job_without_threads_runs_at_the_nodes_width(cluster, tmp_path):
+    """No ``threads:`` in the spec: the job asks Ray for its node's CPUs, so Ray's OMP_NUM_THREADS is the node's
+    width (with num_cpus=0 it was 1), and the row records the threads that ran."""
+    measure = {k: v for k, v in SPEC["measure"].items() if k != "threads"}
+    spec = parse_spec({**SPEC, "study": "width", "measure": measure, "points": {"batch_sizes": [1]},
+                       "shared_path": str(tmp_path / "shared")})
+    rows = run_study(spec, ray_address=cluster.address, root=tmp_path, progress=False).rows
+    assert len(rows) == 2 and not any(r.get("failed") for r in rows)
+    assert [r["threads"] for r in rows] == [NODE_CPUS, NODE_CPUS], [(r["node"], r["threads"]) for r in rows]
+
+
+@pytest.mark.integration
 def test_a_killed_worker_is_retried_once_then_recorded_as_failed(cluster, tmp_path):
     spec = parse_spec({**SPEC, "study": "faults", "shared_path": str(tmp_path), "points": {"batch_sizes": [2]},
                        "targets": SPEC["targets"][:1], "variants": {"baseline": [], "doomed": []}})
@@ -91,6 +109,7 @@ def test_a_killed_worker_is_retried_once_then_recorded_as_failed(cluster, tmp_pa
     assert len(saved) == 2                            # both outcomes on disk as they arrived
 
 
+@pytest.mark.integration
 def test_unknown_hardware_and_missing_cluster_fail_before_anything_runs(cluster, tmp_path):
     spec = parse_spec({**SPEC, "study": "bad", "targets": [{"name": "h100", "instance": "p5.48xlarge",
                                                              "resources": {"gpu:h100": 1}}]})
@@ -103,3 +122,43 @@ def test_unknown_hardware_and_missing_cluster_fail_before_anything_runs(cluster,
             "try:\n    connect('127.0.0.1:9')\nexcept RuntimeError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "no Ray cluster at '127.0.0.1:9'" in out
+
+
+def _node(resources, alive=True, ip="10.0.0.1"):
+    return {"Alive": alive, "NodeManagerAddress": ip, "NodeID": "abcdef0123456789", "Resources": resources}
+
+
+def test_one_measurement_per_node_is_checked_node_by_node():
+    check_nodes([_node({"CPU": 4, "timing_slot": 1, "instance:c7i.large": 1}), _node({"CPU": 2})])   # fine
+    check_nodes([_node({"CPU": 4, "timing_slot": 3, "instance:x": 1}, alive=False)])   # a dead node is not asked
+    with pytest.raises(SpecError, match=r"10\.0\.0\.2 .*offers timing_slot=2"):
+        check_nodes([_node({"CPU": 4, "timing_slot": 1}), _node({"CPU": 4, "timing_slot": 2}, ip="10.0.0.2")])
+    with pytest.raises(SpecError, match=r"carries \['instance:c7a.large'\] but no timing_slot"):
+        check_nodes([_node({"CPU": 4, "instance:c7a.large": 1})])
+    with pytest.raises(SpecError, match=r"labelled \['gpu:h100'\] but Ray sees no GPU"):
+        check_nodes([_node({"CPU": 4, "timing_slot": 1, "gpu:h100": 1})])
+
+
+def test_a_job_asks_for_the_fewest_cpus_of_its_targets_nodes():
+    target = Target(name="intel", instance="c7i.large", resources=(("instance:c7i.large", 1.0),))
+    nodes = [_node({"CPU": 8, "timing_slot": 1, "instance:c7i.large": 1}),
+             _node({"CPU": 4, "timing_slot": 1, "instance:c7i.large": 1}),
+             _node({"CPU": 2, "timing_slot": 1, "instance:c7a.large": 1})]
+    assert target_cpus(target, nodes) == 4
+
+
+def test_shared_path_builds_under_a_folder_of_the_nodes_own(tmp_path, monkeypatch):
+    """Two nodes building the same recipe under shared_path never write the same folder."""
+    import workbench.cluster.jobs as jobs
+    import workbench.measure as measure
+
+    monkeypatch.setattr(measure, "measure_variant",
+                        lambda *a, **k: {"artifact": os.environ["WORKBENCH_ARTIFACTS"] + "/onnx/model.onnx"})
+    monkeypatch.setattr(jobs, "_task", lambda spec: None)
+    monkeypatch.setattr(jobs, "_variant", lambda spec, job: None)
+    spec = parse_spec({**SPEC, "targets": [], "shared_path": str(tmp_path)})
+    job = jobs.plan_jobs(spec, "text-classification", (jobs.LOCAL,))[0]
+    for node in ("node-a", "node-b"):
+        monkeypatch.setattr(jobs, "node_id", lambda node=node: node)
+        row = jobs.run_job(spec, job)
+        assert row["artifact"] == f"{tmp_path}/nodes/{node}/onnx/model.onnx"

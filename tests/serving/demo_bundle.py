@@ -14,7 +14,7 @@ from pathlib import Path
 def demo_setup():
     """(task, onnx variant, results rows, bundle path, root temp folder)."""
     from workbench.core import apply
-    from workbench.serving.bundle import export_bundle
+    from workbench.serving.bundle.export import export_bundle
     from workbench.measure.batching import SweepConfig, sweep_batching
     from workbench.steps.export_onnx import ExportOnnxConfig
     from workbench.tasks import get_task

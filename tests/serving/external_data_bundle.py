@@ -40,7 +40,7 @@ def external_data_setup():
     from workbench.core import Variant
     from workbench.measure.batching import SweepConfig, sweep_batching
     from workbench.runtime.ort import OrtRunner
-    from workbench.serving.bundle import export_bundle
+    from workbench.serving.bundle.export import export_bundle
     from workbench.tasks.module_task import ModuleTask
 
     root = Path(tempfile.mkdtemp(prefix="workbench-extdata-test-"))

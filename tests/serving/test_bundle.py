@@ -7,10 +7,10 @@ import pytest
 from demo_bundle import demo_setup
 
 from workbench.measure.timing import row_percentile
-from workbench.serving import bundle as export_mod
-from workbench.serving.bundle import ExportError, batching_plan, export_bundle, variant_from_row
+from workbench.serving.bundle import export as export_mod
+from workbench.serving.bundle.export import ExportError, batching_plan, export_bundle, variant_from_row
 from workbench.util.files import sha256
-from workbench.serving.triton_config import ModelConfigError, check_model_config
+from workbench.serving.bundle.triton_config import ModelConfigError, check_model_config
 
 
 def test_bundle_layout_config_and_manifest():

@@ -1,19 +1,19 @@
-"""Serving-config search (workbench.serving.config_search): configs, the grid, the climb, and one real search on the
+"""Serving-config search (workbench.serving.load.config_search): configs, the grid, the climb, and one real search on the
 demo bundle in Triton whose winner is written back into the bundle (config.pbtxt, card, manifest checksums)."""
 import json
 
 import pytest
 
-from workbench.serving.search_space import ClimbSettings, SearchSpace, climb
-from workbench.serving.serving_config import ServingConfig, edited_config_text
+from workbench.serving.load.search_space import ClimbSettings, SearchSpace, climb
+from workbench.serving.bundle.serving_config import ServingConfig, edited_config_text
 
 
 def test_serving_config_validates_and_round_trips_through_config_pbtxt():
     from demo_bundle import demo_setup
 
-    from workbench.serving.config_search import exported_config
-    from workbench.serving.triton_config import check_model_config
-    from workbench.serving.verify import load_manifest, model_paths
+    from workbench.serving.load.config_search import exported_config
+    from workbench.serving.bundle.triton_config import check_model_config
+    from workbench.serving.bundle.verify import load_manifest, model_paths
 
     with pytest.raises(ValueError, match="preferred_batch_sizes"):
         ServingConfig(max_batch_size=4, preferred_batch_sizes=(8,))
@@ -77,7 +77,7 @@ def test_search_on_triton_tries_each_candidate_and_tags_its_rows(tmp_path):
     from demo_bundle import demo_setup
 
     from workbench.results import ResultsTable
-    from workbench.serving.config_search import search_config
+    from workbench.serving.load.config_search import search_config
 
     table = ResultsTable()
     space = SearchSpace(instance_counts=(1,), max_batch_sizes=(4,), queue_delay_fractions=(0.0,), preferred=(False,))
@@ -89,23 +89,33 @@ def test_search_on_triton_tries_each_candidate_and_tags_its_rows(tmp_path):
         assert 1 <= len(cand.points) <= 2 and cand.points[0].offered_rate_per_s == pytest.approx(
             0.5 * result.capacity_per_s, rel=1e-3)                     # every climb starts at half the capacity
         if cand.goodput_per_s is None:                                  # a 2 s SLO only fails when the (loaded)
-            assert not cand.points[0].valid                             # client could not keep the schedule
+            assert cand.rows[0]["slo_outcome"] == "client-limited"      # client could not keep up
         else:   # the highest rate that met the SLO (below the start when the client could not keep the start)
             met = [r["offered_rate_per_s"] for r in cand.rows if r["meets_slo"]]
             assert cand.p99_at_goodput_ms < 2000 and cand.goodput_per_s == pytest.approx(max(met))
     points = [r for r in table.rows if r["scenario"] == "load"]
     summaries = [r for r in table.rows if r["scenario"] == "load-search"]
-    assert len(summaries) == 3 and len(points) == sum(len(c.points) for c in result.candidates)
+    tried = result.candidates + ([result.confirmed] if result.confirmed else [])
+    assert len(summaries) == len(tried) and len(points) == sum(len(c.points) for c in tried)
     assert {r["serving_config"] for r in points} == {c.config.label() for c in result.candidates}
     assert all(r["n_measured"] >= 200 and r["latency_p99_ms"] is not None for r in points)
-    assert [r["config_dynamic_batching"] for r in summaries] == [True, False, True]
+    assert all(r["client_cpu_share"] is not None and r["client_apart"] is not None for r in points)
+    assert [r["config_dynamic_batching"] for r in summaries[:3]] == [True, False, True]
+    # The winner is climbed again on a fresh server; that is what the manifest quotes, against the better baseline.
+    if result.winner is not None:
+        assert summaries[-1]["stage"] == "confirm" and result.confirmed.config == result.winner.config
+        quoted = result.as_dict()
+        assert quoted["goodput_per_s"] == result.confirmed.goodput_per_s and quoted["confirmed"]
+        assert quoted["best_baseline"]["stage"] in ("exported", "no-batching")
+        base = max(result.exported.goodput_per_s or 0, result.no_batching.goodput_per_s or 0)
+        assert quoted["best_baseline"]["goodput_per_s"] == (base or None)
 
 
 def test_winner_is_written_into_the_bundle_atomically_with_checksums(tmp_path):
     from demo_bundle import copy_bundle
 
-    from workbench.serving.bundle_serving import write_serving_config
-    from workbench.serving.verify import BundleError, load_manifest, model_paths, verify_bundle
+    from workbench.serving.bundle.write_config import write_serving_config
+    from workbench.serving.bundle.verify import BundleError, load_manifest, model_paths, verify_bundle
     from workbench.util.numbers import format_value
 
     bundle = copy_bundle(tmp_path / "bundle")
@@ -150,11 +160,11 @@ def test_server_dying_mid_search_keeps_the_points_done_and_says_so(monkeypatch):
 
     from demo_bundle import demo_setup
 
-    import workbench.serving.load_sweep as load_sweep
-    import workbench.serving.serve_check as serve_check
+    import workbench.serving.load.sweep as load_sweep
+    import workbench.serving.bundle.serve_check as serve_check
     from workbench.results import ResultsTable
-    from workbench.serving.config_search import search_config
-    from workbench.serving.load import LoadError
+    from workbench.serving.load.config_search import search_config
+    from workbench.serving.load.client import LoadError
 
     servers, real_enter, real_measure = [], serve_check.TritonServer.__enter__, load_sweep.measure_point
 

@@ -14,8 +14,8 @@ NEW_TOKENS = 6
 @pytest.fixture(scope="module")
 def lm_server(tmp_path_factory):
     from workbench.core import apply
-    from workbench.serving.lm_stream import lm_stream_repository
-    from workbench.serving.serve_check import TritonServer, triton_distribution
+    from workbench.serving.load.lm_stream import lm_stream_repository
+    from workbench.serving.bundle.triton_server import TritonServer, triton_distribution
     from workbench.steps.export_onnx import ExportOnnxConfig
     from workbench.tasks import get_task
 
@@ -47,6 +47,7 @@ def _greedy(onnx_path, prompt, n):
     return out
 
 
+@pytest.mark.integration
 def test_streamed_tokens_are_the_greedy_tokens(lm_server):
     server, onnx_path, prompt = lm_server
     body = json.dumps({"INPUT_IDS": prompt, "MAX_NEW_TOKENS": NEW_TOKENS}).encode()
@@ -58,8 +59,9 @@ def test_streamed_tokens_are_the_greedy_tokens(lm_server):
     assert tokens == _greedy(onnx_path, prompt, NEW_TOKENS)
 
 
+@pytest.mark.integration
 def test_open_loop_stream_on_the_lm(lm_server):
-    from workbench.serving.load_stream import open_loop_stream
+    from workbench.serving.load.stream import open_loop_stream
 
     server, _, prompt = lm_server
     res = open_loop_stream(server.url, "lm-stream", lambda i: {"INPUT_IDS": prompt, "MAX_NEW_TOKENS": NEW_TOKENS},

@@ -1,18 +1,18 @@
-"""Streaming open-loop load (workbench.serving.load_stream) against a decoupled Python-backend model in real Triton.
+"""Streaming open-loop load (workbench.serving.load.stream) against a decoupled Python-backend model in real Triton.
 
 The streamer model's first token comes after FIRST_MS and one more every GAP_MS, so TTFT, TPOT and ITL have known
 floors; at a light load (4 instances, far below saturation) the measured values sit just above them."""
 import pytest
 
-from workbench.serving.load_stream import open_loop_stream
+from workbench.serving.load.stream import open_loop_stream
 
 FIRST_MS, GAP_MS, TOKENS = 20.0, 10.0, 6
 
 
 @pytest.fixture(scope="module")
 def streamer(tmp_path_factory):
-    from workbench.serving.serve_check import TritonServer
-    from workbench.serving.streamer import streamer_repository
+    from workbench.serving.bundle.triton_server import TritonServer
+    from workbench.serving.load.streamer import streamer_repository
 
     work = tmp_path_factory.mktemp("streamer")
     backends, repo, dist = streamer_repository(work, FIRST_MS, GAP_MS, instances=4)
@@ -32,6 +32,10 @@ def test_ttft_tpot_itl_from_the_scheduled_send(streamer):
     assert res.ttft["ttft_p99_ms"] is None and "ttft_p99_note" in res.ttft   # 55 samples: no p99
     row = res.as_row()
     assert row["ttft_p50_ms"] == res.ttft["ttft_p50_ms"] and "itl_p90_ms" in row
+    assert 0 < row["client_cpu_share"] < 0.5 and row["server_cpus"] and "client_apart" in row
+    # a stream's send time is taken once its connection is open and the request written: TTFT from the actual
+    # send is at most TTFT from the scheduled one
+    assert all(a <= b + 1e-6 for a, b in zip(res.ttft_sent_ms, res.ttft_ms))
 
 
 def test_stream_load_refuses_bad_input():

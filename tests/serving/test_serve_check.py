@@ -3,8 +3,9 @@ import psutil
 import pytest
 from demo_bundle import copy_bundle, demo_setup
 
-from workbench.serving.serve_check import ServeCheckError, TritonServer, serve_check, triton_distribution, twin_repository
-from workbench.serving.verify import BundleError, load_manifest
+from workbench.serving.bundle.triton_server import TritonServer, triton_distribution, twin_repository
+from workbench.serving.bundle.serve_check import ServeCheckError, serve_check
+from workbench.serving.bundle.verify import BundleError, load_manifest
 
 
 def _triton_children():
@@ -56,7 +57,7 @@ def test_twin_repository_carries_external_data_under_any_name(tmp_path):
     from external_data_bundle import DATA_NAME, external_data_setup
 
     from workbench.runtime.ort import OrtRunner
-    from workbench.serving.verify import reference_arrays
+    from workbench.serving.bundle.verify import reference_arrays
 
     _, _, bundle, _ = external_data_setup()
     manifest = load_manifest(bundle)

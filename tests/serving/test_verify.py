@@ -5,7 +5,7 @@ import sys
 import pytest
 from demo_bundle import copy_bundle, demo_setup
 
-from workbench.serving.verify import BundleError, verify_bundle
+from workbench.serving.bundle.verify import BundleError, verify_bundle
 
 
 def _cli(*args):
@@ -43,7 +43,7 @@ def test_changed_reference_outputs_fail_even_with_matching_hashes(tmp_path):
 
     import numpy as np
 
-    from workbench.serving.bundle import write_manifest
+    from workbench.serving.bundle.export import write_manifest
 
     bundle = copy_bundle(tmp_path / "b")
     with np.load(bundle / "reference" / "outputs.npz") as f:
@@ -74,8 +74,8 @@ def test_external_data_under_any_name_is_carried_and_checked(tmp_path):
 
     from external_data_bundle import DATA_NAME, external_data_setup
 
-    from workbench.serving.bundle import write_manifest
-    from workbench.serving.verify import load_manifest
+    from workbench.serving.bundle.export import write_manifest
+    from workbench.serving.bundle.verify import load_manifest
 
     _, _, bundle, source = external_data_setup()
     manifest = load_manifest(bundle)

@@ -25,7 +25,7 @@ def test_figure_has_ttft_band_with_the_tail_each_point_supports_slo_goodput_and_
     by_name = {t.name: t for t in fig.data}
     tail = by_name["ort-fp32: TTFT tail"]
     assert list(tail.y) == [30.0, 25.0, 40.0] and list(tail.text)[:2] == ["p99", "p90"]   # p99 only with samples
-    assert "client-bound" in tail.text[2] and tail.fill == "tonexty"
+    assert "client-limited" in tail.text[2] and tail.fill == "tonexty"
     star = by_name["ort-fp32: goodput"]
     assert list(star.x) == [2.0]                                     # 4/s missed the SLO: the climb ends at 2/s
     assert list(by_name["ort-fp32: TPOT p90"].y) == [7.0, 8.0, 10.0]

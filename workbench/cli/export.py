@@ -24,7 +24,7 @@ def _arguments(p) -> None:
          _arguments)
 def cmd_export(args) -> int:
     from workbench.cli.sweep import pick_variant
-    from workbench.serving.bundle import export_bundle
+    from workbench.serving.bundle.export import export_bundle
     from workbench.results import ResultsTable
     from workbench.tasks import get_task
 

@@ -1,7 +1,7 @@
 """`workbench load BUNDLE --slo-ms MS [--rates R,...] [--search [--write-config]]`: serve the bundle's twin on Triton
 (loopback), sweep open-loop rates for the latency curve and goodput; ``--search`` tries serving configs for the most
 goodput, ``--write-config`` puts the winner into the bundle (config.pbtxt, model card, manifest). A causal-LM bundle
-is streamed token by token instead (:mod:`workbench.serving.load_lm`: TTFT / TPOT / ITL, SLO on TTFT p99)."""
+is streamed token by token instead (:mod:`workbench.serving.load.lm`: TTFT / TPOT / ITL, SLO on TTFT p99)."""
 from __future__ import annotations
 
 from workbench.cli import command
@@ -52,11 +52,11 @@ def sweep_served(bundle, slo_ms: float, rates, args, table, serving=None):
     import tempfile
     from pathlib import Path
 
-    from workbench.serving.config_search import bundle_inputs, exported_config, model_capacity
-    from workbench.serving.load import LoadError
-    from workbench.serving.load_sweep import goodput
-    from workbench.serving.serve_check import TritonServer, triton_distribution, twin_repository
-    from workbench.serving.serving_config import ServingConfig
+    from workbench.serving.load.config_search import bundle_inputs, exported_config, model_capacity
+    from workbench.serving.load.open_loop import LoadError
+    from workbench.serving.load.sweep import goodput
+    from workbench.serving.bundle.triton_server import TritonServer, triton_distribution, twin_repository
+    from workbench.serving.bundle.serving_config import ServingConfig
 
     manifest, make_inputs = bundle_inputs(bundle)
     served = manifest.get("served") or {}
@@ -88,8 +88,8 @@ def cmd_load(args) -> int:
     from pathlib import Path
 
     from workbench.results import ResultsTable
-    from workbench.serving import load_lm
-    from workbench.serving.verify import load_manifest
+    from workbench.serving.load import lm as load_lm
+    from workbench.serving.bundle.verify import load_manifest
     from workbench.util.files import artifacts_root
 
     rates = _rates(args.rates)
@@ -116,8 +116,8 @@ def cmd_load(args) -> int:
         print(result.to_text())
         print(f"wrote {len(result.rows)} rows to {table.path}")
         return 0
-    from workbench.serving.config_search import SearchSpace, search_config
-    from workbench.serving.search_space import ClimbSettings
+    from workbench.serving.load.config_search import SearchSpace, search_config
+    from workbench.serving.load.search_space import ClimbSettings
 
     search = search_config(bundle, args.slo_ms, space=SearchSpace.small() if args.small_search else None,
                            attainment=args.attainment, budget_s=args.budget_s, table=table, progress=print,
@@ -127,13 +127,13 @@ def cmd_load(args) -> int:
     if winner is None:
         raise ValueError(f"no candidate met the SLO ({args.attainment:.0%} within {args.slo_ms} ms) at any rate "
                          "tried: loosen --slo-ms or check the bundle's batch-1 latency")
-    rows = winner.rows
+    rows = (search.confirmed or winner).rows   # the confirmation climb: what the card and manifest quote
     if rates:
         curve = sweep_served(bundle, args.slo_ms, rates, args, table, serving=winner.config)
         print(curve.to_text())
         rows = curve.rows
     if args.write_config:
-        from workbench.serving.bundle_serving import write_serving_config
+        from workbench.serving.bundle.write_config import write_serving_config
 
         write_serving_config(bundle, search.as_dict(), rows)
         print(f"wrote {winner.config.label()} into {bundle} (config.pbtxt, MODEL_CARD.md, manifest.json)")

@@ -17,7 +17,7 @@ def cmd_serve_check(args) -> int:
     import json
     from pathlib import Path
 
-    from workbench.serving.serve_check import serve_check
+    from workbench.serving.bundle.serve_check import serve_check
     from workbench.util.files import artifacts_root
 
     report = serve_check(args.bundle, n_requests=args.requests, concurrency=args.concurrency)

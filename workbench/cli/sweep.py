@@ -14,7 +14,7 @@ def pick_variant(task, rows, spec: str, device: str = "cpu"):
         from workbench.steps.export_onnx import ExportOnnxConfig
 
         return apply(task.baseline(device), ExportOnnxConfig())
-    from workbench.serving.bundle import find_variant_row, variant_from_row
+    from workbench.serving.bundle.export import find_variant_row, variant_from_row
 
     return variant_from_row(task, find_variant_row(rows, spec))
 

@@ -11,7 +11,7 @@ def _arguments(p) -> None:
 
 @command("verify", "check a serving bundle: hashes, Triton config schema, ONNX outputs on reference inputs", _arguments)
 def cmd_verify(args) -> int:
-    from workbench.serving.verify import verify_bundle
+    from workbench.serving.bundle.verify import verify_bundle
 
     report = verify_bundle(args.bundle, threads=args.threads)  # raises BundleError (exit 2) on any mismatch
     print(f"ok: {report.files_checked} files match their sha256; outputs {report.outputs_checked} match the "

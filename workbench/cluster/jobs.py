@@ -3,7 +3,11 @@
 ``run_job`` is the whole unit of work, the same function locally and on a Ray worker: it rebuilds the variant from
 its recipe (the lineage id is checked, so every node measures the same recipe), measures the point with the same
 ``measure_variant`` the CLI uses, and returns one results row stamped with where and when it ran. Nothing else
-travels: each node writes its own ONNX files (under ``shared_path`` when the spec names one).
+travels: each node writes its own ONNX files. Under ``shared_path`` (storage every node sees) a node builds under its
+own folder, ``<shared_path>/nodes/<node id>``, so two nodes building the same recipe never write the same files (a
+step publishes by swapping its folder into place: a second node's swap could pull a file from under the first
+node's running measurement); the paths a row names then exist on every node. Without ``shared_path`` a row's
+``artifact`` exists only on the node that built it: it is left out (``artifact_node`` says where it was).
 """
 from __future__ import annotations
 
@@ -94,6 +98,14 @@ def _variant(spec: StudySpec, job: Job):
     return _VARIANTS[key]
 
 
+def node_id() -> str:
+    """A stable id of this machine in the cluster: the Ray node id on Ray, else the host name."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()[:12]
+    return platform.node()
+
+
 def node_name() -> str:
     """Which machine ran a job: the Ray node id when on Ray, else the host name."""
     ray = sys.modules.get("ray")  # a Ray worker has it imported; a local run need not pay for importing it
@@ -107,8 +119,8 @@ def run_job(spec: StudySpec, job: Job) -> dict:
     from workbench.measure import measure_variant
     from workbench.measure.environment import environment_fingerprint, environment_id
 
-    if spec.shared_path:
-        os.environ["WORKBENCH_ARTIFACTS"] = spec.shared_path
+    if spec.shared_path:   # a folder of this node's own: two nodes never build into the same files
+        os.environ["WORKBENCH_ARTIFACTS"] = os.path.join(spec.shared_path, "nodes", node_id())
     env = environment_fingerprint()
     started = time.time()
     identity = {"study": spec.study, "scenario": "latency", "variant_name": job.variant, "target": job.target.name,
@@ -120,7 +132,14 @@ def run_job(spec: StudySpec, job: Job) -> dict:
     except Exception as exc:  # a point that cannot run is a row that says why; the study goes on
         row = {"variant_id": job.variant_id, "variant": job.variant, "failed": True,
                "error": f"{type(exc).__name__}: {exc}"}
+    if row.get("artifact") and not spec.shared_path and _on_ray():   # a path on this node only: not in the row
+        row = {**row, "artifact": None, "artifact_node": identity["node"]}
     return {**row, **identity, "started_at": started, "ended_at": time.time(), "environment": env}
+
+
+def _on_ray() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 __all__ = ["Job", "plan_jobs", "run_job", "row_key", "expected_variant_id", "LOCAL"]

@@ -280,13 +280,13 @@ class WorkbenchPanel:
     # ---- export -----------------------------------------------------------------------------------------------------
     def export(self, variant_id: str | None = None, to: str | Path | None = None, slo_ms: float | None = None):
         """Export the chosen Pareto point as a serving bundle: a quick batching sweep of that variant (Triton's
-        batching plan comes from it), then ``workbench.serving.bundle.export_bundle``. Returns the bundle folder or None."""
+        batching plan comes from it), then ``workbench.serving.bundle.export.export_bundle``. Returns the bundle folder or None."""
         variant_id = variant_id or self.export_choice.value
         if variant_id not in self.variants:
             self.say("✗ export: run first, then choose a point on the Pareto front")
             return None
         try:
-            from workbench.serving.bundle import export_bundle
+            from workbench.serving.bundle.export import export_bundle
             from workbench.measure.batching import SweepConfig, sweep_batching
         except ImportError as err:
             self.say(f"✗ export: the serving-bundle exporter is not available here ({err})")

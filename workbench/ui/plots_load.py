@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from workbench.serving.load_sweep import goodput_of   # one definition of goodput, shared with the sweeps
+from workbench.serving.load.sweep import goodput_of   # one definition of goodput, shared with the sweeps
 from workbench.util.numbers import is_number
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -109,7 +109,7 @@ def load_figure(rows, title: str | None = None, max_curves: int = 4):
         plotted += p50 + p99
         fig.add_trace(go.Scatter(x=x, y=p50, mode="lines+markers", name=f"{name}: p50", line=dict(color=colour),
                                  legendgroup=name), row=1, col=1)
-        notes = ["; ".join(t for t in (misses_text(r), "" if r.get("valid", True) else "client-bound (not valid)")
+        notes = ["; ".join(t for t in (misses_text(r), "" if r.get("valid", True) else "client-limited (not valid)")
                            if t) for r in pts]
         fig.add_trace(go.Scatter(x=x, y=p99, mode="lines+markers", name=f"{name}: p99", fill="tonexty",
                                  line=dict(color=colour, dash="dash"), legendgroup=name, opacity=0.5, text=notes),

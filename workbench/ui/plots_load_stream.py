@@ -54,7 +54,7 @@ def stream_load_figure(rows, title: str | None = None):
         fig.add_trace(go.Scatter(x=x, y=[t for t, _ in tails], mode="lines+markers", fill="tonexty", opacity=0.5,
                                  name=f"{name}: TTFT tail", line=dict(color=colour, dash="dash"), legendgroup=name,
                                  text=["; ".join(t for t in (p, misses_text(r), "" if r.get("valid", True)
-                                                             else "client-bound (not valid)") if t)
+                                                             else "client-limited (not valid)") if t)
                                        for (_, p), r in zip(tails, pts)]), row=1, col=1)
         good = goodput_of(pts)
         if good is not None:

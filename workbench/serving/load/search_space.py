@@ -1,6 +1,6 @@
 """The grid a serving-config search walks (coarse, then fine around the coarse winner) and the goodput climb.
 
-See :mod:`workbench.serving.config_search` for the search as a whole.
+See :mod:`workbench.serving.load.config_search` for the search as a whole.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from workbench.serving.serving_config import ServingConfig
+from workbench.serving.bundle.serving_config import ServingConfig
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class SearchSpace:
     max_batch_sizes: tuple[int, ...] = (4, 8, 16)
     queue_delay_fractions: tuple[float, ...] = (0.0, 0.05, 0.2)
     preferred: tuple[bool, ...] = (False, True)
-    cores: int | None = None  # intra-op threads shared by the instances (None: this machine's CPU count)
+    cores: int | None = None  # intra-op threads shared by the instances (None: the server's CPUs, see load.pinned)
 
     def __post_init__(self):
         if not self.instance_counts or min(self.instance_counts) < 1:
@@ -39,9 +39,9 @@ class SearchSpace:
         return cls(instance_counts=(1, 2), max_batch_sizes=(8,), queue_delay_fractions=(0.0, 0.1), preferred=(False,))
 
     def _threads(self, count: int) -> int:
-        import os
+        from workbench.serving.load.pinned import cpu_split
 
-        return max(1, (self.cores or os.cpu_count() or 1) // count)
+        return max(1, (self.cores or len(cpu_split()["server_cpus"])) // count)
 
     def _config(self, count: int, mbs: int, fraction: float, preferred: bool, slo_ms: float) -> ServingConfig:
         delay = int(min(fraction * slo_ms * 1000, 100_000))
@@ -79,13 +79,22 @@ class ClimbSettings:
             raise ValueError(f"measured {self.measured} < 200: a p99 SLO needs at least 200 requests per point")
 
 
+def _outcome(row: dict) -> str:
+    return row.get("slo_outcome") or ("pass" if row["meets_slo"] else "miss")
+
+
 def climb(measure: Callable[[float], tuple], start_rate: float, settings: ClimbSettings) -> tuple[float | None, list]:
-    """Goodput by a geometric climb then bisection; ``measure(rate) -> (LoadResult, row)``. Returns (goodput, points)."""
+    """Goodput by a geometric climb then bisection; ``measure(rate) -> (LoadResult, row)``. Returns (goodput, points).
+
+    A client-limited point (``slo_outcome``) ends the climb where it is: it is neither a pass nor a miss, so nothing
+    above the last pass can be judged and the goodput is a lower bound (the caller reads that from the points)."""
     points, good, bad, rate = [], None, None, start_rate
     while len(points) < settings.max_points:
         res, row = measure(rate)
         points.append((res, row))
-        if row["meets_slo"]:
+        if _outcome(row) == "client-limited":
+            return good, points
+        if _outcome(row) == "pass":
             good = rate
             if bad is not None:
                 break
@@ -103,7 +112,9 @@ def climb(measure: Callable[[float], tuple], start_rate: float, settings: ClimbS
         mid = math.sqrt(good * bad)
         res, row = measure(mid)
         points.append((res, row))
-        good, bad = (mid, bad) if row["meets_slo"] else (good, mid)
+        if _outcome(row) == "client-limited":
+            break
+        good, bad = (mid, bad) if _outcome(row) == "pass" else (good, mid)
     return good, points
 
 

@@ -19,9 +19,18 @@ def _load_section(load: dict, plan: dict) -> list[str]:
              f"(max_batch_size {win.get('max_batch_size')}, preferred {win.get('preferred_batch_sizes')}, queue delay "
              f"{win.get('max_queue_delay_us')} us, {win.get('instance_count')} instance(s), "
              f"{win.get('threads') or '-'} intra-op threads each).",
-             f"Goodput {format_value(load.get('goodput_per_s'))} requests/s with >= {load['attainment']:.0%} of requests "
-             f"within {load['slo_ms']} ms; knee {format_value(load.get('knee_per_s'))}/s; p99 at goodput "
-             f"{format_value(load.get('p99_at_goodput_ms'))} ms. Figures hold for the machine in Environment below.", ""]
+             f"Goodput {load.get('goodput') or format_value(load.get('goodput_per_s'))} requests/s with >= "
+             f"{load['attainment']:.0%} of requests within {load['slo_ms']} ms"
+             + (" (confirmed: the winner climbed again on a fresh server after the search)" if load.get("confirmed")
+                else "")
+             + f"; knee {format_value(load.get('knee_per_s'))}/s; p99 at goodput "
+             f"{format_value(load.get('p99_at_goodput_ms'))} ms. Figures hold for the machine in Environment below."]
+    base = load.get("best_baseline")
+    if base:
+        lines.append(f"Against the better baseline ({base['serving_config']}, {base['stage']}, same run): "
+                     f"{base.get('goodput') or format_value(base['goodput_per_s'])} requests/s; ratio "
+                     f"{format_value(load.get('goodput_over_best_baseline'))}.")
+    lines.append("")
     lines += _table(["offered req/s", "p50 ms", "p99 ms", "within SLO", "valid"],
                     [[p["offered_per_s"], p["p50_ms"], p["p99_ms"], p["within_slo"], p["valid"]]
                      for p in load.get("curve") or []])

@@ -38,10 +38,10 @@ def write_serving_config(bundle: str | Path, search: dict, load_rows: list[dict]
         BundleError: the bundle's files do not match its manifest, or the search has no winner.
     """
     from workbench.measure.batching import sweep_rows
-    from workbench.serving.bundle import write_manifest
-    from workbench.serving.model_card import model_card
-    from workbench.serving.serving_config import ServingConfig, edited_config_text
-    from workbench.serving.verify import BundleError, check_files, load_manifest, model_paths
+    from workbench.serving.bundle.export import write_manifest
+    from workbench.serving.bundle.model_card import model_card
+    from workbench.serving.bundle.serving_config import ServingConfig, edited_config_text
+    from workbench.serving.bundle.verify import BundleError, check_files, load_manifest, model_paths
     from workbench.util.files import publish_dir, write_file_atomic
 
     bundle = Path(bundle)

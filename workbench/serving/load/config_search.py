@@ -8,7 +8,14 @@ between the last rate that held and the first that failed. The search itself is 
 
 1. **baselines**: the bundle's exported config (today's offline plan) and no dynamic batching;
 2. **coarse**: instance counts x max batch sizes (no queue delay, no preferred size);
-3. **fine**: around the coarse winner, the queue delays (fractions of the SLO) x preferred batch size.
+3. **fine**: around the coarse winner, the queue delays (fractions of the SLO) x preferred batch size;
+4. **confirm**: the winner (most goodput of single climbs, which favours a lucky climb) is climbed again on a fresh
+   server; that confirmation is what the config, card and manifest quote (``confirmed``), and the headline ratio is
+   confirmed goodput over the better baseline (exported or no batching, both measured in this run).
+
+A climb that ends on a client-limited point (the load client, not the server, ran out: see
+:mod:`workbench.serving.load.open_loop`) gives a lower bound, shown ``>= X (client limited)``; two candidates that
+both hit the client's limit are not told apart by goodput, and the result says so.
 
 A time budget bounds the whole search: candidates not reached are listed, never silently dropped. Each point is a
 ResultsTable row (``scenario: "load"``, tagged with the candidate), each candidate a summary row
@@ -22,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from workbench.serving.load import LoadError
-from workbench.serving.search_space import ClimbSettings, SearchSpace, climb
-from workbench.serving.serving_config import ServingConfig
+from workbench.serving.load.client import LoadError
+from workbench.serving.load.search_space import ClimbSettings, SearchSpace, climb
+from workbench.serving.bundle.serving_config import ServingConfig
 
 
 @dataclass
@@ -40,9 +47,23 @@ class Candidate:
     rows: list = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def client_limited(self) -> bool:
+        """The climb ended on a client-limited point: the goodput is a lower bound."""
+        return any(r.get("slo_outcome") == "client-limited" for r in self.rows)
+
+    @property
+    def goodput_text(self) -> str:
+        from workbench.serving.load.sweep import goodput_text
+
+        return goodput_text(self.goodput_per_s, "client-limited" if self.client_limited else "miss")
+
     def summary(self) -> dict:
+        shares = [r.get("client_cpu_share") for r in self.rows if r.get("client_cpu_share") is not None]
         return {"serving_config": self.config.label(), "stage": self.stage, "goodput_per_s": self.goodput_per_s,
+                "goodput_client_limited": self.client_limited, "goodput": self.goodput_text,
                 "knee_per_s": self.knee_per_s, "p99_at_goodput_ms": self.p99_at_goodput_ms,
+                "client_cpu_share_max": max(shares) if shares else None,
                 "points": len(self.points), "seconds": round(self.seconds, 1)}
 
 
@@ -58,6 +79,7 @@ class SearchResult:
     candidates: list[Candidate]
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    confirmed: Candidate | None = None   # the winner's config climbed again on a fresh server
 
     def _stage(self, stage: str) -> Candidate | None:
         return next((c for c in self.candidates if c.stage == stage), None)
@@ -72,9 +94,23 @@ class SearchResult:
 
     @property
     def winner(self) -> Candidate | None:
-        """Most goodput; ties go to the earlier (simpler) candidate."""
+        """Most goodput of the search's climbs; ties go to the earlier (simpler) candidate."""
         scored = [c for c in self.candidates if c.goodput_per_s]
         return max(scored, key=lambda c: c.goodput_per_s) if scored else None
+
+    @property
+    def best_baseline(self) -> Candidate | None:
+        """The better of the exported config and no batching (both measured in this run)."""
+        base = [c for c in (self.exported, self.no_batching) if c is not None]
+        return max(base, key=lambda c: c.goodput_per_s or 0.0) if base else None
+
+    @property
+    def headline_ratio(self) -> float | None:
+        """Confirmed winner's goodput / the best baseline's (None when either is missing)."""
+        win, base = self.confirmed, self.best_baseline
+        if not win or not base or not win.goodput_per_s or not base.goodput_per_s:
+            return None
+        return round(win.goodput_per_s / base.goodput_per_s, 3)
 
     def to_text(self) -> str:
         lines = [f"{'candidate':34s} {'stage':12s} {'goodput/s':>10s} {'knee/s':>8s} {'p99@goodput ms':>15s} "
@@ -86,17 +122,33 @@ class SearchResult:
                          f"{fmt(c.p99_at_goodput_ms, 15)} {len(c.points):6d} {c.seconds:6.1f}{mark}")
         lines.append(f"goodput = highest rate with >= {self.attainment:.0%} of requests within {self.slo_ms} ms "
                      f"(p99 SLO); synchronous capacity {self.capacity_per_s:.1f}/s; * = winner")
+        if self.confirmed is not None:
+            base = self.best_baseline
+            lines.append(f"confirmed winner {self.confirmed.config.label()}: {self.confirmed.goodput_text} (search "
+                         f"climb {self.winner.goodput_text}); best baseline {base.config.label() if base else None} "
+                         f"({base.stage if base else '-'}): {base.goodput_text if base else None}; ratio "
+                         f"{self.headline_ratio}")
+        limited = [c for c in self.candidates if c.client_limited]
+        if len(limited) > 1:
+            lines.append(f"{len(limited)} candidates hit the load client's limit, not the server's: their goodputs "
+                         "are lower bounds and do not rank them")
         lines += [f"not tried (time budget): {s}" for s in self.skipped] + self.notes
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        """What the bundle's manifest and model card quote: the winner's measured curve and the baselines."""
-        win = self.winner
+        """What the bundle's manifest and model card quote: the *confirmed* winner's measured curve and goodput, and the
+        baselines (the search climb's figure is kept as ``search_goodput_per_s``)."""
+        win = self.confirmed or self.winner
         curve = sorted(((r.offered_rate_per_s, r.latency.get("latency_p50_ms"), r.latency.get("latency_p99_ms"),
                          round(r.within(self.slo_ms), 4), r.valid) for r in (win.points if win else [])))
         return {"slo_ms": self.slo_ms, "percentile": "p99", "attainment": self.attainment,
                 "capacity_per_s": self.capacity_per_s, "winner": win.config.as_dict() if win else None,
-                "goodput_per_s": win.goodput_per_s if win else None, "knee_per_s": win.knee_per_s if win else None,
+                "goodput_per_s": win.goodput_per_s if win else None,
+                "goodput": win.goodput_text if win else None, "confirmed": self.confirmed is not None,
+                "search_goodput_per_s": self.winner.goodput_per_s if self.winner else None,
+                "best_baseline": self.best_baseline.summary() if self.best_baseline else None,
+                "goodput_over_best_baseline": self.headline_ratio,
+                "knee_per_s": win.knee_per_s if win else None,
                 "p99_at_goodput_ms": win.p99_at_goodput_ms if win else None,
                 "curve": [dict(zip(("offered_per_s", "p50_ms", "p99_ms", "within_slo", "valid"), p)) for p in curve],
                 "candidates": [c.summary() for c in self.candidates], "skipped": self.skipped,
@@ -107,7 +159,7 @@ def bundle_inputs(bundle: Path) -> tuple[dict, Callable[[int], dict]]:
     """(manifest, make_inputs) for a checked bundle: request ``i`` is reference example ``i mod n``, batch 1."""
     import numpy as np
 
-    from workbench.serving.verify import BundleError, check_external_data, check_files, load_manifest, reference_arrays
+    from workbench.serving.bundle.verify import BundleError, check_external_data, check_files, load_manifest, reference_arrays
 
     manifest = load_manifest(bundle)
     problems = check_files(bundle, manifest) + check_external_data(bundle, manifest)
@@ -125,8 +177,8 @@ def bundle_inputs(bundle: Path) -> tuple[dict, Callable[[int], dict]]:
 
 def exported_config(bundle: Path, manifest: dict) -> ServingConfig:
     """The serving settings the bundle's ``config.pbtxt`` has now."""
-    from workbench.serving.triton_config import check_model_config
-    from workbench.serving.verify import model_paths
+    from workbench.serving.bundle.triton_config import check_model_config
+    from workbench.serving.bundle.verify import model_paths
 
     config_path, _ = model_paths(bundle, manifest)
     return ServingConfig.from_model_config(check_model_config(config_path.read_text(), manifest["name"]))
@@ -134,8 +186,8 @@ def exported_config(bundle: Path, manifest: dict) -> ServingConfig:
 
 def _try_candidate(cand: Candidate, ctx: dict, start_rate: float, settings: ClimbSettings) -> None:
     """Serve ``cand`` on a fresh Triton server, climb to its goodput; rows go to the table as they are measured."""
-    from workbench.serving.load_sweep import knee_rate, measure_point, point_text, sync_capacity
-    from workbench.serving.serve_check import TritonServer, twin_repository
+    from workbench.serving.load.sweep import knee_rate, measure_point, point_text, sync_capacity
+    from workbench.serving.bundle.triton_server import TritonServer, twin_repository
 
     started = time.perf_counter()
     base = {**ctx["row"], "serving_config": cand.config.label(), "search_stage": cand.stage,
@@ -196,8 +248,8 @@ def model_capacity(bundle: Path, manifest: dict, make_inputs, dist, no_batching:
     Not measured through the exported config: a queue delay whose preferred sizes exclude 1 holds every lone request
     for the whole delay, so a capacity measured through it is 1 / delay (9.5/s instead of 303/s on the demo bundle)
     and every rate scaled from it is far too low."""
-    from workbench.serving.load_sweep import sync_capacity
-    from workbench.serving.serve_check import TritonServer, twin_repository
+    from workbench.serving.load.sweep import sync_capacity
+    from workbench.serving.bundle.triton_server import TritonServer, twin_repository
 
     with tempfile.TemporaryDirectory(prefix="workbench-capacity-") as tmp:
         backends, repo = twin_repository(bundle, manifest, Path(tmp), dist, serving=no_batching)
@@ -225,7 +277,8 @@ def search_config(bundle: str | Path, slo_ms: float, space: SearchSpace | None =
         >>> result = search_config("artifacts/bundles/clf", slo_ms=50)   # doctest: +SKIP
         >>> result.winner.config.label(), result.winner.goodput_per_s
     """
-    from workbench.serving.serve_check import ServeCheckError, triton_distribution
+    from workbench.serving.bundle.triton_server import triton_distribution
+    from workbench.serving.bundle.serve_check import ServeCheckError
 
     if slo_ms <= 0 or not 0 < attainment <= 1 or budget_s <= 0:
         raise ValueError(f"slo_ms ({slo_ms}) and budget_s ({budget_s}) must be > 0, attainment ({attainment}) in (0, 1]")
@@ -237,7 +290,11 @@ def search_config(bundle: str | Path, slo_ms: float, space: SearchSpace | None =
            "make_inputs": make_inputs, "slo_ms": slo_ms, "attainment": attainment, "table": table,
            "progress": progress, "row": {"variant_id": served.get("variant_id"), "variant": served.get("variant"),
                                          "bundle": str(bundle), "model": manifest["name"]}}
-    no_batching = ServingConfig.no_batching(exported.max_batch_size, exported.threads)
+    # no batching at the server's core count at most: more intra-op threads than cores would handicap the baseline
+    from workbench.serving.load.pinned import cpu_split
+
+    no_batching = ServingConfig.no_batching(exported.max_batch_size,
+                                            min(exported.threads or 99, len(cpu_split()["server_cpus"])))
     ctx["capacity"] = model_capacity(bundle, manifest, make_inputs, ctx["dist"], no_batching)
     start_rate = 0.5 * ctx["capacity"]["capacity_per_s"]
     result = SearchResult(str(bundle), manifest["name"], slo_ms, attainment, ctx["capacity"]["capacity_per_s"], [])
@@ -269,6 +326,15 @@ def search_config(bundle: str | Path, slo_ms: float, space: SearchSpace | None =
                        key=lambda c: c.goodput_per_s or 0.0, default=None)
             if best is not None:
                 queue += [(c, "fine") for c in space.fine(best.config, slo_ms)]
+    win = result.winner
+    if win is not None:   # a fresh climb of the winner: what gets quoted (the budget does not skip it)
+        confirm = Candidate(win.config, "confirm")
+        _try_candidate(confirm, ctx, start_rate, settings)
+        _summary_row(confirm, ctx, instance)
+        result.confirmed = confirm
+        if progress:
+            progress(f"{win.config.label()} (confirm): goodput {confirm.goodput_text} (search climb "
+                     f"{win.goodput_text})")
     return result
 
 

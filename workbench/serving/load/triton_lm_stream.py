@@ -1,6 +1,6 @@
 """Triton Python-backend model (decoupled: one response per token) for a causal-LM bundle's ONNX graph.
 
-Not imported by workbench itself: copied as ``model.py`` by :func:`workbench.serving.lm_stream.lm_stream_repository`
+Not imported by workbench itself: copied as ``model.py`` by :func:`workbench.serving.load.lm_stream.lm_stream_repository`
 and run inside Triton's Python-backend stub. Greedy decoding over the bundle's full-sequence forward (the served LM
 graph has no KV-cache tensors, so each token re-runs the whole sequence: fine for the demo LM, quadratic for long
 outputs). Each token is sent as soon as it is chosen, then a final empty response closes the stream. Tensors cross

@@ -1,6 +1,6 @@
 """A decoupled (streaming) Triton Python-backend test model: ``n`` tokens, the first after ``first_ms``, then one
 every ``gap_ms``. Known TTFT and inter-token gaps, to check the streaming load generator against
-(:mod:`workbench.serving.load_stream`)."""
+(:mod:`workbench.serving.load.stream`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,7 +54,7 @@ parameters { key: "GAP_MS" value: { string_value: "%s" } }
 
 def streamer_repository(work: Path, first_ms: float = 20.0, gap_ms: float = 5.0, instances: int = 4):
     """(backends, repo, dist) with one decoupled model "streamer" (see the module doc)."""
-    from workbench.serving.serve_check import python_backend_dir, triton_distribution
+    from workbench.serving.bundle.triton_server import python_backend_dir, triton_distribution
 
     dist = triton_distribution()
     python_backend_dir(Path(work), dist)

@@ -1,8 +1,8 @@
 """A Triton model repository that streams a causal LM's tokens (decoupled Python backend), from its ONNX graph.
 
 The model (``<name>-stream``) takes ``INPUT_IDS`` (INT64, the prompt's token ids) and ``MAX_NEW_TOKENS`` (INT32) and
-sends one ``TOKEN`` response per generated token (:mod:`workbench.serving.triton_lm_stream`), so TTFT, TPOT and
-inter-token latency can be measured under load with :func:`workbench.serving.load_stream.open_loop_stream`.
+sends one ``TOKEN`` response per generated token (:mod:`workbench.serving.load.triton_lm_stream`), so TTFT, TPOT and
+inter-token latency can be measured under load with :func:`workbench.serving.load.stream.open_loop_stream`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def lm_stream_repository(onnx_path: Path, name: str, workdir: Path, dist: dict, 
                          instances: int = 1, eos_token_id: int | None = None) -> tuple[Path, Path]:
     """(backends, repo) serving ``onnx_path`` (a causal LM's full-sequence graph and its external data) as the
     streaming model ``name``; ``eos_token_id`` ends a stream early (None: always MAX_NEW_TOKENS tokens)."""
-    from workbench.serving.serve_check import python_backend_dir
+    from workbench.serving.bundle.triton_server import python_backend_dir
     from workbench.runtime.onnx_files import onnx_files
 
     onnx_path = Path(onnx_path)

@@ -92,7 +92,7 @@ def edited_config_text(text: str, serving: ServingConfig, expected_name: str | N
     """``config.pbtxt`` text with ``serving`` written in, checked against Triton's schema and load rules."""
     from google.protobuf import text_format
 
-    from workbench.serving.triton_config import check_model_config
+    from workbench.serving.bundle.triton_config import check_model_config
 
     cfg = check_model_config(text, expected_name=expected_name)
     serving.apply(cfg)

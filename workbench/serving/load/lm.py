@@ -1,21 +1,20 @@
 """`workbench load` for causal-LM bundles: the bundle's ONNX graph streamed token by token from a real Triton server
 (loopback), open-loop streams at a ladder of rates, TTFT / TPOT / ITL per point, and goodput against a TTFT SLO.
 
-Why a separate path from :mod:`workbench.serving.load_sweep`: an LM request is a stream, not one answer, so its
+Why a separate path from :mod:`workbench.serving.load.sweep`: an LM request is a stream, not one answer, so its
 latency is three numbers (time to first token, time per output token, inter-token gaps) and the served model is the
-decoupled Python model of :mod:`workbench.serving.lm_stream`, not the bundle's request/response twin. Why the SLO is
+decoupled Python model of :mod:`workbench.serving.load.lm_stream`, not the bundle's request/response twin. Why the SLO is
 on TTFT: it is the wait a user sees before anything happens and the number queueing moves first; TPOT/ITL are
 reported beside it. The SLO check is "at least ``attainment`` (99%) of measured requests got their first token
-within ``slo_ms``", i.e. TTFT p99 <= SLO, but defined at any request count (a reported p99 needs 200 samples).
-Rates default to fractions of the synchronous stream capacity (1 / end-to-end latency of one request at a time,
-measured on the server before the points, never assumed), as the request/response sweep does.
+within ``slo_ms``", i.e. TTFT p99 <= SLO, under the request path's sample rule: p99 needs >= 200 requests per point;
+with fewer, the sweep is judged at the percentile the samples support (p95: 40, p90: 20) and names it. Rates
+default to fractions of the synchronous stream capacity (:func:`workbench.serving.load.sweep.capacity`: 1 / the
+median end-to-end time of one stream at a time, measured on the server before the points), as the request path does.
 """
 from __future__ import annotations
 
 import json
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -60,7 +59,7 @@ def check_streamable(bundle: Path, manifest: dict) -> None:
 
 def prompts(bundle: Path) -> list[list[int]]:
     """The reference examples' token ids (padding dropped where an attention mask marks it)."""
-    from workbench.serving.verify import reference_arrays
+    from workbench.serving.bundle.verify import reference_arrays
 
     inputs, _ = reference_arrays(bundle)
     ids, mask = inputs["input_ids"], inputs.get("attention_mask")
@@ -71,33 +70,17 @@ def prompts(bundle: Path) -> list[list[int]]:
     return out
 
 
-def stream_once(url: str, model: str, body: dict, timeout_s: float = 60.0) -> tuple[float, int]:
-    """(end-to-end seconds, tokens streamed) of one request over Triton's generate_stream endpoint."""
-    request = urllib.request.Request(f"http://{url}/v2/models/{model}/generate_stream", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    start = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        events = [line for line in response if line.startswith(b"data:")]
-    elapsed = time.perf_counter() - start
-    bad = [e for e in events if b'"error"' in e]
-    if bad:
-        raise RuntimeError(f"Triton streamed an error for {model}: {bad[0][:200]!r}")
-    return elapsed, len(events)
+def slo_percentile(n_measured: int, attainment: float) -> tuple[str, float]:
+    """The percentile a goodput judged on ``n_measured`` requests per point can name: the one ``attainment`` asks for
+    (0.99: p99) when the samples support it (the workbench's rule, ``timing.MIN_SAMPLES``: p99 needs 200, p95 40,
+    p90 20), else the highest of p95 / p90 / p50 they do support. Returns (name, attainment to judge by)."""
+    from workbench.measure.timing import min_samples_for
 
-
-def stream_capacity(url: str, model: str, make_body: Callable[[int], dict], n: int = 3, warmup: int = 1) -> dict:
-    """One stream at a time: median end-to-end latency and capacity = 1 / it (the warm-up pays ORT's first runs)."""
-    times = []
-    for i in range(warmup + n):
-        body = make_body(i)
-        elapsed, tokens = stream_once(url, model, body)
-        want = body["MAX_NEW_TOKENS"]
-        if tokens != want:
-            raise RuntimeError(f"{model} streamed {tokens} tokens, not the {want} asked for: check the server log")
-        if i >= warmup:
-            times.append(elapsed)
-    e2e = sorted(times)[len(times) // 2]
-    return {"sync_e2e_ms": round(e2e * 1e3, 3), "capacity_per_s": round(1.0 / e2e, 3)}
+    wanted = attainment * 100
+    for rank in sorted({wanted, 99.0, 95.0, 90.0, 50.0}, reverse=True):
+        if rank <= wanted and n_measured >= min_samples_for(rank):
+            return f"p{rank:g}", rank / 100
+    return "p50", 0.5
 
 
 def requests_for(rate: float) -> int:
@@ -116,21 +99,26 @@ class LmLoadResult:
     points: list
     rows: list[dict]
     goodput_per_s: float | None
+    slo_percentile: str = "p99"     # the TTFT percentile the goodput is judged at (what the samples support)
+    climb_end: str = "miss"
     notes: list[str] = field(default_factory=list)
 
     def to_text(self) -> str:
         fmt = (lambda v: f"{v:9.2f}" if v is not None else f"{'-':>9}")
         lines = [f"{'offered/s':>10} {'sent/s':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'TPOT p50':>9} {'TPOT p99':>9} "
-                 f"{'ITL p99':>9} {'TTFT<=SLO':>9} valid"]
+                 f"{'ITL p99':>9} {'TTFT<=SLO':>9} outcome"]
         for row in self.rows:
             cells = " ".join(fmt(row.get(k)) for k in ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms",
                                                         "itl_p99_ms"))
             lines.append(f"{row['offered_rate_per_s']:10.2f} {row['achieved_rate_per_s']:8.2f} {cells} "
-                         f"{row['slo_attainment']:9.2%} {'yes' if row['valid'] else 'NO'}")
-        lines.append(f"ms; {self.new_tokens} new tokens per request; synchronous stream {self.capacity['sync_e2e_ms']} "
-                     f"ms end to end ({self.capacity['capacity_per_s']}/s); goodput {self.goodput_per_s}/s at >= "
-                     f"{self.attainment:.0%} of TTFTs within {self.slo_ms} ms (TTFT p99 <= SLO; '-': too few "
-                     "requests for that percentile)")
+                         f"{row['slo_attainment']:9.2%} {row['slo_outcome']}")
+        from workbench.serving.load.sweep import goodput_text
+
+        lines.append(f"ms; {self.new_tokens} new tokens per request; synchronous stream "
+                     f"{self.capacity['sync_latency_p50_ms']} ms end to end ({self.capacity['capacity_per_s']}/s); "
+                     f"goodput {goodput_text(self.goodput_per_s, self.climb_end)} at TTFT {self.slo_percentile} <= "
+                     f"{self.slo_ms} ms ({self.attainment:.0%} of TTFTs within it; '-': too few requests for that "
+                     "percentile)")
         return "\n".join(lines + self.notes)
 
 
@@ -142,16 +130,19 @@ def sweep_lm(bundle: Path, slo_ms: float, rates=None, new_tokens: int = DEFAULT_
     Each point is a ``scenario: "load-stream"`` row appended to ``table`` as soon as it is measured (a server that
     dies mid-sweep ends it with a LoadError; the rows done are kept). Streams always run ``new_tokens`` tokens (no
     EOS stop) so every point compares the same output length. One model instance at the bundle's thread count.
-    ``goodput_per_s``: going up the rates, the highest valid point (client kept the schedule, no errors) meeting the
-    SLO before the first that does not.
+    ``goodput_per_s``: going up the rates, the highest passing point before the first that does not (a miss, or a
+    client-limited point, which makes it a lower bound: :func:`workbench.serving.load.sweep.goodput_of`). The SLO
+    is a TTFT percentile: the one ``attainment`` asks for when every point has the requests it needs (p99: 200),
+    else the highest the smallest point supports (:func:`slo_percentile`), named in ``slo_percentile`` and each row.
     """
-    from workbench.serving.config_search import bundle_inputs, exported_config
-    from workbench.serving.lm_stream import lm_stream_repository
-    from workbench.serving.load import LoadError
-    from workbench.serving.load_stream import open_loop_stream
-    from workbench.serving.load_sweep import goodput_of
-    from workbench.serving.serve_check import TritonServer, triton_distribution
-    from workbench.serving.verify import model_paths
+    from workbench.serving.bundle.triton_server import TritonServer, triton_distribution
+    from workbench.serving.bundle.verify import model_paths
+    from workbench.serving.load.client import LoadError
+    from workbench.serving.load.config_search import bundle_inputs, exported_config
+    from workbench.serving.load.lm_stream import lm_stream_repository
+    from workbench.serving.load.schedule import schedule
+    from workbench.serving.load.stream import open_loop_stream
+    from workbench.serving.load.sweep import capacity, climb_end, goodput_of, rate_ladder, slo_outcome
 
     if slo_ms <= 0 or not 0 < attainment <= 1 or new_tokens < 1:
         raise ValueError(f"slo_ms ({slo_ms}) must be > 0, attainment ({attainment}) in (0, 1], new tokens "
@@ -176,15 +167,23 @@ def sweep_lm(bundle: Path, slo_ms: float, rates=None, new_tokens: int = DEFAULT_
         backends, repo = lm_stream_repository(model_paths(bundle, manifest)[1], name, Path(tmp), dist,
                                               threads=threads)
         with TritonServer(repo, backends, dist, Path(tmp) / "server.log") as server:
-            cap = stream_capacity(server.url, name, make_body)
-            ladder = sorted(float(r) for r in rates) if rates else [round(f * cap["capacity_per_s"], 3)
-                                                                    for f in fractions]
+            # the warm-up stream pays ORT's first runs
+            cap = capacity(server.url, name, lambda i: json.dumps(make_body(i)).encode(), n=3, warmup=1,
+                           stream=True, tokens=new_tokens)
+            ladder = rate_ladder(rates, cap["capacity_per_s"], fractions)
+            sizes = [n_requests or requests_for(rate) for rate in ladder]
+            counted = min(int((schedule(r, n, arrival, seed=k) >= warmup_s).sum())
+                          for k, (r, n) in enumerate(zip(ladder, sizes)))
+            pct, judge_at = slo_percentile(counted, attainment)
             for k, rate in enumerate(ladder):
-                res = open_loop_stream(server.url, name, make_body, rate, n_requests or requests_for(rate),
-                                       arrival=arrival, warmup_s=warmup_s, seed=k)
+                res = open_loop_stream(server.url, name, make_body, rate, sizes[k], arrival=arrival,
+                                       warmup_s=warmup_s, seed=k)
                 share = res.ttft_within(slo_ms)
-                row = {**base, **res.as_row(), "slo_ms": slo_ms, "slo_metric": "ttft",
-                       "slo_attainment": round(share, 5), "meets_slo": bool(res.valid and share >= attainment), **cap}
+                outcome = slo_outcome(res.valid, 0, share, judge_at, res.send_lag_high,   # errors: misses in share
+                                      res.ttft_within_from_sent(slo_ms))
+                row = {**base, **res.as_row(), "slo_ms": slo_ms, "slo_metric": "ttft", "slo_percentile": pct,
+                       "slo_attainment": round(share, 5), "slo_outcome": outcome, "meets_slo": outcome == "pass",
+                       **cap}
                 rows.append(table.append(row) if table is not None else row)
                 points.append(res)
                 if progress:
@@ -196,11 +195,14 @@ def sweep_lm(bundle: Path, slo_ms: float, rates=None, new_tokens: int = DEFAULT_
                     raise LoadError(f"Triton died mid-sweep (exit code {server.process.returncode}){where}. "
                                     f"Server log: {server.log_tail()}")
     good = goodput_of(rows)
-    notes = [] if good is not None else [(f"no rate met the SLO: even {ladder[0]}/s had < {attainment:.0%} of TTFTs "
-                                          f"within {slo_ms} ms (or was not valid)")]
-    return LmLoadResult(slo_ms=slo_ms, attainment=attainment, capacity=cap, new_tokens=new_tokens, points=points,
-                        rows=rows, goodput_per_s=good, notes=notes)
+    notes = [] if good is not None else [(f"no rate met the SLO: even {ladder[0]}/s had < {judge_at:.0%} of TTFTs "
+                                          f"within {slo_ms} ms (or the client was limited)")]
+    if judge_at < attainment:
+        notes.append(f"judged at TTFT {pct}, not the p{attainment * 100:g} asked for: the smallest point counts "
+                     f"{counted} requests (p{attainment * 100:g} needs more; raise --requests)")
+    return LmLoadResult(slo_ms=slo_ms, attainment=judge_at, capacity=cap, new_tokens=new_tokens, points=points,
+                        rows=rows, goodput_per_s=good, slo_percentile=pct, climb_end=climb_end(rows), notes=notes)
 
 
-__all__ = ["sweep_lm", "lm_graph", "check_streamable", "prompts", "stream_capacity", "requests_for", "LmLoadResult",
+__all__ = ["sweep_lm", "lm_graph", "check_streamable", "prompts", "slo_percentile", "requests_for", "LmLoadResult",
            "SEARCH_ERROR", "DEFAULT_FRACTIONS", "DEFAULT_NEW_TOKENS"]

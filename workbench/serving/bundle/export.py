@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.measure.batching import sweep_rows
-from workbench.serving.plan import (MAX_QUEUE_DELAY_US, QUEUE_WAIT_BATCHES, ExportError,  # noqa: F401
+from workbench.serving.bundle.plan import (MAX_QUEUE_DELAY_US, QUEUE_WAIT_BATCHES, ExportError,  # noqa: F401
                                     batching_plan)
 from workbench.runtime import onnx_file, require_torch_module, runner_threads
 from workbench.util.files import artifacts_root, publish_dir, sha256
@@ -72,9 +72,9 @@ def export_bundle(variant, results, to: str | Path | None = None, task=None, slo
         >>> bundle = export_bundle(int8, table, task=task, slo_ms=50, to="artifacts/bundles/clf")  # doctest: +SKIP
         >>> verify_bundle(bundle)
     """
-    from workbench.serving.model_card import model_card
+    from workbench.serving.bundle.model_card import model_card
     from workbench.measure.environment import environment_fingerprint
-    from workbench.serving.triton_config import render_config, tensor_specs_from_onnx
+    from workbench.serving.bundle.triton_config import render_config, tensor_specs_from_onnx
     from workbench.runtime.onnx_files import copy_onnx
 
     rows = list(results)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.serving.bundle import BUNDLE_FORMAT, REPOSITORY
+from workbench.serving.bundle.export import BUNDLE_FORMAT, REPOSITORY
 
 
 class BundleError(ValueError):
@@ -118,7 +118,7 @@ def verify_bundle(bundle: str | Path, threads: int | None = None, raise_on_error
     """Re-hash every file, check config.pbtxt with Triton's schema, rerun the ONNX model on the reference inputs.
 
     Args:
-        bundle: folder written by :func:`workbench.serving.bundle.export_bundle`.
+        bundle: folder written by :func:`workbench.serving.bundle.export.export_bundle`.
         threads: ORT intra-op threads for the rerun.
         raise_on_error: raise :class:`BundleError` listing every problem (else return the report with them).
 
@@ -127,7 +127,7 @@ def verify_bundle(bundle: str | Path, threads: int | None = None, raise_on_error
         >>> report.ok, report.max_abs_diff
     """
     from workbench.runtime.ort import OrtRunner
-    from workbench.serving.triton_config import ModelConfigError, check_model_config
+    from workbench.serving.bundle.triton_config import ModelConfigError, check_model_config
 
     bundle = Path(bundle)
     manifest = load_manifest(bundle)
