@@ -156,6 +156,7 @@ def test_bad_input_gives_clear_errors(pair):
 
 @pytest.mark.skipif(not (DEMO_TARGET_DIR / "config.json").exists() or not (DEMO_DRAFT_DIR / "config.json").exists(),
                     reason="demo LMs not trained yet (python -m workbench.assets.train_demo_models --only lm)")
+@pytest.mark.slow  # 60 s of CPU here
 def test_greedy_identical_on_demo_pair():
     from workbench.tasks import get_task
 

@@ -37,6 +37,7 @@ def test_trial_rejects_bad_settings():
 
 @pytest.mark.skipif(not (DEMO_TARGET_DIR / "config.json").exists() or not (DEMO_DRAFT_DIR / "config.json").exists(),
                     reason="demo LMs not trained yet (python -m workbench.assets.train_demo_models --only lm)")
+@pytest.mark.slow  # 34 s of CPU here
 def test_small_sweep_on_demo_pair_writes_rows(tmp_path):
     from workbench.tasks import get_task
 
