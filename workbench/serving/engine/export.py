@@ -74,7 +74,7 @@ def export_engine(variant, task, to: str | Path | None = None, name: str | None 
     dest = Path(to) if to else artifacts_root() / "bundles" / name
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest} exists: pass overwrite=True (--overwrite) or another --to")
-    args = engine_args or EngineArgs()
+    args = fit_context(engine_args, torch_module(variant).config)
     tokenizer_dir = getattr(task, "model_dir", None)
     with publish_dir(dest) as tmp:
         ckpt = write_engine_checkpoint(torch_module(variant), tmp / CHECKPOINT, precision, group, tokenizer_dir)
@@ -92,6 +92,21 @@ def export_engine(variant, task, to: str | Path | None = None, name: str | None 
         write_file_atomic(tmp / "MODEL_CARD.md", engine_card(facts))
         write_manifest(tmp, facts)
     return dest
+
+
+def fit_context(engine_args: EngineArgs | None, hf_config) -> EngineArgs:
+    """The default arguments with ``max_model_len`` capped at the model's positions; given arguments that ask for
+    more context than the model has are refused (vLLM would refuse them at start-up, after a minute)."""
+    import dataclasses
+
+    positions = getattr(hf_config, "max_position_embeddings", None) or getattr(hf_config, "n_positions", None)
+    if engine_args is None:
+        default = EngineArgs()
+        return dataclasses.replace(default, max_model_len=min(default.max_model_len, positions or 10**9))
+    if positions and engine_args.max_model_len > positions:
+        raise ValueError(f"max_model_len {engine_args.max_model_len} exceeds the model's {positions} positions: "
+                         f"use at most {positions}")
+    return engine_args
 
 
 def is_engine_bundle(manifest: dict) -> bool:

@@ -105,46 +105,61 @@ def cost_columns(price, rate_per_s: float, prompt_tokens: float, output_tokens_p
 
 def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: list[int], offsets, new_tokens: int,
                   slo_ttft_ms: float, slo_itl_ms: float, attainment: float, client_cpus, out_dir: Path,
-                  price=None, own_client: bool = True) -> dict:
-    """One rate: AIPerf then (cache reset) the own client on the same schedule; the row's columns."""
+                  price=None, own_client: bool = True, use_aiperf: bool = True) -> dict:
+    """One rate: AIPerf, then (cache reset) the own client on the same schedule; the row's columns. Without AIPerf
+    (the config search's quick climbs) the own client's figures are the row's."""
     from workbench.serving.engine.aiperf import run_aiperf
     from workbench.serving.engine.openai_client import run_schedule
 
+    if not (use_aiperf or own_client):
+        raise ValueError("measure with AIPerf, the own client, or both")
     span = float(offsets[-1]) if len(offsets) > 1 else 1.0
     rate = (len(offsets) - 1) / span if span > 0 else None
-    reset_prefix_cache(server.url)
-    before = engine_counters(server.url)
-    ai = run_aiperf(server.url, tokenizer_dir, prompts, offsets, new_tokens, out_dir, slo_ttft_ms, slo_itl_ms,
-                    cpus=client_cpus)
-    after = engine_counters(server.url)
-    server.check_alive()
-    row = {k: v for k, v in ai.items() if k != "aiperf_export"}
-    row["aiperf_export"] = ai["aiperf_export"]
-    hits, queries = _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
-    row["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
-    wall = ai.get("aiperf_wall_s") or None
-    served_span = (len(offsets) / ai["requests_per_s"]) if ai.get("requests_per_s") else None
-    cached_tps = round(hits / served_span, 2) if hits and served_span else None
-    good, thr = ai.get("goodput_per_s"), ai.get("requests_per_s")
-    share = (good / thr) if good is not None and thr else 0.0
-    row.update(slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms, slo_metric="ttft+itl", slo_attainment=round(share, 4),
-               meets_slo=bool(not ai.get("errors") and share >= attainment - 1e-9), offered_rate_per_s=round(rate, 4),
-               n_requests=len(prompts), prompt_len=round(sum(prompt_lens) / len(prompt_lens), 1),
-               max_new_tokens=new_tokens, aiperf_run_wall_s=wall)
-    if price is not None and rate:
-        row.update(cost_columns(price, thr or rate, row["prompt_len"], ai.get("output_tokens_per_s"), cached_tps))
+    row: dict = {}
+    hits = queries = served_span = None
+    if use_aiperf:
+        reset_prefix_cache(server.url)
+        before = engine_counters(server.url)
+        ai = run_aiperf(server.url, tokenizer_dir, prompts, offsets, new_tokens, out_dir, slo_ttft_ms, slo_itl_ms,
+                        cpus=client_cpus)
+        after = engine_counters(server.url)
+        server.check_alive()
+        row.update({k: v for k, v in ai.items() if k != "aiperf_export"}, client="aiperf")
+        hits, queries = _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
+        served_span = (len(offsets) / ai["requests_per_s"]) if ai.get("requests_per_s") else None
+        good, thr = ai.get("goodput_per_s"), ai.get("requests_per_s")
+        share = (good / thr) if good is not None and thr else 0.0
+        errors = ai.get("errors") or 0
     if own_client:
         reset_prefix_cache(server.url)
+        before = engine_counters(server.url)
         with pinned(client_cpus):
             own = run_schedule(server.url, prompts, offsets, new_tokens)
+        after = engine_counters(server.url)
         server.check_alive()
         m = own.metrics
-        row.update({f"own_{k}": v for k, v in m.items() if k.startswith(("ttft", "itl", "tpot", "e2e"))
-                    and not k.endswith("_note")})
-        row.update(own_errors=own.errors, own_client_cpu_share=round(own.client_cpu_s / own.wall_s, 3),
-                   own_send_lag_p99_ms=own.send_lag_p99_ms)
-        a, o = row.get("ttft_ms_p50"), m.get("ttft_ms_p50")
-        row["aiperf_vs_own_ttft_p50_diff_pct"] = round(100 * (a - o) / o, 2) if a is not None and o else None
+        cols = {k: v for k, v in m.items() if k.startswith(("ttft", "itl", "tpot", "e2e")) and not k.endswith("_note")}
+        row.update({f"own_{k}": v for k, v in cols.items()}, own_errors=own.errors,
+                   own_client_cpu_share=round(own.client_cpu_s / own.wall_s, 3),
+                   own_send_lag_p99_ms=own.send_lag_p99_ms, own_within_slo=round(own.within(slo_ttft_ms, slo_itl_ms), 4))
+        if use_aiperf:
+            a, o = row.get("ttft_ms_p50"), m.get("ttft_ms_p50")
+            row["aiperf_vs_own_ttft_p50_diff_pct"] = round(100 * (a - o) / o, 2) if a is not None and o else None
+        else:
+            row.update(cols, client="own", output_tokens_per_s=m.get("output_tokens_per_s_aggregate"),
+                       ttft_samples=m.get("n_requests"), itl_samples=m.get("itl_samples"))
+            hits, queries = _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
+            served_span = own.wall_s
+            share, errors = own.within(slo_ttft_ms, slo_itl_ms), own.errors
+    row["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
+    cached_tps = round(hits / served_span, 2) if hits and served_span else None
+    row.update(slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms, slo_metric="ttft+itl", slo_attainment=round(share, 4),
+               meets_slo=bool(not errors and share >= attainment - 1e-9), offered_rate_per_s=round(rate, 4),
+               n_requests=len(prompts), prompt_len=round(sum(prompt_lens) / len(prompt_lens), 1),
+               max_new_tokens=new_tokens)
+    if price is not None and rate:
+        served_rate = row.get("requests_per_s") or rate
+        row.update(cost_columns(price, served_rate, row["prompt_len"], row.get("output_tokens_per_s"), cached_tps))
     return row
 
 
@@ -173,7 +188,7 @@ class EngineLoadResult:
 def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rates, new_tokens: int = DEFAULT_NEW_TOKENS,
                  prompt_tokens: int = DEFAULT_PROMPT_TOKENS, n_requests: int = DEFAULT_REQUESTS,
                  shared_prefix_tokens: int = 0, attainment: float = 0.99, table=None, engine_args=None,
-                 instance: str = "c7i.large", own_client: bool = True, server=None,
+                 instance: str = "c7i.large", own_client: bool = True, use_aiperf: bool = True, server=None,
                  progress: Callable[[str], None] | None = None, row: dict | None = None) -> EngineLoadResult:
     """Serve the engine bundle on vLLM and measure each rate (see the module doc). ``server``: an already started
     :class:`~workbench.serving.engine.server.VllmServer` to reuse (the caller stops it); otherwise one is started
@@ -220,11 +235,11 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
                 offsets = schedule(rate, n_requests, "poisson", seed=k)
                 t0 = time.perf_counter()
                 point = measure_point(server, ckpt, prompts, lens, offsets, new_tokens, slo_ttft_ms, slo_itl_ms,
-                                      attainment, client_cpus, Path(tmp) / f"rate{k}", price, own_client)
+                                      attainment, client_cpus, Path(tmp) / f"rate{k}", price, own_client,
+                                      use_aiperf)
                 point["offered_rate_per_s"] = rate
                 point["point_wall_s"] = round(time.perf_counter() - t0, 1)
                 r = {**base, **point, **({"notes": cpu_note} if cpu_note else {})}
-                r.pop("aiperf_export", None)
                 rows.append(table.append(r) if table is not None else r)
                 if progress:
                     progress(f"{rate:.2f}/s: TTFT p50 {r.get('ttft_ms_p50')} ms p99 {r.get('ttft_ms_p99')} ms, ITL p99 "

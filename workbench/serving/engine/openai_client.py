@@ -85,6 +85,13 @@ class OwnClientResult:
     client_cpu_s: float
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    per_request: list[tuple[float, float | None]] = field(default_factory=list, repr=False)  # (TTFT ms, mean ITL ms)
+
+    def within(self, slo_ttft_ms: float, slo_itl_ms: float) -> float:
+        """Share of sent requests with TTFT and mean inter-token latency (AIPerf's per-request ITL) within the SLOs;
+        failed requests count as misses."""
+        hits = sum(t <= slo_ttft_ms and (i is None or i <= slo_itl_ms) for t, i in self.per_request)
+        return hits / self.n_sent if self.n_sent else 0.0
 
 
 def run_schedule(url: str, prompts: list[str], offsets, max_tokens: int, model: str = "model",
@@ -103,12 +110,14 @@ def run_schedule(url: str, prompts: list[str], offsets, max_tokens: int, model: 
     ok = [i for i, o in enumerate(outcome) if o == "ok" and emits[i]]
     requests = [(float(offsets[i]), [t for t, _ in emits[i]], [k for _, k in emits[i]]) for i in ok]
     metrics = request_metrics(requests) if requests else {}
+    per_request = [((times[0] - start) * 1e3, (times[-1] - times[0]) * 1e3 / (sum(counts) - 1) if sum(counts) > 1
+                     else None) for start, times, counts in requests]
     lag = float(np.percentile([(s - o) * 1e3 for s, o in zip(sent, offsets)], 99))
     errors = len(prompts) - len(ok)
     notes = [f"{errors} errors ({', '.join(sorted({o for o in outcome if o != 'ok'}))})"] if errors else []
     return OwnClientResult(metrics=metrics, n_sent=len(prompts), n_ok=len(ok), errors=errors,
                            send_lag_p99_ms=round(lag, 3), client_cpu_s=round(cpu, 3), wall_s=round(wall, 3),
-                           notes=notes)
+                           notes=notes, per_request=per_request)
 
 
 __all__ = ["run_schedule", "completion_body", "OwnClientResult"]
