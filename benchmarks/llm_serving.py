@@ -276,7 +276,11 @@ def main(argv=None) -> dict:
             rows, good = climb(server, ckpt, args, slo, client_cpus, work / label, r0, use_aiperf, price)
             extra = {}
             if use_aiperf and good:
-                extra = prefix_trial(server, ckpt, args, slo, client_cpus, work / label, good)
+                try:
+                    extra = prefix_trial(server, ckpt, args, slo, client_cpus, work / label, good)
+                except Exception as exc:   # the trial's figure is then absent, the sweep's kept
+                    log(f"  prefix trial failed: {type(exc).__name__}: {str(exc)[-300:]}")
+                    extra = {"prefix_trial_error": str(exc)[-300:]}
         configs[label] = eargs
         results[label] = {"precision": precision, "engine_args": eargs.label(), "goodput_per_s": good,
                           "startup_s": server.startup_s, "rows": rows, **extra}

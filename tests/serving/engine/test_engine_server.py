@@ -71,3 +71,33 @@ def test_engine_args_cli_and_validation():
         EngineArgs(kv_cache_dtype="int3")
     with pytest.raises(ValueError, match="unknown engine arguments"):
         EngineArgs.from_dict({"max_num_seqs": 2, "tensor_parallel": 8})
+
+
+def test_death_mid_run_fails_with_log_tail(tmp_path, monkeypatch):
+    import sys
+    import time
+
+    # a stand-in server: answers /health, then dies after ~1.5 s with a message in its log
+    script = tmp_path / "serve.py"
+    script.write_text(
+        "import sys, threading, http.server, os\n"
+        "port = int(sys.argv[sys.argv.index('--port') + 1])\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers()\n"
+        "    def log_message(self, *a):\n"
+        "        pass\n"
+        "s = http.server.HTTPServer(('127.0.0.1', port), H)\n"
+        "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
+        "threading.Event().wait(1.5)\n"
+        "print('engine core: out of KV cache blocks', flush=True)\n"
+        "os._exit(9)\n")
+    fake = _fake_python(tmp_path, f'exec {sys.executable} {script} "$@"')
+    monkeypatch.setenv("WORKBENCH_ENGINE_PYTHON", str(fake))
+    with VllmServer(_checkpoint(tmp_path), EngineArgs(), tmp_path / "log", startup_timeout_s=30) as server:
+        server.check_alive()
+        deadline = time.time() + 20
+        while server.process.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(EngineError, match="(?s)died mid-run \\(exit code 9\\).*out of KV cache blocks"):
+            server.check_alive()
