@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -75,6 +74,15 @@ def build_model_dir(folder: Path, small: bool) -> Path:
     return folder
 
 
+def _status_mb(field: str) -> float:
+    """/proc/self/status VmRSS (now) or VmHWM (peak) in MB: unlike ru_maxrss, VmHWM starts afresh at exec (a child's
+    ru_maxrss can carry its parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def rss_probe(model_dir: str, out: str) -> None:
     """Child process: load the bf16 checkpoint in bf16, weight-only int8 in place, export; print peak RSS."""
     import torch
@@ -83,12 +91,12 @@ def rss_probe(model_dir: str, out: str) -> None:
     from workbench.serving.engine.checkpoint import write_engine_checkpoint
     from workbench.steps.weight_only import apply_weight_only
 
-    base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_mb = _status_mb("VmRSS")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
-    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    loaded_mb = _status_mb("VmHWM")
     apply_weight_only(model, 8)           # in place: each Linear replaced by its int8 form
     write_engine_checkpoint(model, Path(out), "int8", None, Path(model_dir))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _status_mb("VmHWM")
     print(json.dumps({"rss_after_imports_mb": round(base_mb, 1), "rss_after_load_mb": round(loaded_mb, 1),
                       "peak_rss_mb": round(peak_mb, 1)}))
 

@@ -65,6 +65,20 @@ def parse_profile(path: Path) -> dict:
     return out
 
 
+def _kill_group(proc) -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=10)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_aiperf(url: str, tokenizer_dir: Path, prompts: list[str], offsets, output_tokens: int, out_dir: Path,
                slo_ttft_ms: float, slo_itl_ms: float, cpus: list[int] | None = None, timeout_s: float = 900.0) -> dict:
     """Run AIPerf once over the schedule; its parsed metrics plus ``aiperf_cpu_s`` / ``aiperf_cpu_share`` (of the
@@ -77,14 +91,19 @@ def run_aiperf(url: str, tokenizer_dir: Path, prompts: list[str], offsets, outpu
     pin = set(cpus) if cpus else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, start_new_session=True,
-                          preexec_fn=(lambda: os.sched_setaffinity(0, pin)) if pin else None)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=(lambda: os.sched_setaffinity(0, pin)) if pin else None)
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except BaseException:   # timeout, Ctrl-C: its whole process group goes (it starts several services)
+        _kill_group(proc)
+        raise
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    (out_dir / "aiperf.log").write_text(proc.stdout + proc.stderr)
+    (out_dir / "aiperf.log").write_text(output)
     found = sorted(out_dir.rglob("profile_export_aiperf.json"))
     if proc.returncode != 0 or not found:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        tail = "\n".join(output.splitlines()[-20:])
         raise RuntimeError(f"AIPerf failed (exit {proc.returncode}); log {out_dir / 'aiperf.log'}:\n{tail}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {**parse_profile(found[-1]), "aiperf_cpu_s": round(cpu, 2), "aiperf_wall_s": round(wall, 2),
