@@ -68,6 +68,10 @@ def build_model_dir(folder: Path, small: bool) -> Path:
              if small else dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                                 num_attention_heads=12))
     model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=1024)).eval().to(torch.bfloat16)
+    # The demo tokenizer has 4096 tokens: ids above it decode to nothing, and AIPerf counts a stream without text as a
+    # failed request. Zero LM-head rows keep greedy decoding on ids the tokenizer has (same shape, same speed).
+    with torch.no_grad():
+        model.lm_head.weight[4096:] = 0
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
