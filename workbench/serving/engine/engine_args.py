@@ -1,0 +1,89 @@
+"""vLLM engine arguments: one dataclass, turned into the server's command-line flags, its environment, and the
+``model.json`` that Triton's vLLM backend passes to the same engine.
+
+The defaults are what a CPU box like this one can start in bounded memory (``VLLM_CPU_KVCACHE_SPACE`` GiB of KV
+cache; unset, vLLM takes most of the RAM) with CUDA-graph / compile warm-up off (``enforce_eager``). The config
+search varies the fields that move goodput: ``max_num_seqs`` (continuous-batching width),
+``max_num_batched_tokens`` (the chunked-prefill budget per step), prefix caching, the KV-cache dtype.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+
+@dataclass(frozen=True)
+class EngineArgs:
+    """What the engine is started with (besides the checkpoint)."""
+
+    max_model_len: int = 512
+    max_num_seqs: int = 8
+    max_num_batched_tokens: int | None = None     # None: vLLM's default chunked-prefill budget
+    enable_prefix_caching: bool = True             # vLLM's default on this version
+    kv_cache_dtype: str = "auto"
+    dtype: str = "bfloat16"
+    enforce_eager: bool = True
+    kv_cache_space_gib: int = 1                    # CPU backend: KV cache memory (VLLM_CPU_KVCACHE_SPACE)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.max_model_len < 16 or self.max_num_seqs < 1 or self.kv_cache_space_gib < 1:
+            raise ValueError(f"max_model_len ({self.max_model_len}) >= 16, max_num_seqs ({self.max_num_seqs}) >= 1 and "
+                             f"kv_cache_space_gib ({self.kv_cache_space_gib}) >= 1 are needed")
+        if self.kv_cache_dtype not in KV_DTYPES:
+            raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: use one of {KV_DTYPES}")
+        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                             f"({self.max_num_seqs}): every running sequence needs a token per step")
+
+    def label(self) -> str:
+        return (f"seqs{self.max_num_seqs}-tok{self.max_num_batched_tokens or 'def'}-"
+                f"pc{'on' if self.enable_prefix_caching else 'off'}-kv{self.kv_cache_dtype}")
+
+    def cli(self) -> list[str]:
+        """Flags for ``python -m vllm.entrypoints.openai.api_server`` (after ``--model DIR``)."""
+        flags = ["--dtype", self.dtype, "--max-model-len", str(self.max_model_len), "--max-num-seqs",
+                 str(self.max_num_seqs), "--kv-cache-dtype", self.kv_cache_dtype, "--seed", str(self.seed),
+                 "--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching"]
+        if self.max_num_batched_tokens is not None:
+            flags += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
+        return flags + (["--enforce-eager"] if self.enforce_eager else [])
+
+    def env(self) -> dict[str, str]:
+        """Environment of the server process (CPU backend settings; offline: the checkpoint is a local folder)."""
+        return {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_space_gib), "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+                "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+
+    def model_json(self, model_path: str) -> dict:
+        """Triton vLLM backend's ``model.json``: the same engine arguments, by their Python names."""
+        out = {"model": model_path, "dtype": self.dtype, "max_model_len": self.max_model_len,
+               "max_num_seqs": self.max_num_seqs, "enable_prefix_caching": self.enable_prefix_caching,
+               "kv_cache_dtype": self.kv_cache_dtype, "enforce_eager": self.enforce_eager, "seed": self.seed,
+               "disable_log_stats": False}
+        if self.max_num_batched_tokens is not None:
+            out["max_num_batched_tokens"] = self.max_num_batched_tokens
+        return out
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EngineArgs":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown engine arguments {sorted(unknown)}: known are {sorted(known)}")
+        return cls(**data)
+
+
+def triton_config_pbtxt(name: str) -> str:
+    """Triton's vLLM backend config: the engine owns batching and devices, so only the backend and one model
+    instance are declared (decoupled streaming is the backend's own default)."""
+    return (f'name: "{name}"\nbackend: "vllm"\n'
+            "# Batching, KV cache and devices belong to the vLLM engine (model.json), not to Triton.\n"
+            "instance_group [\n  {\n    count: 1\n    kind: KIND_MODEL\n  }\n]\n")
+
+
+__all__ = ["EngineArgs", "triton_config_pbtxt", "KV_DTYPES"]

@@ -1,0 +1,258 @@
+"""``workbench load`` on an engine bundle: vLLM on loopback, a ladder of Poisson rates driven by AIPerf, the
+workbench's own stream client on the same schedule as the cross-check, one ``scenario: load-engine`` row per rate.
+
+Per rate, the same prompts at the same absolute send offsets go first through AIPerf (pinned to the client core),
+then, after the engine's prefix cache is reset (so the second client does not find the first one's prompts cached),
+through the own client (this process pinned to the same core for the run). The row's latency columns are AIPerf's
+(TTFT, ITL, TPOT, e2e: mean / p50 / p99 with sample counts); ``own_*`` columns are the own client's and
+``aiperf_vs_own_ttft_p50_diff_pct`` compares the two. SLO: a point meets it when no request failed and at least
+``attainment`` of requests had TTFT <= ``slo_ttft_ms`` and ITL <= ``slo_itl_ms`` (AIPerf's goodput over its request
+throughput: TTFT p99 and ITL p99 within the SLO, defined at any sample count); goodput climbs the ladder and stops at
+the first miss (:func:`workbench.serving.load.sweep.goodput_of`).
+
+Cost per rate: $ per 1M input tokens (prompt tokens served per second), per 1M cached input tokens (prompt tokens
+that hit vLLM's prefix cache per second, read from its ``/metrics`` counters: None when none hit) and per 1M output
+tokens, each as the instance's price over that token rate (:func:`workbench.measure.cost.usd_per_1m_tokens`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_NEW_TOKENS = 32
+DEFAULT_PROMPT_TOKENS = 128
+DEFAULT_REQUESTS = 40
+SCENARIO = "load-engine"
+
+
+def make_prompts(tokenizer_dir: Path, n: int, prompt_tokens: int, shared_prefix_tokens: int = 0,
+                 seed: int = 0) -> tuple[list[str], list[int]]:
+    """``n`` prompts of about ``prompt_tokens`` tokens each (random token ids decoded to text, seeded), the first
+    ``shared_prefix_tokens`` the same for all (a shared system prompt) and the rest distinct. Returns the texts and
+    their token counts re-measured with the tokenizer (decode/encode need not round-trip exactly)."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    if not 0 <= shared_prefix_tokens < prompt_tokens:
+        raise ValueError(f"shared prefix ({shared_prefix_tokens}) must be >= 0 and shorter than the prompt "
+                         f"({prompt_tokens} tokens)")
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    rng = np.random.default_rng(seed)
+    vocab = min(len(tok), 4096)
+    special = set(tok.all_special_ids)
+    allowed = np.array([i for i in range(vocab) if i not in special])
+    prefix = tok.decode(rng.choice(allowed, shared_prefix_tokens).tolist()) if shared_prefix_tokens else ""
+    texts = [prefix + tok.decode(rng.choice(allowed, prompt_tokens - shared_prefix_tokens).tolist()) for _ in range(n)]
+    return texts, [len(tok(t)["input_ids"]) for t in texts]
+
+
+@contextmanager
+def pinned(cpus):
+    """This process on ``cpus`` for the block (the own client), its previous affinity restored after."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def engine_counters(url: str) -> dict:
+    """vLLM's prefix-cache and token counters from ``/metrics`` (Prometheus text), summed over label sets."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for name in ("prefix_cache_queries", "prefix_cache_hits", "prompt_tokens", "generation_tokens"):
+        vals = re.findall(rf"^vllm:{name}_total(?:{{[^}}]*}})? ([0-9.eE+-]+)$", text, re.M)
+        out[name] = sum(float(v) for v in vals) if vals else None
+    return out
+
+
+def reset_prefix_cache(url: str) -> bool:
+    """Empty vLLM's prefix cache (dev-mode endpoint); False when the server does not offer it."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/reset_prefix_cache", method="POST"), timeout=30):
+            return True
+    except OSError:
+        return False
+
+
+def _diff(after: dict, before: dict, key: str):
+    a, b = after.get(key), before.get(key)
+    return None if a is None or b is None else a - b
+
+
+def cost_columns(price, rate_per_s: float, prompt_tokens: float, output_tokens_per_s, cached_tokens_per_s) -> dict:
+    from workbench.measure.cost import usd_per_1m_tokens
+
+    def usd(tps):
+        return round(usd_per_1m_tokens(price.usd_per_hour, tps), 4) if tps else None
+
+    return {"instance": price.instance, "usd_per_hour": price.usd_per_hour, "price_date": price.date,
+            "input_tokens_per_s": round(rate_per_s * prompt_tokens, 2),
+            "cached_input_tokens_per_s": cached_tokens_per_s,
+            "usd_per_1m_input_tokens": usd(rate_per_s * prompt_tokens),
+            "usd_per_1m_cached_input_tokens": usd(cached_tokens_per_s),
+            "usd_per_1m_output_tokens": usd(output_tokens_per_s)}
+
+
+def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: list[int], offsets, new_tokens: int,
+                  slo_ttft_ms: float, slo_itl_ms: float, attainment: float, client_cpus, out_dir: Path,
+                  price=None, own_client: bool = True, use_aiperf: bool = True) -> dict:
+    """One rate: AIPerf, then (cache reset) the own client on the same schedule; the row's columns. Without AIPerf
+    (the config search's quick climbs) the own client's figures are the row's."""
+    from workbench.serving.engine.aiperf import run_aiperf
+    from workbench.serving.engine.openai_client import run_schedule
+
+    if not (use_aiperf or own_client):
+        raise ValueError("measure with AIPerf, the own client, or both")
+    span = float(offsets[-1]) if len(offsets) > 1 else 1.0
+    rate = (len(offsets) - 1) / span if span > 0 else None
+    row: dict = {}
+    hits = queries = served_span = None
+    if use_aiperf:
+        reset_prefix_cache(server.url)
+        before = engine_counters(server.url)
+        ai = run_aiperf(server.url, tokenizer_dir, prompts, offsets, new_tokens, out_dir, slo_ttft_ms, slo_itl_ms,
+                        cpus=client_cpus)
+        after = engine_counters(server.url)
+        server.check_alive()
+        row.update({k: v for k, v in ai.items() if k != "aiperf_export"}, client="aiperf")
+        hits, queries = _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
+        served_span = (len(offsets) / ai["requests_per_s"]) if ai.get("requests_per_s") else None
+        good, thr = ai.get("goodput_per_s"), ai.get("requests_per_s")
+        share = (good / thr) if good is not None and thr else 0.0
+        errors = ai.get("errors") or 0
+    if own_client:
+        reset_prefix_cache(server.url)
+        before = engine_counters(server.url)
+        with pinned(client_cpus):
+            own = run_schedule(server.url, prompts, offsets, new_tokens)
+        after = engine_counters(server.url)
+        server.check_alive()
+        m = own.metrics
+        cols = {k: v for k, v in m.items() if k.startswith(("ttft", "itl", "tpot", "e2e")) and not k.endswith("_note")}
+        row.update({f"own_{k}": v for k, v in cols.items()}, own_errors=own.errors,
+                   own_client_cpu_share=round(own.client_cpu_s / own.wall_s, 3),
+                   own_send_lag_p99_ms=own.send_lag_p99_ms, own_within_slo=round(own.within(slo_ttft_ms, slo_itl_ms), 4))
+        if use_aiperf:
+            a, o = row.get("ttft_ms_p50"), m.get("ttft_ms_p50")
+            row["aiperf_vs_own_ttft_p50_diff_pct"] = round(100 * (a - o) / o, 2) if a is not None and o else None
+        else:
+            row.update(cols, client="own", output_tokens_per_s=m.get("output_tokens_per_s_aggregate"),
+                       ttft_samples=m.get("n_requests"), itl_samples=m.get("itl_samples"))
+            hits, queries = _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
+            served_span = own.wall_s
+            share, errors = own.within(slo_ttft_ms, slo_itl_ms), own.errors
+    row["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
+    cached_tps = round(hits / served_span, 2) if hits and served_span else None
+    row.update(slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms, slo_metric="ttft+itl", slo_attainment=round(share, 4),
+               meets_slo=bool(not errors and share >= attainment - 1e-9), offered_rate_per_s=round(rate, 4),
+               n_requests=len(prompts), prompt_len=round(sum(prompt_lens) / len(prompt_lens), 1),
+               max_new_tokens=new_tokens)
+    if price is not None and rate:
+        served_rate = row.get("requests_per_s") or rate
+        row.update(cost_columns(price, served_rate, row["prompt_len"], row.get("output_tokens_per_s"), cached_tps))
+    return row
+
+
+@dataclass
+class EngineLoadResult:
+    slo_ttft_ms: float
+    slo_itl_ms: float
+    rows: list[dict]
+    goodput_per_s: float | None
+    startup_s: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        fmt = (lambda v: f"{v:9.2f}" if isinstance(v, (int, float)) and v is not None else f"{'-':>9}")
+        keys = ("ttft_ms_p50", "ttft_ms_p99", "itl_ms_p50", "itl_ms_p99", "output_tokens_per_s", "own_ttft_ms_p50",
+                "usd_per_1m_output_tokens")
+        lines = [f"{'rate/s':>8} " + " ".join(f"{k[:9]:>9}" for k in keys) + "  within  SLO"]
+        for r in self.rows:
+            lines.append(f"{r['offered_rate_per_s']:8.2f} " + " ".join(fmt(r.get(k)) for k in keys)
+                         + f"  {r.get('slo_attainment', 0):6.1%}  {'yes' if r.get('meets_slo') else 'no'}")
+        lines.append(f"ms; SLO TTFT <= {self.slo_ttft_ms} ms and ITL <= {self.slo_itl_ms} ms; goodput "
+                     f"{self.goodput_per_s}/s; engine start-up {self.startup_s} s")
+        return "\n".join(lines + self.notes)
+
+
+def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rates, new_tokens: int = DEFAULT_NEW_TOKENS,
+                 prompt_tokens: int = DEFAULT_PROMPT_TOKENS, n_requests: int = DEFAULT_REQUESTS,
+                 shared_prefix_tokens: int = 0, attainment: float = 0.99, table=None, engine_args=None,
+                 instance: str = "c7i.large", own_client: bool = True, use_aiperf: bool = True, server=None,
+                 progress: Callable[[str], None] | None = None, row: dict | None = None) -> EngineLoadResult:
+    """Serve the engine bundle on vLLM and measure each rate (see the module doc). ``server``: an already started
+    :class:`~workbench.serving.engine.server.VllmServer` to reuse (the caller stops it); otherwise one is started
+    with ``engine_args`` (default: the bundle's) and always stopped."""
+    import tempfile
+
+    from workbench.measure.cost import get_price
+    from workbench.serving.engine.export import is_engine_bundle
+    from workbench.serving.engine.server import split_cpus, start_server
+    from workbench.serving.load.schedule import schedule
+    from workbench.serving.load.sweep import goodput_of
+    from workbench.serving.bundle.verify import check_files, load_manifest
+
+    bundle = Path(bundle)
+    if slo_ttft_ms <= 0 or slo_itl_ms <= 0 or not 0 < attainment <= 1 or new_tokens < 2 or n_requests < 2:
+        raise ValueError(f"SLOs ({slo_ttft_ms}, {slo_itl_ms} ms) must be > 0, attainment ({attainment}) in (0, 1], "
+                         f"new tokens ({new_tokens}) >= 2 (ITL needs two), requests ({n_requests}) >= 2")
+    if not rates or min(rates) <= 0:
+        raise ValueError(f"rates {rates}: give one or more offered rates per second > 0 (--rates 0.5,1,2)")
+    manifest = load_manifest(bundle)
+    if not is_engine_bundle(manifest):
+        raise ValueError(f"{bundle} is not an engine bundle: write one with `workbench export --engine vllm`")
+    problems = check_files(bundle, manifest)
+    if problems:
+        raise ValueError(f"{bundle} changed since export ({problems[0]}): re-export it")
+    ckpt = bundle / "checkpoint"
+    engine_cpus, client_cpus, cpu_note = split_cpus()
+    price = get_price(instance)
+    prompts, lens = make_prompts(ckpt, n_requests, prompt_tokens, shared_prefix_tokens)
+    base = {"scenario": SCENARIO, "bundle": str(bundle), "model": manifest["name"], "engine": "vllm",
+            "variant_id": manifest["variant"]["variant_id"], "variant": manifest["variant"]["variant"],
+            "precision": manifest["checkpoint"]["precision"], "shared_prefix_tokens": shared_prefix_tokens,
+            "engine_cpus": len(engine_cpus), "client_cpus": len(client_cpus), "arrival": "poisson", **(row or {})}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="workbench-engine-load-") as tmp:
+        own_server = server is None
+        server = server or start_server(bundle, Path(tmp) / "vllm.log", engine_args, cpus=engine_cpus)
+        try:
+            if own_server:
+                server.__enter__()
+            base["engine_args"] = server.args.label()
+            base["engine_startup_s"] = server.startup_s
+            for k, rate in enumerate(sorted(float(r) for r in rates)):
+                offsets = schedule(rate, n_requests, "poisson", seed=k)
+                t0 = time.perf_counter()
+                point = measure_point(server, ckpt, prompts, lens, offsets, new_tokens, slo_ttft_ms, slo_itl_ms,
+                                      attainment, client_cpus, Path(tmp) / f"rate{k}", price, own_client,
+                                      use_aiperf)
+                point["offered_rate_per_s"] = rate
+                point["point_wall_s"] = round(time.perf_counter() - t0, 1)
+                r = {**base, **point, **({"notes": cpu_note} if cpu_note else {})}
+                rows.append(table.append(r) if table is not None else r)
+                if progress:
+                    progress(f"{rate:.2f}/s: TTFT p50 {r.get('ttft_ms_p50')} ms p99 {r.get('ttft_ms_p99')} ms, ITL p99 "
+                             f"{r.get('itl_ms_p99')} ms, {r['slo_attainment']:.1%} within SLO (own client TTFT p50 "
+                             f"{r.get('own_ttft_ms_p50')} ms); AIPerf CPU {r.get('aiperf_cpu_share')} of its core")
+        finally:
+            if own_server:
+                server.stop()
+    good = goodput_of(rows)
+    notes = [] if good is not None else [f"no rate met the SLO (lowest {min(rates)}/s)"]
+    return EngineLoadResult(slo_ttft_ms, slo_itl_ms, rows, good, base.get("engine_startup_s"),
+                            notes + ([cpu_note] if cpu_note else []))
+
+
+__all__ = ["sweep_engine", "measure_point", "make_prompts", "engine_counters", "reset_prefix_cache", "EngineLoadResult",
+           "SCENARIO", "DEFAULT_NEW_TOKENS", "DEFAULT_PROMPT_TOKENS", "DEFAULT_REQUESTS"]
