@@ -97,13 +97,13 @@ def cmd_load(args) -> int:
     from workbench.serving.bundle.verify import load_manifest
     from workbench.util.files import artifacts_root
 
-    rates = _rates(args.rates)
     from workbench.serving.engine.export import is_engine_bundle
 
-    if is_engine_bundle(load_manifest(Path(args.bundle))):
-        return _load_engine(args, rates)
+    rates = _rates(args.rates)
     if args.write_config and not args.search:
         raise ValueError("--write-config writes the winner of a search: add --search")
+    if is_engine_bundle(load_manifest(Path(args.bundle))):
+        return _load_engine(args, rates)
     bundle = Path(args.bundle)
     if load_lm.lm_graph(load_manifest(bundle)):
         if args.search:

@@ -1,7 +1,7 @@
 """MODEL_CARD.md of an engine bundle, written only from the facts export and load measured."""
 from __future__ import annotations
 
-from workbench.serving.model_card import _table
+from workbench.serving.bundle.model_card import _table
 from workbench.util.numbers import format_value
 
 

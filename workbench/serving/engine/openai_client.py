@@ -1,6 +1,6 @@
 """The workbench's own open-loop client for an OpenAI-compatible ``/v1/completions`` stream (the cross-check on AIPerf).
 
-Same rules as the Triton stream client (:mod:`workbench.serving.load_stream`): send times precomputed on one
+Same rules as the Triton stream client (:mod:`workbench.serving.load.stream`): send times precomputed on one
 absolute clock, every time measured from the *scheduled* send, client-bound points flagged. Tokens per streamed
 chunk come from the server's running usage count (``stream_options.continuous_usage_stats``), so a chunk that
 carries k tokens is k inter-token samples of gap / k (:mod:`workbench.measure.request_metrics`), as AIPerf counts.
