@@ -94,7 +94,8 @@ def test_unavailable_skipped_failed_and_crashed_arms_are_rows_with_the_reason():
     rows = {r["arm"]: r for r in result.rows}
     assert list(rows) == ["base", "fast", "bf16", "compiled", "broken", "crashy"]
     assert rows["bf16"]["status"] == "not available here" and "emulated" in rows["bf16"]["reason"]
-    assert rows["compiled"]["status"] == "skipped" and rows["compiled"]["reason"].startswith("--skip compile")
+    assert rows["compiled"]["status"] == "skipped" and rows["compiled"]["reason"].startswith(
+        "skipped in this run (--skip compile); compiled notes")
     assert rows["broken"]["status"] == "failed" and rows["broken"]["reason"] == ("build failed: RuntimeError: no "
                                                                                  "such kernel")
     assert rows["crashy"]["status"] == "failed" and "crashed while timed: RuntimeError: kernel crashed" in \

@@ -16,8 +16,20 @@ Example:
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+
+def missing_library(*names: str) -> str | None:
+    """Why an arm cannot run for want of a library ("torchao is not installed here: pip install torchao"), else None.
+
+    Catalogues put it in ``Arm.skip_reason`` (prefixed "not available here: ").
+    """
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            return f"{name} is not installed here: pip install {name}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -118,4 +130,4 @@ class Arm:
         return self.steps[-1] if self.steps else None
 
 
-__all__ = ["Arm", "ArmContext", "BuiltArm"]
+__all__ = ["Arm", "ArmContext", "BuiltArm", "missing_library"]

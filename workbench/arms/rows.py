@@ -82,4 +82,22 @@ def arm_row(arm, status: str, reason: str | None = None, timing=None, baseline_t
     return row
 
 
-__all__ = ["arm_row", "quality_drop", "MEASURED", "NOT_AVAILABLE", "SKIPPED", "FAILED"]
+def describe_row(row: dict, width: int = 26) -> str:
+    """One readable line per row: the figures when measured, else the status and the reason."""
+    head = f"  {row['arm']:{width}s}"
+    if row["status"] != MEASURED:
+        return f"{head} {row['status']}: {row['reason']}"
+    if row["baseline"]:
+        drop = "baseline"
+    elif row["drop_ci_pts"] is None:
+        drop = "quality not measured"
+    else:
+        value = row["drop"] if isinstance(row["drop"], str) else f"drop {row['drop']:.2f}"
+        drop = "{} [{:.2f}, {:.2f}]".format(value, *row["drop_ci_pts"])
+    extra = f", compile {row['compile_seconds']:.1f} s" if row.get("compile_seconds") else ""
+    unstable = "" if row["stable"] else " (unstable)"
+    return (f"{head} p50 {row['p50_ms']:8.2f} ms{unstable}  {row['speedup']:5.2f}x  {drop}  "
+            f"({row['reason']}{extra})")
+
+
+__all__ = ["arm_row", "describe_row", "quality_drop", "MEASURED", "NOT_AVAILABLE", "SKIPPED", "FAILED"]

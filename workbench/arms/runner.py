@@ -136,8 +136,9 @@ def build_arms(arms: Iterable[Arm], ctx: ArmContext, skip_kinds: Iterable[str] =
         if arm.skip_reason is not None:
             prepared.not_run[arm.name] = (NOT_AVAILABLE, arm.skip_reason)
         elif not arm.baseline and (arm.kind in skip_kinds or (only is not None and arm.name not in only)):
-            why = f"--skip {arm.kind}" if arm.kind in skip_kinds else "not among the arms asked for"
-            prepared.not_run[arm.name] = (SKIPPED, f"{why} ({arm.notes})" if arm.notes else why)
+            why = (f"skipped in this run (--skip {arm.kind})" if arm.kind in skip_kinds
+                   else "skipped in this run (not among the arms asked for)")
+            prepared.not_run[arm.name] = (SKIPPED, f"{why}; {arm.notes}" if arm.notes else why)
         else:
             start = time.perf_counter()
             try:
