@@ -230,8 +230,10 @@ def context_for(base, inputs, task=None, threads=None, eval_limit=None, out_dir=
 
 def catalogue(task: str = "text-classification", batch_size: int = 8, seq_len: int = 128, threads: int | None = None,
               eval_limit: int | None = None, calib_examples: int = 0, extended: bool = False,
-              out_dir: str | None = None, report_split: str | None = None, isa: dict | None = None) -> tuple:
-    """``(arms, ctx)`` for a built-in task kind from plain arguments (they pickle: a recipe for one process per arm).
+              out_dir: str | None = None, report_split: str | None = None, isa: dict | None = None,
+              log=None) -> tuple:
+    """``(arms, ctx)`` for a built-in task kind from plain arguments (they pickle: a recipe for one process per arm;
+    ``log`` excepted).
 
     ``calib_examples``: examples saved as the static int8 arms' calibration set (0: those arms say they need one).
     """
@@ -243,7 +245,7 @@ def catalogue(task: str = "text-classification", batch_size: int = 8, seq_len: i
     if calib_examples:
         calibration, _why = calibration_set(task_obj, calib_examples, out_dir or artifacts_root() / "calibration-sets")
         batches = list(task_obj.calibration_batches(calib_examples, batch_size=8)) if extended else None
-    ctx = cpu_context(task_obj, batch_size, seq_len, threads, eval_limit, out_dir, report_split, batches)
+    ctx = cpu_context(task_obj, batch_size, seq_len, threads, eval_limit, out_dir, report_split, batches, log)
     return cpu_arms(isa, calibration and str(calibration), extended), ctx
 
 

@@ -181,6 +181,8 @@ class Comparison:
     confirmation: TimedRun | None
     quality_measured: bool
     prepared: Prepared = field(repr=False, default=None)
+    qualities: dict = field(repr=False, default_factory=dict)   # name -> QualityResult (selection split)
+    reports: dict = field(repr=False, default_factory=dict)     # name -> QualityResult (report split)
 
     def row(self, name: str) -> dict:
         return next(r for r in self.rows if r["arm"] == name)
@@ -268,7 +270,7 @@ def compare(arms: Iterable[Arm], ctx: ArmContext, tolerance: float, measure_qual
                 if chosen.arm in confirmation.errors:
                     chosen.row["reason"] += f"; confirmation run: {confirmation.errors[chosen.arm]}"
         result = Comparison(rows, chosen, baseline, selection_speedup, confirmed, selection, confirmation,
-                            quality_measured, prepared)
+                            quality_measured, prepared, qualities, reports)
     except BaseException:
         prepared.close()
         raise

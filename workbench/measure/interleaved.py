@@ -110,6 +110,34 @@ class ArmTiming:
         return out
 
 
+def timing_row(timing: ArmTiming, items: int, tokens: int | None, threads: int, first_ms: float | None,
+               calls_per_turn: int) -> dict:
+    """A results row's timing columns (``timing.timing_columns``) for one interleaved arm.
+
+    Every percentile comes from the arm's own timed calls (None, with a note, where there are too few for it), with
+    ``n_calls``; a "window" is one round's turn of the arm (``calls_per_turn`` calls), so ``window_spread`` says how
+    far the arm's per-round medians moved. ``stable`` is the interleaved notion: p50 within ``CONTENDED`` x the
+    fastest call. ``items`` / ``tokens``: what one call serves (throughput columns).
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from workbench.measure.timing import LatencyStats, enough_samples, percentile_ranks, timing_columns
+
+    arr = np.asarray(timing.samples_ms)
+    turns = [float(np.median(arr[i:i + calls_per_turn])) for i in range(0, len(arr), calls_per_turn)]
+    values = {f"{name}_ms": float(np.percentile(arr, rank)) if enough_samples(name, len(arr)) else None
+              for name, rank in percentile_ranks()}
+    values.update(mean_ms=float(arr.mean()), std_ms=float(arr.std()), min_ms=float(arr.min()), max_ms=float(arr.max()),
+                  first_call_ms=None if first_ms is None else float(first_ms), n_calls=len(arr), n_windows=len(turns),
+                  window_spread=max(turns[-3:]) / max(min(turns[-3:]), 1e-9), stable=bool(timing.stable),
+                  threads=int(threads), samples_ms=tuple(timing.samples_ms))
+    fields = {f.name for f in dataclasses.fields(LatencyStats)}
+    stats = LatencyStats(**{k: v for k, v in values.items() if k in fields})
+    return {**timing_columns(stats, items, tokens), "timing": "interleaved"}
+
+
 def _arm_timing(times_ms: list[float]) -> ArmTiming:
     import numpy as np
 
@@ -192,4 +220,4 @@ def time_interleaved(arms: dict[str, Callable[[], object]], rounds: int = 5, sec
     return {name: _arm_timing(t) for name, t in times.items() if t and name not in failed}
 
 
-__all__ = ["time_interleaved", "round_robin", "arm_order", "cycling", "ArmTiming", "Timed"]
+__all__ = ["time_interleaved", "round_robin", "arm_order", "cycling", "ArmTiming", "Timed", "timing_row"]
