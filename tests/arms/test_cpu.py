@@ -10,7 +10,7 @@ AVX2 = ["avx2", "fma"]
 AVX512_VNNI = ["avx2", "fma", "avx512f", "avx512_vnni"]
 AMX = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"]
 NAMES = ["torch-fp32", "torch-int8-dynamic", "ort-int8-dynamic", "torch-bf16", "torch-compile-fp32",
-         "torch-compile-bf16", "torch-int8-pt2e-dynamic", "torch-int8-pt2e-static", "ov-fp32", "ov-bf16",
+         "torch-compile-bf16", "torch-compile-bf16-frozen", "torch-int8-pt2e-dynamic", "torch-int8-pt2e-static", "ov-fp32", "ov-bf16",
          "ov-int8-weights", "ov-int8-static"]
 
 
@@ -26,7 +26,7 @@ def test_avx2_only_int8_uses_avx2_preset_and_bf16_is_skipped():
     ort = arms["ort-int8-dynamic"]
     assert ort.applies and ort.config.reduce_range and ort.config.per_channel   # the avx2 preset
     assert type(ort.steps[0]).__name__ == "ExportOnnxConfig" and ort.build.steps == ort.steps
-    for name in ("torch-bf16", "torch-compile-bf16", "ov-bf16"):
+    for name in ("torch-bf16", "torch-compile-bf16", "torch-compile-bf16-frozen", "ov-bf16"):
         assert not arms[name].applies and "no AMX/AVX512-BF16" in arms[name].skip_reason
         assert "emulated" in arms[name].reason
     assert arms["torch-compile-fp32"].applies and "AVX2" in arms["torch-compile-fp32"].notes
@@ -47,6 +47,7 @@ def test_amx_enables_bf16_arms():
     assert arms["ov-bf16"].config.precision == "bf16" and "AMX-BF16" in arms["ov-bf16"].reason
     assert "AMX-BF16" in arms["torch-bf16"].reason and "AMX-INT8" in arms["torch-int8-dynamic"].reason
     assert [type(c).__name__ for c in arms["torch-compile-bf16"].steps] == ["CpuPrecisionConfig", "CompileConfig"]
+    assert arms["torch-compile-bf16-frozen"].config.freezing and not arms["torch-compile-bf16"].config.freezing
     assert _arms(["avx2", "avx512f", "avx512_bf16"])["torch-bf16"].applies   # AVX512-BF16 without AMX
 
 
