@@ -40,6 +40,9 @@ _LAZY = {
     "rouge_l": "workbench.tasks.text_metrics", "chrf": "workbench.tasks.text_metrics",
     "request_metrics": "workbench.measure.request_metrics", "prefix_cache_trial": "workbench.measure.prefix_cache",
     "load_api_prices": "workbench.measure.cost",
+    # the arm layer: arms compared side by side, the winner confirmed on fresh timings
+    "Arm": "workbench.arms.base", "BuiltArm": "workbench.arms.base", "ArmContext": "workbench.arms.base",
+    "compare": "workbench.arms.runner", "cpu_arms": "workbench.arms.cpu", "within_tolerance": "workbench.arms.eligibility",
     # speculative decoding
     "speculative_generate": "workbench.decoding.speculative",
     "FastDecoder": "workbench.decoding.fast_loop", "DecodeResult": "workbench.decoding.fast_loop",

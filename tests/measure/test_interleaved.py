@@ -44,3 +44,59 @@ def test_round_robin_and_cycling_walk_the_same_inputs_in_step():
                    (2, "x", ("x", 10)), (2, "y", ("y", 10))]
     stopped = list(round_robin({"x": int}, rounds=10, keep_going=lambda r: r < 1))
     assert len(stopped) == 2
+
+
+def _work_arms():
+    return {"fast": lambda: sum(range(2000)), "slow": lambda: sum(range(20000))}
+
+
+def test_timing_row_carries_every_percentile_with_its_call_count_and_throughput():
+    import numpy as np
+    import pytest
+
+    from workbench.measure.interleaved import timing_row
+    from workbench.measure.timing import MIN_SAMPLES, per_second
+
+    rounds = -(-MIN_SAMPLES["p99"] // 3)          # enough calls for a p99
+    first: dict = {}
+    timing = time_interleaved(_work_arms(), rounds=rounds, calls_per_turn=3, warmup=1, first_ms=first)
+    for name, t in timing.items():
+        row = timing_row(t, items=8, tokens=320, threads=2, first_ms=first[name], calls_per_turn=3)
+        samples = np.asarray(t.samples_ms)
+        assert row["n_calls"] == len(samples) == rounds * 3
+        for p, rank in (("p50", 50), ("p90", 90), ("p99", 99)):
+            assert row[f"latency_{p}_ms"] == pytest.approx(np.percentile(samples, rank), abs=1e-4)
+        assert t.p99_ms == pytest.approx(np.percentile(samples, 99))
+        median = float(np.percentile(samples, 50))
+        assert row["throughput_per_s"] == pytest.approx(per_second(8, median), rel=1e-3)
+        assert row["tokens_per_s"] == pytest.approx(per_second(320, median), rel=1e-3)
+        assert row["threads"] == 2 and row["latency_first_call_ms"] == pytest.approx(first[name], abs=1e-4)
+        assert row["n_windows"] == rounds and row["timing"] == "interleaved"
+
+
+def test_too_few_calls_leave_the_tail_percentile_empty_and_say_why():
+    from workbench.measure.interleaved import timing_row
+
+    first: dict = {}
+    timing = time_interleaved(_work_arms(), rounds=5, calls_per_turn=3, warmup=1, first_ms=first)
+    row = timing_row(timing["fast"], items=1, tokens=None, threads=1, first_ms=first["fast"], calls_per_turn=3)
+    assert row["n_calls"] == 15 and row["latency_p50_ms"] is not None and row["throughput_per_s"] > 0
+    assert row["latency_p99_ms"] is None and "n=15" in row["latency_p99_note"] and timing["fast"].p99_ms is None
+    assert "tokens_per_s" not in row
+
+
+def test_an_arm_that_raises_leaves_the_run_with_its_reason_and_self_timed_calls_count_their_own_time():
+    from workbench.measure.interleaved import Timed
+
+    calls = {"n": 0}
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("segfault-ish")
+
+    errors: dict = {}
+    timing = time_interleaved({"ok": lambda: Timed(7.0, "v"), "flaky": flaky}, rounds=4, calls_per_turn=1, warmup=1,
+                              errors=errors)
+    assert set(timing) == {"ok"} and errors == {"flaky": "RuntimeError: segfault-ish"} and calls["n"] == 4
+    assert timing["ok"].p50_ms == 7.0 and timing["ok"].n_calls == 4

@@ -63,3 +63,18 @@ def test_rejects_bad_config_and_recompiling():
         apply(onnxish, CompileConfig())
     with pytest.raises(ValueError, match="already compiled"):
         apply(apply(base, CompileConfig()), CompileConfig())
+
+
+def test_frozen_compile_matches_eager_and_every_call_runs_with_freezing_on():
+    import torch._inductor.config as inductor_config
+
+    x = {"x": torch.randn(4, 16, generator=torch.Generator().manual_seed(2))}
+    base = _variant({"example_inputs": x})
+    frozen = apply(base, CompileConfig.frozen())
+    assert frozen.meta["freezing"] and frozen.meta["compile_seconds"] > 0 and frozen.id != apply(base, CompileConfig()).id
+    torch.testing.assert_close(frozen(x), base(x), rtol=1e-5, atol=1e-5)
+    assert frozen.runner.with_threads(1).freezing
+    seen = []
+    frozen.runner.inner = lambda inputs: seen.append(inductor_config.freezing)   # a recompile may come on any call
+    frozen(x)
+    assert seen == [True] and not inductor_config.freezing

@@ -25,7 +25,9 @@ def test_panel_lists_every_arm_measures_those_that_apply_and_names_a_winner():
         assert r["p50_ms"] > 0
         if name != "torch-fp32":
             assert r["drop_ci_pts"][0] <= r["drop_pts"] <= r["drop_ci_pts"][1]
-    assert panel.best["arm"] in measured and panel.best["arm"] in panel.why
+    assert panel.best["arm"] in measured and panel.best["arm"] in panel.why and panel.best["eligible"]
+    if not panel.best["baseline"]:      # the headline is the fresh confirmation run, named as such
+        assert panel.confirmed_speedup > 0 and "confirmed" in panel.why
     html = panel.to_html()
     assert "won:" in html and "ov-int8-static" in html and "not available here" in html or native_bf16
     assert panel.to_text().count("\n") >= len(rows)

@@ -52,6 +52,17 @@ def native_bf16(isa: dict) -> tuple[bool, str]:
     return False, "no AMX/AVX512-BF16: bf16 would run emulated (converted to fp32 around every GEMM)"
 
 
+def native_int8(isa: dict) -> tuple[bool, str]:
+    """(True, which int8 GEMM path runs fast here) or (False, why int8 kernels have no fast path)."""
+    if isa.get("amx_int8"):
+        return True, "AMX-INT8: int8 GEMMs run on AMX tiles (tdpbusd)"
+    if isa.get("vnni"):
+        return True, "VNNI: int8 GEMMs use vpdpbusd"
+    if isa.get("avx2"):
+        return True, "AVX2 only: int8 GEMMs use vpmaddubsw (at best ~2x over fp32; 7-bit weights avoid overflow)"
+    return False, "no AVX2: the int8 kernels (fbgemm / ORT MLAS) have no fast path here"
+
+
 def cpu_isa() -> dict:
     """CPU model and the ISA extensions int8 kernels care about."""
     model, flags = cpu_model_and_flags()
@@ -59,4 +70,4 @@ def cpu_isa() -> dict:
     return {"cpu": model, "flags": flags, **isa, "amx": bool(set(flags) & {"amx_int8", "amx_tile"})}
 
 
-__all__ = ["ISA_FLAGS", "ISA_KEYS", "cpu_model_and_flags", "isa_summary", "native_bf16", "cpu_isa"]
+__all__ = ["ISA_FLAGS", "ISA_KEYS", "cpu_model_and_flags", "isa_summary", "native_bf16", "native_int8", "cpu_isa"]

@@ -28,6 +28,9 @@ class CompileConfig:
         mode: "default" or "max-autotune-no-cudagraphs" (longer compile, tries more GEMM choices).
         dynamic: None lets torch decide (recompiles with dynamic shapes once a shape changes), True compiles
             shape-generic kernels, False specialises on every shape.
+        freezing: inductor's ``freezing``: the weights become constants of the graph, folded and pre-packed into
+            oneDNN's blocked layout at compile time (on CPU the GEMMs then skip the per-call weight reorder; with
+            bf16 weights on AVX512-BF16 / AMX that is most of the win). Inference only: weights must not change.
 
     Example:
         >>> compiled = apply(task.baseline(), CompileConfig())     # doctest: +SKIP
@@ -36,6 +39,7 @@ class CompileConfig:
 
     mode: str = "default"
     dynamic: bool | None = None
+    freezing: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -48,13 +52,19 @@ class CompileConfig:
     def max_autotune(cls) -> "CompileConfig":
         return cls(mode="max-autotune-no-cudagraphs")
 
+    @classmethod
+    def frozen(cls) -> "CompileConfig":
+        """Weights frozen into the graph and pre-packed (inductor ``freezing``): the CPU inference recipe."""
+        return cls(freezing=True)
+
 
 class CompiledRunner:
     """The parent's runner running a compiled module; records the first call's seconds (the compilation)."""
 
-    def __init__(self, inner, compile_seconds: float | None = None):
+    def __init__(self, inner, compile_seconds: float | None = None, freezing: bool = False):
         self.inner = inner
         self.compile_seconds = compile_seconds
+        self.freezing = freezing
 
     @property
     def threads(self):
@@ -65,9 +75,17 @@ class CompiledRunner:
         return getattr(self.inner, "input_names", None)
 
     def with_threads(self, threads: int) -> "CompiledRunner":
-        return CompiledRunner(self.inner.with_threads(threads), self.compile_seconds)
+        return CompiledRunner(self.inner.with_threads(threads), self.compile_seconds, self.freezing)
 
     def __call__(self, inputs: dict[str, Any]):
+        if self.freezing:   # inductor reads the flag when it (re)compiles, which may happen on any call
+            import torch._inductor.config as inductor_config
+
+            with inductor_config.patch(freezing=True):
+                return self._call(inputs)
+        return self._call(inputs)
+
+    def _call(self, inputs: dict[str, Any]):
         if self.compile_seconds is None:
             start = time.perf_counter()
             out = self.inner(inputs)
@@ -90,8 +108,9 @@ def compile_step(variant: Variant, config: CompileConfig) -> Variant:
                          "build the variant with workbench.runtime.torch_runner.TorchRunner")
     inner = copy.copy(inner)
     inner.module = torch.compile(module, mode=config.mode, dynamic=config.dynamic)
-    runner = CompiledRunner(inner)
-    meta = {"compile_mode": config.mode, "dynamic": config.dynamic, "compile_seconds": None}
+    runner = CompiledRunner(inner, freezing=config.freezing)
+    meta = {"compile_mode": config.mode, "dynamic": config.dynamic, "freezing": config.freezing,
+            "compile_seconds": None}
     for key in ("emulated", "bf16_reason", "mode", "example_inputs"):
         if key in variant.meta:
             meta[key] = variant.meta[key]

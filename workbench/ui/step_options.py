@@ -65,13 +65,13 @@ def _presets(name: str, cfg_type: type) -> list[StepOption]:
 
 
 def isa_step_options(calibration: str | None = None) -> list[StepOption]:
-    """This CPU's arms (:func:`workbench.measure.isa.applicable_arms`) as tick boxes ``cpu: <arm>``, each with the step
+    """This CPU's arms (:func:`workbench.arms.cpu.cpu_arms`) as tick boxes ``cpu: <arm>``, each with the step
     configs that build it from the baseline; an arm that does not apply here is a box that says why (bf16 without
     AMX / AVX512-BF16, a missing library, static int8 without ``calibration``)."""
-    from workbench.measure.isa import applicable_arms
+    from workbench.arms.cpu import cpu_arms
 
     return [StepOption(f"cpu: {arm.name}", arm.steps, "" if arm.applies else f"not available here: {arm.reason}")
-            for arm in applicable_arms(calibration=calibration) if arm.steps or not arm.applies]
+            for arm in cpu_arms(calibration=calibration) if arm.steps or not arm.applies]
 
 
 def as_option(option) -> StepOption:
