@@ -302,6 +302,14 @@ def _skip_reasons(names, compile: bool) -> dict:
             out[name] = "onnxruntime is not installed here: pip install onnxruntime"
         elif name == "hf-static-compile-fp32" and not compile:
             out[name] = "--no-compile: HF's compiled static-cache path is left out"
+        elif name.endswith("-wo"):
+            from workbench.steps import weight_only
+
+            bits = 8 if "int8" in name else 4
+            try:   # a tiny probe layer: the kernel for these bits runs here, or the reason it does not
+                weight_only.check_kernel(bits, 128, "cpu")
+            except weight_only.WeightOnlyUnavailable as exc:
+                out[name] = str(exc)
     return out
 
 
@@ -352,9 +360,6 @@ def demo_lm_perplexity(name: str, blocks: int | None = None, threads: int | None
     """The technique of arm ``name`` on the demo LM (trained weights): its perplexity increase (%) over HF fp32,
     paired over the same blocks, each scored through its own arm's path (a fast loop eager here: the same quantised
     weights and maths as its compiled graph, without minutes of compiling a second model)."""
-    import numpy as np
-
-    from workbench.measure.quality import measurable, paired_bootstrap_ratio
     from workbench.tasks import get_task
 
     if name == BASELINE:
@@ -365,22 +370,73 @@ def demo_lm_perplexity(name: str, blocks: int | None = None, threads: int | None
     arms = {a.name: a for a in llm_arms([name], compile=False)}
     if arms[name].skip_reason:
         return {"ppl_increase_pct": None, "note": f"not measured: {arms[name].skip_reason}"}
-    pairs = {}
+    quality = {}
     for n in (BASELINE, name):
         built = arms[n].build(ctx)
         try:
-            pairs[n] = np.asarray(built.quality().per_example)
+            quality[n] = built.quality()
         finally:
             built.release()
+    out = ppl_increase(quality[BASELINE], quality[name])
+    out["note"] = f"{name}'s technique on the demo LM ({task.name}), scored through its own arm's path, eager"
+    return out
+
+
+def ppl_increase(base_quality, quality) -> dict:
+    """Perplexity increase (%) of ``quality`` over ``base_quality`` (perplexity QualityResults on the same blocks),
+    with its paired bootstrap 95% CI over blocks."""
+    import numpy as np
+
+    from workbench.measure.quality import measurable, paired_bootstrap_ratio
+
+    a, b = np.asarray(quality.per_example), np.asarray(base_quality.per_example)
 
     def ppl(p):
         return float(np.exp(p[:, 0].sum() / p[:, 1].sum()))
 
-    ratio, low, high = paired_bootstrap_ratio(pairs[name], pairs[BASELINE], statistic=ppl)
-    return {"ppl_increase_pct": round(100 * (ratio - 1), 3),
+    ratio, low, high = paired_bootstrap_ratio(a, b, statistic=ppl)
+    return {"perplexity": round(ppl(a), 4), "parent_perplexity": round(ppl(b), 4),
+            "ppl_increase_pct": round(100 * (ratio - 1), 3),
             "ppl_increase_ci_pct": [round(100 * (low - 1), 3), round(100 * (high - 1), 3)],
-            "ppl_change_measurable": measurable(low - 1, high - 1), "n_blocks": len(pairs[name]),
-            "note": f"{name}'s technique on the demo LM ({task.name}), scored through its own arm's path, eager"}
+            "ppl_change_measurable": measurable(low - 1, high - 1), "n_blocks": len(a)}
+
+
+def measure_llm_arms(arms: list, ctx: ArmContext, rounds: int, measure_quality: bool = True) -> list[dict]:
+    """Build, time (the one runner: equal warm-up, rotated order) and score ``arms`` without picking one: a row per
+    arm with the request metrics of its timed calls, the roofline, and its quality on its own weights (perplexity
+    increase % vs the baseline where ``ctx`` measures perplexity). For panels, which show every arm."""
+    from workbench.arms.rows import FAILED, MEASURED, arm_row
+    from workbench.arms.runner import build_arms, time_arms
+    from workbench.measure.roofline import run_read_bandwidth
+
+    prepared = build_arms(arms, ctx)
+    try:
+        run = time_arms(prepared.built, rounds=rounds, calls_per_turn=1, warmup=1, shuffle_seed=None,
+                        threads=ctx.threads)
+        qualities, rows = {}, []
+        for arm in arms:
+            if arm.name in prepared.not_run:
+                rows.append(arm_row(arm, *prepared.not_run[arm.name]))
+            elif arm.name in run.errors:
+                rows.append(arm_row(arm, FAILED, f"crashed while timed: {run.errors[arm.name]}"))
+            else:
+                built = prepared.built[arm.name]
+                if measure_quality and built.quality is not None:
+                    qualities[arm.name] = built.quality()
+                rows.append(arm_row(arm, MEASURED, timing=run.timing[arm.name], baseline_timing=run.timing.get(BASELINE),
+                                    first_ms=run.first_ms.get(arm.name), quality=qualities.get(arm.name),
+                                    base_quality=qualities.get(BASELINE), meta=built.meta))
+    finally:
+        prepared.close()
+    base_q = qualities.get(BASELINE)
+    for row in rows:
+        q = qualities.get(row["arm"])
+        if q is not None and base_q is not None and q.metric == "perplexity" and row["arm"] != BASELINE:
+            row.update(ppl_increase(base_q, q))
+        row["available"] = row["status"] == MEASURED
+    request_rows(rows, ctx.cache.get("results", {}), run.warmup, ctx.options["prompts"][1].shape[1]
+                 if 1 in ctx.options["prompts"] else 0, ctx.options["new"], run_read_bandwidth("cpu", ctx.threads or 1))
+    return rows
 
 
 # --- rows: request metrics and the roofline from the timed calls ---------------------------------------------------
@@ -401,9 +457,12 @@ def request_rows(rows: list[dict], results: dict, warmup: int, prompt: int, new:
         if not timed:
             continue
         m = request_metrics([req for r in timed for req in r.requests()])
-        row.update({k: m[k] for k in ("n_requests", "n_sequences", "ttft_ms_p50", "tpot_ms_p50", "itl_ms_p50",
-                                      "e2e_ms_p50", "itl_samples", "output_tokens_per_s_aggregate")})
+        row.update(m)
         row["tokens_per_s"] = round(batch * new / (row["p50_ms"] / 1e3), 2) if row.get("p50_ms") else None
+        # each phase's own pace (what a bill adds up, from means): prompt tokens / TTFT, output tokens / TPOT
+        row["prompt_tokens_per_s"] = round(batch * prompt / (m["ttft_ms_mean"] / 1e3), 2)
+        row["output_tokens_per_s"] = round(batch * 1e3 / m["tpot_ms_mean"], 2) if m["tpot_ms_mean"] else None
+        row["throughput_per_s"] = round(1e3 / m["e2e_ms_mean"], 4)      # requests/s, one after another
         if ref:
             same = [float((a.tokens[:, prompt:] == b.tokens[:, prompt:]).float().mean()) for a, b in zip(timed, ref)]
             row["token_agreement_vs_hf"] = round(sum(same) / len(same), 4) if same else None
@@ -417,4 +476,4 @@ def request_rows(rows: list[dict], results: dict, warmup: int, prompt: int, new:
 
 
 __all__ = ["LLM_ARMS", "BENCHMARK_ARMS", "BASELINE", "llm_arms", "decode_context", "random_llama", "recipe",
-           "request_rows", "demo_lm_perplexity"]
+           "request_rows", "demo_lm_perplexity", "measure_llm_arms", "ppl_increase"]
