@@ -63,8 +63,8 @@ def random_llama(small: bool):
 
 def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = True, quality: str = "agreement",
                    task=None, threads: int | None = None, out=None, ppl_blocks: int | None = None,
-                   quality_seqs: int = 4, log=lambda message: None, seed: int = 1,
-                   prompt_list: list | None = None) -> ArmContext:
+                   quality_seqs: int = 8, log=lambda message: None, seed: int = 1,
+                   prompt_list: list | None = None, device: str = "cpu") -> ArmContext:
     """The context every LLM arm builds from: ``model`` (fp32 parent), prompts of ``prompt`` tokens per batch size
     (random ids; ``prompt_list``: real [1, prompt] prompts that batch-1 calls take in turn), ``new`` tokens per
     request. ``quality``: "agreement" (random weights) or "perplexity" (needs ``task``)."""
@@ -88,7 +88,7 @@ def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = T
         options["quality_ids"] = blocks
         cache_len = max(cache_len, blocks.shape[1] + 1)
     options["cache_len"] = cache_len
-    return ArmContext(inputs=prompts[batches[0]], task=task, threads=threads, log=log, options=options)
+    return ArmContext(inputs=prompts[batches[0]], task=task, threads=threads, device=device, log=log, options=options)
 
 
 # --- quality on the timed weights, through the timed path --------------------------------------------------------
@@ -98,7 +98,8 @@ def _reference_logits(ctx: ArmContext) -> torch.Tensor:
     """The fp32 parent's eager next-token logits on the quality sequences (made once per run)."""
     if "ref_logits" not in ctx.cache:
         with torch.inference_mode():
-            ctx.cache["ref_logits"] = ctx.options["model"](input_ids=ctx.options["quality_ids"]).logits[:, :-1].float()
+            ids = ctx.options["quality_ids"].to(ctx.device)
+            ctx.cache["ref_logits"] = ctx.options["model"](input_ids=ids).logits[:, :-1].float().cpu()
     return ctx.cache["ref_logits"]
 
 
@@ -112,7 +113,7 @@ def _quality(ctx: ArmContext, scorer, path: str):
 
     ids = ctx.options["quality_ids"]
     with torch.inference_mode():
-        logits = torch.cat([scorer(ids[i:i + 1]).float() for i in range(ids.shape[0])])
+        logits = torch.cat([scorer(ids[i:i + 1].to(ctx.device)).float().cpu() for i in range(ids.shape[0])])
     if ctx.options["quality"] == "perplexity":
         nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0].sum(1).double().numpy()
         pairs = np.stack([nll, np.full(len(nll), ids.shape[1] - 1.0)], axis=1)
@@ -287,16 +288,18 @@ def _ort(precision: str):
     return build
 
 
-def _skip_reasons(names, compile: bool) -> dict:
-    """Why an arm cannot run here (naming the ISA / library fact), per name; absent when it runs."""
+def _skip_reasons(names, compile: bool, device: str = "cpu") -> dict:
+    """Why an arm cannot run here (naming the ISA / device / library fact), per name; absent when it runs."""
     import importlib.util
 
     from workbench.measure.isa import isa_summary, native_bf16
 
     out = {}
-    native, why = native_bf16(isa_summary())
+    native, why = native_bf16(isa_summary()) if device == "cpu" else (True, "")
     for name in names:
-        if "bf16" in name and not native:
+        if name.startswith("ort-") and device != "cpu":
+            out[name] = f"the ORT arms run on CPU here (device {device})"
+        elif "bf16" in name and not native:
             out[name] = f"{why} (bf16 would run emulated, slower than fp32)"
         elif name.startswith("ort-") and importlib.util.find_spec("onnxruntime") is None:
             out[name] = "onnxruntime is not installed here: pip install onnxruntime"
@@ -307,14 +310,15 @@ def _skip_reasons(names, compile: bool) -> dict:
 
             bits = 8 if "int8" in name else 4
             try:   # a tiny probe layer: the kernel for these bits runs here, or the reason it does not
-                weight_only.check_kernel(bits, 128, "cpu")
+                weight_only.check_kernel(bits, 128, device)
             except weight_only.WeightOnlyUnavailable as exc:
                 out[name] = str(exc)
     return out
 
 
-def llm_arms(names=None, compile: bool = True) -> list[Arm]:
-    """The LLM decode arms ``names`` (default :data:`BENCHMARK_ARMS`; HF generate fp32, the baseline, always first)."""
+def llm_arms(names=None, compile: bool = True, device: str = "cpu") -> list[Arm]:
+    """The LLM decode arms ``names`` (default :data:`BENCHMARK_ARMS`; HF generate fp32, the baseline, always first),
+    with the skip reasons of ``device``."""
     names = list(names or BENCHMARK_ARMS)
     unknown = [n for n in names if n not in LLM_ARMS]
     if unknown:
@@ -326,7 +330,7 @@ def llm_arms(names=None, compile: bool = True) -> list[Arm]:
               "hf-generate-bf16": _hf("bf16"), "hf-int8-wo": _hf("int8"), "fast-loop-int8-wo": _fast_loop("int8"),
               "hf-int4-wo": _hf("int4"), "fast-loop-int4-wo": _fast_loop("int4"), "hf-kv-int8": _kv_int8,
               "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4")}
-    skips = _skip_reasons(names, compile)
+    skips = _skip_reasons(names, compile, device)
     return [Arm(n, LLM_ARMS[n][0], _recorded(n, builds[n]), skips.get(n), baseline=n == BASELINE,
                 notes=LLM_ARMS[n][1]) for n in LLM_ARMS if n in names]
 
@@ -412,7 +416,7 @@ def measure_llm_arms(arms: list, ctx: ArmContext, rounds: int, measure_quality: 
     prepared = build_arms(arms, ctx)
     try:
         run = time_arms(prepared.built, rounds=rounds, calls_per_turn=1, warmup=1, shuffle_seed=None,
-                        threads=ctx.threads)
+                        threads=ctx.threads, device=ctx.device)
         qualities, rows = {}, []
         for arm in arms:
             if arm.name in prepared.not_run:
@@ -434,8 +438,9 @@ def measure_llm_arms(arms: list, ctx: ArmContext, rounds: int, measure_quality: 
         if q is not None and base_q is not None and q.metric == "perplexity" and row["arm"] != BASELINE:
             row.update(ppl_increase(base_q, q))
         row["available"] = row["status"] == MEASURED
-    request_rows(rows, ctx.cache.get("results", {}), run.warmup, ctx.options["prompts"][1].shape[1]
-                 if 1 in ctx.options["prompts"] else 0, ctx.options["new"], run_read_bandwidth("cpu", ctx.threads or 1))
+    batch = ctx.options["batches"][0]
+    request_rows(rows, ctx.cache.get("results", {}), run.warmup, ctx.options["prompts"][batch].shape[1],
+                 ctx.options["new"], run_read_bandwidth(ctx.device, ctx.threads or torch.get_num_threads()), batch)
     return rows
 
 
