@@ -87,7 +87,8 @@ def ratio(rows: dict, slow: str, fast: str) -> float | None:
 
 
 def llama_arms(cfg: dict, device: str, out: dict, notes: list) -> None:
-    """mbu_bf16_b1 and int4_speedup_vs_bf16_b1 on the ~1B decoder (fp32 parent; the arms make their bf16 / int4 copies)."""
+    """mbu_bf16_b1 and int4_speedup_vs_bf16_b1 on the ~1B decoder (fp32 parent; the arms make their bf16 / int4
+    copies)."""
     model = build("llama", cfg["llama"], device, torch.float32)
     rows = decode_rows(model, ["fast-loop-bf16", "fast-loop-int4-wo"], 1, cfg, device, notes, "llama")
     bf16 = rows.get("fast-loop-bf16", {})

@@ -185,7 +185,8 @@ def _hf(precision: str, static_compile: bool = False):
 
         model = _variant_model(ctx, precision)
         kernel = getattr(model, "weight_only", {}).get("kernel")
-        notes = ("HF generate, static cache + torch.compile" if static_compile else "HF generate (dynamic cache), eager")
+        notes = ("HF generate, static cache + torch.compile" if static_compile
+                 else "HF generate (dynamic cache), eager")
         notes += f" on {kernel}" if kernel else f", {precision}"
 
         def generate(ids, new):
@@ -353,7 +354,8 @@ def _recorded(name: str, build):
 
 
 def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: int, out, batches=(1,)):
-    """``arms.runner`` recipe for ``isolate=True``: the same model (seeded), context and arms in an arm's own process."""
+    """``arms.runner`` recipe for ``isolate=True``: the same model (seeded), context and arms in an arm's own
+    process."""
     torch.set_num_threads(threads)
     ctx = decode_context(random_llama(small), prompt, new, batches, compile, threads=threads, out=out)
     return llm_arms(names, compile), ctx
@@ -427,7 +429,8 @@ def measure_llm_arms(arms: list, ctx: ArmContext, rounds: int, measure_quality: 
                 built = prepared.built[arm.name]
                 if measure_quality and built.quality is not None:
                     qualities[arm.name] = built.quality()
-                rows.append(arm_row(arm, MEASURED, timing=run.timing[arm.name], baseline_timing=run.timing.get(BASELINE),
+                rows.append(arm_row(arm, MEASURED, timing=run.timing[arm.name],
+                                    baseline_timing=run.timing.get(BASELINE),
                                     first_ms=run.first_ms.get(arm.name), quality=qualities.get(arm.name),
                                     base_quality=qualities.get(BASELINE), meta=built.meta))
     finally:

@@ -116,8 +116,8 @@ def decode_call_bytes(model_bytes: int, kv_per_position: int, context: float, ba
 
 def decode_step_bytes(model, batch_size: int, context: float, static_cache_len: int | None = None,
                       weight_bytes: int | None = None) -> float:
-    """Bytes one decode step of ``model`` really reads: its weights (:func:`~workbench.measure.kv_budget.decode_weight_bytes`
-    unless ``weight_bytes`` says, e.g. an ONNX file's) and each sequence's KV cache in the compute dtype (bf16 KV for
+    """Bytes one decode step of ``model`` really reads: its weights
+    (:func:`~workbench.measure.kv_budget.decode_weight_bytes` unless ``weight_bytes`` says, e.g. an ONNX file's) and each sequence's KV cache in the compute dtype (bf16 KV for
     a bf16 model, fp32 for fp32 and fp32-activation weight-only models), over ``static_cache_len`` positions for a
     static cache (attention reads the whole allocated cache, masked) or ``context`` (the mean filled length) for a
     dynamic one."""

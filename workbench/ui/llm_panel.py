@@ -9,7 +9,7 @@ each token kind priced from its own phase: prompt tokens/s = prompt tokens / TTF
 arm that cannot run here (no native bf16, no int4 kernel) is a row with ``available`` False and the ``reason``.
 
 Example:
-    >>> rows = run_arms(PydocLMTask(), ["hf-generate-fp32", "fast-loop-fp32", "hf-int8-wo"], LlmRun.small())  # doctest: +SKIP
+    >>> rows = run_arms(PydocLMTask(), ["fast-loop-fp32", "hf-int8-wo"], LlmRun.small())   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def prefix_row(model, run: LlmRun, usd_per_hour: float, api=None) -> dict:
 
 def run_arms(task, names, run: LlmRun = LlmRun(), instance: str = "c7i.large", api: str | None = None,
              utilisation: float = 1.0, table=None, progress: bool = True) -> list[dict]:
-    """Rows of the ``names`` arms on ``task`` (a causal-LM task), measured by :func:`workbench.arms.llm.measure_llm_arms`
-    and priced on ``instance``; the HF fp32 baseline is always measured (every ratio is against it).
+    """Rows of the ``names`` arms on ``task`` (a causal-LM task), measured by
+    :func:`workbench.arms.llm.measure_llm_arms` and priced on ``instance``; the HF fp32 baseline is always measured (every ratio is against it).
 
     Args:
         instance: a row of the price table (:func:`workbench.measure.cost.load_price_table`).
@@ -126,7 +126,8 @@ class LlmPanel:
     Drivable from code: set ``panel.ticks[name].value`` / ``panel.instance.value`` and call ``panel.run()``.
     """
 
-    def __init__(self, task, run: LlmRun = LlmRun(), table=None, ticked=("hf-generate-fp32", "fast-loop-fp32", "hf-int8-wo")):
+    def __init__(self, task, run: LlmRun = LlmRun(), table=None,
+                 ticked=("hf-generate-fp32", "fast-loop-fp32", "hf-int8-wo")):
         import ipywidgets as w
 
         from workbench.measure.cost import load_api_prices, load_price_table
