@@ -1,13 +1,15 @@
 """GPU check of the LLM generation path: writes OUT_DIR/gpu_check.json (keys in the module's ``KEYS``).
 
-Arms, each side by side in this one process, random weights (speed only):
+The decode arms are the LLM catalogue's (:mod:`workbench.arms.llm`, the same names as ``benchmarks/llm_decode.py``
+and the LLM panel), measured by its runner side by side in this one process (interleaved, the same warm-up), each
+call one whole request; random weights (speed only, quality not measured):
 
-- ``mbu_bf16_b1``: a ~1B Llama-shape decoder (Llama-3.2-1B: 16 x 2048, GQA 32/8, vocab 128256), bf16, batch 1,
-  the fast loop (:mod:`workbench.decoding.fast_loop`): (weights + KV bytes per token) x decode tokens/s / the
-  device's measured copy bandwidth.
-- ``speedup_b1_vs_hf_eager`` / ``speedup_b64_vs_hf_eager``: a 355M GPT-2 shape (24 x 1024), bf16 in both arms,
-  fast loop vs HF ``generate`` eager, output tokens/s end to end (prefill + decode).
-- ``int4_speedup_vs_bf16_b1``: the ~1B decoder after ``apply_weight_only(model, 4)`` vs its bf16 self, fast loop.
+- ``mbu_bf16_b1``: a ~1B Llama-shape decoder (Llama-3.2-1B: 16 x 2048, GQA 32/8, vocab 128256), arm
+  ``fast-loop-bf16`` at batch 1: bytes a decode step reads (weights + the static cache's full KV, bf16) x steps/s
+  (1 / TPOT) / the device's measured read bandwidth.
+- ``speedup_b1_vs_hf_eager`` / ``speedup_b64_vs_hf_eager``: a 355M GPT-2 shape (24 x 1024), ``fast-loop-bf16`` vs
+  ``hf-generate-bf16`` (HF ``generate`` eager, bf16), whole-request time ratio (prefill + decode).
+- ``int4_speedup_vs_bf16_b1``: ``fast-loop-int4-wo`` vs ``fast-loop-bf16`` on the ~1B decoder, batch 1.
 - ``encoder_fp16_speedup_b64``: a BERT-base-shape encoder, batch 64 x 128, fp32 / fp16 median forward latency.
 
 ``--cpu`` runs the same arms at tiny shapes on CPU in well under a minute, so the script is tested where no GPU is;
@@ -60,72 +62,55 @@ def prompts(batch: int, length: int, vocab: int, device: str) -> torch.Tensor:
     return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(1)).to(device)
 
 
-def best_rates(run, repeats: int, batch: int) -> tuple[float, float]:
-    """(end-to-end output tokens/s, decode-only tokens/s) of the best of ``repeats`` runs after one warm-up."""
-    run()
-    e2e, decode = 0.0, 0.0
-    for _ in range(repeats):
-        res = run()
-        new = len(res.emit_times) if len(res.emit_counts) == len(res.emit_times) else 1
-        e2e = max(e2e, batch * sum(res.emit_counts) / (res.emit_times[-1] - res.start))
-        if new > 1:
-            decode = max(decode, batch * (sum(res.emit_counts) - res.emit_counts[0])
-                         / (res.emit_times[-1] - res.emit_times[0]))
-    return e2e, decode
+def decode_rows(model, names, batch: int, cfg: dict, device: str, notes: list, what: str) -> dict:
+    """The catalogue arms ``names`` (+ the HF fp32 baseline) on ``model`` at ``batch``: arm name -> row."""
+    from workbench.arms.llm import decode_context, llm_arms, measure_llm_arms
+
+    ctx = decode_context(model, cfg["prompt"], cfg["new"], batches=(batch,), compile=cfg["compile"],
+                         threads=torch.get_num_threads(), device=device)
+    rows = {r["arm"]: r for r in measure_llm_arms(llm_arms(names, cfg["compile"], device), ctx, rounds=cfg["repeats"],
+                                                   measure_quality=False)}
+    for name, row in rows.items():
+        if row["status"] != "measured":
+            notes.append(f"{what} {name} not measured: {row['reason']}")
+        elif cfg["compile"] and name.startswith("fast-loop") and not row.get("compiled"):
+            notes.append(f"{what} {name}: {row.get('notes')}")
+    return rows
 
 
-def fast_decoder(model, batch: int, cfg: dict, notes: list, what: str):
-    from workbench.decoding.fast_loop import FastDecoder
-
-    dec = FastDecoder(model, max_batch_size=batch, max_cache_len=cfg["prompt"] + cfg["new"], compile=cfg["compile"])
-    if not dec.supported or dec.compiled != cfg["compile"]:
-        notes.append(f"{what}: {dec.label}: {dec.reason}")
-    return dec
+def ratio(rows: dict, slow: str, fast: str) -> float | None:
+    """How many times faster ``fast``'s whole request is than ``slow``'s (p50s of the same run); None if either
+    did not run."""
+    if rows.get(slow, {}).get("p50_ms") is None or rows.get(fast, {}).get("p50_ms") is None:
+        return None
+    return round(rows[slow]["p50_ms"] / rows[fast]["p50_ms"], 3)
 
 
 def llama_arms(cfg: dict, device: str, out: dict, notes: list) -> None:
-    """mbu_bf16_b1 and int4_speedup_vs_bf16_b1 on the ~1B decoder."""
-    from workbench.runtime.kv_budget import decode_weight_bytes, kv_bytes_per_position
-    from workbench.measure.roofline import copy_bandwidth, decode_call_bytes
-
-    model = build("llama", cfg["llama"], device, torch.bfloat16)
-    ids = prompts(1, cfg["prompt"], cfg["llama"]["vocab_size"], device)
-    dec = fast_decoder(model, 1, cfg, notes, "llama bf16")
-    _, bf16_rate = best_rates(lambda: dec.generate(ids, cfg["new"]), cfg["repeats"], 1)
-    peak = copy_bandwidth(device, threads=torch.get_num_threads())
-    per_token = decode_call_bytes(decode_weight_bytes(model), kv_bytes_per_position(model), cfg["prompt"] + cfg["new"] / 2)
-    out["mbu_bf16_b1"] = round(per_token * bf16_rate / (peak * 1e9), 4)
-    out["details"]["llama_bf16_b1"] = {"decode_tokens_per_s": round(bf16_rate, 2), "bytes_per_token": int(per_token),
-                                       "copy_gb_s": round(peak, 1), "compile_s": round(dec.compile_seconds, 1),
-                                       "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
-    try:
-        from workbench.steps.weight_only import apply_weight_only
-
-        model = apply_weight_only(model, 4)
-    except Exception as err:   # ImportError, WeightOnlyUnavailable, ...: the key stays null, with the reason
-        out["int4_speedup_vs_bf16_b1"] = None
-        notes.append(f"int4 weight-only not measured: {type(err).__name__}: {str(err)[:300]}")
-        return
-    dec4 = fast_decoder(model, 1, cfg, notes, "llama int4")
-    _, int4_rate = best_rates(lambda: dec4.generate(ids, cfg["new"]), cfg["repeats"], 1)
-    out["int4_speedup_vs_bf16_b1"] = round(int4_rate / bf16_rate, 3)
-    out["details"]["llama_int4_b1"] = {"decode_tokens_per_s": round(int4_rate, 2),
-                                       "compile_s": round(dec4.compile_seconds, 1)}
+    """mbu_bf16_b1 and int4_speedup_vs_bf16_b1 on the ~1B decoder (fp32 parent; the arms make their bf16 / int4
+    copies)."""
+    model = build("llama", cfg["llama"], device, torch.float32)
+    rows = decode_rows(model, ["fast-loop-bf16", "fast-loop-int4-wo"], 1, cfg, device, notes, "llama")
+    bf16 = rows.get("fast-loop-bf16", {})
+    out["mbu_bf16_b1"] = bf16.get("bandwidth_utilisation")
+    out["int4_speedup_vs_bf16_b1"] = ratio(rows, "fast-loop-bf16", "fast-loop-int4-wo")
+    for name, row in rows.items():
+        out["details"][f"llama_{name}_b1"] = {k: row.get(k) for k in (
+            "tokens_per_s", "output_tokens_per_s", "ttft_ms_p50", "tpot_ms_p50", "bytes_per_token",
+            "peak_read_gb_s", "bandwidth_utilisation", "bandwidth_flag", "compile_seconds", "notes", "reason")}
+    out["details"]["llama_params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 1)
 
 
 def gpt2_arms(cfg: dict, device: str, out: dict, notes: list) -> None:
-    """Fast loop vs HF generate eager on the 355M GPT-2 shape at batch 1 and the big batch (bf16 both)."""
-    from workbench.decoding.fast_loop import hf_generate
-
-    model = build("gpt2", cfg["gpt2"], device, torch.bfloat16)
+    """``fast-loop-bf16`` vs ``hf-generate-bf16`` on the 355M GPT-2 shape at batch 1 and the big batch."""
+    model = build("gpt2", cfg["gpt2"], device, torch.float32)
     for batch, key in ((1, "speedup_b1_vs_hf_eager"), (cfg["big_batch"], "speedup_b64_vs_hf_eager")):
-        ids = prompts(batch, cfg["prompt"], cfg["gpt2"]["vocab_size"], device)
-        dec = fast_decoder(model, batch, cfg, notes, f"gpt2 b{batch}")
-        fast, _ = best_rates(lambda: dec.generate(ids, cfg["new"]), cfg["repeats"], batch)
-        hf, _ = best_rates(lambda: hf_generate(model, ids, cfg["new"]), cfg["repeats"], batch)
-        out[key] = round(fast / hf, 3)
-        out["details"][f"gpt2_b{batch}"] = {"fast_tokens_per_s": round(fast, 1), "hf_tokens_per_s": round(hf, 1),
-                                            "compile_s": round(dec.compile_seconds, 1), "fast_loop": dec.label}
+        rows = decode_rows(model, ["hf-generate-bf16", "fast-loop-bf16"], batch, cfg, device, notes, f"gpt2 b{batch}")
+        out[key] = ratio(rows, "hf-generate-bf16", "fast-loop-bf16")
+        fast, hf = rows.get("fast-loop-bf16", {}), rows.get("hf-generate-bf16", {})
+        out["details"][f"gpt2_b{batch}"] = {"fast_tokens_per_s": fast.get("tokens_per_s"),
+                                            "hf_tokens_per_s": hf.get("tokens_per_s"),
+                                            "compile_s": fast.get("compile_seconds"), "fast_loop": fast.get("notes")}
 
 
 def encoder_arm(cfg: dict, device: str, out: dict, notes: list) -> None:

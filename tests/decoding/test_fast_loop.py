@@ -56,9 +56,10 @@ def test_compiled_loop_matches_and_does_not_recompile():
     assert torch.equal(res.tokens, ref)
     assert dec.compile_seconds > 0
     graphs = counters["stats"]["unique_graphs"]
-    res2 = dec.generate(prompts(2, 13, seed=4), 20)   # a new prompt length and positions: no new graph
+    second = prompts(2, 13, seed=4)
+    res2 = dec.generate(second, 20)   # a new prompt length and positions: no new graph, the same tokens as HF
     assert counters["stats"]["unique_graphs"] == graphs == 1
-    assert res2.tokens.shape == (2, 33)
+    assert res2.tokens.shape == (2, 33) and torch.equal(res2.tokens, hf_generate(model, second, 20).tokens)
 
 
 def test_two_decoders_in_one_process_each_run_their_own_graph():
@@ -116,3 +117,38 @@ def test_cuda_graph_loop_matches_hf_generate_on_gpu():
     assert dec.compiled, dec.reason
     assert torch.equal(res.tokens, ref.tokens) and res.tokens.device.type == "cuda"
     assert res.emit_times == sorted(res.emit_times) and res.emit_times[0] > res.start
+
+
+def test_headline_int4_path_compiled_frozen_gives_hf_greedy_tokens_on_the_demo_lm():
+    """``fast-loop-int4-wo`` (workbench.arms.llm builds exactly this decoder: int4 weights, compiled, frozen,
+    guard-free) makes HF generate's greedy tokens on the demo LM's int4 weights; a second call with a NEW prompt
+    length (new positions, same graph) is checked on its tokens, not only its shape; scoring runs the same graph."""
+    import copy
+
+    from workbench.steps.weight_only import WeightOnlyUnavailable, apply_weight_only
+    from workbench.tasks import get_task
+
+    task = get_task("causal-lm")
+    try:
+        model = apply_weight_only(copy.deepcopy(task.baseline().model), 4, 128)
+    except WeightOnlyUnavailable as exc:
+        pytest.skip(str(exc))
+    first, second = (p.reshape(1, -1) for p in task.prompts(2, 24))
+    second = second[:, :11]
+    dec = FastDecoder(model, max_batch_size=1, max_cache_len=64)
+    res = dec.generate(first, 16)
+    assert dec.compiled and dec.frozen, dec.reason
+    assert torch.equal(res.tokens, hf_generate(model, first, 16).tokens)
+    res2 = dec.generate(second, 20)
+    assert res2.tokens.shape == (1, 31) and torch.equal(res2.tokens, hf_generate(model, second, 20).tokens)
+    logits = dec.score(res2.tokens)    # teacher forced through the compiled step: its greedy picks are the tokens
+    assert torch.equal(logits[0, -20:].argmax(-1), res2.tokens[0, -20:])
+
+
+def test_score_teacher_forces_through_the_step_and_matches_a_full_forward():
+    model = tiny_llama(seed=3)
+    ids = prompts(2, 10, seed=4)
+    dec = FastDecoder(model, max_batch_size=2, max_cache_len=16, compile=False)
+    with torch.inference_mode():
+        full = model(input_ids=ids).logits[:, :-1]
+    assert torch.allclose(dec.score(ids), full, atol=1e-4)

@@ -278,7 +278,7 @@ def test_request_metrics_and_roofline_on_rows(tiny_pair, monkeypatch):
     target, draft = tiny_pair
     now = [0.0]
     monkeypatch.setattr(lm, "time", FakeTime(lambda: now[0]), raising=False)
-    monkeypatch.setattr(roofline, "run_copy_bandwidth", lambda device, threads: 1.0)   # 1 GB/s: MBU by hand
+    monkeypatch.setattr(roofline, "run_read_bandwidth", lambda device, threads: 1.0)   # 1 GB/s: MBU by hand
 
     def hook(module, args, kwargs):   # every target forward over T tokens takes 1 + 0.1 T seconds
         now[0] += 1.0 + 0.1 * kwargs["input_ids"].shape[-1]

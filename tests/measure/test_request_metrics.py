@@ -52,3 +52,23 @@ def test_one_token_request_has_no_tpot_and_bad_input_is_named():
         request_metrics([(0.0, [0.1], [0])])
     with pytest.raises(ValueError, match="no requests"):
         request_metrics([])
+
+
+def test_a_batched_call_is_one_sample_carrying_its_sequences():
+    # one call of batch 8: one TTFT / TPOT sample (not 8 copies), 8 x 3 output tokens in its 1.0 s
+    m = request_metrics([(0.0, [0.4, 0.7, 1.0], [1, 1, 1], 8)])
+    assert m["n_requests"] == 1 and m["n_sequences"] == 8 and m["itl_samples"] == 2
+    assert m["output_tokens"] == 24 and m["output_tokens_per_s_aggregate"] == pytest.approx(24.0)
+    assert m["tpot_ms_mean"] == pytest.approx(300.0) and m["output_tokens_per_s_request"] == pytest.approx(3.0)
+    with pytest.raises(ValueError, match=">= 1 sequence"):
+        request_metrics([(0.0, [0.4], [1], 0)])
+
+
+def test_fast_loop_result_is_one_request_per_call():
+    import torch
+
+    from workbench.decoding.fast_loop import DecodeResult
+
+    res = DecodeResult(torch.zeros(4, 7, dtype=torch.long), 0.0, [0.1, 0.2, 0.3], [1, 1, 1])
+    assert res.requests() == [(0.0, [0.1, 0.2, 0.3], [1, 1, 1], 4)]
+    assert request_metrics(res.requests())["output_tokens"] == 12

@@ -53,3 +53,43 @@ def test_roofline_columns_and_copy_bandwidth_at_a_thread_count():
     before = torch.get_num_threads()
     assert copy_bandwidth("cpu", megabytes=16, repeats=2, threads=1) > 0.1
     assert torch.get_num_threads() == before           # the run's own count is restored
+
+
+def test_read_bandwidth_and_bytes_each_arm_really_reads():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from workbench.runtime.kv_budget import compute_dtype, kv_bytes_per_position, resident_weight_bytes
+    from workbench.measure.roofline import decode_step_bytes, read_bandwidth, roofline_columns
+
+    before = torch.get_num_threads()
+    assert 0.1 < read_bandwidth("cpu", megabytes=16, repeats=2, threads=1) < 10_000
+    assert torch.get_num_threads() == before
+    llama = LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                         num_key_value_heads=2, intermediate_size=32, vocab_size=100)).eval()
+    kv = 2 * 2 * 2 * 16 * 4
+    assert kv_bytes_per_position(llama) == kv
+    w = decode_weight_bytes(llama)
+    assert resident_weight_bytes(llama) == w + 100 * 64 * 4      # the untied input table is resident, not read
+    # a static cache reads its whole max_cache_len; a dynamic one the mean filled context
+    assert decode_step_bytes(llama, 2, context=10.5, static_cache_len=64) == w + 2 * kv * 64
+    assert decode_step_bytes(llama, 1, context=10.5) == w + kv * 10.5
+    bf = llama.to(torch.bfloat16)
+    assert compute_dtype(bf) == torch.bfloat16 and kv_bytes_per_position(bf) == kv // 2   # bf16 KV for bf16 arms
+    flagged = roofline_columns(2e9, 10.0, 10.0)                   # 20 GB/s "read" on a 10 GB/s device: a bug
+    assert flagged["bandwidth_utilisation"] == 2.0 and "impossible" in flagged["bandwidth_flag"]
+    assert "bandwidth_flag" not in roofline_columns(1e9, 5.0, 10.0)
+
+
+def test_weight_only_model_keeps_fp32_kv():
+    from workbench.runtime.kv_budget import compute_dtype
+
+    class Packed(torch.nn.Module):   # an int8 weight registered first, fp32 embedding: KV follows the embedding
+        def __init__(self):
+            super().__init__()
+            self.q = torch.nn.Parameter(torch.zeros(4, dtype=torch.int8), requires_grad=False)
+            self.emb = torch.nn.Embedding(4, 4)
+
+        def get_input_embeddings(self):
+            return self.emb
+
+    assert compute_dtype(Packed()) == torch.float32

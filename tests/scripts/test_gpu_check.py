@@ -28,12 +28,13 @@ def test_cpu_mode_writes_sane_json(tmp_path):
                        for note in out["notes"]), (key, out["notes"])
         else:
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
-    assert out["mbu_bf16_b1"] is None or out["mbu_bf16_b1"] < 1.5   # no run reads faster than the copy peak
+    assert out["mbu_bf16_b1"] is None or out["mbu_bf16_b1"] > 0   # a tiny model may sit in cache: > 1 is flagged
     for arm in ("gpt2_b1", "gpt2_b4"):
         detail = out["details"][arm]
         assert detail["fast_tokens_per_s"] > 0 and detail["hf_tokens_per_s"] > 0
         assert "static cache" in detail["fast_loop"]
-    assert out["details"]["llama_bf16_b1"]["bytes_per_token"] > 0
+    bf16 = out["details"]["llama_fast-loop-bf16_b1"]
+    assert bf16["bytes_per_token"] > 0 and (bf16["bandwidth_utilisation"] <= 1 or bf16["bandwidth_flag"])
 
 
 def test_gpu_mode_without_cuda_says_use_cpu(tmp_path):

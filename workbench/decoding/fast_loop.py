@@ -58,8 +58,11 @@ class DecodeResult:
     notes: str = ""
 
     def requests(self) -> list:
-        """(start, emit_times, emit_counts) per request, for :func:`workbench.measure.request_metrics.request_metrics`."""
-        return [(self.start, self.emit_times, self.emit_counts)] * self.tokens.shape[0]
+        """This call as ONE timing sample for :func:`workbench.measure.request_metrics.request_metrics`:
+        ``[(start, emit_times, emit_counts, sequences)]``. A batch of B prompts shares one clock, so it is one sample
+        carrying B sequences (their tokens count in the throughput), never B copies of the same times (which would
+        fake a sample count: a p99 from 25 calls of batch 8)."""
+        return [(self.start, self.emit_times, self.emit_counts, self.tokens.shape[0])]
 
 
 def unsupported_reason(model) -> str:
@@ -151,17 +154,20 @@ class FastDecoder:
         frozen = ", frozen weights" if self.frozen else ""
         return f"fast loop (static cache, compiled{frozen})"
 
-    def _decode_step(self, token: torch.Tensor, position: torch.Tensor, cache) -> torch.Tensor:
-        """token [B, 1], position [1] -> greedy next token [B]; the one function that is compiled."""
+    def _decode_step(self, token: torch.Tensor, position: torch.Tensor, cache) -> tuple:
+        """token [B, 1], position [1] -> (greedy next token [B], its logits [B, V]); the one function that is
+        compiled. The logits come out of the graph anyway (the argmax reads them): returning them lets
+        :meth:`score` measure quality through the very graph that is timed."""
         logits = self.model(input_ids=token, cache_position=position, past_key_values=cache, use_cache=True).logits
-        return logits[:, -1].argmax(-1)
+        last = logits[:, -1]
+        return last.argmax(-1), last
 
-    def _prefill(self, ids: torch.Tensor, cache) -> torch.Tensor:
-        """Eager prompt pass [B, T] into the cache; returns the first new token [B]."""
+    def _prefill(self, ids: torch.Tensor, cache) -> tuple:
+        """Eager prompt pass [B, T] into the cache; returns (the first new token [B], its logits [B, V])."""
         positions = torch.arange(ids.shape[1], device=self.device)
         logits = self.model(input_ids=ids, cache_position=positions, past_key_values=cache, use_cache=True,
                             **last_logits_only(self.model)).logits
-        return logits[:, -1].argmax(-1)
+        return logits[:, -1].argmax(-1), logits[:, -1]
 
     def _compile_step(self, batch: int):
         """``torch.compile`` of a private copy of :meth:`_decode_step` for one batch size (see the module doc)."""
@@ -178,12 +184,14 @@ class FastDecoder:
             options["guard_filter_fn"] = skip_guards
         return torch.compile(step, fullgraph=True, dynamic=False, options=options)
 
-    def _call_step(self, token, position, cache) -> torch.Tensor:
+    def _call_step(self, token, position, cache) -> tuple:
+        """(next token [B], logits [B, V]) of one decode step, through the compiled graph when compiled."""
         if not self.compiled:
             return self._decode_step(token, position, cache)
         if self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()   # the last step's output buffer may be overwritten now
-        return self._steps[token.shape[0]](token, position, cache).clone()
+            return tuple(t.clone() for t in self._steps[token.shape[0]](token, position, cache))
+        return self._steps[token.shape[0]](token, position, cache)
 
     @torch.inference_mode()   # as generate() runs: a warm-up outside it would compile a graph generate never uses
     def _cache_for(self, batch: int):
@@ -198,10 +206,10 @@ class FastDecoder:
             t0 = clock(self.device)
             self._steps[batch] = self._compile_step(batch)
             try:
-                token = self._prefill(torch.zeros(batch, 1, dtype=torch.long, device=self.device), cache)
+                token, _ = self._prefill(torch.zeros(batch, 1, dtype=torch.long, device=self.device), cache)
                 positions = torch.arange(1, 4, device=self.device)   # sliced as generate() slices (same guards)
                 for i in range(3):   # CUDA graph trees record on the 2nd-3rd call
-                    token = self._call_step(token[:, None], positions[i:i + 1], cache)
+                    token, _ = self._call_step(token[:, None], positions[i:i + 1], cache)
             except Exception as err:   # a backend/compiler missing here: run eager, and say so
                 self.compiled, self.frozen = False, False
                 self.reason = f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eager"
@@ -233,16 +241,34 @@ class FastDecoder:
         out[:, :prompt] = ids
         positions = torch.arange(prompt, prompt + max_new_tokens, device=self.device)
         steps = StepClock(self.device)
-        token = self._prefill(ids, cache)
+        token, _ = self._prefill(ids, cache)
         out[:, prompt] = token
         steps.mark()
         for i in range(1, max_new_tokens):
-            token = self._call_step(token[:, None], positions[i - 1:i], cache)
+            token, _ = self._call_step(token[:, None], positions[i - 1:i], cache)
             out[:, prompt + i] = token
             steps.mark()
         times = steps.times()
         cache.reset()   # zeroes in place: the next call starts empty at the same addresses
         return DecodeResult(out, steps.start, times, [1] * len(times), notes=self.label)
+
+    @torch.inference_mode()
+    def score(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [B, T - 1, V] of ``input_ids`` [B, T] (teacher forced) through the path
+        :meth:`generate` times: the eager prefill for the first token, then the (compiled, frozen) decode step for
+        every later one. Quality measured from these logits is the timed arm's own, not an eager stand-in's."""
+        ids = self._check(input_ids, 1)
+        if not self.supported:   # the fallback is HF generate: its forward is the eager model
+            return self.model(input_ids=ids).logits[:, :-1].float()
+        cache = self._cache_for(ids.shape[0])
+        _, first = self._prefill(ids[:, :1], cache)
+        rows = [first.float()]
+        positions = torch.arange(1, ids.shape[1] - 1, device=self.device)
+        for i in range(ids.shape[1] - 2):
+            _, logits = self._call_step(ids[:, i + 1:i + 2], positions[i:i + 1], cache)
+            rows.append(logits.float())
+        cache.reset()
+        return torch.stack(rows, 1)
 
 
 class _EmitClock:
@@ -261,23 +287,42 @@ class _EmitClock:
         pass
 
 
-@torch.inference_mode()
-def hf_generate(model, input_ids: torch.Tensor, max_new_tokens: int, notes: str = "HF generate") -> DecodeResult:
-    """HF ``generate`` greedy, exactly ``max_new_tokens`` (no EOS stop), with per-token emission times.
+def hf_static_compile_config():
+    """HF's own fast path on any device: ``generate(cache_implementation="static", compile_config=...)`` compiles
+    the decode forward (transformers >= 4.48; on CPU only when the config says so: ``_compile_all_devices``).
+    Full graph, static shapes; mode "default" because "reduce-overhead" means CUDA graphs."""
+    from transformers import CompileConfig
 
+    config = CompileConfig(fullgraph=True, dynamic=False, mode="default")
+    config._compile_all_devices = True
+    return config
+
+
+@torch.inference_mode()
+def hf_generate(model, input_ids: torch.Tensor, max_new_tokens: int, notes: str = "HF generate",
+                static_compile: bool = False) -> DecodeResult:
+    """HF ``generate`` greedy, exactly ``max_new_tokens``, with per-token emission times from the same call.
+
+    No EOS stop and no min-length processor: ``eos_token_id=None`` leaves HF no EOS criterion or processor, so HF
+    runs the same logits path as the other arms (argmax of the last row) for exactly ``max_new_tokens`` steps.
+    The first emission (the streamer's put after the prefill) gives TTFT within the very call whose tokens are
+    counted. ``static_compile``: HF's own fast path (static cache, compiled decode forward; see
+    :func:`hf_static_compile_config`), the reference the fast loop's own contribution is measured against.
     The baseline the fast loop is measured against, and its fallback; timed by the same :class:`StepClock`.
     """
     device = model_device(model)
     ids = input_ids.to(device)
     pad = getattr(model.generation_config, "pad_token_id", None)
     pad = pad if pad is not None else 0
+    extra = ({"cache_implementation": "static", "compile_config": hf_static_compile_config()}
+             if static_compile else {})
     streamer = _EmitClock(device)
     tokens = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                            eos_token_id=None, do_sample=False, pad_token_id=pad, streamer=streamer)
+                            eos_token_id=None, do_sample=False, pad_token_id=pad, streamer=streamer, **extra)
     times = streamer.steps.times()
     if len(times) != max_new_tokens:   # a generate that did not stream every step: one emission at the end
         return DecodeResult(tokens, streamer.steps.start, [clock(device)], [tokens.shape[1] - ids.shape[1]], notes)
     return DecodeResult(tokens, streamer.steps.start, times, [1] * max_new_tokens, notes=notes)
 
 
-__all__ = ["FastDecoder", "DecodeResult", "hf_generate", "unsupported_reason"]
+__all__ = ["FastDecoder", "DecodeResult", "hf_generate", "hf_static_compile_config", "unsupported_reason"]

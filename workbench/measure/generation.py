@@ -18,7 +18,7 @@ actually drafted and c (Leviathan et al. 2023, for a proposal length that varies
 Every row that decoded also carries the request metrics of :mod:`workbench.measure.request_metrics` (TTFT, TPOT,
 ITL per accepted token, e2e, output tokens/s per request and aggregate; definitions there) and, for cached decoding,
 the roofline: ``bytes_per_token`` (weights + KV cache at the mean context, per decode call of target and draft model,
-over the tokens made), ``bandwidth_gb_s`` and ``bandwidth_utilisation`` against the copy bandwidth measured on this
+over the tokens made), ``bandwidth_gb_s`` and ``bandwidth_utilisation`` against the read bandwidth measured on this
 device at the run's thread count (:mod:`workbench.measure.roofline`).
 
 A point whose decode time is zero or negative (a broken timer) is recorded as failed with the reason, never as a
@@ -234,7 +234,7 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
         >>> measure_generation(task, GenerationTrial.quick(), table=table)
     """
     from workbench.decoding.lm import model_device
-    from workbench.measure.roofline import run_copy_bandwidth
+    from workbench.measure.roofline import run_read_bandwidth
     from workbench.measure.timing import pin_threads
     from workbench.runtime import require_torch_module
 
@@ -266,7 +266,7 @@ def measure_generation(task, trial: GenerationTrial | None = None, target=None, 
     for arm in arms:   # warm-up: first calls allocate, fill caches and pick kernels
         run(arm, prompts[0], trial.seed)
     stats, outputs = _run_interleaved(arms, run, prompts, trial.seed, progress)
-    peak = run_copy_bandwidth(on.type, used_threads)   # this device at this run's threads (measured once)
+    peak = run_read_bandwidth(on.type, used_threads)   # this device's reads at this run's threads (once)
     context = trial.prompt_tokens + trial.max_new_tokens / 2   # mean KV length over the decode steps
 
     common = {"task": task.name, "batch_size": 1, "seq_len": trial.prompt_tokens, "max_new_tokens": trial.max_new_tokens,

@@ -2,7 +2,10 @@
 
 A request is ``(start, emit_times, emit_counts)``: ``start`` when the request began (before its prefill),
 ``emit_times[i]`` when the i-th emission reached the host and ``emit_counts[i]`` how many output tokens it carried
-(1 for plain decoding; 1 + accepted drafts for a speculative round).
+(1 for plain decoding; 1 + accepted drafts for a speculative round). An optional fourth element ``sequences``
+(default 1) is the number of prompts one batched call carried: they share one clock, so the call is ONE sample of
+TTFT / TPOT / ITL / e2e (``n_requests`` counts calls, ``n_sequences`` the prompts), while every sequence's tokens
+count in ``output_tokens`` and the aggregate rate. Copying a batch's times B times would fake the sample count.
 
 Definitions (all per request, then summarised over requests):
 
@@ -30,9 +33,12 @@ Request = tuple  # (start: float, emit_times: Sequence[float], emit_counts: Sequ
 METRIC_PERCENTILES = ("p50", "p99")
 
 
-def _check(request) -> tuple[float, list, list]:
-    start, times, counts = request
+def _check(request) -> tuple[float, list, list, int]:
+    start, times, counts, *rest = request
     times, counts = list(times), list(counts)
+    sequences = int(rest[0]) if rest else 1
+    if sequences < 1:
+        raise ValueError(f"a request carries >= 1 sequence, got {sequences}")
     if not times or len(times) != len(counts):
         raise ValueError(f"a request needs one token count per emission time and at least one emission, got "
                          f"{len(times)} times and {len(counts)} counts")
@@ -40,7 +46,7 @@ def _check(request) -> tuple[float, list, list]:
         raise ValueError(f"emission token counts must be >= 1, got {counts}: drop emissions that carried no token")
     if times[0] < start or any(b < a for a, b in zip(times, times[1:])):
         raise ValueError("emission times must not precede the start or each other: the clock went backwards")
-    return float(start), times, counts
+    return float(start), times, counts, sequences
 
 
 def itl_samples(times: Sequence[float], counts: Sequence[int]) -> list[float]:
@@ -81,7 +87,8 @@ def request_metrics(requests: Sequence[Request]) -> dict:
     """The request-metric columns of a row from its requests (see the module doc for the definitions).
 
     Returns ``ttft_ms_*``, ``tpot_ms_*``, ``itl_ms_*``, ``e2e_ms_*`` (mean, p50, p99), ``output_tokens_per_s_request``
-    (mean over requests), ``output_tokens_per_s_aggregate``, ``n_requests``, ``output_tokens`` and ``itl_samples``.
+    (mean over requests, per sequence), ``output_tokens_per_s_aggregate`` (every sequence's tokens over the busy
+    time), ``n_requests`` (timing samples: calls), ``n_sequences``, ``output_tokens`` and ``itl_samples``.
 
     Example:
         >>> m = request_metrics([(0.0, [0.5, 0.6, 0.7], [1, 1, 1])])
@@ -90,9 +97,9 @@ def request_metrics(requests: Sequence[Request]) -> dict:
     """
     if not requests:
         raise ValueError("no requests to summarise: run at least one generation")
-    ttft, tpot, e2e, itl, rates, spans, tokens = [], [], [], [], [], [], 0
+    ttft, tpot, e2e, itl, rates, spans, tokens, sequences = [], [], [], [], [], [], 0, 0
     for request in requests:
-        start, times, counts = _check(request)
+        start, times, counts, batch = _check(request)
         n = sum(counts)
         first, last = times[0] - start, times[-1] - start
         ttft.append(first)
@@ -103,8 +110,10 @@ def request_metrics(requests: Sequence[Request]) -> dict:
         if last > 0:
             rates.append(n / last)
         spans.append((start, times[-1]))
-        tokens += n
-    out: dict = {"n_requests": len(requests), "output_tokens": tokens, "itl_samples": len(itl)}
+        tokens += n * batch
+        sequences += batch
+    out: dict = {"n_requests": len(requests), "n_sequences": sequences, "output_tokens": tokens,
+                 "itl_samples": len(itl)}
     for name, values in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2e", e2e)):
         _summary(name, values, out)
     busy = busy_seconds(spans)

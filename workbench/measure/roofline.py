@@ -1,8 +1,14 @@
 """Roofline facts of the current device: measured copy bandwidth and matmul rate, and model-bandwidth utilisation.
 
 Decode at small batch is bound by reading the weights once per token, so the ceiling is
-``peak bandwidth / weight bytes`` tokens/s; MBU = ``weight bytes x tokens/s / measured peak bandwidth``.
-Peaks are measured here (never taken from a spec sheet), so MBU compares like with like.
+``peak bandwidth / weight bytes`` tokens/s; MBU = ``bytes read x steps/s / measured peak READ bandwidth``.
+Peaks are measured here (never taken from a spec sheet), so MBU compares like with like: a decode step reads its
+bytes, so the peak is what this device reads per second (a reduction over a buffer far larger than any cache), not
+a copy's read + write total. The bytes are those the arm really reads (:func:`decode_step_bytes`): every weight
+byte once, and the KV cache as the arm's cache holds it (a static cache's attention reads all ``max_cache_len``
+positions, masked or not; a dynamic cache the positions filled so far), in the arm's compute dtype.
+A utilisation above 1 is a bug (bytes undercounted, a peak measured too low, or weights that fit in the CPU
+cache), never a tolerance: :func:`roofline_columns` flags it in ``bandwidth_flag``.
 """
 from __future__ import annotations
 
@@ -57,6 +63,28 @@ def run_copy_bandwidth(device: str, threads: int) -> float:
     return copy_bandwidth(device, threads=threads)
 
 
+def read_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10, threads: int | None = None) -> float:
+    """GB/s this device READS: ``src.sum()`` over a buffer far larger than any cache (bytes read per second; the
+    one scalar written is nothing). The peak a decode step's reads are compared with. ``threads`` as in
+    :func:`copy_bandwidth`."""
+    device = resolve_device(device)
+    src = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32, device=device)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        seconds = _best_seconds(lambda: src.sum(), repeats, device)
+    finally:
+        torch.set_num_threads(before)
+    return src.numel() * 4 / seconds / 1e9
+
+
+@functools.lru_cache(maxsize=None)
+def run_read_bandwidth(device: str, threads: int) -> float:
+    """:func:`read_bandwidth` for a run at ``threads`` on ``device``, measured once per process and pair."""
+    return read_bandwidth(device, threads=threads)
+
+
 def matmul_rate(device: str = "auto", size: int | None = None, dtype: torch.dtype | None = None, repeats: int = 10) -> float:
     """TFLOP/s of a square matmul (bf16 on CUDA, fp32 on CPU unless ``dtype`` says otherwise)."""
     device = resolve_device(device)
@@ -86,6 +114,20 @@ def decode_call_bytes(model_bytes: int, kv_per_position: int, context: float, ba
     return model_bytes + batch_size * kv_per_position * context
 
 
+def decode_step_bytes(model, batch_size: int, context: float, static_cache_len: int | None = None,
+                      weight_bytes: int | None = None) -> float:
+    """Bytes one decode step of ``model`` really reads: its weights
+    (:func:`~workbench.runtime.kv_budget.decode_weight_bytes` unless ``weight_bytes`` says, e.g. an ONNX file's) and each sequence's KV cache in the compute dtype (bf16 KV for
+    a bf16 model, fp32 for fp32 and fp32-activation weight-only models), over ``static_cache_len`` positions for a
+    static cache (attention reads the whole allocated cache, masked) or ``context`` (the mean filled length) for a
+    dynamic one."""
+    from workbench.runtime.kv_budget import decode_weight_bytes, kv_bytes_per_position
+
+    weights = decode_weight_bytes(model) if weight_bytes is None else weight_bytes
+    positions = static_cache_len if static_cache_len is not None else context
+    return decode_call_bytes(weights, kv_bytes_per_position(model), positions, batch_size)
+
+
 def decode_bytes_per_token(calls: list, new_tokens: int, context: float, batch_size: int = 1) -> float:
     """Bytes read per new token over decode calls of one or more models: ``calls`` = [(model, decode calls), ...]
     (the target's verify calls and a draft model's calls for speculative decoding), each call reading the model's
@@ -97,11 +139,25 @@ def decode_bytes_per_token(calls: list, new_tokens: int, context: float, batch_s
     return total / max(new_tokens, 1)
 
 
+def utilisation_flag(utilisation: float | None) -> str | None:
+    """Why a bandwidth utilisation cannot be right (above 1: more bytes per second than the device reads), or None."""
+    if utilisation is None or utilisation <= 1.0:
+        return None
+    return (f"bandwidth utilisation {utilisation:.3g} > 1 is impossible for bytes read from memory: the bytes per "
+            "step are overcounted, the peak was measured under heavier load than the run, or the weights fit in the "
+            "CPU cache (a tiny model)")
+
+
 def roofline_columns(bytes_per_token: float, tokens_per_s: float, peak_gb_per_s: float) -> dict:
     """A decode row's roofline: ``bytes_per_token``, achieved ``bandwidth_gb_s`` and ``bandwidth_utilisation``
-    (achieved / measured peak copy bandwidth of this device at the run's thread count)."""
+    (achieved / measured peak READ bandwidth of this device at the run's thread count, :func:`read_bandwidth`),
+    and ``bandwidth_flag`` when the utilisation is above 1 (:func:`utilisation_flag`)."""
     achieved = bytes_per_token * tokens_per_s / 1e9
     def sig(x: float) -> float:   # 4 significant digits: a tiny model's utilisation is not rounded to 0
         return float(f"{x:.4g}")
-    return {"bytes_per_token": int(round(bytes_per_token)), "bandwidth_gb_s": sig(achieved),
-            "peak_copy_gb_s": sig(peak_gb_per_s), "bandwidth_utilisation": sig(achieved / peak_gb_per_s)}
+    cols = {"bytes_per_token": int(round(bytes_per_token)), "bandwidth_gb_s": sig(achieved),
+            "peak_read_gb_s": sig(peak_gb_per_s), "bandwidth_utilisation": sig(achieved / peak_gb_per_s)}
+    flag = utilisation_flag(cols["bandwidth_utilisation"])
+    if flag:
+        cols["bandwidth_flag"] = flag
+    return cols

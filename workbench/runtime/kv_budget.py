@@ -76,9 +76,31 @@ def decode_weight_bytes(model: torch.nn.Module) -> int:
     return total
 
 
+def resident_weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes the weights occupy in memory: every distinct parameter and buffer, embedding tables included (a lookup
+    reads one row per token, but the whole table stays resident). What a memory budget must hold beside the KV
+    cache; :func:`decode_weight_bytes` is what a step reads."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += tensor_bytes(t)
+    return total
+
+
+def compute_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype activations and the KV cache take: the input embedding's (a weight-only int8/int4 model keeps
+    fp32 or bf16 activations, so its first parameter's int dtype would be wrong)."""
+    embed = getattr(model, "get_input_embeddings", lambda: None)()
+    weight = getattr(embed, "weight", None)
+    if weight is not None and weight.is_floating_point():
+        return weight.dtype
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def kv_bytes_per_position(model: torch.nn.Module) -> int:
-    """KV-cache bytes one sequence position of ``model`` holds, in the weights' dtype (the cache takes it); 0 for a
-    model without a transformer config (nothing to cache)."""
+    """KV-cache bytes one sequence position of ``model`` holds, in its compute dtype (:func:`compute_dtype`: the cache
+    takes it; bf16 KV for a bf16 model); 0 for a model without a transformer config (nothing to cache)."""
     config = getattr(model, "config", None)
     if config is None:
         return 0
@@ -86,7 +108,7 @@ def kv_bytes_per_position(model: torch.nn.Module) -> int:
         shape = KvShape.from_config(config)
     except ValueError:
         return 0
-    return int(kv_bytes_per_token(shape, next(model.parameters()).element_size()))
+    return int(kv_bytes_per_token(shape, torch.empty((), dtype=compute_dtype(model)).element_size()))
 
 
 def max_batch_for_budget(budget_bytes: float, kv_per_token: float, context: int, weight_bytes: float = 0) -> int:
@@ -109,7 +131,8 @@ def max_batch_for_budget(budget_bytes: float, kv_per_token: float, context: int,
 def budget_table(budget_bytes: float, config, weight_bytes: float, contexts=(512, 2048, 8192),
                  caches: dict | None = None) -> list[dict]:
     """For each KV-cache format and context: KV bytes per token and the largest batch that fits the budget (0 when
-    not even one sequence fits, with the reason).
+    not even one sequence fits, with the reason). ``weight_bytes``: the RESIDENT weights
+    (:func:`resident_weight_bytes`, embeddings included), not the bytes a step reads.
 
     Args:
         caches: ``{name: (bytes_per_element, scale_bytes_per_head)}``; default fp32, bf16, int8 (fp32 scale per
@@ -131,5 +154,5 @@ def budget_table(budget_bytes: float, config, weight_bytes: float, contexts=(512
     return rows
 
 
-__all__ = ["KvShape", "kv_bytes_per_token", "kv_bytes_per_position", "tensor_bytes", "decode_weight_bytes", "max_batch_for_budget",
-           "budget_table"]
+__all__ = ["KvShape", "kv_bytes_per_token", "kv_bytes_per_position", "tensor_bytes", "decode_weight_bytes",
+           "resident_weight_bytes", "compute_dtype", "max_batch_for_budget", "budget_table"]

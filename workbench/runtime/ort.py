@@ -228,12 +228,14 @@ class OrtRunner:
         logits = self.session.run(["logits"] if "logits" in self.outputs else self.outputs[:1], self.feed(inputs))[0]
         return torch.from_numpy(np.asarray(logits, dtype=np.float32))
 
-    def generate_greedy(self, input_ids: torch.Tensor, max_new_tokens: int = 16) -> torch.Tensor:
+    def generate_greedy(self, input_ids: torch.Tensor, max_new_tokens: int = 16, on_token=None) -> torch.Tensor:
         """Greedy decoding with the exported KV cache: one prefill call, then one call per new token.
 
         Args:
             input_ids: [batch, prompt_len] prompt tokens (no padding).
             max_new_tokens: tokens to append.
+            on_token: called with no argument as soon as each new token exists (a clock marking emission times,
+                so TTFT and inter-token latency come from this very call).
         Returns:
             [batch, prompt_len + max_new_tokens] token ids.
         """
@@ -246,6 +248,8 @@ class OrtRunner:
         for step in range(max_new_tokens):
             nxt = out["logits"][:, -1].argmax(-1)[:, None].astype(np.int64)
             tokens.append(nxt)
+            if on_token is not None:
+                on_token()
             if step == max_new_tokens - 1:
                 break
             past = {p: out[p.replace("past_key_values", "present")] for p in self.past_names}

@@ -1,0 +1,76 @@
+"""The LLM decode catalogue (workbench.arms.llm): one set of names, skip reasons with the fact behind them, request
+metrics and the roofline from the timed calls themselves (by hand), quality on the timed weights."""
+import pytest
+import torch
+
+from workbench.arms.llm import BASELINE, BENCHMARK_ARMS, LLM_ARMS, decode_context, llm_arms, request_rows
+from workbench.decoding.fast_loop import DecodeResult
+
+
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=128, vocab_size=128,
+                                        max_position_embeddings=64)).eval()
+
+
+def test_catalogue_names_and_skip_reasons(monkeypatch):
+    from workbench.measure import isa
+
+    arms = llm_arms(compile=False)
+    assert [a.name for a in arms] == [n for n in LLM_ARMS if n in BENCHMARK_ARMS] and arms[0].name == BASELINE
+    assert [a.name for a in arms if a.baseline] == [BASELINE]
+    by = {a.name: a for a in arms}
+    assert "--no-compile" in by["hf-static-compile-fp32"].skip_reason
+    monkeypatch.setattr(isa, "native_bf16", lambda _isa: (False, "no AMX/AVX512-BF16 (test)"))
+    bf16 = {a.name: a for a in llm_arms(["fast-loop-bf16"])}
+    assert "emulated" in bf16["fast-loop-bf16"].skip_reason and set(bf16) == {BASELINE, "fast-loop-bf16"}
+    with pytest.raises(ValueError, match="unknown LLM arm"):
+        llm_arms(["torch-int8-wo"])
+
+
+def test_request_rows_by_hand():
+    # two timed requests of 4 new tokens after an 8-token prompt (1 warm-up call first); the second one's last
+    # token differs from HF's
+    tokens = torch.arange(12).view(1, 12)
+    other = tokens.clone()
+    other[0, -1] = 99
+    warm = DecodeResult(tokens, 0.0, [5.0, 5.1, 5.2, 5.3], [1] * 4)
+    mine = [warm, DecodeResult(tokens, 0.0, [0.1, 0.15, 0.2, 0.25], [1] * 4),
+            DecodeResult(other, 1.0, [1.1, 1.15, 1.2, 1.25], [1] * 4)]
+    ref = [warm, mine[1], mine[1]]
+    rows = [{"arm": "x", "n_calls": 2, "p50_ms": 250.0, "weight_bytes_per_step": 10**6, "kv_bytes_per_position": 1000,
+             "static_cache_len": None},
+            {"arm": "s", "n_calls": 2, "p50_ms": 250.0, "weight_bytes_per_step": 10**6, "kv_bytes_per_position": 1000,
+             "static_cache_len": 64}]
+    request_rows(rows, {BASELINE: ref, "x": mine, "s": mine}, warmup=1, prompt=8, new=4, peak_read_gb_s=10.0)
+    row, static = rows
+    assert row["n_requests"] == 2 and row["output_tokens"] == 8 and row["itl_samples"] == 6
+    assert row["ttft_ms_p50"] == pytest.approx(100.0) and row["tpot_ms_p50"] == pytest.approx(50.0)
+    assert row["prompt_tokens_per_s"] == pytest.approx(80.0)          # 8 prompt tokens / 0.1 s of prefill
+    assert row["output_tokens_per_s"] == pytest.approx(20.0)          # 1 / 50 ms per decode step
+    assert row["throughput_per_s"] == pytest.approx(4.0)              # one request per 250 ms
+    assert row["tokens_per_s"] == pytest.approx(16.0)                 # 4 tokens per 250 ms request
+    assert row["token_agreement_vs_hf"] == pytest.approx(0.875)       # 7 of 8 new tokens agree
+    dynamic_bytes = 10**6 + 1000 * (8 + 4 / 2)                        # dynamic cache: the mean context
+    assert row["bytes_per_token"] == round(dynamic_bytes)
+    assert row["bandwidth_utilisation"] == pytest.approx(dynamic_bytes * 20 / 10e9, rel=1e-3)
+    assert static["bytes_per_token"] == 10**6 + 1000 * 64             # static cache: all max_cache_len positions
+
+
+def test_quality_is_measured_on_the_timed_weights_through_the_timed_path():
+    model = tiny_llama()
+    ctx = decode_context(model, prompt=6, new=4, compile=False, quality_seqs=2)
+    by = {a.name: a for a in llm_arms(["fast-loop-fp32", "hf-int8-wo"], compile=False)}
+    base = by[BASELINE].build(ctx).quality()
+    loop = by["fast-loop-fp32"].build(ctx)
+    q = loop.quality()
+    assert base.metric == q.metric == "top1_agreement_pct" and base.value == 100.0
+    assert q.value == 100.0 and q.extra["kl_vs_fp32"] < 1e-6 and "fast loop" in q.extra["scored_by"]
+    assert q.n_examples == 2 * 8                                     # 2 sequences of min(64, cache 10 - 1) tokens
+    int8 = by["hf-int8-wo"].build(ctx).quality()
+    assert int8.extra["kl_vs_fp32"] > 0                              # the int8 weights, not fp32's
+    res = loop.call()                                                # one whole request, recorded for the rows
+    assert res.tokens.shape == (1, 10) and ctx.cache["results"]["fast-loop-fp32"] == [res]
