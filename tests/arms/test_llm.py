@@ -17,7 +17,7 @@ def tiny_llama():
 
 
 def test_catalogue_names_and_skip_reasons(monkeypatch):
-    from workbench.measure import isa
+    from workbench.runtime import cpu as isa
 
     arms = llm_arms(compile=False)
     assert [a.name for a in arms] == [n for n in LLM_ARMS if n in BENCHMARK_ARMS] and arms[0].name == BASELINE

@@ -45,7 +45,7 @@ RUN = LlmRun(prompt_len=8, new_tokens=4, n_prompts=2, ppl_blocks=4, threads=1, c
 
 def test_run_arms_costs_each_row_from_its_measured_rates_and_reports_unavailable_arms(monkeypatch):
     import workbench.steps.weight_only as wo
-    from workbench.measure import isa
+    from workbench.runtime import cpu as isa
 
     def no_int4(bits, group_size, device):
         if bits == 4:

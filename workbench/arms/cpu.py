@@ -108,7 +108,7 @@ def _arm(name: str, kind: str, steps: tuple, skip_reason: str | None, notes: str
 
 
 def cpu_arms(isa: dict | None = None, calibration: str | None = None, extended: bool = False) -> list[Arm]:
-    """The CPU arms for ``isa`` (this CPU's ``measure.isa.isa_summary`` when None), each runnable here or with the
+    """The CPU arms for ``isa`` (this CPU's ``runtime.cpu.isa_summary`` when None), each runnable here or with the
     reason it is not.
 
     Args:
