@@ -75,6 +75,7 @@ def test_student_starts_from_teacher_layers(cls_task):
     assert init["init_copied_fraction"] < 0.1
 
 
+@pytest.mark.slow  # 104 s of CPU here: trains a student twice
 def test_distill_classifier_is_deterministic_and_learns(cls_task):
     teacher = cls_task.baseline()
     events = []
