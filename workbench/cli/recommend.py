@@ -1,13 +1,12 @@
 """`workbench recommend`: which CPU arm to serve on this machine, from its ISA, a short timing run and an accuracy check.
 
-The arms (:func:`workbench.measure.isa.applicable_arms`) that apply on this CPU are built from the fp32 baseline,
-timed side by side (:func:`workbench.measure.interleaved.time_interleaved`, one batch shape) and evaluated on the
-same validation examples as fp32 (paired bootstrap). The recommendation is the fastest arm whose drop is within the
-tolerance: the upper end of its paired 95% CI is at most ``--tolerance-pts`` (fp32 itself when none is faster).
+The CPU arms of this ISA (:func:`workbench.arms.cpu.cpu_arms`) are built from the fp32 baseline and compared by the
+one runner (:func:`workbench.arms.runner.compare`): timed side by side at one batch shape, accuracy on the same
+validation examples as fp32 (paired bootstrap), the fastest arm whose drop CI ends within ``--tolerance-pts`` picked
+(fp32 itself when none is faster), and its speed-up confirmed on a fresh run against fp32 alone.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from workbench.cli import add_loading_arguments, command, task_from_args
@@ -35,75 +34,13 @@ def _arguments(p) -> None:
     p.add_argument("--study", help="writes artifacts/<study>/recommend.json (default: the task name)")
 
 
-def build_arm(base, arm, cache: dict | None = None):
-    """The arm's variant: its step configs applied in order to ``base``; ``cache`` shares common prefixes between
-    arms (the ONNX export that ORT and OpenVINO arms start from is made once)."""
-    from workbench.core import apply
-
-    variant, cache = base, {} if cache is None else cache
-    for config in arm.steps:
-        key = (variant.id, repr(config))
-        if key not in cache:
-            cache[key] = apply(variant, config)
-        variant = cache[key]
-    return variant
-
-
-def calibration_set(task, n_examples: int, folder):
-    """The task's calibration split saved for the static int8 arms, or (None, why) when the task has none."""
-    from workbench.steps.openvino import save_calibration_set
-
-    try:
-        return save_calibration_set(task.calibration_batches(n_examples, batch_size=8), folder), ""
-    except NotImplementedError as exc:
-        return None, str(exc)
-
-
-def _quality(task, variant, limit):
-    try:
-        return task.evaluate(variant, split="validation", limit=limit), "validation"
-    except KeyError:
-        return task.evaluate(variant, split="test", limit=limit), "test"
-
-
-def _drop(base_q, q) -> dict:
-    """Paired drop (points) of ``q`` vs ``base_q`` on the same examples, with its 95% CI and description."""
-    import numpy as np
-
-    from workbench.measure.quality import describe_drop, paired_quality_drop
-
-    scale = 100 if base_q.metric == "accuracy" else 1
-    a, b = np.asarray(base_q.per_example, dtype=float), np.asarray(q.per_example, dtype=float)
-    drop, low, high = paired_quality_drop(a, b, base_q.higher_is_better, scale)
-    return {"quality": round(q.value, 4), "drop_pts": round(drop, 3), "drop_ci_pts": [round(low, 3), round(high, 3)],
-            "drop": describe_drop(drop, low, high, scale=1, digits=2)}
-
-
-def pick(rows: list[dict], tolerance_pts: float) -> dict | None:
-    """The fastest measured row whose paired drop CI ends at or below ``tolerance_pts`` (the baseline always counts)."""
-    ok = [r for r in rows if r.get("p50_ms") is not None
-          and (r.get("baseline") or (r.get("drop_ci_pts") and r["drop_ci_pts"][1] <= tolerance_pts))]
-    return min(ok, key=lambda r: r["p50_ms"]) if ok else None
-
-
-def _line(r: dict) -> str:
-    head = f"  {r['arm']:20s}"
-    if r["status"] != "measured":
-        return f"{head} {r['status']}: {r['reason']}"
-    drop = "baseline" if r.get("baseline") else (
-        "no measurable loss" if r["drop"] == "no measurable loss" else f"drop {r['drop']:.2f} pts")
-    ci = "" if r.get("baseline") else " [{:.2f}, {:.2f}]".format(*r["drop_ci_pts"])
-    extra = f", compile {r['compile_seconds']:.1f} s" if r.get("compile_seconds") else ""
-    unstable = "" if r["stable"] else " (unstable)"
-    return (f"{head} p50 {r['p50_ms']:8.2f} ms{unstable}  {r['speedup']:5.2f}x  {drop}{ci}  "
-            f"({r['reason']}{extra})")
-
-
 @command("recommend", "time the CPU arms that suit this CPU's ISA, check accuracy vs fp32, recommend one", _arguments)
 def cmd_recommend(args) -> int:
+    from workbench.arms.cpu import calibration_set, cpu_arms, cpu_context
+    from workbench.arms.rows import describe_row
+    from workbench.arms.runner import compare
     from workbench.measure.environment import cpu_model_and_flags
-    from workbench.measure.interleaved import time_interleaved
-    from workbench.measure.isa import applicable_arms, isa_summary
+    from workbench.measure.isa import isa_summary
     from workbench.util.files import artifacts_root, write_file_atomic
     from workbench.util.settings import small_mode
 
@@ -117,65 +54,32 @@ def cmd_recommend(args) -> int:
     task = task_from_args(args)
     cpu, flags = cpu_model_and_flags()
     isa = isa_summary(flags)
-    example = task.example_inputs(batch_size=batch, seq_len=seq)
-    calib_n = args.calib or (32 if small else 128)
-    calibration, calib_why = calibration_set(task, calib_n, artifacts_root() / (args.study or args.task))
-    base = task.baseline("cpu")
-    if args.threads is not None:
-        from workbench.runtime import with_threads
-
-        base = with_threads(base, args.threads)
-    base = dataclasses.replace(base, meta={**base.meta, "example_inputs": example})  # compile warms up on it
-
+    study = artifacts_root() / (args.study or args.task)
+    calibration, calib_why = calibration_set(task, args.calib or (32 if small else 128), study)
     print(f"CPU: {cpu} | " + " ".join(f"{k} {'yes' if v else 'no'}" for k, v in isa.items()))
-    rows, variants, cache = [], {}, {}
-    for arm in applicable_arms(isa, calibration=calibration and str(calibration)):
-        # the baseline arm is the one that applies no step
-        row = {"arm": arm.name, "kind": arm.kind, "baseline": arm.applies and not arm.steps,
-               "reason": f"{arm.reason} ({calib_why})" if calib_why and not arm.applies else arm.reason}
-        if not arm.applies:
-            rows.append({**row, "status": "skipped"})
-            continue
-        if arm.kind in args.skip:
-            rows.append({**row, "status": "skipped", "reason": f"--skip {arm.kind} ({arm.reason})"})
-            continue
-        try:
-            variants[arm.name] = build_arm(base, arm, cache)
-            rows.append({**row, "status": "measured"})
-        except Exception as exc:  # one arm failing (missing package, export error) must not hide the others
-            rows.append({**row, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
-
-    timing = time_interleaved({name: (lambda v=v: v(example)) for name, v in variants.items()},
-                              seconds=budget / 5, rounds=5, threads=args.threads, warmup=2 if small else 5)
-    base_q, split = _quality(task, variants["torch-fp32"], limit)
-    base_p50 = timing["torch-fp32"].p50_ms
-    for row in rows:
-        if row["status"] != "measured":
-            continue
-        v, t = variants[row["arm"]], timing[row["arm"]]
-        row.update(p50_ms=round(t.p50_ms, 3), stable=t.stable, n_calls=t.n_calls,
-                   speedup=round(base_p50 / t.p50_ms, 3), compile_seconds=v.meta.get("compile_seconds"))
-        if row["baseline"]:
-            row["quality"] = round(base_q.value, 4)
-        else:
-            row.update(_drop(base_q, _quality(task, v, limit)[0]))
-
-    print(f"arms timed interleaved at batch {batch} x {seq}, ~{budget:g} s per arm; {base_q.metric} on "
-          f"{base_q.n_examples} {split} examples, paired vs torch-fp32 (95% CI of the drop, in points)")
-    for row in rows:
-        print(_line(row))
-    best = pick(rows, args.tolerance_pts)
+    result = compare(cpu_arms(isa, calibration=calibration and str(calibration)),
+                     cpu_context(task, batch, seq, args.threads, limit), tolerance=args.tolerance_pts,
+                     skip_kinds=args.skip, rounds=5, seconds=budget / 5, warmup=2 if small else 5)
+    base = result.row(result.baseline)
+    print(f"arms timed interleaved at batch {batch} x {seq}, ~{budget:g} s per arm; {base['metric']} on "
+          f"{base['quality_n']} validation examples, paired vs torch-fp32 (95% CI of the drop, in points)")
+    for row in result.rows:
+        if calib_why and "needs calibration data" in row["reason"]:
+            row["reason"] += f" ({calib_why})"
+        print(describe_row(row, 20))
+    best = result.pick.row
     if best is None or best["baseline"]:
-        print(f"recommendation: torch-fp32 (no arm is faster with its drop CI within {args.tolerance_pts:g} pts)")
+        print(f"recommendation: torch-fp32 ({result.pick.reason})")
     else:
-        print(f"recommendation: {best['arm']} ({best['speedup']:.2f}x vs torch-fp32, {best['drop']}"
-              f"{'' if best['drop'] == 'no measurable loss' else ' pts'}, CI upper end "
-              f"{best['drop_ci_pts'][1]:.2f} <= {args.tolerance_pts:g} pts)")
-    out = artifacts_root() / (args.study or args.task) / "recommend.json"
+        print(f"recommendation: {best['arm']} ({result.confirmed_speedup:.2f}x vs torch-fp32 confirmed on a fresh run, "
+              f"{result.selection_speedup:.2f}x when selected; {result.pick.reason})")
     report = {"cpu": cpu, "isa": isa, "calibration": str(calibration) if calibration else None, "batch_size": batch,
-              "seq_len": seq, "time_budget_s": budget,
-              "tolerance_pts": args.tolerance_pts, "eval_split": split, "eval_n": base_q.n_examples,
-              "arms": rows, "recommendation": best["arm"] if best else "torch-fp32"}
+              "seq_len": seq, "time_budget_s": budget, "tolerance_pts": args.tolerance_pts,
+              "eval_split": "validation (test for a task without one)", "eval_n": base["quality_n"],
+              "arms": result.rows, "recommendation": best["arm"] if best else "torch-fp32",
+              "selection_speedup": result.selection_speedup, "confirmed_speedup": result.confirmed_speedup,
+              "why": result.pick.reason}
+    out = study / "recommend.json"
     write_file_atomic(out, json.dumps(report, indent=2, default=str))
     print(f"wrote {out}")
     return 0

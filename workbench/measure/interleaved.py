@@ -5,11 +5,15 @@ throttling) land on one arm alone and pass for a speed difference. Taking turns 
 drift over all arms alike, so ratios between arms stay meaningful on a shared CPU.
 
 ``round_robin`` is the schedule (any arms: inference calls, whole generations, whole measurements);
-``time_interleaved`` times calls with it and summarises each arm.
+``time_interleaved`` times calls with it and summarises each arm. ``arm_order`` rotates or (seeded) shuffles the order
+of the arms each round, so no arm always runs right after the same neighbour (whose spinning worker threads or
+cache footprint it would inherit). An arm that times its own call (in another process, where the pipe's round trip
+is not its time) returns a :class:`Timed`.
 """
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -24,21 +28,47 @@ MAX_ROUNDS_FACTOR = 10  # with a time budget, at most ``rounds`` x this many rou
 CONTENDED = 1.5         # p50 above this x the fastest call: other load shared the CPU (stable=False)
 
 
+@dataclass(frozen=True)
+class Timed:
+    """An arm's call that timed itself: ``ms`` is its own time, ``value`` what it returned."""
+
+    ms: float
+    value: object = None
+
+
+def arm_order(names: Sequence[str], round_index: int, shuffle_seed: int | None = None) -> list[str]:
+    """The arms' order in round ``round_index``: rotated by one each round (``shuffle_seed`` None), else a seeded
+    shuffle per round (the same seed gives the same orders on every run).
+
+    Example:
+        >>> [arm_order("abc", r) for r in range(3)]
+        [['a', 'b', 'c'], ['b', 'c', 'a'], ['c', 'a', 'b']]
+    """
+    names = list(names)
+    if shuffle_seed is None:
+        k = round_index % len(names) if names else 0
+        return names[k:] + names[:k]
+    random.Random(shuffle_seed * 1_000_003 + round_index).shuffle(names)
+    return names
+
+
 def round_robin(arms: dict[str, Callable[[], T]], rounds: int, calls_per_turn: int = 1,
-                keep_going: Callable[[int], bool] | None = None) -> Iterator[tuple[int, str, T]]:
+                keep_going: Callable[[int], bool] | None = None,
+                order: Callable[[int], Sequence[str]] | None = None) -> Iterator[tuple[int, str, T]]:
     """Call each arm ``calls_per_turn`` times in turn, round after round; yield ``(round, arm, result)`` per call.
 
     Whatever the caller does with a result happens between calls, never inside one. ``keep_going(round)`` is asked
-    after each round (None: run all ``rounds``).
+    after each round (None: run all ``rounds``). ``order(round)`` gives the arms' order in that round (None: the
+    dict's order every round; see :func:`arm_order`).
 
     Example:
         >>> [(r, a) for r, a, _ in round_robin({"a": int, "b": int}, rounds=2)]
         [(0, 'a'), (0, 'b'), (1, 'a'), (1, 'b')]
     """
     for r in range(rounds):
-        for name, fn in arms.items():
+        for name in (order(r) if order is not None else list(arms)):
             for _ in range(calls_per_turn):
-                yield r, name, fn()
+                yield r, name, arms[name]()
         if keep_going is not None and not keep_going(r):
             return
 
@@ -99,35 +129,67 @@ def _schedule(n_arms: int, rounds: int, seconds: float | None) -> tuple[int, Cal
 
 def time_interleaved(arms: dict[str, Callable[[], object]], rounds: int = 5, seconds: float | None = None,
                      threads: int | None = None, calls_per_turn: int = 3, warmup: int = 5, device: str = "cpu",
-                     record: Callable[[str, object], None] | None = None) -> dict[str, ArmTiming]:
+                     record: Callable[[str, object], None] | None = None, shuffle_seed: int | None = None,
+                     rotate: bool = False, errors: dict[str, str] | None = None,
+                     first_ms: dict[str, float] | None = None) -> dict[str, ArmTiming]:
     """Time every arm's calls interleaved: each round, each arm makes ``calls_per_turn`` calls in turn.
 
     Args:
-        arms: name -> zero-argument callable doing one call (one inference, one generation, ...).
+        arms: name -> zero-argument callable doing one call (one inference, one generation, ...). A call that returns
+            a :class:`Timed` is counted at its own ``ms`` (and ``record`` gets its ``value``).
         rounds: without ``seconds``, exactly this many rounds.
         seconds: time budget per arm per round: rounds go on until ``seconds x arms x rounds`` have passed, at least
             ``MIN_ROUNDS`` and at most ``MAX_ROUNDS_FACTOR x rounds`` of them.
         threads: intra-op threads for torch (the same for every arm).
-        warmup: untimed calls per arm first (allocations, ORT arena, kernel choice).
+        warmup: untimed calls per arm first, the same count for every arm (allocations, ORT arena, kernel choice).
         device: "cuda" synchronises around each call so the timer covers the GPU work.
         record: ``record(arm, result)`` for each timed call, called between calls (outside the timer).
+        shuffle_seed, rotate: the arms' order per round (:func:`arm_order`): a seeded shuffle when ``shuffle_seed``
+            is given, else rotated by one each round when ``rotate``, else the dict's order every round.
+        errors: when given, an arm whose call raises leaves the run and ``errors[arm]`` says why ("Type: message");
+            the others go on, and the result has no entry for it. Without it the exception propagates.
+        first_ms: when given, ``first_ms[arm]`` is the time of the arm's first warm-up call (compilation, allocation:
+            reported apart, never among the timed calls).
 
     Example:
         >>> timing = time_interleaved({"fp32": lambda: base(x), "int8": lambda: q(x)}, seconds=2)   # doctest: +SKIP
         >>> timing["fp32"].p50_ms / timing["int8"].p50_ms
     """
     pin_threads(threads)
-    for fn in arms.values():
-        for _ in range(warmup):
-            fn()
-    timed = {name: (lambda fn=fn: timed_call(fn, device)) for name, fn in arms.items()}
+    failed: dict[str, str] = {} if errors is None else errors
+
+    def guarded(name: str, fn: Callable[[], object]) -> Callable[[], tuple[float, object] | None]:
+        def call():
+            if name in failed:
+                return None
+            try:
+                ms, result = timed_call(fn, device)
+            except Exception as exc:  # noqa: BLE001 - only when the caller asked for errors: one arm's crash is a row
+                if errors is None:
+                    raise
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                return None
+            return (result.ms, result.value) if isinstance(result, Timed) else (ms, result)
+        return call
+
+    timed = {name: guarded(name, fn) for name, fn in arms.items()}
+    for name in arm_order(list(arms), 0, shuffle_seed):
+        for i in range(warmup):
+            out = timed[name]()
+            if i == 0 and out is not None and first_ms is not None:
+                first_ms[name] = out[0]
+    names = list(arms)
+    order = None if shuffle_seed is None and not rotate else (
+        lambda r: [n for n in arm_order(names, r, shuffle_seed) if n not in failed])
     n_rounds, keep_going = _schedule(len(arms), rounds, seconds)
     times: dict[str, list[float]] = {name: [] for name in arms}
-    for _round, name, (ms, result) in round_robin(timed, n_rounds, calls_per_turn, keep_going):
-        times[name].append(ms)
+    for _round, name, out in round_robin(timed, n_rounds, calls_per_turn, keep_going, order):
+        if out is None:
+            continue
+        times[name].append(out[0])
         if record is not None:
-            record(name, result)
-    return {name: _arm_timing(t) for name, t in times.items()}
+            record(name, out[1])
+    return {name: _arm_timing(t) for name, t in times.items() if t and name not in failed}
 
 
-__all__ = ["time_interleaved", "round_robin", "cycling", "ArmTiming"]
+__all__ = ["time_interleaved", "round_robin", "arm_order", "cycling", "ArmTiming", "Timed"]
