@@ -218,7 +218,7 @@ def test_prediction_uses_the_proposals_actually_made(tiny_pair):
     assert 0.5 < row["alpha"] < 0.7
     # the prediction's tokens per round, E_K[(1 - a^(K+1)) / (1 - a)], is what the rounds really yielded (within
     # 4 standard errors of their mean)
-    tokens = row["predicted_speedup"] * (row["draft_calls_per_round"] * row["c"] + 1)
+    tokens = row["predicted_speedup"] * (row["draft_calls_per_round"] * row["c"] + row["verify_cost_steps"])
     per_round = torch.tensor(stats.accept_lengths, dtype=torch.float64) + 1
     assert tokens == pytest.approx(row["tokens_per_target_call"], abs=4 * float(per_round.std()) / rounds ** 0.5)
     textbook = (1 - row["alpha"] ** (gamma + 1)) / (1 - row["alpha"])   # gamma proposed every round
