@@ -46,6 +46,7 @@ _LAZY = {
     # speculative decoding
     "speculative_generate": "workbench.decoding.speculative",
     "FastDecoder": "workbench.decoding.fast_loop", "DecodeResult": "workbench.decoding.fast_loop",
+    "FastSpeculativeDecoder": "workbench.decoding.fast_speculative",
     "ModelDrafter": "workbench.decoding.drafters", "PromptLookupDrafter": "workbench.decoding.drafters",
     # serving hand-off
     "export_bundle": "workbench.serving.bundle.export", "verify_bundle": "workbench.serving.bundle.verify",

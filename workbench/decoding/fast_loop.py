@@ -107,6 +107,32 @@ class StepClock:
         return [self.start + self._origin.elapsed_time(e) / 1e3 for e in self._marks]
 
 
+def static_cache(model, max_cache_len: int):
+    """An empty transformers ``StaticCache`` of ``max_cache_len`` positions for ``model`` (fixed shapes: one graph)."""
+    from transformers import StaticCache
+
+    return StaticCache(config=model.config, max_cache_len=max_cache_len)
+
+
+def compile_private(fn, owner, name: str, device: torch.device, frozen: bool):
+    """``torch.compile`` of a private copy of the plain function ``fn`` bound to ``owner`` (see the module doc).
+
+    Dynamo keeps graphs per code object, whatever ``torch.compile`` call made them: a new code object per call is what
+    keeps a guard-free graph from answering another batch size's (or another decoder's) call. CUDA: CUDA graphs
+    (host-side guards overlap with the GPU's work). CPU: guard-free, weights frozen in when ``frozen``. The speculative
+    fast loop (:mod:`workbench.decoding.fast_speculative`) compiles its draft and verify calls through this too.
+    """
+    code = fn.__code__.replace(co_name=name)
+    step = types.MethodType(types.FunctionType(code, fn.__globals__, name, fn.__defaults__), owner)
+    if device.type == "cuda":
+        return torch.compile(step, fullgraph=True, dynamic=False, mode="reduce-overhead")
+    options = {"freezing": frozen}
+    skip_guards = getattr(torch.compiler, "skip_all_guards_unsafe", None)   # torch >= 2.8
+    if skip_guards is not None:
+        options["guard_filter_fn"] = skip_guards
+    return torch.compile(step, fullgraph=True, dynamic=False, options=options)
+
+
 class FastDecoder:
     """Greedy decoding of ``model`` with a static KV cache and a compiled one-token step (see the module doc).
 
@@ -171,18 +197,7 @@ class FastDecoder:
 
     def _compile_step(self, batch: int):
         """``torch.compile`` of a private copy of :meth:`_decode_step` for one batch size (see the module doc)."""
-        # dynamo keeps graphs per code object, whatever torch.compile call made them: a new code object per batch
-        # size is what keeps a guard-free graph from answering another batch size's (or another decoder's) call
-        plain = FastDecoder._decode_step
-        code = plain.__code__.replace(co_name=f"decode_step_b{batch}")
-        step = types.MethodType(types.FunctionType(code, plain.__globals__, code.co_name), self)
-        if self.device.type == "cuda":   # CUDA graphs; host-side guards overlap with the GPU's work
-            return torch.compile(step, fullgraph=True, dynamic=False, mode="reduce-overhead")
-        options = {"freezing": self.frozen}
-        skip_guards = getattr(torch.compiler, "skip_all_guards_unsafe", None)   # torch >= 2.8
-        if skip_guards is not None:
-            options["guard_filter_fn"] = skip_guards
-        return torch.compile(step, fullgraph=True, dynamic=False, options=options)
+        return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device, self.frozen)
 
     def _call_step(self, token, position, cache) -> tuple:
         """(next token [B], logits [B, V]) of one decode step, through the compiled graph when compiled."""
@@ -196,11 +211,9 @@ class FastDecoder:
     @torch.inference_mode()   # as generate() runs: a warm-up outside it would compile a graph generate never uses
     def _cache_for(self, batch: int):
         """The batch size's static cache, built and (when compiling) warmed up on first use, outside any timing."""
-        from transformers import StaticCache
-
         if batch in self._caches:
             return self._caches[batch]
-        cache = StaticCache(config=self.model.config, max_cache_len=self.max_cache_len)
+        cache = static_cache(self.model, self.max_cache_len)
         self._caches[batch] = cache
         if self.compiled:
             t0 = clock(self.device)
@@ -325,4 +338,5 @@ def hf_generate(model, input_ids: torch.Tensor, max_new_tokens: int, notes: str 
     return DecodeResult(tokens, streamer.steps.start, times, [1] * max_new_tokens, notes=notes)
 
 
-__all__ = ["FastDecoder", "DecodeResult", "hf_generate", "hf_static_compile_config", "unsupported_reason"]
+__all__ = ["FastDecoder", "DecodeResult", "hf_generate", "hf_static_compile_config", "unsupported_reason", "static_cache",
+           "compile_private"]

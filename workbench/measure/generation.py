@@ -12,8 +12,10 @@ time only, ``e2e_tokens_per_s`` over prefill + decode; ``speedup`` is the decode
 
 Each speculative row carries the measured acceptance rate alpha, the acceptance- and proposal-length histograms,
 the draft/target cost ratio c (one draft decode call / one target decode step, both without prefill, both measured
-here), the measured speedup, and the speedup :func:`predicted_speedup` expects from alpha, the proposal lengths
-actually drafted and c (Leviathan et al. 2023, for a proposal length that varies from round to round: :mod:`workbench.measure.speculative_model`).
+here), the measured cost of one verify call in target steps, the measured speedup, and the speedup
+:func:`predicted_speedup` expects from alpha, the proposal lengths actually drafted, c and that verify cost (Leviathan
+et al. 2023, for a proposal length that varies from round to round, with the verify call charged what it cost:
+:mod:`workbench.measure.speculative_model`).
 
 Every row that decoded also carries the request metrics of :mod:`workbench.measure.request_metrics` (TTFT, TPOT,
 ITL per accepted token, e2e, output tokens/s per request and aggregate; definitions there) and, for cached decoding,
@@ -34,7 +36,8 @@ import torch
 
 from workbench.decoding.drafters import DRAFTERS, make_drafter
 from workbench.decoding.speculative import SpecStats, autoregressive_generate, speculative_generate, SpecConfig
-from workbench.measure.speculative_model import break_even_alpha, predicted_speedup  # noqa: F401 - re-exported
+from workbench.measure.speculative_model import (break_even_alpha, predicted_speedup,  # noqa: F401 - re-exported
+                                                 speculative_figures)
 
 
 @dataclass(frozen=True)
@@ -123,37 +126,30 @@ def spec_row(stats: SpecStats, base: SpecStats, greedy_match: bool | None) -> di
     """Figures of one speculative arm summed over prompts, against the target alone (``base``).
 
     c = (draft decode time / draft decode calls) / (target-alone decode time / its decode steps): prefill is in
-    neither. The prediction uses the proposal lengths this arm actually drafted and its drafter calls per round
-    (:func:`predicted_speedup`).
+    neither. The prediction (:func:`~workbench.measure.speculative_model.speculative_figures`) uses the proposal
+    lengths this arm actually drafted, its drafter calls per round and the measured cost of its verify call.
     """
     gamma = stats.gamma
-    step_s = base.target_seconds / base.target_calls
-    c = stats.draft_seconds / max(stats.draft_calls, 1) / step_s
-    alpha = stats.alpha
-    verify = stats.target_seconds / stats.target_calls / step_s   # one verify call, in target steps
-    rounds = len(stats.proposal_lengths) or stats.target_calls
-    calls_per_round = stats.draft_calls / rounds
-    proposals = stats.proposal_lengths or None
-    predicted = predicted_speedup(alpha, gamma, c, 1.0, proposals, calls_per_round)
+    fig = speculative_figures(stats, base.target_seconds / base.target_calls)   # target decode step, prefill apart
     speedup = stats.tokens_per_s / base.tokens_per_s
     per = max(stats.generations, 1)
     return _clean({**phase_columns(stats), "draft_prefill_ms": round(stats.draft_prefill_seconds * 1e3 / per, 3),
                    "target_tokens_per_s": round(base.tokens_per_s, 2),
                    "target_e2e_tokens_per_s": round(base.e2e_tokens_per_s, 2),
                    "speedup": round(speedup, 4), "e2e_speedup": round(stats.e2e_tokens_per_s / base.e2e_tokens_per_s, 4),
-                   "alpha": round(alpha, 4),
+                   "alpha": round(fig["alpha"], 4),
                    "acceptance_rate": round(stats.accepted / max(stats.proposed, 1), 4),
                    "accept_hist": np.bincount(stats.accept_lengths, minlength=gamma + 1).tolist(),
                    "proposal_hist": np.bincount(stats.proposal_lengths, minlength=gamma + 1).tolist(),
-                   "mean_proposed_per_round": round(stats.proposed / rounds, 4),
-                   "draft_calls_per_round": round(calls_per_round, 4),
+                   "mean_proposed_per_round": round(fig["mean_proposed_per_round"], 4),
+                   "draft_calls_per_round": round(fig["draft_calls_per_round"], 4),
                    "mean_accepted_per_call": round(stats.accepted / stats.target_calls, 4),
-                   "tokens_per_target_call": round(stats.new_tokens / stats.target_calls, 4),
-                   "c": round(c, 4), "verify_cost_steps": round(verify, 4),
-                   "predicted_speedup": round(predicted, 4), "measured_over_predicted": round(speedup / predicted, 4),
-                   "predicted_with_verify_cost": round(predicted_speedup(alpha, gamma, c, verify, proposals,
-                                                                         calls_per_round), 4),
-                   "break_even_alpha": round(break_even_alpha(gamma, c, proposals, calls_per_round), 4),
+                   "tokens_per_target_call": round(fig["tokens_per_target_call"], 4),
+                   "c": round(fig["c"], 4), "verify_cost_steps": round(fig["verify_cost_steps"], 4),
+                   "predicted_speedup": round(fig["predicted_speedup"], 4),
+                   "measured_over_predicted": round(speedup / fig["predicted_speedup"], 4),
+                   "predicted_textbook_speedup": round(fig["predicted_textbook_speedup"], 4),
+                   "break_even_alpha": round(fig["break_even_alpha"], 4),
                    "new_tokens": stats.new_tokens, "target_calls": stats.target_calls, "identical": greedy_match})
 
 

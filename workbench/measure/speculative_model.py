@@ -3,7 +3,13 @@
 A round that proposes K tokens, each accepted with probability alpha, yields on average
 T(K) = (1 - alpha^(K+1)) / (1 - alpha) tokens and costs one verify call plus the drafter's calls (m x c target
 steps). :func:`predicted_speedup` averages over the proposal lengths actually measured; :func:`break_even_alpha`
-is where it crosses 1. Pure functions: measurement (``measure.generation``) feeds them measured alpha, c and K.
+is where it crosses 1. :func:`speculative_figures` reads alpha, c, the verify cost and K off one arm's measured stats
+and makes the prediction from them: the one place ``measure.generation`` and the speculative arms
+(``arms.speculative``) get their figures from.
+
+The verify call is charged what it was measured to cost (``verify_cost`` in target decode steps), not 1 step: on a
+CPU, checking gamma + 1 tokens in one call costs more than one token's step (the textbook model's 1 holds when the
+call is memory-bound, as on a GPU). With 1 the prediction overstated the demo pair's speedup by ~40%.
 """
 from __future__ import annotations
 
@@ -87,4 +93,34 @@ def break_even_alpha(gamma: int, c: float, proposals=None, draft_calls_per_round
     return high
 
 
-__all__ = ["expected_tokens_per_round", "predicted_speedup", "break_even_alpha"]
+def speculative_figures(stats, step_seconds: float) -> dict:
+    """alpha, c, the verify cost, the proposals and the prediction of one speculative arm, from its measured stats.
+
+    Args:
+        stats: the arm's :class:`~workbench.decoding.speculative.SpecStats` (merged over its prompts): decode calls
+            and the time in them, prefill apart.
+        step_seconds: one target decode step of the target alone (the baseline the speedup is over), prefill apart.
+
+    c = (draft time / draft forward passes) / step; ``verify_cost_steps`` = (verify time / verify calls) / step.
+    ``predicted_speedup`` charges the verify call its measured cost; ``predicted_textbook_speedup`` charges it 1 step
+    (the textbook model), kept beside it to show how much of a gap that assumption makes. NaN where nothing was
+    measured (alpha when no draft was ever tested).
+    """
+    if not step_seconds > 0 or stats.target_calls < 1:
+        raise ValueError(f"step_seconds={step_seconds}, target_calls={stats.target_calls}: need a positive target "
+                         "step and at least one verify call")
+    rounds = len(stats.proposal_lengths) or stats.target_calls
+    calls = stats.draft_calls / rounds
+    c = stats.draft_seconds / max(stats.draft_calls, 1) / step_seconds
+    verify = stats.target_seconds / stats.target_calls / step_seconds
+    proposals = stats.proposal_lengths or None
+    alpha = stats.alpha
+    return {"alpha": alpha, "c": c, "verify_cost_steps": verify, "draft_calls_per_round": calls,
+            "mean_proposed_per_round": stats.proposed / rounds,
+            "tokens_per_target_call": stats.new_tokens / stats.target_calls,
+            "predicted_speedup": predicted_speedup(alpha, stats.gamma, c, verify, proposals, calls),
+            "predicted_textbook_speedup": predicted_speedup(alpha, stats.gamma, c, 1.0, proposals, calls),
+            "break_even_alpha": break_even_alpha(stats.gamma, c, proposals, calls, verify)}
+
+
+__all__ = ["expected_tokens_per_round", "predicted_speedup", "break_even_alpha", "speculative_figures"]
