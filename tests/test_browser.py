@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.serving.bundle.serve_check import free_port  # a free loopback port: the same helper the Triton server uses
+from workbench.util.net import free_port  # a free loopback port: the same helper the Triton and vLLM servers use
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 

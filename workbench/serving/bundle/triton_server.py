@@ -15,7 +15,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from workbench.serving.bundle.verify import model_paths
+from workbench.util.net import free_port
 
 
 class ServeCheckError(RuntimeError):
@@ -45,12 +45,6 @@ def triton_distribution() -> dict[str, Path]:
     if missing:
         raise ServeCheckError(f"nvidia-pytriton is incomplete or has no stub for Python {version}: missing {missing}")
     return dist
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def python_backend_dir(workdir: Path, dist: dict) -> Path:

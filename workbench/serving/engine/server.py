@@ -20,8 +20,7 @@ from pathlib import Path
 
 from workbench.serving.engine import envs
 from workbench.serving.engine.engine_args import EngineArgs
-
-HOST = "127.0.0.1"
+from workbench.util.net import HOST, free_port
 STOP_GRACE_S = 20.0
 
 
@@ -36,12 +35,6 @@ def split_cpus(client_cores: int = 1) -> tuple[list[int], list[int], str]:
     if len(cpus) <= client_cores:
         return cpus, cpus, f"only {len(cpus)} core(s): engine and client share them"
     return cpus[:-client_cores], cpus[-client_cores:], ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def port_in_use(port: int) -> bool:
