@@ -5,14 +5,22 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_benchmark_reports_the_confirmed_ratio_of_an_eligible_winner(benchmark_module, tmp_path):
+def test_benchmark_reports_the_confirmed_ratio_of_an_eligible_winner(benchmark_module, tmp_path, monkeypatch):
     import json
+
+    import torch
 
     from workbench.measure.interleaved import MIN_ROUNDS
 
     bench = benchmark_module("quantization")
-    out = bench.main(["--arms", "ov-fp32", "ort-int8-dynamic", "--rounds", "2", "--seconds", "0.05",
-                      "--eval-limit", "40", "--calib", "16", "--skip-random-bert", "--out", str(tmp_path)])
+    # main sets the process's thread count and WORKBENCH_THREADS for the whole script: both come back after the test
+    monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        out = bench.main(["--arms", "ov-fp32", "ort-int8-dynamic", "--rounds", "2", "--seconds", "0.05",
+                          "--eval-limit", "40", "--calib", "16", "--skip-random-bert", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(before)
     arms = out["classifier"]
     assert set(arms) == {"torch-fp32", "ov-fp32", "ort-int8-dynamic"}
     assert out["best_speedup"] == out["confirmed_speedup"] > 0 and out["selection_speedup"] > 0

@@ -188,7 +188,7 @@ def decode_seconds_per_token(calls: list) -> float | None:
     eager engine's first round of k + 1 tokens, one token of a plain loop). None when no request streamed."""
     span = tokens = 0.0
     for _i, _t, _s, requests in calls:
-        for _start, times, counts in requests or ():
+        for _start, times, counts, *_sequences in requests or ():  # (start, emits, counts[, sequences])
             if len(times) > 1:
                 span, tokens = span + times[-1] - times[0], tokens + sum(counts) - counts[0]
     return span / tokens if tokens > 0 and span > 0 else None
