@@ -117,7 +117,7 @@ def compile_step(variant: Variant, config: CompileConfig) -> Variant:
     example = variant.meta.get("example_inputs")
     if example is not None:
         runner(example)
-        meta["compile_seconds"] = round(runner.compile_seconds, 3)
+        meta["compile_seconds"] = runner.compile_seconds   # unrounded: a warm compile cache can make it sub-ms, never 0
     else:
         meta["compile_note"] = "no meta['example_inputs']: the first call compiles (runner.compile_seconds)"
     return dataclasses.replace(variant, name=f"{variant.name}-compiled", runner=runner, meta=meta, id="")
