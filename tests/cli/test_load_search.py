@@ -29,7 +29,13 @@ def test_search_within_a_budget_writes_the_winner(tmp_path, monkeypatch, capsys)
     code = main(["load", str(bundle), "--slo-ms", "2000", "--search", "--small-search", "--budget-s", "1",
                  "--max-points", "2", "--write-config", "--study", "s"])
     out, err = capsys.readouterr()
-    rows = [json.loads(line) for line in (tmp_path / "artifacts" / "s" / "results.jsonl").read_text().splitlines()]
+    results = tmp_path / "artifacts" / "s" / "results.jsonl"
+    if code != 0 and not results.is_file():
+        # refused before any climb (the one-at-a-time capacity could not be measured cleanly on a busy machine):
+        # still a one-line error naming the problem, and the bundle untouched
+        assert code == 2 and err.startswith("workbench load: error:") and "load" not in load_manifest(bundle), err
+        return
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
     summaries = [r for r in rows if r["scenario"] == "load-search"]
     assert [r["stage"] for r in summaries][:1] == ["exported"] and "not tried (time budget)" in out
     if code == 0:   # the winner (the exported config) climbed again after the search: the figure written
