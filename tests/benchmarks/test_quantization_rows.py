@@ -14,7 +14,7 @@ def test_benchmark_reports_the_confirmed_ratio_of_an_eligible_winner(benchmark_m
 
     bench = benchmark_module("quantization")
     # main sets the process's thread count and WORKBENCH_THREADS for the whole script: both come back after the test
-    monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
+    monkeypatch.setenv("WORKBENCH_THREADS", "2")   # setenv records the old state (unset), so it is restored
     before = torch.get_num_threads()
     try:
         out = bench.main(["--arms", "ov-fp32", "ort-int8-dynamic", "--rounds", "2", "--seconds", "0.05",

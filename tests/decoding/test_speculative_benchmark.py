@@ -51,7 +51,8 @@ def test_figures_are_read_off_the_timed_calls(result):
     assert head["target_loop"] == "fast-loop-fp32" and result["figures"]["spec-draft-hf"]["target_loop"] == "own-loop"
     # the prediction charges the verify call what it cost: E[T] / (m c + v) with the measured m, c, v
     tokens_per_round = result["predicted_speedup"] * (head["draft_calls_per_round"] * head["c"] + head["verify_cost_steps"])
-    assert head["draft_calls_per_round"] == 3 and 1 <= tokens_per_round <= 4
+    # E[T] lies in [1, gamma + 1]; the figures it is rebuilt from are rounded to 3 decimals
+    assert head["draft_calls_per_round"] == 3 and 1 - 5e-3 <= tokens_per_round <= 4 + 5e-3
     assert head["alpha"] == result["alpha"] and 0 <= result["alpha"] <= 1
     assert result["prediction_error"] == pytest.approx(head["decode_speedup"] / head["predicted_speedup"] - 1, abs=2e-3)
     assert result["fast_loop_spec_speedup"] == pytest.approx(result["speedup"]["fast-loop-spec"]
