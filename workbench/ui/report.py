@@ -31,7 +31,8 @@ PARETO_COLUMNS = (("variant", "variant"), ("lineage", "lineage"), ("device", "de
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
 th{background:#f3f3f3}.num{text-align:right;font-variant-numeric:tabular-nums}.fail{color:#b00}
-h2{border-bottom:1px solid #ddd;padding-bottom:4px}"""
+h2{border-bottom:1px solid #ddd;padding-bottom:4px}
+.banner{background:#fff4e5;border:1px solid #e0a040;padding:8px 12px}"""
 
 
 def study_path(study: str | Path) -> Path:
@@ -58,21 +59,29 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
 
     from workbench.ui.lineage import lineage_text
 
+    from workbench.ui.decision import DECISION_FILE, decision_section, load_decision, search_rows_section
+
     path = study_path(study)
-    table = ResultsTable.load(path)
-    if not table.rows:
+    decision_path = path.parent / DECISION_FILE
+    decision = load_decision(decision_path) if decision_path.exists() else None   # malformed: names file and problem
+    table = ResultsTable.load(path) if decision is None or path.exists() else ResultsTable(path, [])
+    if not table.rows and decision is None:
         raise ValueError(f"{path} has no rows: measure something into the study first")
     environments = load_environments(path.parent)
-    load = split_rows(table.rows)[2]          # every load row: points differ by rate and config, not by shape
-    load_ids = {id(r) for r in load}
+    search = [r for r in table.rows if str(r.get("scenario", "")).startswith("optimize-")]   # optimize's own rows
+    search_ids = {id(r) for r in search}
+    load = split_rows([r for r in table.rows if id(r) not in search_ids])[2]   # every load row: rate and config
+    load_ids = {id(r) for r in load} | search_ids
     others = [r for r in table.rows if id(r) not in load_ids]
     rows = latest_rows(others)                # a point measured again: its newest row
     good = [r for r in rows if not r.get("failed")]
     measured, llm, _ = split_rows(good)       # each scenario drawn and tabulated with its own columns
-    parts = [f"<h1>Workbench report: {html.escape(path.parent.name)}</h1>",
-             _provenance(path, table.rows, len(others) - len(rows), environments)]
-    sections = llm_section(llm) + speculative_section(good) + load_section(load)
-    if measured or not sections:
+    parts = [f"<h1>Workbench report: {html.escape(path.parent.name)}</h1>"]
+    if decision is not None:                  # the answer first, the measurements it rests on below
+        parts += decision_section(decision, decision_path)
+    parts.append(_provenance(path, table.rows, len(others) - len(rows), environments))
+    sections = llm_section(llm) + speculative_section(good) + load_section(load) + search_rows_section(search)
+    if measured or not (sections or decision):
         parts += _measured_section(measured, lineage_text)
     parts += sections
     failed = [r for r in rows if r.get("failed")]

@@ -64,14 +64,16 @@ def speculative_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("scenario") in SPECULATIVE_SCENARIOS]
 
 
-def cell(row: dict, key: str, lineage_text=None) -> str:
-    """One table cell: numbers to 4 significant digits, a CI pair as "low – high", yes/no, "-" for absent."""
+def cell(row: dict, key: str, lineage_text=None, absent: str = "-") -> str:
+    """One table cell: numbers to 4 significant digits, a CI pair as "low – high", yes/no, ``absent`` for None."""
     if key == "lineage":
         return html.escape(lineage_text(row))
     if key == "quality_ci":
         low, high = row.get("quality_ci_low"), row.get("quality_ci_high")
-        return f"{low:.4g} – {high:.4g}" if isinstance(low, float) and isinstance(high, float) else "-"
+        return f"{low:.4g} – {high:.4g}" if isinstance(low, float) and isinstance(high, float) else absent
     value = row.get(key)
+    if value is None:
+        return absent
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
@@ -79,13 +81,14 @@ def cell(row: dict, key: str, lineage_text=None) -> str:
     return html.escape(format_value(value))
 
 
-def html_table(rows: list[dict], columns, lineage_text=None, always=()) -> str:
-    """A table of ``rows`` with the ``(column, header)`` pairs some row has a value for (and those in ``always``)."""
+def html_table(rows: list[dict], columns, lineage_text=None, always=(), absent: str = "-") -> str:
+    """A table of ``rows`` with the ``(column, header)`` pairs some row has a value for (and those in ``always``);
+    a None cell reads ``absent``."""
     shown = [(k, t) for k, t in columns if k in always or any(r.get(k) is not None for r in rows)]
     head = "".join(f"<th>{html.escape(t)}</th>" for _k, t in shown)
     body = "".join("<tr>" + "".join(
         f"<td class='{'num' if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) else ''}'>"
-        f"{cell(r, k, lineage_text)}</td>" for k, _t in shown) + "</tr>" for r in rows)
+        f"{cell(r, k, lineage_text, absent)}</td>" for k, _t in shown) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
