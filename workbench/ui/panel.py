@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 from workbench.core import apply, registered_steps
 from workbench.runtime import torch_module
+from workbench.ui.find_best import FindBest
 from workbench.ui.live_plot import LivePlot
 from workbench.ui.step_options import StepOption, as_option, discover_step_options, isa_step_options
 from workbench.util.numbers import format_value
@@ -89,6 +90,7 @@ class WorkbenchPanel:
         self.plot = LivePlot(go.Figure(layout=dict(title="Run to measure variants", template="plotly_white", height=480)))
         self.run_button.on_click(lambda _b: self.run())
         self.export_button.on_click(lambda _b: self.export())
+        self.finder = FindBest(self)          # the "Find the best" row: its boxes, button and live view
         self.widget = w.VBox([
             w.HTML(f"<b>Workbench</b> - study <code>{study}</code>"),
             w.HBox([self.task_kind, self.model_dir, self.data_path]),
@@ -97,7 +99,8 @@ class WorkbenchPanel:
                       layout=w.Layout(grid_template_columns="repeat(3, 33%)")),
             w.HBox([w.HTML("devices:"), *self.devices.values(), self.batch_size, self.eval_limit]),
             self.run_button, self.output, self.status, self.plot.output,
-            w.HBox([self.export_choice, self.export_button])])
+            w.HBox([self.export_choice, self.export_button]),
+            self.finder.widget])
 
     # ---- drivable state -------------------------------------------------------------------------------------------
     def tick(self, *labels: str, value: bool = True) -> "WorkbenchPanel":
@@ -276,6 +279,13 @@ class WorkbenchPanel:
     def figure(self):
         """The live plot's current plotly Figure."""
         return self.plot.figure
+
+    # ---- find the best (workbench optimize) --------------------------------------------------------------------
+    def find_best(self):
+        """Search every arm and batch size under the budget (``workbench.optimize``) with the panel's task, model
+        and device and the SLO / drop / budget boxes; the same as pressing Find the best. Returns the
+        OptimizeResult, or None (the panel says why)."""
+        return self.finder.run()
 
     # ---- export -----------------------------------------------------------------------------------------------------
     def export(self, variant_id: str | None = None, to: str | Path | None = None, slo_ms: float | None = None):
