@@ -3,9 +3,9 @@
 Opens the quickstart, runs all cells, presses Run in the panel, waits until the live plotly chart shows more
 points, and saves a screenshot under the test's artifacts dir. The server is stopped whatever happens.
 
-Renders the HTML report of each notebook study (the rows notebooks 07 and 08 write, tests/ui/studies) and checks
-every figure's axes as plotly.js laid them out: no axis runs far past its data, a log axis only where the data spans
-one, no figure is empty.
+Renders the HTML report of each notebook study (the rows notebooks 07 and 08 write, tests/ui/studies), and of a
+`workbench optimize` decision (tests/ui/fixtures), and checks every figure's axes as plotly.js laid them out: no axis
+runs far past its data, a log axis only where the data spans one, no figure is empty.
 """
 import os
 import shutil
@@ -232,8 +232,6 @@ STUDY_FIGURES = [("quickstart", 3, None), ("02_quantisation", 2, None), ("batchi
 def test_notebook_study_reports_draw_every_figure_on_sane_axes(tmp_path, study, figures, rewrite):
     import json
 
-    from playwright.sync_api import sync_playwright
-
     from workbench.ui.report import build_report
 
     studies = REPO / "tests" / "ui" / "studies"
@@ -243,7 +241,15 @@ def test_notebook_study_reports_draw_every_figure_on_sane_axes(tmp_path, study, 
     rows = rewrite(rows) if rewrite else rows
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.copy(studies / f"{study}.environments.json", folder / "environments.json")
-    page_path = build_report(folder)
+    drawn = _render(build_report(folder), figures, f"report-{study}{'-rewritten' if rewrite else ''}.png")
+    assert len(drawn) == figures, [f["title"] for f in drawn]
+    assert [p for f in drawn for p in _check_axes(f)] == []
+
+
+def _render(page_path: Path, figures: int, shot: str, script: str = AXES):
+    """Open a report in headless chromium, wait for ``figures`` plots, return ``script``'s reading of them."""
+    from playwright.sync_api import sync_playwright
+
     shots = Path(os.environ["WORKBENCH_ARTIFACTS"]) / "browser"
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -255,10 +261,49 @@ def test_notebook_study_reports_draw_every_figure_on_sane_axes(tmp_path, study, 
             page.goto(page_path.as_uri())
             page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {figures}",
                                    timeout=60_000)
-            drawn = page.evaluate(AXES)
-            page.screenshot(path=str(shots / f"report-{study}{'-rewritten' if rewrite else ''}.png"), full_page=True)
+            drawn = page.evaluate(script)
+            page.screenshot(path=str(shots / shot), full_page=True)
         finally:
             browser.close()
     assert not errors, errors
+    return drawn
+
+
+# The x axis of each figure as laid out, with the trace x values and the x of shapes drawn on it (the SLO line).
+X_AXES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
+  title: (gd._fullLayout.title && gd._fullLayout.title.text) || '',
+  range: gd._fullLayout.xaxis.range.slice(), axis: (gd._fullLayout.xaxis.title || {}).text || '',
+  values: gd._fullData.flatMap(t => Array.from(t.x || []).filter(x => typeof x === 'number')),
+  shapes: (gd._fullLayout.shapes || []).filter(s => s.xref === 'x').map(s => s.x0)}))"""
+
+
+# (decision fixture, the notebook study whose rows sit beside it or None, figures the report draws)
+DECISION_REPORTS = [("decision.json", "quickstart", 4), ("decision_lm.json", None, 1)]
+
+
+@pytest.mark.parametrize("fixture, rows_of, figures", DECISION_REPORTS)
+def test_decision_report_draws_the_pareto_front_on_sane_axes(tmp_path, fixture, rows_of, figures):
+    """workbench optimize's decision section (tests/ui/fixtures) above a study's rows: every y axis as the notebook
+    reports', and the Pareto front's x axis spans its points and the SLO line without running far past them."""
+    import json
+
+    from workbench.ui.report import build_report
+
+    folder = tmp_path / "opt"
+    folder.mkdir()
+    shutil.copy(REPO / "tests" / "ui" / "fixtures" / fixture, folder / "decision.json")
+    if rows_of:
+        studies = REPO / "tests" / "ui" / "studies"
+        shutil.copy(studies / f"{rows_of}.jsonl", folder / "results.jsonl")
+        shutil.copy(studies / f"{rows_of}.environments.json", folder / "environments.json")
+    drawn, x_axes = _render(build_report(folder), figures, f"report-decision-{Path(fixture).stem}.png",
+                            f"() => [({AXES})(), ({X_AXES})()]")
     assert len(drawn) == figures, [f["title"] for f in drawn]
     assert [p for f in drawn for p in _check_axes(f)] == []
+    front = x_axes[0]                                   # the decision is drawn first
+    slo = json.loads((folder / "decision.json").read_text())["slo"]["ms"]
+    assert front["title"].startswith("Pareto front") and front["axis"].endswith("(ms)")
+    assert front["shapes"] == [slo]
+    low, high = front["range"]
+    data = front["values"] + [slo]
+    assert 0 <= low <= min(data) and max(data) <= high <= max(data) * 1.25, (front["range"], data)
