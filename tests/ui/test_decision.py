@@ -88,6 +88,7 @@ def test_nulls_read_as_absent_never_zero():
 @pytest.mark.parametrize("text, expected", [
     ("{not json", "is not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
     ("[1, 2]", "the top level is a list, not an object"),
+    (b'{"schema": 1, "task": "\xff"}', "is not UTF-8 text (invalid start byte at byte 23)"),
     ('{"schema": 7}', "schema is 7; this workbench reads schema 1"),
     (json.dumps({**json.loads(CLASSIFIER.read_text()), "arms": [{"arm": "x", "outcome": "won"}]}),
      'arms[0] needs "arm" and an "outcome" of picked, lost, failed, skipped, not-applicable'),
@@ -98,7 +99,7 @@ def test_nulls_read_as_absent_never_zero():
 def test_malformed_decision_is_a_clear_error_naming_the_file(tmp_path, text, expected):
     folder = tmp_path / "bad"
     folder.mkdir()
-    (folder / "decision.json").write_text(text)
+    (folder / "decision.json").write_bytes(text if isinstance(text, bytes) else text.encode())
     (folder / "results.jsonl").write_text(json.dumps({"variant": "a", "latency_p50_ms": 1.0}) + "\n")
     with pytest.raises(ValueError) as err:
         build_report(folder)

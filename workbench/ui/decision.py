@@ -45,6 +45,8 @@ def load_decision(path: str | Path) -> dict:
         decision = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}): {fix}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): {fix}") from None
     problems = decision_problems(decision)
     if problems:
         raise ValueError(f"{path} is not a decision this report can read: {'; '.join(problems[:4])}: {fix}")
