@@ -125,3 +125,12 @@ def test_find_the_best_says_in_one_line_when_optimize_is_missing_or_fails(monkey
     assert panel.messages[-1] == ("✗ Find the best: ValueError: budget 30 s is too small for even the baseline: "
                                   "it needs ~95 s")
     assert not panel.finder.button.disabled
+
+
+def test_summary_shows_absent_figures_as_absent():
+    pick = {**DECISION["pick"], "confirmed_speedup": None, "selection_speedup": None, "tail_ms": None,
+            "quality": {"metric": "accuracy", "drop": None, "ci": None}, "usd_per_1m": None}
+    text = decision_summary({**DECISION, "pick": pick})
+    assert text == ("Pick: ov-int8-static at batch 8, —x in selection (not confirmed); p99 — ms (SLO 50 ms), drop —; "
+                    "cost not measured (USD per 1M requests)")
+    assert "drop 0.4 [-0.2, 1.1]" in decision_summary(DECISION)

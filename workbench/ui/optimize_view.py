@@ -131,15 +131,21 @@ def decision_summary(decision: dict) -> str:
     else:
         quality = pick.get("quality") or {}
         confirmed = pick.get("confirmed_speedup")
-        speed = (f"confirmed {format_value(confirmed, 3)}x faster than the baseline" if confirmed is not None
-                 else f"{format_value(pick.get('selection_speedup'), 3)}x in selection (not confirmed)")
-        line = (f"Pick: {pick['arm']} at batch {format_value(pick.get('batch_size'))}, {speed}; "
-                f"{slo.get('percentile', 'tail')} {format_value(pick.get('tail_ms'), 3)} ms "
-                f"(SLO {format_value(slo.get('ms'), 3)} ms), drop {format_value(quality.get('drop'), 3)}; "
+        speed = (f"confirmed {_f(confirmed)}x faster than the baseline" if confirmed is not None
+                 else f"{_f(pick.get('selection_speedup'))}x in selection (not confirmed)")
+        ci = quality.get("ci") if isinstance(quality.get("ci"), list) and len(quality["ci"]) == 2 else None
+        line = (f"Pick: {pick['arm']} at batch {_f(pick.get('batch_size'))}, {speed}; "
+                f"{slo.get('percentile', 'tail')} {_f(pick.get('tail_ms'))} ms (SLO {_f(slo.get('ms'))} ms), "
+                f"drop {_f(quality.get('drop'))}" + (f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else "") + "; "
                 + cost_text(pick.get("usd_per_1m"), decision.get("cost_unit") or "USD per 1M requests"))
     if not decision.get("complete"):
         line += f". Incomplete run: resume with {decision.get('resume') or 'the same command'}"
     return line
+
+
+def _f(value) -> str:
+    """3 significant digits; an absent figure reads "—", never 0."""
+    return "—" if value is None else format_value(value, 3)
 
 
 def _first(row: dict, *keys):
