@@ -34,10 +34,12 @@ def _drawn(figure) -> list[tuple]:
 
 def test_view_follows_the_events_progress_eta_and_live_pareto():
     view = OptimizeView(slo_ms=50.0, percentile="p99", max_drop=1.0, budget_s=600.0)
+    assert view.plot.output.layout.display == "none"                   # hidden until a search reports
     seen = []
     for event in EVENTS[:-1]:
         view.handle(event)
         seen.append((view.progress.value, view.label.value, _drawn(view.figure)))
+    assert view.plot.output.layout.display is None
     fractions = [s[0] for s in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.0
     assert fractions[1] == pytest.approx(20 / 300) and fractions[-1] == pytest.approx(230 / 240)

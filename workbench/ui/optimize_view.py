@@ -27,6 +27,7 @@ class OptimizeView:
         self.label = w.Label("press Find the best to search every arm and batch size under the budget")
         self.summary = w.HTML()
         self.plot = LivePlot()
+        self.plot.output.layout.display = "none"      # no empty chart under the panel before a search starts
         self.widget = w.VBox([w.HBox([self.progress, self.label]), self.summary, self.plot.output])
         self.start(slo_ms, percentile, max_drop, budget_s, unit)
 
@@ -46,6 +47,7 @@ class OptimizeView:
     def handle(self, event: dict) -> None:
         """optimize's ``on_event``: update the progress on every event, redraw on rows, summarise on done."""
         kind = event.get("type")
+        self.plot.output.layout.display = None
         if kind == "done":
             self.finish(event["decision"])
             return
