@@ -19,10 +19,14 @@ class FindBest:
         import ipywidgets as w
 
         self.panel = panel
-        self.slo_ms = w.BoundedFloatText(value=50.0, min=0.1, max=1e6, description="SLO (ms)")
-        self.percentile = w.Dropdown(options=["p50", "p90", "p99"], value="p99", description="at")
-        self.max_drop = w.BoundedFloatText(value=1.0, min=0.0, max=100.0, description="max drop")
-        self.budget_min = w.BoundedFloatText(value=20.0, min=0.5, max=24 * 60.0, description="budget (min)")
+        # labels at their own width, boxes narrow: the row fits beside the button in a notebook column
+        box = {"style": {"description_width": "initial"}, "layout": w.Layout(width="160px")}
+        self.slo_ms = w.BoundedFloatText(value=50.0, min=0.1, max=1e6, description="SLO (ms)", **box)
+        self.percentile = w.Dropdown(options=["p50", "p90", "p99"], value="p99", description="at",
+                                     style=box["style"], layout=w.Layout(width="100px"))
+        self.max_drop = w.BoundedFloatText(value=1.0, min=0.0, max=100.0, description="max drop", **box)
+        self.budget_min = w.BoundedFloatText(value=20.0, min=0.5, max=24 * 60.0, description="budget (min)",
+                                             style=box["style"], layout=w.Layout(width="180px"))
         self.button = w.Button(description="Find the best", button_style="success", icon="search")
         self.view = OptimizeView(self.slo_ms.value, self.percentile.value, self.max_drop.value,
                                  self.budget_min.value * 60)
