@@ -75,6 +75,10 @@ def test_nulls_read_as_absent_never_zero():
     html = "\n".join(decision_section(lm))
     assert "— in a fresh run vs the baseline (selection run: 1.8x)" in html       # confirmed_speedup null
     assert "<th>bundle</th><td>—</td>" in html and "— (not run)" in html           # no bundle, no load check
+    lm["pick"]["load_check"] = {"rate_per_s": 5.0, "tail_ms": None, "slo_met": None, "outcome": "client-limited",
+                                "errors": None}
+    assert ("open loop at 5 req/s: p90 —, — (client-limited), — errors"
+            in "\n".join(decision_section(lm)))
     classifier = "\n".join(decision_section(json.loads(CLASSIFIER.read_text())))
     assert "g6.xlarge: —" in classifier and not re.search(r"\$0(?![.\d])", classifier)
     table = classifier.split("<h3>Why the others lost</h3>", 1)[1]

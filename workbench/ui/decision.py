@@ -173,6 +173,8 @@ def _pick(pick: dict | None, slo: dict, unit: str) -> list[str]:
 def _load(load: dict, slo: dict) -> str:
     met = load.get("slo_met")
     verdict = ABSENT if met is None else ("SLO met" if met else "<span class='fail'>SLO missed</span>")
+    if met is None and load.get("outcome"):            # e.g. client-limited: the load client could not keep up
+        verdict += f" ({html.escape(str(load['outcome']))})"
     return (f"open loop at {_v(load.get('rate_per_s'), 'req/s')}: {slo['percentile']} {_v(load.get('tail_ms'), 'ms')}, "
             f"{verdict}, {_v(load.get('errors'))} errors")
 
