@@ -28,8 +28,10 @@ def test_climb_halves_a_missing_start_at_most_twice():
     seen = []
     _, good = climb(lambda r, k: seen.append(r) or _row(r, 0.01), 1.0, max_points=6)
     assert seen == [1.0, 0.5, 0.25] and good is None
-    _, good = climb(lambda r, k: _row(r, 0.6), 1.0, max_points=6)
-    assert good == 0.5   # 1.0 missed, 0.5 passed, 1.0 missed, then 0.705 (1.41 x 0.5) missed
+    seen = []
+    _, good = climb(lambda r, k: seen.append(r) or _row(r, 0.6), 1.0, max_points=6)
+    assert seen == [1.0, 0.5, 0.705]
+    assert good == 0.5   # 1.0 missed, 0.5 passed, then 0.705 (1.41 x 0.5, below the miss) missed: no second 1.0
 
 
 def test_space_small_and_full():

@@ -19,7 +19,7 @@ at start-up, ~90 s here), so candidates are few and measured one after another:
    and written into the bundle (:func:`write_search`), and the headline ratio is confirmed goodput over the default's.
 
 Each climb starts at half the idle engine's one-request rate, doubles while the SLO holds (halving at most twice
-when the start misses), and after the first miss tries 1.41x the last pass once; the goodput is
+when the start misses), and once a pass and a miss bracket it tries 1.41x the highest pass once; the goodput is
 :func:`workbench.serving.load.sweep.goodput_of` over the points. A time budget bounds stages 2-4 (what it left out
 is listed); a candidate the engine refuses to start is a row with its log tail, and the others go on.
 """
@@ -139,23 +139,31 @@ def engine_space(base: EngineArgs, workload: Workload, small: bool = False) -> l
 
 
 def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: int) -> tuple[list[dict], float | None]:
-    """Rates doubling from ``start_rate`` while the SLO holds (halving at most twice when the start misses), then one
-    point at 1.41x the last pass; ``measure(rate, k) -> row``. Returns the rows by rate and their goodput."""
+    """Rates doubling from ``start_rate`` while the SLO holds (halving at most twice when nothing has passed yet);
+    once a pass and a miss bracket the goodput, one point at 1.41x the highest pass (when below the lowest miss);
+    ``measure(rate, k) -> row``. Returns the rows by rate and their goodput (:func:`~workbench.serving.load.sweep.
+    goodput_of`)."""
     from workbench.serving.load.sweep import goodput_of
 
-    rows, rate, last_pass, down = [], start_rate, None, 0
+    rows, rate, good, bad, down, refined = [], start_rate, None, None, 0, False
     while len(rows) < max_points:
         row = measure(rate, len(rows))
         rows.append(row)
         if row["slo_outcome"] == "pass":
-            last_pass, rate = rate, round(rate * 2, 4)
-            continue
-        if last_pass is None and down < 2:
+            good = max(good or rate, rate)
+        else:
+            bad = min(bad or rate, rate)
+        if good is None:
+            if down >= 2:
+                break
             rate, down = round(rate / 2, 4), down + 1
-            continue
-        if last_pass is not None and len(rows) < max_points and round(last_pass * 1.41, 4) < rate:
-            rows.append(measure(round(last_pass * 1.41, 4), len(rows)))
-        break
+        elif bad is None:
+            rate = round(rate * 2, 4)
+        else:
+            rate = round(good * 1.41, 4)
+            if refined or rate >= bad:
+                break
+            refined = True
     ordered = sorted(rows, key=lambda r: r["offered_rate_per_s"])
     return ordered, goodput_of(ordered)
 

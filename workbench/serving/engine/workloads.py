@@ -62,11 +62,24 @@ def get_workload(name: str) -> Workload:
     return WORKLOADS[name]
 
 
+def _text(tok, rng, allowed, n: int) -> str:
+    """Text of about ``n`` tokens from random ids: decoding random ids and encoding the text again gives ~10% more
+    tokens (byte-level merges differ), so the ids are cut to ``n`` and re-decoded until the text encodes to <= n."""
+    ids = rng.choice(allowed, n).tolist()
+    text = tok.decode(ids)
+    for _ in range(6):
+        enc = tok(text, add_special_tokens=False)["input_ids"]
+        if len(enc) <= n:
+            break
+        text = tok.decode(enc[:n])
+    return text
+
+
 def make_prompts(tokenizer_dir: Path, n: int, prompt_tokens: int, shared_prefix_tokens: int = 0,
                  seed: int = 0) -> tuple[list[str], list[int]]:
     """``n`` prompts of about ``prompt_tokens`` tokens each (random token ids decoded to text, seeded), the first
     ``shared_prefix_tokens`` the same for all (a shared system prompt) and the rest distinct. Returns the texts and
-    their token counts re-measured with the tokenizer (decode/encode need not round-trip exactly)."""
+    their token counts re-measured with the tokenizer (the join of the two parts may move a boundary by a token)."""
     import numpy as np
     from transformers import AutoTokenizer
 
@@ -78,8 +91,8 @@ def make_prompts(tokenizer_dir: Path, n: int, prompt_tokens: int, shared_prefix_
     vocab = min(len(tok), 4096)
     special = set(tok.all_special_ids)
     allowed = np.array([i for i in range(vocab) if i not in special])
-    prefix = tok.decode(rng.choice(allowed, shared_prefix_tokens).tolist()) if shared_prefix_tokens else ""
-    texts = [prefix + tok.decode(rng.choice(allowed, prompt_tokens - shared_prefix_tokens).tolist()) for _ in range(n)]
+    prefix = _text(tok, rng, allowed, shared_prefix_tokens) if shared_prefix_tokens else ""
+    texts = [prefix + _text(tok, rng, allowed, prompt_tokens - shared_prefix_tokens) for _ in range(n)]
     return texts, [len(tok(t)["input_ids"]) for t in texts]
 
 
