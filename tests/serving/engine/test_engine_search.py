@@ -165,3 +165,23 @@ def test_cli_search_on_engine_bundle_refuses_rates_and_mixed_workload(tiny_llama
     assert "--rates with --search on an engine bundle" in capsys.readouterr().err
     assert main(["load", str(bundle), "--slo-ms", "100", "--workload", "long-answer", "--prompt-tokens", "64"]) == 2
     assert "--workload names" in capsys.readouterr().err
+
+
+def test_cli_search_writes_the_confirmed_winner(tiny_llama_task, tmp_path, fake_engine, monkeypatch, capsys):
+    import workbench.serving.engine.workloads as workloads
+    from workbench.cli import main
+    from workbench.serving.bundle.verify import load_manifest
+    from workbench.serving.engine.export import export_engine
+
+    monkeypatch.setattr(workloads.Workload, "prompts", lambda self, ckpt, n, seed=0: (["x"] * n, [8] * n))
+    monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path / "artifacts"))
+    bundle = export_engine(tiny_llama_task.baseline(), tiny_llama_task, to=tmp_path / "b")
+    # 100 ms TTFT; the search sends rate x 8 s requests, so the stand-in's rates read as n / 20 (0.4x): the climb's
+    # figures are the stand-in's, what is checked is the wiring: stages, confirmation, what is written
+    assert main(["load", str(bundle), "--slo-ms", "100", "--search", "--small-search", "--write-config",
+                 "--study", "s"]) == 0
+    out = capsys.readouterr().out
+    assert "confirmed bf16-seqs16" in out and "wrote bf16-seqs16" in out
+    manifest = load_manifest(bundle)
+    assert manifest["engine_args"]["max_num_seqs"] == 16 and manifest["engine_search"]["confirmed"]
+    assert manifest["load"]["slo_ttft_ms"] == 100.0 and manifest["load"]["slo_itl_ms"] == 4 * 100.0 / 32

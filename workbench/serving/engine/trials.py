@@ -37,15 +37,25 @@ def _point(server, ckpt: Path, wl: Workload, rate: float, n: int, slo: tuple[flo
             "offered_rate_per_s": rate}
 
 
+# The shape of the first trial (224 of 256 tokens shared): with 128-token blocks only one block (half the prompt) can
+# hit, which is why it read 0.59. Measured beside the realistic shape to show the block boundary at work.
+BLOCK_BOUND_SHAPE = Workload("shared-224-of-256", 256, 16, 224)
+
+
 def prefix_cache_trial(server, ckpt: Path, rate: float, slo: tuple[float, float], client_cpus, out: Path,
-                       n: int = 24, workload: str | Workload = "shared-prefix") -> dict:
-    """TTFT p50 with a shared system prompt over the same shape with distinct prompts (see the module doc)."""
+                       n: int = 24, workload: str | Workload = "shared-prefix",
+                       compare: Workload | None = BLOCK_BOUND_SHAPE) -> dict:
+    """TTFT p50 with a shared system prompt over the same shape with distinct prompts (see the module doc);
+    ``compare``: a second shape measured the same way on the same server (its ratio under ``compare_ratio``)."""
     from workbench.serving.engine.search import idle_latency
 
     shared = get_workload(workload) if isinstance(workload, str) else workload
     distinct = shared.without_prefix()
+    plan = [("distinct", distinct), ("shared", shared), ("distinct2", distinct)]
+    if compare is not None:
+        plan += [("compare-shared", compare), ("compare-distinct", compare.without_prefix())]
     rows = {name: _point(server, ckpt, wl, rate, n, slo, client_cpus, out / f"prefix-{name}", seed=9)
-            for name, wl in (("distinct", distinct), ("shared", shared), ("distinct2", distinct))}
+            for name, wl in plan}
     uncached = shared.prompt_tokens - shared.shared_prefix_tokens
     idle = {"distinct": idle_latency(server, ckpt, distinct, client_cpus),
             "shared": idle_latency(server, ckpt, shared, client_cpus),
@@ -53,7 +63,7 @@ def prefix_cache_trial(server, ckpt: Path, rate: float, slo: tuple[float, float]
     d = (rows["distinct"]["ttft_ms_p50"] + rows["distinct2"]["ttft_ms_p50"]) / 2   # before and after: drift
     s = rows["shared"]["ttft_ms_p50"]
     block = server.args.block_size or CPU_BLOCK_TOKENS
-    return {"prefix_rate_per_s": rate, "prefix_requests": n, "prefix_prompt_tokens": shared.prompt_tokens,
+    result = {"prefix_rate_per_s": rate, "prefix_requests": n, "prefix_prompt_tokens": shared.prompt_tokens,
             "prefix_shared_tokens": shared.shared_prefix_tokens,
             "prefix_shared_share": round(shared.shared_prefix_tokens / shared.prompt_tokens, 3),
             "kv_block_tokens": block, "prefix_cacheable_blocks": shared.shared_prefix_tokens // block,
@@ -66,6 +76,15 @@ def prefix_cache_trial(server, ckpt: Path, rate: float, slo: tuple[float, float]
             "ttft_floor_ms": idle["floor"]["ttft_ms_p50"],
             "prefix_cache_ttft_ratio_floor": round(idle["floor"]["ttft_ms_p50"] / idle["distinct"]["ttft_ms_p50"], 3),
             "prefix_trial_rows": rows}
+    if compare is not None:
+        cs, cd = rows["compare-shared"], rows["compare-distinct"]
+        result["compare"] = {"workload": compare.name, "shared_share": round(compare.shared_prefix_tokens /
+                                                                             compare.prompt_tokens, 3),
+                             "cacheable_blocks": compare.shared_prefix_tokens // block,
+                             "ttft_ms_p50_shared": cs["ttft_ms_p50"], "ttft_ms_p50_distinct": cd["ttft_ms_p50"],
+                             "hit_rate": cs.get("prefix_cache_hit_rate"),
+                             "ratio": round(cs["ttft_ms_p50"] / cd["ttft_ms_p50"], 3) if cd["ttft_ms_p50"] else None}
+    return result
 
 
 def workload_costs(server, ckpt: Path, slo: tuple[float, float], client_cpus, out: Path, price, n: int = 16,
