@@ -36,6 +36,8 @@ def test_tiny_llama_served_greedy_and_perplexity_match_the_workbench(tiny_llama_
     with VllmServer(ckpt, EngineArgs(max_model_len=128), tmp_path / "vllm.log") as server:
         q = served_quality(server.url, ckpt, blocks, n_prompts=4, prompt_len=16, new_tokens=16)
     assert q["greedy_sequences"] == 4 and len(q["greedy_first_divergence"]) == 4
+    assert len(q["greedy_divergence_logprob_gaps"]) == 4 - q["greedy_exact_sequences"]
+    assert all(g >= -1e-3 for g in q["greedy_divergence_logprob_gaps"])   # the own pick is its own argmax
     # bf16 engine kernels vs the workbench's fp32 on the same bf16 weights: near-ties may flip late tokens, not most
     assert q["greedy_token_agreement"] >= 0.5, q
     assert abs(q["served_ppl_diff_pct"]) < 2.0, q

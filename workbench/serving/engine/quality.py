@@ -11,7 +11,8 @@ same checkpoint (the weights in ``checkpoint/``, loaded by transformers, not the
   is the share of all generated tokens that come before their prompt's first divergence; each prompt's first
   divergence position (None: none within the tokens asked for) is kept. The engine computes in bf16 with its own
   kernels (and W8A8 activations for int8), the workbench in fp32: near-ties in the logits may flip, so a rate below
-  1 is expected and reported, not hidden.
+  1 is expected and reported, not hidden; at each first divergence the gap between the two picks in the workbench's
+  own log-probabilities says whether it was a near-tie (``greedy_divergence_logprob_gaps``, nats).
 """
 from __future__ import annotations
 
@@ -96,7 +97,18 @@ def greedy_agreement(url: str, model, prompts: list[list[int]], new_tokens: int)
         for p in prompts:
             ids = torch.tensor([p])
             own.append(hf_generate(model, ids, new_tokens).tokens[0, len(p):].tolist())
-    return {**agreement(served, own), "greedy_new_tokens": new_tokens}
+    out = agreement(served, own)
+    # At each first divergence, how far apart the two picks are in the workbench's own log-probabilities (same
+    # context: the tokens both agreed on): a gap of a few hundredths of a nat is a near-tie that bf16 rounding flips,
+    # a large one would be a real difference in what the engine computes.
+    gaps = []
+    with torch.inference_mode():
+        for p, s, o, first in zip(prompts, served, own, out["greedy_first_divergence"]):
+            if first is None:
+                continue
+            logp = torch.log_softmax(model(input_ids=torch.tensor([p + o[:first]])).logits[0, -1].float(), -1)
+            gaps.append(round(float(logp[o[first]] - logp[s[first]]), 4))
+    return {**out, "greedy_divergence_logprob_gaps": gaps, "greedy_new_tokens": new_tokens}
 
 
 def served_quality(url: str, checkpoint: Path, blocks, n_prompts: int = 8, prompt_len: int = 32,
