@@ -116,7 +116,7 @@ def main(argv=None) -> dict:
 
     def on_confirm(server, cand, res):   # the trials on the confirmed winner's engine: no extra start-up
         ckpt, slo, out = cand.bundle / "checkpoint", (res.slo_ttft_ms, res.slo_itl_ms), work / "trials"
-        n = 12 if args.quick else 24
+        n = 10 if args.quick else 24
         log("  cost workloads (long prompt / short answer and the reverse) ...")
         extra["workload_rows"] = trials.workload_costs(server, ckpt, slo, split_cpus()[1], out, price, n=n)
         rate = max(0.05, round((cand.goodput_per_s or 0.2) / 2, 3))
@@ -125,9 +125,9 @@ def main(argv=None) -> dict:
         log(f"  prefix-cache TTFT ratio {extra['prefix']['prefix_cache_ttft_ratio']} (idle "
             f"{extra['prefix']['prefix_cache_ttft_ratio_idle']}, floor {extra['prefix']['ttft_floor_ms']} ms)")
 
-    budget = args.budget_s or (200 if args.quick or args.small else 1500)
+    budget = args.budget_s or (420 if args.quick or args.small else 1500)
     search = search_engine(bundles, workload="chat", budget_s=budget, point_s=5.0 if args.quick else 8.0,
-                           max_points=4 if args.quick else 5, small=args.quick or args.small,
+                           max_points=5, small=args.quick or args.small,
                            work_dir=work / "search", progress=log, on_confirm=on_confirm)
     log(search.to_text())
     log("served quality (demo LM, bf16 checkpoint) ...")

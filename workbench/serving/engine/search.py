@@ -18,7 +18,7 @@ at start-up, ~90 s here), so candidates are few and measured one after another:
    server, through AIPerf and the own client on one schedule when AIPerf is installed. That climb is what is quoted
    and written into the bundle (:func:`write_search`), and the headline ratio is confirmed goodput over the default's.
 
-Each climb starts at half the idle engine's one-request rate, doubles while the SLO holds (halving at most twice
+Each climb starts at the idle engine's one-request rate (1 / idle e2e: continuous batching serves several at once), doubles while the SLO holds (halving at most twice
 when the start misses), and once a pass and a miss bracket it tries 1.41x the highest pass once; the goodput is
 :func:`workbench.serving.load.sweep.goodput_of` over the points. A time budget bounds stages 2-4 (what it left out
 is listed); a candidate the engine refuses to start is a row with its log tail, and the others go on.
@@ -326,7 +326,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                     + (f"; own client TTFT p50 {row.get('own_ttft_ms_p50')} ms" if use_aiperf else ""))
                 return ctx["table"].append(row) if ctx["table"] is not None else row
 
-            r0 = start or max(0.05, round(0.5 / result.idle["e2e_s_p50"], 3))
+            r0 = start or max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
             cand.rows, cand.goodput_per_s = climb(measure, r0, ctx["max_points"])
             if on_confirm is not None:
                 on_confirm(server, cand, result)
