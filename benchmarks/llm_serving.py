@@ -162,7 +162,8 @@ def main(argv=None) -> dict:
         "not_measured": {"engine_vs_triton_python_goodput": "Triton Python full-sequence LM path not run here",
                          "predicted_vs_served_goodput_error_pct": "no in-process predictor of served goodput yet"},
     }
-    (work / "result.json").write_text(json.dumps({**result, "trial_rows": extra}, indent=2, default=str))
+    (work / "result.json").write_text(json.dumps({**result, "trial_rows": extra, "confirm_rows": conf.rows if conf else []},
+                                              indent=2, default=str))
     print(json.dumps(result, default=str))
     return result
 
