@@ -1,7 +1,8 @@
 """`workbench load BUNDLE --slo-ms MS [--rates R,...] [--search [--write-config]]`: serve the bundle's twin on Triton
 (loopback), sweep open-loop rates for the latency curve and goodput; ``--search`` tries serving configs for the most
 goodput, ``--write-config`` puts the winner into the bundle (config.pbtxt, model card, manifest). A causal-LM bundle
-is streamed token by token instead (:mod:`workbench.serving.load.lm`: TTFT / TPOT / ITL, SLO on TTFT p99)."""
+is streamed token by token instead (:mod:`workbench.serving.load.lm`: TTFT / TPOT / ITL, SLO on TTFT p99); an engine
+bundle is served by vLLM (:mod:`workbench.serving.engine.load`, ``--search``: :mod:`workbench.serving.engine.search`)."""
 from __future__ import annotations
 
 from workbench.cli import command
@@ -25,12 +26,18 @@ def _arguments(p) -> None:
     p.add_argument("--prompt-tokens", type=int, default=None, help="engine bundles: prompt length (default 128)")
     p.add_argument("--shared-prefix-tokens", type=int, default=0,
                    help="engine bundles: tokens of a system prompt every request shares (prefix caching)")
+    from workbench.serving.engine.workloads import WORKLOADS
+
+    p.add_argument("--workload", default=None, choices=list(WORKLOADS),
+                   help="engine bundles: a named request shape (chat 128/32, long-prompt 448/16, long-answer 32/256, "
+                        "shared-prefix 448/16 with 400 shared)")
     p.add_argument("--attainment", type=float, default=0.99, help="fraction of requests that must meet the SLO")
     p.add_argument("--arrival", default="poisson", choices=["poisson", "constant", "gamma"])
     p.add_argument("--warmup-s", type=float, default=1.0, help="seconds of each point not counted")
     p.add_argument("--study", default="load", help="rows go to artifacts/<study>/results.jsonl")
     p.add_argument("--search", action="store_true",
-                   help="search max_batch_size, queue delay, preferred batch size and instances for goodput")
+                   help="search max_batch_size, queue delay, preferred batch size and instances for goodput (engine "
+                        "bundles: max-num-seqs, max-num-batched-tokens, KV-cache dtype, prefix caching)")
     p.add_argument("--small-search", action="store_true", help="with --search: a handful of candidates only")
     p.add_argument("--max-points", type=int, default=9,
                    help="with --search: load points per candidate's climb to its goodput (>= 2; fewer is coarser)")
@@ -151,21 +158,42 @@ def cmd_load(args) -> int:
 
 
 def _load_engine(args, rates) -> int:
-    """An engine bundle: vLLM on loopback, AIPerf + the own client per rate (:mod:`workbench.serving.engine.load`)."""
+    """An engine bundle: vLLM on loopback, AIPerf + the own client per rate (:mod:`workbench.serving.engine.load`);
+    with ``--search``, the engine config search (:mod:`workbench.serving.engine.search`)."""
     from workbench.results import ResultsTable
     from workbench.serving.engine import load as engine_load
+    from workbench.serving.engine.workloads import Workload, get_workload
     from workbench.util.files import artifacts_root
 
-    if args.search:
-        raise ValueError("--search on an engine bundle: run benchmarks/llm_serving.py (engine config search under "
-                         "the SLO); `workbench load` measures the bundle's own engine arguments")
-    new_tokens = args.new_tokens or engine_load.DEFAULT_NEW_TOKENS
-    slo_itl = args.slo_itl_ms or 4 * args.slo_ms / new_tokens
+    if args.workload is not None:
+        if args.prompt_tokens is not None or args.new_tokens is not None or args.shared_prefix_tokens:
+            raise ValueError("--workload names the prompt / answer / shared-prefix tokens: leave out --prompt-tokens, "
+                             "--new-tokens and --shared-prefix-tokens, or --workload")
+        workload = get_workload(args.workload)
+    else:
+        workload = Workload("custom" if args.prompt_tokens or args.new_tokens or args.shared_prefix_tokens else "chat",
+                            args.prompt_tokens or engine_load.DEFAULT_PROMPT_TOKENS,
+                            args.new_tokens or engine_load.DEFAULT_NEW_TOKENS, args.shared_prefix_tokens)
+    slo_itl = args.slo_itl_ms or 4 * args.slo_ms / workload.new_tokens
+    if args.search and rates:
+        raise ValueError("--rates with --search on an engine bundle: the search climbs its own rates and the "
+                         "confirmation climb is the winner's curve; run `workbench load` again for other rates")
     table = ResultsTable.for_study(args.study, root=artifacts_root())
-    result = engine_load.sweep_engine(args.bundle, args.slo_ms, slo_itl, rates or [0.5, 1.0, 2.0], new_tokens,
-                                      args.prompt_tokens or engine_load.DEFAULT_PROMPT_TOKENS,
-                                      args.requests or engine_load.DEFAULT_REQUESTS, args.shared_prefix_tokens,
-                                      args.attainment, table=table, progress=print)
+    if args.search:
+        from workbench.serving.engine.search import search_engine, write_search
+
+        result = search_engine(args.bundle, args.slo_ms, slo_itl, workload, args.attainment, args.budget_s,
+                               max_points=args.max_points, small=args.small_search, table=table, progress=print)
+        print(result.to_text())
+        if args.write_config:
+            write_search(args.bundle, result)
+            print(f"wrote {result.confirmed.label} into {args.bundle} (engine_args.json, model.json, MODEL_CARD.md, "
+                  "manifest.json)")
+        print(f"wrote rows to {table.path}")
+        return 0
+    result = engine_load.sweep_engine(args.bundle, args.slo_ms, slo_itl, rates or [0.5, 1.0, 2.0],
+                                      n_requests=args.requests or engine_load.DEFAULT_REQUESTS,
+                                      attainment=args.attainment, table=table, progress=print, workload=workload)
     print(result.to_text())
     print(f"wrote {len(result.rows)} rows to {table.path}")
     return 0

@@ -39,12 +39,30 @@ class _Bf16Compute(torch.nn.Module):
     """Runs a quantised Linear on bf16 activations (what the int4/int8 kernels are fast on) and returns the input's
     dtype, so the rest of the model keeps its precision."""
 
-    def __init__(self, inner: torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module, bits: int, group_size: int | None):
         super().__init__()
-        self.inner = inner
+        self.inner, self.bits, self.group_size = inner, bits, group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x.to(torch.bfloat16)).to(x.dtype)
+
+    def weight_only_scheme(self):
+        """torchao's int4 is group-wise asymmetric, its int8 per-channel symmetric; neither exposes its integers here,
+        so the float weight is read through the layer's own kernel (the layer applied to the identity gives W^T:
+        torchao's CPU int4 tensor has no dequantize op)."""
+        from workbench.runtime.weight_only import WeightOnlyScheme
+
+        inner = self.inner
+
+        def dequantize() -> torch.Tensor:
+            w = inner(torch.eye(inner.in_features, dtype=torch.bfloat16, device=inner.weight.device)).float()
+            if inner.bias is not None:
+                w = w - inner.bias.float()
+            return w.t().contiguous()
+
+        return WeightOnlyScheme(bits=self.bits, group_size=self.group_size, symmetric=self.bits == 8,
+                                out_features=inner.out_features, in_features=inner.in_features, bias=inner.bias,
+                                dequantize=dequantize)
 
 
 class Int8PackLinear(torch.nn.Module):
@@ -64,6 +82,16 @@ class Int8PackLinear(torch.nn.Module):
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().clone(),
                                                                         requires_grad=False)
+
+    def weight_only_scheme(self):
+        """Symmetric per output channel: the int8 values and scales are what other int8 formats store as they are."""
+        from workbench.runtime.weight_only import WeightOnlyScheme
+
+        out, inp = self.qweight.shape
+        # dequantised in bf16 (what is written): a 32000 x 768 LM head is 49 MB, not a 98 MB fp32 temp
+        return WeightOnlyScheme(bits=8, group_size=None, symmetric=True, out_features=out, in_features=inp,
+                                bias=self.bias, int_weight=self.qweight, scales=self.scale.float()[:, None],
+                                dequantize=lambda: self.qweight.to(torch.bfloat16) * self.scale.to(torch.bfloat16)[:, None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)                       # [tokens, in]
@@ -93,7 +121,7 @@ def _quantize_linear(linear: torch.nn.Linear, bits: int, group_size: int) -> tor
     inner = copy.deepcopy(linear).to(torch.bfloat16)
     config = _int4_config(group_size, device) if bits == 4 else Int8WeightOnlyConfig(set_inductor_config=False)
     quantize_(inner, config, filter_fn=lambda m, _fqn: isinstance(m, torch.nn.Linear))
-    return _Bf16Compute(inner)
+    return _Bf16Compute(inner, bits, group_size if bits == 4 else None)
 
 
 def kernel_name(bits: int, device: str) -> str:

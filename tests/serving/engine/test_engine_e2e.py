@@ -32,7 +32,8 @@ def test_int4_bundle_served_by_vllm_and_measured(tiny_llama_task, tmp_path):
     result = sweep_engine(bundle, slo_ttft_ms=5000, slo_itl_ms=1000, rates=[2.0], new_tokens=8, prompt_tokens=32,
                           n_requests=8, table=table)
     (row,) = result.rows
-    assert row["scenario"] == "load-engine" and row["precision"] == "int4"
+    assert row["scenario"] == "load-engine" and row["precision"] == "int4" and row["workload"] == "custom"
+    assert (row["workload_prompt_tokens"], row["workload_new_tokens"], row["max_new_tokens"]) == (32, 8, 8)
     assert row["ttft_samples"] == 8 and row.get("errors") in (None, 0) and row["own_errors"] == 0
     assert 0 < row["ttft_ms_p50"] < row["e2e_ms_p50"] and row["itl_ms_p50"] > 0 and row["output_tokens_per_s"] > 0
     assert row["own_ttft_ms_p50"] > 0 and row["aiperf_vs_own_ttft_p50_diff_pct"] is not None

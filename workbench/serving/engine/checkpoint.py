@@ -7,9 +7,9 @@ int4 tensor layout per quantised Linear ``P`` (what vLLM's ``CompressedTensorsWN
 ``P.weight_scale`` bf16 [out, in / group],
 ``P.weight_shape`` int64 [2] = (out, in).
 
-int8 (``format: int-quantized``): ``P.weight`` int8 [out, in] and ``P.weight_scale`` fp32 [out, 1]. The workbench's
-``Int8PackLinear`` is already symmetric per output channel: its int8 values and scales are written as they are
-(bit-exact). vLLM's CPU backend has no W8A16 kernel (its CPU WNA16 kernel takes 4-bit types only), so the config
+int8 (``format: int-quantized``): ``P.weight`` int8 [out, in] and ``P.weight_scale`` fp32 [out, 1]. Each layer is
+asked for its scheme (:mod:`workbench.runtime.weight_only`), never for its class: the workbench's CPU int8 layer is
+symmetric per output channel, so its int8 values and scales are written as they are (bit-exact). vLLM's CPU backend has no W8A16 kernel (its CPU WNA16 kernel takes 4-bit types only), so the config
 asks for W8A8: activations quantised per token at run time, which the workbench's weight-only arm does not do (the
 card says so; served perplexity is measured on the engine). int4: the workbench's torchao int4 tensor is group-wise *asymmetric*, and vLLM's CPU
 W4A16 kernel takes symmetric groups, so its weights are dequantised and re-quantised symmetric in the same groups (the
@@ -64,55 +64,30 @@ def quantize_symmetric(w: torch.Tensor, bits: int, group_size: int | None) -> tu
     return q, scale
 
 
-def _quantised_layers(model: torch.nn.Module) -> dict[str, tuple[str, torch.nn.Module]]:
-    """{prefix: (kind, module)} for the workbench's weight-only layers ("int8": Int8PackLinear, "int4": the bf16
-    compute wrapper around a torchao int4 Linear)."""
-    from workbench.steps.weight_only import Int8PackLinear, _Bf16Compute
-
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, Int8PackLinear):
-            out[name] = ("int8", module)
-        elif isinstance(module, _Bf16Compute):
-            out[name] = ("int4", module)
-    return out
-
-
-def _float_weight(kind: str, module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(dequantised float weight [out, in], bias) of a workbench weight-only layer."""
-    if kind == "int8":   # in bf16 (what is written): a 32000 x 768 LM head is 49 MB, not a 98 MB fp32 temp
-        w = module.qweight.to(torch.bfloat16) * module.scale.to(torch.bfloat16)[:, None]
-        return w, module.bias
-    inner = module.inner
-    # torchao's CPU int4 tensor has no dequantize op: the layer applied to the identity gives W^T (bias removed),
-    # read through the same kernel that serves it.
-    eye = torch.eye(inner.in_features, dtype=torch.bfloat16)
-    w = inner(eye).float()
-    if inner.bias is not None:
-        w = w - inner.bias.float()
-    return w.t().contiguous(), inner.bias
-
-
 def linear_shapes(model: torch.nn.Module) -> list[tuple[int, int]]:
     """(out, in) of each quantised layer except the LM head (which is written in bf16)."""
-    shapes = []
-    for prefix, (kind, module) in _quantised_layers(model).items():
-        if prefix.split(".")[-1] == "lm_head":
-            continue
-        if kind == "int8":
-            shapes.append(tuple(module.qweight.shape))
-        else:
-            shapes.append((module.inner.out_features, module.inner.in_features))
-    return shapes
+    from workbench.runtime.weight_only import weight_only_layers
+
+    return [(s.out_features, s.in_features) for prefix, s in weight_only_layers(model).items()
+            if prefix.split(".")[-1] != "lm_head"]
 
 
 def engine_tensors(model: torch.nn.Module, precision: str, group_size: int | None) -> tuple[dict, dict | None]:
-    """(tensors to save, quantization_config or None) of ``model`` for vLLM; see the module doc for the layout."""
-    quantised = _quantised_layers(model) if precision in ("int8", "int4") else {}
-    if precision in ("int8", "int4") and not quantised:
+    """(tensors to save, quantization_config or None) of ``model`` for vLLM; see the module doc for the layout.
+
+    Each quantised layer is asked for its scheme (:mod:`workbench.runtime.weight_only`): a symmetric per-channel int8
+    layer is written bit-exact; any other is dequantised and re-quantised symmetric in ``group_size`` groups."""
+    from workbench.runtime.weight_only import weight_only_layers
+
+    quantised = weight_only_layers(model) if precision != "bf16" else {}
+    bits_found = {s.bits for s in quantised.values()}
+    if precision != "bf16" and not quantised:
         raise ValueError(f"the variant says {precision} but has no workbench weight-only layer: export the "
                          "WeightOnlyConfig variant itself")
-    bits = 8 if precision == "int8" else 4
+    if len(bits_found) > 1:
+        raise ValueError(f"mixed weight-only widths {sorted(bits_found)}: vLLM's compressed-tensors config here takes "
+                         "one: quantise every layer with one WeightOnlyConfig")
+    bits = bits_found.pop() if bits_found else None
     tensors: dict[str, torch.Tensor] = {}
     seen: dict[int, str] = {}
     tied = bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False))
@@ -128,28 +103,28 @@ def engine_tensors(model: torch.nn.Module, precision: str, group_size: int | Non
                 seen[ptr] = key
             tensors[key] = (value.to(torch.bfloat16) if value.is_floating_point() else value).contiguous()
         ignore = []
-        for prefix, (kind, module) in quantised.items():
-            if kind == "int8" and prefix.split(".")[-1] != "lm_head":   # written as is: no float copy needed
-                w, bias = None, module.bias
-            else:
-                w, bias = _float_weight(kind, module)
-            if bias is not None:
-                tensors[f"{prefix}.bias"] = bias.detach().to(torch.bfloat16).contiguous()
+        for prefix, scheme in quantised.items():
+            if scheme.bias is not None:
+                tensors[f"{prefix}.bias"] = scheme.bias.detach().to(torch.bfloat16).contiguous()
             if prefix.split(".")[-1] == "lm_head":
                 ignore.append(prefix)
                 if not tied:
-                    tensors[f"{prefix}.weight"] = w.to(torch.bfloat16).contiguous()
-                del w
+                    tensors[f"{prefix}.weight"] = scheme.dequantize().to(torch.bfloat16).contiguous()
                 continue
-            if kind == "int8":   # already symmetric per channel: written bit-exact, unpacked (int-quantized)
-                tensors[f"{prefix}.weight"] = module.qweight.contiguous()
-                tensors[f"{prefix}.weight_scale"] = module.scale.float()[:, None].contiguous()
+            if bits == 8 and scheme.per_channel_symmetric:   # written bit-exact, unpacked (int-quantized)
+                tensors[f"{prefix}.weight"] = scheme.int_weight.contiguous()
+                tensors[f"{prefix}.weight_scale"] = scheme.scales.float().contiguous()
             else:
-                q, scale = quantize_symmetric(w, bits, group_size)
-                tensors[f"{prefix}.weight_packed"] = pack_int32(q, bits)
-                tensors[f"{prefix}.weight_scale"] = scale.to(torch.bfloat16).contiguous()
-                tensors[f"{prefix}.weight_shape"] = torch.tensor(list(q.shape), dtype=torch.int64)
-            del w
+                w = scheme.dequantize()
+                q, scale = quantize_symmetric(w, bits, group_size if bits == 4 else None)
+                del w
+                if bits == 8:
+                    tensors[f"{prefix}.weight"] = q
+                    tensors[f"{prefix}.weight_scale"] = scale.contiguous()
+                else:
+                    tensors[f"{prefix}.weight_packed"] = pack_int32(q, bits)
+                    tensors[f"{prefix}.weight_scale"] = scale.to(torch.bfloat16).contiguous()
+                    tensors[f"{prefix}.weight_shape"] = torch.tensor(list(q.shape), dtype=torch.int64)
     if not quantised:
         return tensors, None
     weights = {"num_bits": bits, "type": "int", "symmetric": True, "dynamic": False,

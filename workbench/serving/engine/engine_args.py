@@ -4,7 +4,8 @@
 The defaults are what a CPU box like this one can start in bounded memory (``VLLM_CPU_KVCACHE_SPACE`` GiB of KV
 cache; unset, vLLM takes most of the RAM) with CUDA-graph / compile warm-up off (``enforce_eager``). The config
 search varies the fields that move goodput: ``max_num_seqs`` (continuous-batching width),
-``max_num_batched_tokens`` (the chunked-prefill budget per step), prefix caching, the KV-cache dtype.
+``max_num_batched_tokens`` (the chunked-prefill budget per step), prefix caching, the KV-cache dtype; ``block_size``
+(tokens per KV block) sets how much of a shared prefix the prefix cache can hold (whole blocks only).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class EngineArgs:
     max_num_batched_tokens: int | None = None     # None: vLLM's default chunked-prefill budget
     enable_prefix_caching: bool = True             # vLLM's default on this version
     kv_cache_dtype: str = "auto"
+    block_size: int | None = None                  # KV block tokens; None: the engine's (128 on vLLM's CPU backend)
     dtype: str = "bfloat16"
     enforce_eager: bool = True
     kv_cache_space_gib: int = 1                    # CPU backend: KV cache memory (VLLM_CPU_KVCACHE_SPACE)
@@ -32,6 +34,9 @@ class EngineArgs:
         if self.max_model_len < 16 or self.max_num_seqs < 1 or self.kv_cache_space_gib < 1:
             raise ValueError(f"max_model_len ({self.max_model_len}) >= 16, max_num_seqs ({self.max_num_seqs}) >= 1 and "
                              f"kv_cache_space_gib ({self.kv_cache_space_gib}) >= 1 are needed")
+        if self.block_size is not None and (self.block_size < 8 or self.block_size % 8):
+            raise ValueError(f"block_size {self.block_size}: a multiple of 8 tokens (vLLM's CPU backend prefers "
+                             "multiples of 32), or None for the engine's default")
         if self.kv_cache_dtype not in KV_DTYPES:
             raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: use one of {KV_DTYPES}")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < self.max_num_seqs:
@@ -40,7 +45,8 @@ class EngineArgs:
 
     def label(self) -> str:
         return (f"seqs{self.max_num_seqs}-tok{self.max_num_batched_tokens or 'def'}-"
-                f"pc{'on' if self.enable_prefix_caching else 'off'}-kv{self.kv_cache_dtype}")
+                f"pc{'on' if self.enable_prefix_caching else 'off'}-kv{self.kv_cache_dtype}"
+                + (f"-blk{self.block_size}" if self.block_size else ""))
 
     def cli(self) -> list[str]:
         """Flags for ``python -m vllm.entrypoints.openai.api_server`` (after ``--model DIR``)."""
@@ -49,6 +55,8 @@ class EngineArgs:
                  "--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching"]
         if self.max_num_batched_tokens is not None:
             flags += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
+        if self.block_size is not None:
+            flags += ["--block-size", str(self.block_size)]
         return flags + (["--enforce-eager"] if self.enforce_eager else [])
 
     def env(self) -> dict[str, str]:
@@ -64,6 +72,8 @@ class EngineArgs:
                "disable_log_stats": False}
         if self.max_num_batched_tokens is not None:
             out["max_num_batched_tokens"] = self.max_num_batched_tokens
+        if self.block_size is not None:
+            out["block_size"] = self.block_size
         return out
 
     def as_dict(self) -> dict:

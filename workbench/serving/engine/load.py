@@ -13,6 +13,11 @@ the first miss (:func:`workbench.serving.load.sweep.goodput_of`).
 Cost per rate: $ per 1M input tokens (prompt tokens served per second), per 1M cached input tokens (prompt tokens
 that hit vLLM's prefix cache per second, read from its ``/metrics`` counters: None when none hit) and per 1M output
 tokens, each as the instance's price over that token rate (:func:`workbench.measure.cost.usd_per_1m_tokens`).
+
+Workloads: the prompts are one named request shape (:mod:`workbench.serving.engine.workloads`: chat, long prompt /
+short answer, the reverse, a shared system prompt), and every row carries its name and token counts, so $ per 1M
+input and output tokens are read per shape. The config search over engine arguments is
+:mod:`workbench.serving.engine.search`.
 """
 from __future__ import annotations
 
@@ -26,31 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from workbench.serving.engine.workloads import Workload, get_workload, make_prompts
+
 DEFAULT_NEW_TOKENS = 32
 DEFAULT_PROMPT_TOKENS = 128
 DEFAULT_REQUESTS = 40
 SCENARIO = "load-engine"
-
-
-def make_prompts(tokenizer_dir: Path, n: int, prompt_tokens: int, shared_prefix_tokens: int = 0,
-                 seed: int = 0) -> tuple[list[str], list[int]]:
-    """``n`` prompts of about ``prompt_tokens`` tokens each (random token ids decoded to text, seeded), the first
-    ``shared_prefix_tokens`` the same for all (a shared system prompt) and the rest distinct. Returns the texts and
-    their token counts re-measured with the tokenizer (decode/encode need not round-trip exactly)."""
-    import numpy as np
-    from transformers import AutoTokenizer
-
-    if not 0 <= shared_prefix_tokens < prompt_tokens:
-        raise ValueError(f"shared prefix ({shared_prefix_tokens}) must be >= 0 and shorter than the prompt "
-                         f"({prompt_tokens} tokens)")
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    rng = np.random.default_rng(seed)
-    vocab = min(len(tok), 4096)
-    special = set(tok.all_special_ids)
-    allowed = np.array([i for i in range(vocab) if i not in special])
-    prefix = tok.decode(rng.choice(allowed, shared_prefix_tokens).tolist()) if shared_prefix_tokens else ""
-    texts = [prefix + tok.decode(rng.choice(allowed, prompt_tokens - shared_prefix_tokens).tolist()) for _ in range(n)]
-    return texts, [len(tok(t)["input_ids"]) for t in texts]
 
 
 @contextmanager
@@ -110,6 +96,7 @@ def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: 
     (the config search's quick climbs) the own client's figures are the row's."""
     from workbench.serving.engine.aiperf import run_aiperf
     from workbench.serving.engine.openai_client import run_schedule
+    from workbench.serving.load.sweep import slo_outcome
 
     if not (use_aiperf or own_client):
         raise ValueError("measure with AIPerf, the own client, or both")
@@ -153,8 +140,9 @@ def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: 
             share, errors = own.within(slo_ttft_ms, slo_itl_ms), own.errors
     row["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
     cached_tps = round(hits / served_span, 2) if hits and served_span else None
+    outcome = slo_outcome(True, errors, share + 1e-9, attainment)   # the engine clients send on time (lag reported)
     row.update(slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms, slo_metric="ttft+itl", slo_attainment=round(share, 4),
-               meets_slo=bool(not errors and share >= attainment - 1e-9), offered_rate_per_s=round(rate, 4),
+               slo_outcome=outcome, meets_slo=outcome == "pass", offered_rate_per_s=round(rate, 4),
                n_requests=len(prompts), prompt_len=round(sum(prompt_lens) / len(prompt_lens), 1),
                max_new_tokens=new_tokens)
     if price is not None and rate:
@@ -189,10 +177,13 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
                  prompt_tokens: int = DEFAULT_PROMPT_TOKENS, n_requests: int = DEFAULT_REQUESTS,
                  shared_prefix_tokens: int = 0, attainment: float = 0.99, table=None, engine_args=None,
                  instance: str = "c7i.large", own_client: bool = True, use_aiperf: bool = True, server=None,
-                 progress: Callable[[str], None] | None = None, row: dict | None = None) -> EngineLoadResult:
+                 progress: Callable[[str], None] | None = None, row: dict | None = None,
+                 workload: str | Workload | None = None) -> EngineLoadResult:
     """Serve the engine bundle on vLLM and measure each rate (see the module doc). ``server``: an already started
     :class:`~workbench.serving.engine.server.VllmServer` to reuse (the caller stops it); otherwise one is started
-    with ``engine_args`` (default: the bundle's) and always stopped."""
+    with ``engine_args`` (default: the bundle's) and always stopped. ``workload``: a named request shape
+    (:data:`~workbench.serving.engine.workloads.WORKLOADS`: chat, long-prompt, long-answer, shared-prefix) in place
+    of ``prompt_tokens`` / ``new_tokens`` / ``shared_prefix_tokens``; every row carries its name and token counts."""
     import tempfile
 
     from workbench.measure.cost import get_price
@@ -203,6 +194,11 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
     from workbench.serving.bundle.verify import check_files, load_manifest
 
     bundle = Path(bundle)
+    if workload is not None:
+        wl = get_workload(workload) if isinstance(workload, str) else workload
+    else:
+        wl = Workload("custom", prompt_tokens, new_tokens, shared_prefix_tokens)
+    prompt_tokens, new_tokens, shared_prefix_tokens = wl.prompt_tokens, wl.new_tokens, wl.shared_prefix_tokens
     if slo_ttft_ms <= 0 or slo_itl_ms <= 0 or not 0 < attainment <= 1 or new_tokens < 2 or n_requests < 2:
         raise ValueError(f"SLOs ({slo_ttft_ms}, {slo_itl_ms} ms) must be > 0, attainment ({attainment}) in (0, 1], "
                          f"new tokens ({new_tokens}) >= 2 (ITL needs two), requests ({n_requests}) >= 2")
@@ -220,7 +216,7 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
     prompts, lens = make_prompts(ckpt, n_requests, prompt_tokens, shared_prefix_tokens)
     base = {"scenario": SCENARIO, "bundle": str(bundle), "model": manifest["name"], "engine": "vllm",
             "variant_id": manifest["variant"]["variant_id"], "variant": manifest["variant"]["variant"],
-            "precision": manifest["checkpoint"]["precision"], "shared_prefix_tokens": shared_prefix_tokens,
+            "precision": manifest["checkpoint"]["precision"], **wl.columns(),
             "engine_cpus": len(engine_cpus), "client_cpus": len(client_cpus), "arrival": "poisson", **(row or {})}
     rows = []
     with tempfile.TemporaryDirectory(prefix="workbench-engine-load-") as tmp:
