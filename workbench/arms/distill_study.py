@@ -140,6 +140,13 @@ def summary(result, tolerance: float, retention_min: float | None, ablation: dic
         "skipped": {r["arm"]: r["reason"] for r in result.rows if r["status"] != "measured"},
         "isa": isa, "loadavg_1min": load,
     }
+    # The fastest stacked arm whatever its drop: what the pick gave up (or is), with the drop CI that decided it.
+    timed = [r for r in result.rows if r["arm"].startswith(PREFIX) and r.get("p50_ms") is not None]
+    if timed:
+        fast = min(timed, key=lambda r: r["p50_ms"])
+        out["fastest_stacked"] = {"arm": fast["arm"], "selection_speedup": fast["speedup"], "eligible": fast["eligible"],
+                                  "drop_ci_pts": fast["drop_ci_pts"], "report_drop_ci_pts": fast.get("report_drop_ci_pts"),
+                                  **(retention(base, quality_of(fast["arm"])) or {})}
     if ablation is not None:
         out.update({k: v for k, v in ablation.items() if k.startswith(("kd_", "nokd_"))})
     return out
