@@ -40,7 +40,7 @@ def retention_tolerance(ctx, retention_min: float) -> float:
 
 
 def retention(base_quality, quality) -> dict | None:
-    """``quality / base_quality`` (accuracy retained) with its paired bootstrap 95% CI, or None when either is absent."""
+    """``quality / base_quality`` (accuracy retained) with its paired bootstrap 95% CI; None when either is absent."""
     from workbench.util.stats import paired_bootstrap_ratio
 
     if base_quality is None or quality is None:
@@ -129,9 +129,10 @@ def summary(result, tolerance: float, retention_min: float | None, ablation: dic
         "stacked_arm": win, "stacked_is_stacked": bool(win and win.startswith(PREFIX)),
         "stacked_speedup": conf, "stacked_selection_speedup": sel,
         "selection_vs_confirmed": round(sel / conf, 3) if sel and conf else None,
-        "stacked_retention": (w_ret or {}).get("retention"), "stacked_retention_paired_ci": (w_ret or {}).get(
-            "retention_ci"),
-        "stacked_drop_vs_teacher_pts": w_row.get(drop_key), "stacked_drop_paired_ci_pts": w_row.get(f"{drop_key}_ci_pts"),
+        "stacked_retention": (w_ret or {}).get("retention"),
+        "stacked_retention_paired_ci": (w_ret or {}).get("retention_ci"),
+        "stacked_drop_vs_teacher_pts": w_row.get(drop_key),
+        "stacked_drop_paired_ci_pts": w_row.get(f"{drop_key}_ci_pts"),
         "pick_checked": result.pick.checked, "pick_reason": result.pick.reason, "tolerance_pts": tolerance,
         "retention_min": retention_min,
         "target": "stacked >= 4x the teacher at >= 96% retention",
@@ -144,8 +145,9 @@ def summary(result, tolerance: float, retention_min: float | None, ablation: dic
     timed = [r for r in result.rows if r["arm"].startswith(PREFIX) and r.get("p50_ms") is not None]
     if timed:
         fast = min(timed, key=lambda r: r["p50_ms"])
-        out["fastest_stacked"] = {"arm": fast["arm"], "selection_speedup": fast["speedup"], "eligible": fast["eligible"],
-                                  "drop_ci_pts": fast["drop_ci_pts"], "report_drop_ci_pts": fast.get("report_drop_ci_pts"),
+        out["fastest_stacked"] = {"arm": fast["arm"], "selection_speedup": fast["speedup"],
+                                  "eligible": fast["eligible"], "drop_ci_pts": fast["drop_ci_pts"],
+                                  "report_drop_ci_pts": fast.get("report_drop_ci_pts"),
                                   **(retention(base, quality_of(fast["arm"])) or {})}
     if ablation is not None:
         out.update({k: v for k, v in ablation.items() if k.startswith(("kd_", "nokd_"))})
