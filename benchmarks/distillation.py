@@ -1,130 +1,98 @@
-"""Distillation benchmark on the demo classifier: teacher vs KD student vs no-KD student, and KD student + int8.
+"""Distillation benchmark on the demo classifier: the teacher, its KD student, and the student stacked with every CPU
+arm of this ISA (``student+torch-int8-dynamic``, ``student+ov-bf16``, ``student+ov-int8-static``, ...), through the
+one arm layer (``workbench.arms.distilled``, ``workbench.arms.distill_study``).
 
-The int8 arms stack the quantisation steps on the KD student: torch dynamic int8, and ONNX export -> O2 fusions
--> ORT dynamic int8 (the headline ``stacked_*`` figures, the route a serving bundle takes).
+The student is trained once (``DistillConfig.half_depth``: KD + labels, extra unlabelled demo-corpus text), then every
+arm is timed side by side (interleaved, the same warm-up, a seeded order each round) at batch 1 x 128 tokens. Each
+arm's accuracy drop against the teacher is a paired bootstrap on the same validation examples; the pick is the fastest
+arm whose drop CI ends at or below the tolerance (by default the points that 96% retention of the teacher's accuracy
+allows; ``--max-drop`` to give it in points); its speed-up is then measured again on a FRESH run of the winner against
+the teacher alone (``stacked_speedup``; ``stacked_selection_speedup`` beside it), and its retention and drop are
+reported on the test split. KD vs no-KD: the same student trained on labels only, paired on the same test examples.
 
-    python benchmarks/distillation.py                 # ~4 min on 2 idle CPU cores
-    python benchmarks/distillation.py --epochs 1      # quicker, weaker students
+    python benchmarks/distillation.py                      # ~10 min on 2 idle cores (training ~4 min)
+    WORKBENCH_SMALL=1 python benchmarks/distillation.py    # CI-sized: a short training, fewer rounds, eval subset
 
-All arms are measured side by side in this process with the same thread count: accuracy on the full test split
-with a bootstrap 95% CI, p50 latency (batch 1, 128 tokens) interleaved over rounds, size. KD vs no-KD and every
-arm vs the teacher (retention, accuracy drop) are compared per example on the same examples (paired bootstrap 95%
-CI); a drop whose CI contains 0 is "no measurable loss", a KD - no-KD CI containing 0 "no measurable difference".
-Rows go to artifacts/distillation/results.jsonl.
-The last line printed is one JSON object.
+Rows go to artifacts/distillation/results.jsonl. The last line printed is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import sys
 
-import numpy as np
-import torch
-
-
-def correctness(task, variant) -> np.ndarray:
-    from workbench.tasks.text_classification import predict_labels
-
-    texts, labels = task.splits["test"]
-    return np.array([p == y for p, y in zip(predict_labels(variant, task.tokenizer, texts), labels)], dtype=float)
-
-
-def interleaved_rows(task, arms: dict, threads: int, rounds: int) -> dict:
-    """measure_variant for every arm, ``rounds`` times in turn; keep each arm's median-p50 row (load drift cancels)."""
-    from workbench.measure import measure_variant
-    from workbench.measure.interleaved import round_robin
-
-    measure = {name: (lambda variant=variant: measure_variant(task, variant, 1, None, quality=False, threads=threads,
-                                                              max_seconds=10)) for name, variant in arms.items()}
-    rows = {name: [] for name in arms}
-    for _round, name, row in round_robin(measure, rounds):
-        rows[name].append(row)
-    return {name: sorted(rs, key=lambda r: r["latency_p50_ms"])[len(rs) // 2] for name, rs in rows.items()}
+COLS = ("arm", "family", "quality", "quality_ci_low", "quality_ci_high", "retention", "latency_p50_ms", "speedup",
+        "size_mb")
 
 
 def main(argv=None) -> dict:
-    from workbench.core import apply
-    from workbench.steps.distill.quant import int8_of
-    from workbench.measure import environment_fingerprint
-    from workbench.util.stats import (accuracy_with_ci, describe_drop, measurable, paired_bootstrap_diff,
-                                      paired_bootstrap_ratio)
-    from workbench.results import ResultsTable
-    from workbench.steps.distill import DistillConfig, family_of
-    from workbench.tasks import get_task
+    import torch
 
+    from workbench.util.settings import small_mode
+
+    small = small_mode()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=3, help="epochs of the labelled train split (the step budget)")
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1 if small else 3, help="epochs of the labelled train split")
+    p.add_argument("--layers", type=int, default=2, help="student layers (the teacher has 4)")
+    p.add_argument("--hidden", type=int, default=None, help="student width (default: the teacher's)")
     p.add_argument("--extra-data", default="demo-corpus", help="unlabelled transfer text for KD ('none' to skip)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
-    p.add_argument("--train-threads", type=int, default=None,
-                   help="threads while training (default --threads; 1 is faster on an oversubscribed CPU)")
+    p.add_argument("--retention", type=float, default=0.96, help="minimum retention the tolerance stands for")
+    p.add_argument("--max-drop", type=float, default=None, help="tolerance in points of accuracy (overrides "
+                                                                  "--retention)")
+    p.add_argument("--rounds", type=int, default=2 if small else 5, help="interleaved timing rounds")
+    p.add_argument("--seconds", type=float, default=1.0 if small else 3.0, help="time per arm per round")
+    p.add_argument("--eval-limit", type=int, default=120 if small else None, help="eval examples (default: all)")
+    p.add_argument("--calib", type=int, default=32 if small else 128, help="calibration examples (static int8)")
+    p.add_argument("--arms", nargs="*", help="run only these arms (teacher-fp32 and student-fp32 always run)")
+    p.add_argument("--skip", nargs="*", default=[], help="arm kinds to leave out (e.g. compile openvino)")
+    p.add_argument("--no-ablation", action="store_true", help="do not train the no-KD student")
+    p.add_argument("--train-threads", type=int, default=None, help="threads while training (default --threads)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.train_threads or args.threads)
+    os.environ["WORKBENCH_THREADS"] = str(args.threads)  # ORT / OpenVINO sessions: the same intra-op count as torch
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    from workbench.arms.distill_study import run
+    from workbench.arms.rows import describe_row
+    from workbench.measure import environment_fingerprint
+    from workbench.results import ResultsTable
+    from workbench.tasks import get_task
 
     task = get_task("text-classification")
-    teacher = task.baseline()
-    # Same optimiser-step budget for both arms: KD may see extra unlabelled text in those steps, no-KD cannot use it.
+    # The same optimiser-step budget for KD and no-KD: KD may see extra unlabelled text in those steps, no-KD cannot.
     steps = args.epochs * math.ceil(len(task.splits["train"][0]) / 32)
-    cfg = DistillConfig.half_depth(num_layers=args.layers, epochs=args.epochs, max_steps=steps, batch_size=32,
-                                   extra_data=None if args.extra_data == "none" else args.extra_data)
-    kd, nokd = apply(teacher, cfg), apply(teacher, cfg.no_kd())
-    torch.set_num_threads(args.threads)  # every measured arm (and each ORT session made below) uses these
-    arms = {"teacher_fp32": teacher, "kd_student": kd, "nokd_student": nokd,
-            "kd_student_int8_torch": int8_of(kd, "torch"), "kd_student_int8_ort": int8_of(kd, "onnxruntime")}
-
-    correct = {name: correctness(task, v) for name, v in arms.items()}
-    rows = interleaved_rows(task, arms, args.threads, args.rounds)
+    distill_kw = dict(num_layers=args.layers, hidden_size=args.hidden, epochs=args.epochs, max_steps=steps,
+                      batch_size=32, extra_data=None if args.extra_data == "none" else args.extra_data)
+    study = run(task, args.batch, args.seq, args.threads, args.retention, args.max_drop, not args.no_ablation,
+                args.eval_limit, args.calib, only=args.arms, skip_kinds=args.skip, rounds=args.rounds,
+                seconds=args.seconds, log=log, **distill_kw)
+    study.close()
     table = ResultsTable.for_study("distillation", environment=environment_fingerprint())
-    figures = {}
-    for name, variant in arms.items():
-        acc, low, high = accuracy_with_ci(correct[name])
-        row = {**rows[name], "metric": "accuracy", "quality": acc, "quality_ci_low": low, "quality_ci_high": high,
-               "quality_n": len(correct[name]), "higher_is_better": True, "arm": name,
-               "family": family_of(variant.lineage), "train_seconds": variant.meta.get("step_seconds")}
+    for row in study.rows:
         table.append(row)
-        figures[name] = {"accuracy": round(acc, 4), "ci": [round(low, 4), round(high, 4)],
-                         "p50_ms": rows[name]["latency_p50_ms"], "stable": rows[name]["stable"],
-                         "size_mb": rows[name].get("size_mb"), "params": rows[name].get("params"),
-                         "lineage": [step for step, _cfg in variant.lineage],
-                         "step_seconds": variant.meta.get("step_seconds"), "family": row["family"]}
-    t = figures["teacher_fp32"]
-    for name, f in figures.items():
-        f["speedup"] = round(t["p50_ms"] / f["p50_ms"], 3)
-        # Against the teacher on the same test examples (paired bootstrap): retention and the accuracy drop, which is
-        # "no measurable loss" when its 95% CI contains 0.
-        ratio, r_low, r_high = paired_bootstrap_ratio(correct[name], correct["teacher_fp32"])
-        drop, low, high = paired_bootstrap_diff(correct["teacher_fp32"], correct[name])
-        f["retention"], f["retention_paired_ci"] = round(ratio, 4), [round(r_low, 4), round(r_high, 4)]
-        f["drop_vs_teacher_pts"] = describe_drop(drop, low, high)
-        f["drop_vs_teacher_paired_ci_pts"] = [round(100 * low, 2), round(100 * high, 2)]
-    diff, d_low, d_high = paired_bootstrap_diff(correct["kd_student"], correct["nokd_student"])
-    k, n = figures["kd_student"], figures["nokd_student"]
-    stacked = figures["kd_student_int8_ort"]
-    summary = {
-        "student_retention": k["retention"], "student_retention_paired_ci": k["retention_paired_ci"],
-        "student_speedup": k["speedup"],
-        "kd_minus_nokd_pts": round(100 * diff, 2),
-        "kd_minus_nokd_paired_ci_pts": [round(100 * d_low, 2), round(100 * d_high, 2)],
-        "kd_vs_nokd": ("no measurable difference" if not measurable(d_low, d_high)
-                       else "KD better" if d_low > 0 else "no-KD better"),
-        "kd_beats_nokd_paired_ci": d_low > 0, "kd_ci_disjoint_from_nokd_ci": k["ci"][0] > n["ci"][1],
-        # Headline stacked arm: distil -> export -> optimise -> int8 in ONNX Runtime, the route a serving bundle takes.
-        "stacked_speedup": stacked["speedup"],
-        "stacked_retention": stacked["retention"], "stacked_retention_paired_ci": stacked["retention_paired_ci"],
-        "stacked_drop_vs_teacher_pts": stacked["drop_vs_teacher_pts"],
-        "stacked_arm": "kd_student_int8_ort", "threads": args.threads, "timing": "batch 1, 128 tokens, interleaved median p50",
-        "config": {k_: v for k_, v in kd.config.items() if v is not None}, "arms": figures,
-        "cpu": environment_fingerprint().get("cpu"), "results": str(table.path),
-    }
-    print(ResultsTable(rows=table.rows[-len(arms):]).to_text(("arm", "family", "quality", "quality_ci_low",
-                                                                  "quality_ci_high", "latency_p50_ms", "size_mb")))
-    print(f"KD - no-KD: {summary['kd_minus_nokd_pts']} pts, paired 95% CI {summary['kd_minus_nokd_paired_ci_pts']} "
-          f"({summary['kd_vs_nokd']})")
-    print(json.dumps(summary, default=str))
-    return summary
+    s = study.summary
+    print(f"\nselection run, batch {args.batch} x {args.seq}, {args.threads} threads; drops vs the teacher on "
+          f"{study.result.row('teacher-fp32')['quality_n']} validation examples:")
+    for row in study.result.rows:
+        print(describe_row(row, width=34))
+    print("\n" + ResultsTable(rows=study.rows).to_text(COLS))
+    print(f"\npick: {s['stacked_arm']} ({s['pick_reason']}; tolerance {s['tolerance_pts']} pts)\n"
+          f"selection {s['stacked_selection_speedup']}x -> fresh confirmation {s['stacked_speedup']}x vs the teacher; "
+          f"retention {s['stacked_retention']} {s['stacked_retention_paired_ci']} on the {s['quality_split']} split")
+    if "kd_minus_nokd_pts" in s:
+        print(f"KD - no-KD: {s['kd_minus_nokd_pts']} pts, paired 95% CI {s['kd_minus_nokd_paired_ci_pts']} "
+              f"({s['kd_vs_nokd']})")
+    out = {**s, "batch": args.batch, "seq": args.seq, "threads": args.threads, "results": str(table.path),
+           "config": {k: v for k, v in distill_kw.items() if v is not None},
+           "cpu": environment_fingerprint().get("cpu")}
+    print(f"1-min load average at start/end: {s['loadavg_1min']} on {os.cpu_count()} logical CPUs")
+    print(json.dumps(out, default=str))
+    return out
 
 
 if __name__ == "__main__":

@@ -98,9 +98,9 @@ def test_no_kd_ablation_shares_student_and_init(cls_task):
     ablation = apply(teacher, DistillConfig.tiny().no_kd())
     assert ablation.name.endswith("-nokd") and ablation.meta["layer_map"] == [0, 3]
     assert family_of(ablation.lineage).startswith("distill-nokd-")
-    from workbench.steps.distill.quant import int8_of
+    from workbench.steps.quantize.dynamic import QuantizeDynamicConfig
 
-    int8 = int8_of(ablation, "torch")  # distil -> quantise: one family in the results table
+    int8 = apply(ablation, QuantizeDynamicConfig())  # distil -> quantise: one family in the results table
     assert int8.precision == "int8" and [s for s, _ in int8.lineage] == ["distill", "quantize_dynamic"]
     assert family_of(int8.lineage) == family_of(ablation.lineage)
     assert (cls_task.evaluate(int8, limit=64).value - cls_task.evaluate(ablation, limit=64).value) > -0.1
