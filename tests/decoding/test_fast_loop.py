@@ -116,6 +116,7 @@ def test_cuda_graph_loop_matches_hf_generate_on_gpu():
     assert res.emit_times == sorted(res.emit_times) and res.emit_times[0] > res.start
 
 
+@pytest.mark.slow  # integration-like: the demo LM through int4 weight-only and a frozen inductor compile
 def test_headline_int4_path_compiled_frozen_gives_hf_greedy_tokens_on_the_demo_lm():
     """``fast-loop-int4-wo`` (workbench.arms.llm builds exactly this decoder: int4 weights, compiled, frozen,
     guard-free) makes HF generate's greedy tokens on the demo LM's int4 weights; a second call with a NEW prompt
