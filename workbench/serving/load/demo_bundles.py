@@ -41,19 +41,26 @@ def classifier_bundles(out: Path, threads: int = 2, slo_ms: float | None = None,
     return bundles, slo_ms
 
 
-def causal_lm_bundle(out: Path) -> Path:
-    """The demo causal LM as a streamable bundle under ``out``: ONNX without past (the streamed model re-runs the
-    whole prefix each token), one short batch-1 sweep, a lax SLO (the load sweep judges TTFT against its own)."""
+def causal_lm_bundle(out: Path, sweep_batch_sizes=(1,), seq_len: int = 16, threads: int | None = None,
+                     grid: tuple | None = None) -> Path:
+    """The demo causal LM as a streamable bundle under ``out``: ONNX without past-KV inputs (the streamed model re-runs
+    the whole prefix each token), a short forward-only sweep at ``seq_len`` tokens, a lax SLO (a load sweep judges
+    TTFT against its own). ``threads``: the export's and sweep's intra-op count (None: their defaults); ``grid``:
+    the export's validation (batch sizes, sequence lengths) (None: the default grid)."""
     from workbench.core import apply
     from workbench.measure.batching import SweepConfig, sweep_batching
     from workbench.serving.bundle.export import export_bundle
     from workbench.steps import ExportOnnxConfig
     from workbench.tasks import get_task
 
+    grid_kw = {} if grid is None else {"batch_sizes": tuple(grid[0]), "seq_lens": tuple(grid[1])}
     task = get_task("causal-lm")
-    onnx = apply(task.baseline(), ExportOnnxConfig(with_past=False, out_dir=str(out / "onnx-lm")))
-    rows = sweep_batching(task, onnx, SweepConfig(batch_sizes=(1,), seq_lens=(16,), point_seconds=0.5,
-                                                  forward_only=True), progress=False)
+    onnx = apply(task.baseline(), ExportOnnxConfig(with_past=False, threads=threads, out_dir=str(out / "onnx-lm"),
+                                                   **grid_kw))
+    rows = sweep_batching(task, onnx, SweepConfig(batch_sizes=tuple(sweep_batch_sizes), seq_lens=(seq_len,),
+                                                  point_seconds=0.5, threads=threads, forward_only=True),
+                          progress=False)
+    # about serving, not the plan: a loaded machine's unstable sweep still gives a bundle
     return export_bundle(onnx, rows, to=out / "bundle-lm", task=task, slo_ms=10_000, percentile="p50",
                          allow_unstable=True, n_reference=2)
 
