@@ -28,6 +28,20 @@ def benchmark_module():
     return load
 
 
+@pytest.fixture(scope="session")
+def demo_classifier_onnx(tmp_path_factory):
+    """(task, fp32 torch baseline, its ONNX export): the demo classifier exported once per test run for the tests that
+    start from it (export, quantisation, sensitivity, OpenVINO). Variants are immutable and each test writes what it
+    derives into its own folder, never into this one."""
+    from workbench.core import apply
+    from workbench.steps import ExportOnnxConfig
+    from workbench.tasks import get_task
+
+    task = get_task("text-classification")
+    base = task.baseline()
+    return task, base, apply(base, ExportOnnxConfig(out_dir=str(tmp_path_factory.mktemp("demo-classifier-onnx"))))
+
+
 @pytest.fixture(autouse=True)
 def _artifacts_in_tmp(tmp_path, monkeypatch):
     """Every test writes its artifacts under its own tmp dir, never into the repo."""

@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from workbench.util.net import free_port  # a free loopback port: the same helper the Triton and vLLM servers use
+from workbench.util.net import free_port, http_ok, wait_until_ready  # the same helpers the Triton and vLLM servers use
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
@@ -55,26 +54,13 @@ def lab(tmp_path):
         + (["--allow-root"] if os.geteuid() == 0 else []),   # CI containers run as root
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/api/status?token={token}", proc, tmp_path / "jupyterlab.log")
+        wait_until_ready("JupyterLab", http_ok(f"http://127.0.0.1:{port}/api/status?token={token}"), process=proc,
+                         timeout_s=90, interval_s=0.5,
+                         log_tail=lambda: "\n" + (tmp_path / "jupyterlab.log").read_text()[-3000:])
         yield f"http://127.0.0.1:{port}/lab/tree/01_quickstart.ipynb?token={token}"
     finally:
         _stop(proc)
         log.close()
-
-
-def _wait_ready(url: str, proc, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)  # polling a starting server, not standing in for work
-    raise TimeoutError(f"JupyterLab not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def _stop(proc) -> None:

@@ -2,11 +2,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow  # integration-like: the CLI end to end (export-free measure, evaluation, timing budget)
 def test_measure_writes_a_results_table(tmp_path, monkeypatch):
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "measure", "--task", "text-classification",
                              "--batch-size", "1", "4", "--eval-limit", "64", "--study", "cli-test",

@@ -2,28 +2,25 @@
 every step, emission times per step, bad input and the unsupported-model fallback."""
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from tiny_lms import HF_INIT, tiny_gpt2, tiny_llama
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from workbench.decoding.fast_loop import FastDecoder, hf_generate
 
 
-def tiny_llama(seed=0):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=128, vocab_size=256, max_position_embeddings=128)
-    return LlamaForCausalLM(cfg).eval()
+def llama(seed=0):   # HF's default init, a 256-token vocabulary
+    return tiny_llama(seed=seed, vocab=256, init=HF_INIT)
 
 
-def tiny_gpt2(seed=0):
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=256, n_positions=128)).eval()
+def gpt2(seed=0):
+    return tiny_gpt2(seed=seed, vocab=256, heads=4, init=HF_INIT)
 
 
 def prompts(batch, length, seed=1):
     return torch.randint(0, 256, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2])
+@pytest.mark.parametrize("make", [llama, gpt2])
 def test_eager_static_loop_matches_hf_generate(make):
     model = make()
     ids = prompts(3, 9)
@@ -45,7 +42,7 @@ def test_compiled_loop_matches_and_does_not_recompile():
 
     torch._dynamo.reset()
     counters.clear()
-    model = tiny_llama(seed=2)
+    model = llama(seed=2)
     ids = prompts(2, 7, seed=3)
     ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
                          pad_token_id=0)
@@ -65,7 +62,7 @@ def test_compiled_loop_matches_and_does_not_recompile():
 def test_two_decoders_in_one_process_each_run_their_own_graph():
     """Steps run guard-free: two decoders of the same class and batch size must never share a compiled graph
     (each batch size compiles a private copy of the step), else the second would run the first's frozen weights."""
-    first, second = tiny_llama(seed=7), tiny_llama(seed=8)
+    first, second = llama(seed=7), llama(seed=8)
     ids = prompts(1, 6, seed=9)
     decoders = [FastDecoder(m, max_batch_size=2, max_cache_len=24) for m in (first, second)]
     for model, dec in zip((first, second), decoders):
@@ -92,7 +89,7 @@ def test_unsupported_model_falls_back_to_hf_generate_and_says_so():
 
 
 def test_bad_input_names_the_fix():
-    dec = FastDecoder(tiny_gpt2(), max_batch_size=2, max_cache_len=16, compile=False)
+    dec = FastDecoder(gpt2(), max_batch_size=2, max_cache_len=16, compile=False)
     with pytest.raises(ValueError, match="max_batch_size"):
         dec.generate(prompts(3, 4), 4)
     with pytest.raises(ValueError, match="max_cache_len"):
@@ -100,16 +97,16 @@ def test_bad_input_names_the_fix():
     with pytest.raises(ValueError, match=r"\[B, T\]"):
         dec.generate(torch.tensor([1, 2, 3]), 2)
     with pytest.raises(ValueError, match="context"):
-        FastDecoder(tiny_gpt2(), max_batch_size=1, max_cache_len=1000)
+        FastDecoder(gpt2(), max_batch_size=1, max_cache_len=1000)
     with pytest.raises(ValueError, match="move the model"):
-        FastDecoder(tiny_gpt2(), max_batch_size=1, max_cache_len=16, device="meta")
+        FastDecoder(gpt2(), max_batch_size=1, max_cache_len=16, device="meta")
 
 
 @pytest.mark.gpu
 def test_cuda_graph_loop_matches_hf_generate_on_gpu():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    model = tiny_llama(seed=5).to("cuda")
+    model = llama(seed=5).to("cuda")
     ids = prompts(2, 9, seed=6).to("cuda")
     ref = hf_generate(model, ids, 12)
     dec = FastDecoder(model, max_batch_size=2, max_cache_len=32, device="cuda")
@@ -119,6 +116,7 @@ def test_cuda_graph_loop_matches_hf_generate_on_gpu():
     assert res.emit_times == sorted(res.emit_times) and res.emit_times[0] > res.start
 
 
+@pytest.mark.slow  # integration-like: the demo LM through int4 weight-only and a frozen inductor compile
 def test_headline_int4_path_compiled_frozen_gives_hf_greedy_tokens_on_the_demo_lm():
     """``fast-loop-int4-wo`` (workbench.arms.llm builds exactly this decoder: int4 weights, compiled, frozen,
     guard-free) makes HF generate's greedy tokens on the demo LM's int4 weights; a second call with a NEW prompt
@@ -146,7 +144,7 @@ def test_headline_int4_path_compiled_frozen_gives_hf_greedy_tokens_on_the_demo_l
 
 
 def test_score_teacher_forces_through_the_step_and_matches_a_full_forward():
-    model = tiny_llama(seed=3)
+    model = llama(seed=3)
     ids = prompts(2, 10, seed=4)
     dec = FastDecoder(model, max_batch_size=2, max_cache_len=16, compile=False)
     with torch.inference_mode():

@@ -1,38 +1,13 @@
 """Speculative decoding on the fast loop: greedy tokens identical to the target's own greedy decoding (eager and
 compiled, GPT-2 and Llama shapes), acceptance accounting, one graph per compiled call, EOS stop, bad input."""
-import copy
 import math
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from tiny_lms import perturbed, tiny_gpt2, tiny_llama
 
 from workbench.decoding.fast_loop import FastDecoder, hf_generate
 from workbench.decoding.fast_speculative import FastSpeculativeDecoder
-
-
-def tiny_gpt2(layers=2, embd=64, seed=0, positions=128):
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=64, n_embd=embd, n_layer=layers, n_head=2, n_positions=positions,
-                     initializer_range=0.3)   # peaked, non-degenerate next-token distributions
-    return GPT2LMHeadModel(cfg).eval()
-
-
-def tiny_llama(layers=2, hidden=64, seed=0):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      intermediate_size=2 * hidden, vocab_size=64, max_position_embeddings=128, initializer_range=0.3)
-    return LlamaForCausalLM(cfg).eval()
-
-
-def perturbed(model, scale=0.1, seed=1):
-    """A draft that agrees with ``model`` often but not always: full accepts and rejections both happen."""
-    out = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in out.parameters():
-            p.add_(scale * p.std() * torch.randn(p.shape, generator=gen))
-    return out
 
 
 def prompt(length, seed):
@@ -132,7 +107,7 @@ def test_bad_input_is_named():
         FastSpeculativeDecoder(target, target, gamma=0, max_cache_len=32)
     with pytest.raises(ValueError, match="context of 64 tokens.*lower max_cache_len to 60"):
         FastSpeculativeDecoder(target, target, gamma=4, max_cache_len=64)
-    other = GPT2LMHeadModel(GPT2Config(vocab_size=80, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
+    other = tiny_gpt2(layers=1, embd=32, vocab=80, positions=64)
     with pytest.raises(ValueError, match="vocabulary"):
         FastSpeculativeDecoder(target, other, gamma=2, max_cache_len=32)
     spec = FastSpeculativeDecoder(target, target, gamma=2, max_cache_len=32, compile=False)

@@ -1,20 +1,16 @@
 """Greedy decoding and scoring through an int8 KV cache: the same tokens as the step's own greedy loop, one emission
 per token, and teacher-forced logits that match a token-by-token decode."""
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_lms import HF_INIT, tiny_gpt2
 
 from workbench.decoding.kv_quant import quantized_cache_generate, quantized_cache_score
-
-
-def _tiny_gpt2():
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=96, n_positions=64, n_embd=64, n_layer=2, n_head=2)).eval()
 
 
 def test_generate_matches_the_int8_kv_greedy_loop_and_scores_its_own_tokens():
     from workbench.steps.kv_cache import greedy_generate
 
-    model, ids = _tiny_gpt2(), torch.randint(0, 96, (1, 6), generator=torch.Generator().manual_seed(2))
+    model = tiny_gpt2(vocab=96, positions=64, init=HF_INIT)
+    ids = torch.randint(0, 96, (1, 6), generator=torch.Generator().manual_seed(2))
     res = quantized_cache_generate(model, ids, 5, bits=8)
     assert torch.equal(res.tokens, greedy_generate(model, ids, 5, bits=8))
     assert len(res.emit_times) == 5 and res.emit_counts == [1] * 5

@@ -7,30 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_lms import perturbed, tiny_gpt2
 from torch.overrides import TorchFunctionMode
-from transformers import GPT2Config, GPT2LMHeadModel
 
 import workbench.decoding
 from workbench.decoding.drafters import ModelDrafter, PromptLookupDrafter, make_drafter
 from workbench.decoding.speculative import SpecConfig, autoregressive_generate, speculative_generate
 from workbench.tasks.causal_lm import DEMO_DRAFT_DIR, DEMO_TARGET_DIR
-
-
-def tiny_lm(vocab=64, embd=64, layers=2, seed=0, init=0.3, positions=128):
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab, n_embd=embd, n_layer=layers, n_head=2, n_positions=positions,
-                     initializer_range=init)   # a wide init gives peaked, non-degenerate next-token distributions
-    return GPT2LMHeadModel(cfg).eval()
-
-
-def perturbed(model, scale, seed=1):
-    """A draft that agrees with ``model`` often but not always: exercises full accepts and rollbacks."""
-    out = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in out.parameters():
-            p.add_(scale * p.std() * torch.randn(p.shape, generator=gen))
-    return out
 
 
 def hf_greedy(model, ids, n):
@@ -40,8 +23,8 @@ def hf_greedy(model, ids, n):
 
 @pytest.fixture(scope="module")
 def pair():
-    target = tiny_lm()
-    return target, perturbed(target, 0.1), tiny_lm(embd=32, layers=1, seed=2)
+    target = tiny_gpt2()
+    return target, perturbed(target, 0.1), tiny_gpt2(embd=32, layers=1, seed=2)
 
 
 @pytest.mark.slow  # 50-70 s of CPU per gamma on 2 cores
@@ -65,7 +48,7 @@ def test_greedy_identical_to_target_on_many_prompts(pair, gamma):
 
 
 def test_draft_equal_to_target_accepts_everything():
-    target = tiny_lm()
+    target = tiny_gpt2()
     ids = torch.randint(0, 64, (1, 8), generator=torch.Generator().manual_seed(0))
     out, stats = speculative_generate(target, ModelDrafter(target), ids, gamma=4, max_new_tokens=25)
     assert stats.alpha == 1.0 and stats.target_calls == 5   # 5 rounds x (4 drafted + 1 bonus) = 25 tokens
@@ -116,7 +99,7 @@ def chi2_critical(df, z=3.09):   # Wilson-Hilferty approximation of the 0.999 qu
 @pytest.mark.parametrize("drafter_kind,temperature", [("draft-model", 1.0), ("draft-model", 0.7), ("prompt-lookup", 1.0)])
 def test_sampling_preserves_the_target_distribution(drafter_kind, temperature):
     vocab, n_new, n_samples = 4, 3, 2000
-    target, draft = tiny_lm(vocab, 16, 1, seed=0), tiny_lm(vocab, 16, 1, seed=7)
+    target, draft = tiny_gpt2(1, 16, seed=0, vocab=vocab), tiny_gpt2(1, 16, seed=7, vocab=vocab)
     prompt = torch.tensor([[0, 1, 2, 0, 1]])
     exact = exact_joint(target, prompt, n_new, vocab, temperature)
     drafter = make_drafter(SpecConfig(drafter=drafter_kind), draft, target)
@@ -141,7 +124,7 @@ def test_bad_input_gives_clear_errors(pair):
     target = pair[0]
     ids = torch.randint(0, 64, (1, 8))
     with pytest.raises(ValueError, match="vocabulary"):
-        ModelDrafter(tiny_lm(vocab=80), target)
+        ModelDrafter(tiny_gpt2(vocab=80), target)
     with pytest.raises(ValueError, match="gamma"):
         speculative_generate(target, PromptLookupDrafter(), ids, gamma=0)
     with pytest.raises(ValueError, match="gamma"):

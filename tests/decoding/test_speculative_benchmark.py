@@ -3,7 +3,7 @@ figures are the timed calls' own, and the JSON carries the headline keys."""
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from tiny_lms import tiny_gpt2
 
 from workbench.decoding.speculative import autoregressive_generate
 pytestmark = pytest.mark.integration  # starts benchmarks/speculative.py
@@ -12,18 +12,12 @@ HEADLINE_KEYS = ("identical", "speedup_vs_target", "speedup_vs_hf_assisted", "pr
                  "fast_loop_spec_speedup", "fast_loop_spec_speedup_confirmed", "selection", "prediction_error")
 
 
-def tiny_lm(seed, layers):
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=64, n_embd=32, n_layer=layers, n_head=2, n_positions=128, initializer_range=0.3,
-                     bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(cfg).eval()
-
-
 @pytest.fixture(scope="module")
 def result():
     from workbench.arms.speculative import compare_speculative
 
-    target, draft = tiny_lm(0, 2), tiny_lm(0, 1)   # same seed: the 1-layer draft shares the target's embeddings
+    # same seed: the 1-layer draft shares the target's embeddings
+    target, draft = (tiny_gpt2(layers, 32, seed=0, bos_token_id=0, eos_token_id=0) for layers in (2, 1))
     gen = torch.Generator().manual_seed(2)
     prompts = [torch.randint(1, 64, (1, 10), generator=gen) for _ in range(2)]
     return compare_speculative(target, draft, prompts, gamma=3, max_new_tokens=12, repeats=1, compile=False,

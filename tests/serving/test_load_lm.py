@@ -14,21 +14,10 @@ NEW_TOKENS = 4
 @pytest.fixture(scope="module")
 def lm_bundle(tmp_path_factory):
     """A tiny bundle of the demo causal LM (full-sequence graph), built with a short validation grid and sweep."""
-    from workbench.core import apply
-    from workbench.measure.batching import SweepConfig, sweep_batching
-    from workbench.serving.bundle.export import export_bundle
-    from workbench.steps.export_onnx import ExportOnnxConfig
-    from workbench.tasks import get_task
+    from workbench.serving.load.demo_bundles import causal_lm_bundle
 
-    root = tmp_path_factory.mktemp("lm-bundle")
-    task = get_task("causal-lm")
-    onnx_v = apply(task.baseline(), ExportOnnxConfig(with_past=False, batch_sizes=(1, 2, 3), seq_lens=(8, 12, 16),
-                                                     threads=1, out_dir=str(root / "onnx")))
-    rows = sweep_batching(task, onnx_v, SweepConfig(batch_sizes=(1, 2), seq_lens=(12,), point_seconds=0.5, threads=1,
-                                                    forward_only=True), progress=False)
-    # About serving, not the plan: a loaded machine's unstable sweep still gives a bundle.
-    return export_bundle(onnx_v, rows, to=root / "bundle", task=task, slo_ms=10_000, percentile="p50",
-                         allow_unstable=True, n_reference=2)
+    return causal_lm_bundle(tmp_path_factory.mktemp("lm-bundle"), sweep_batch_sizes=(1, 2), seq_len=12, threads=1,
+                            grid=((1, 2, 3), (8, 12, 16)))
 
 
 @pytest.mark.integration

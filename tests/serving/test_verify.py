@@ -5,7 +5,7 @@ import sys
 import pytest
 from demo_bundle import copy_bundle, demo_setup
 
-from workbench.serving.bundle.verify import BundleError, verify_bundle
+from workbench.serving.bundle.verify import BundleError, servable_manifest, verify_bundle
 
 
 def _cli(*args):
@@ -35,6 +35,12 @@ def test_tampered_missing_and_extra_files_are_named(tmp_path):
     assert "missing file reference/outputs.npz" in text and "unexpected file notes.txt" in text
     with pytest.raises(BundleError, match="hash mismatch"):
         verify_bundle(bundle)
+    # what serve-check and the load search start from: every problem named, nothing served
+    with pytest.raises(BundleError) as err:
+        servable_manifest(bundle)
+    assert str(err.value).startswith(f"refusing to serve {bundle}: ")
+    assert all(problem in str(err.value) for problem in report.problems)
+    assert servable_manifest(demo_setup()[3])["name"] == name
 
 
 def test_changed_reference_outputs_fail_even_with_matching_hashes(tmp_path):
@@ -56,6 +62,7 @@ def test_changed_reference_outputs_fail_even_with_matching_hashes(tmp_path):
         verify_bundle(bundle)
 
 
+@pytest.mark.slow  # integration-like: the CLI end to end, twice, each in a fresh interpreter
 def test_cli_exit_codes(tmp_path):
     good = _cli("verify", str(demo_setup()[3]))
     assert good.returncode == 0 and "ok:" in good.stdout, good.stderr

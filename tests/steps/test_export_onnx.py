@@ -18,19 +18,19 @@ def lm_task():
     return get_task("causal-lm")
 
 
-def test_classifier_export_validates_and_matches(cls_task):
-    base = cls_task.baseline()
-    onnx_v = apply(base, ExportOnnxConfig())
+def test_classifier_export_validates_and_matches(demo_classifier_onnx):
+    task, base, onnx_v = demo_classifier_onnx   # ExportOnnxConfig's defaults, exported once per test run
     facts = onnx_v.meta["export"]
     assert onnx_v.backend == "onnxruntime" and onnx_v.precision == "fp32" and onnx_v.parent_id == base.id
     assert onnx_v.artifact_path.is_file() and (onnx_v.artifact_path.parent / "checksums.json").is_file()
     assert facts["grid_points"] >= 9 and facts["top1_agreement"] == 1.0 and facts["max_abs_diff"] < 1e-3
     # dynamic axes: a shape outside the grid runs and agrees with torch
-    inputs = cls_task.example_inputs(batch_size=3, seq_len=50)
+    inputs = task.example_inputs(batch_size=3, seq_len=50)
     assert torch.allclose(onnx_v(inputs), base(inputs), atol=1e-3)
-    assert cls_task.evaluate(onnx_v, limit=64).value == pytest.approx(cls_task.evaluate(base, limit=64).value, abs=0.02)
+    assert task.evaluate(onnx_v, limit=64).value == pytest.approx(task.evaluate(base, limit=64).value, abs=0.02)
 
 
+@pytest.mark.slow  # integration-like: exports the demo LM with its KV cache, validates it and generates
 def test_lm_export_with_kv_cache_generates_like_torch(lm_task):
     base = lm_task.baseline()
     onnx_v = apply(base, ExportOnnxConfig())

@@ -10,19 +10,15 @@ pytest.importorskip("nncf")
 from workbench.core import apply  # noqa: E402
 from workbench.runtime import openvino_file, with_threads  # noqa: E402
 from workbench.runtime.openvino import bf16_capable, precision_shares  # noqa: E402
-from workbench.steps import ExportOnnxConfig  # noqa: E402
 from workbench.steps.openvino import OpenVinoConfig, load_calibration_set, save_calibration_set  # noqa: E402
-from workbench.tasks import get_task  # noqa: E402
 
 EVAL = 96
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, demo_classifier_onnx):
     out = str(tmp_path_factory.mktemp("ov"))
-    task = get_task("text-classification")
-    base = task.baseline()
-    onnx = apply(base, ExportOnnxConfig(out_dir=out))
+    task, base, onnx = demo_classifier_onnx
     return task, base, onnx, task.evaluate(base, limit=EVAL).value, out
 
 

@@ -41,6 +41,7 @@ def test_config_validation():
         Pt2eConfig(calibration="x.npz")
 
 
+@pytest.mark.slow  # integration-like: PT2E calibration, conversion and an inductor compile of the demo classifier
 def test_static_int8_fuses_qlinear_and_stays_close_to_fp32(base, tmp_path):
     from torch._dynamo.utils import counters
 

@@ -24,6 +24,7 @@ def lm():
     return get_task("causal-lm")
 
 
+@pytest.mark.slow  # integration-like: the shipped demo model over its whole test split
 def test_classifier_reaches_recorded_accuracy_far_above_majority(classifier):
     result = classifier.evaluate(classifier.baseline())
     recorded = _recorded(DEMO_MODEL_DIR)
@@ -40,6 +41,7 @@ def test_classifier_example_inputs_have_the_asked_shape(classifier):
     assert [b["input_ids"].shape[0] for b in batches] == [8, 8, 4]
 
 
+@pytest.mark.slow  # integration-like: the shipped demo LMs over their whole test split
 @pytest.mark.parametrize("model_dir", [DEMO_TARGET_DIR, DEMO_DRAFT_DIR], ids=["target", "draft"])
 def test_lms_reach_recorded_perplexity(lm, model_dir):
     from workbench.core import Variant
@@ -67,6 +69,7 @@ def test_draft_is_far_smaller_and_agrees_with_the_target(lm):
     assert same.float().mean() >= 0.6  # 0.76 measured when trained (assets/README.md)
 
 
+@pytest.mark.slow  # integration-like: four 40-token generations of the demo LM
 def test_target_generates_varied_text_not_a_loop(lm):
     model = lm.load_model()
     distinct = []

@@ -7,6 +7,7 @@ from workbench.tasks import get_task  # noqa: E402
 from workbench.ui.isa_panel import IsaPanel  # noqa: E402
 
 
+@pytest.mark.slow  # integration-like: builds and times every CPU arm (export, OpenVINO, quantisation)
 def test_panel_lists_every_arm_measures_those_that_apply_and_names_a_winner():
     panel = IsaPanel(get_task("text-classification"), calib_examples=16, skip=("compile", "int8", "bf16"),
                      batch_size=2, seq_len=32, eval_limit=32, seconds=0.3)

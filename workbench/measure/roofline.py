@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from workbench.measure.timing import timed_call
+from workbench.runtime.threads import torch_threads
 from workbench.runtime.torch_runner import resolve_device
 
 
@@ -32,9 +33,12 @@ class DevicePeaks:
         return asdict(self)
 
 
-def _best_seconds(fn, repeats: int, device: str) -> float:
-    fn()  # warm-up: allocation, kernel selection
-    return min((timed_call(fn, device)[0] for _ in range(repeats)), default=float("inf")) / 1e3
+def _best_seconds(fn, repeats: int, device: str, threads: int | None = None) -> float:
+    """Fastest of ``repeats`` timed calls after one warm-up, at ``threads`` intra-op threads (None: the current
+    count; the previous count comes back after)."""
+    with torch_threads(threads):
+        fn()  # warm-up: allocation, kernel selection
+        return min((timed_call(fn, device)[0] for _ in range(repeats)), default=float("inf")) / 1e3
 
 
 def copy_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10, threads: int | None = None) -> float:
@@ -47,13 +51,7 @@ def copy_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10
     n = megabytes * 2**20 // 4
     src = torch.ones(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        seconds = _best_seconds(lambda: dst.copy_(src), repeats, device)
-    finally:
-        torch.set_num_threads(before)
+    seconds = _best_seconds(lambda: dst.copy_(src), repeats, device, threads)
     return 2 * src.numel() * 4 / seconds / 1e9
 
 
@@ -69,13 +67,7 @@ def read_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10
     :func:`copy_bandwidth`."""
     device = resolve_device(device)
     src = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32, device=device)
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        seconds = _best_seconds(lambda: src.sum(), repeats, device)
-    finally:
-        torch.set_num_threads(before)
+    seconds = _best_seconds(lambda: src.sum(), repeats, device, threads)
     return src.numel() * 4 / seconds / 1e9
 
 

@@ -93,6 +93,7 @@ def test_distill_classifier_is_deterministic_and_learns(cls_task):
     assert family_of(student.lineage).startswith("distill-kd-") and family_of(teacher.lineage) == "baseline"
 
 
+@pytest.mark.slow  # integration-like: trains a student, quantises it and evaluates both
 def test_no_kd_ablation_shares_student_and_init(cls_task):
     teacher = cls_task.baseline()
     ablation = apply(teacher, DistillConfig.tiny().no_kd())
@@ -141,6 +142,7 @@ def test_cli_bad_teacher_path_is_one_line_error(tmp_path):
 
 # ---- the demo LM: token-level KD, saved student serves as a draft ---------------------------------------------------
 
+@pytest.mark.slow  # integration-like: trains an LM student, saves it, reloads it and decodes with it
 def test_distilled_lm_is_a_draft_with_the_teacher_tokenizer(tmp_path):
     from workbench.tasks import get_task
     from workbench.tasks.causal_lm import PydocLMTask

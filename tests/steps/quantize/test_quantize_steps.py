@@ -4,19 +4,16 @@ import torch
 
 from workbench.core import apply
 from workbench.steps.quantize.diagnostics import node_counts
-from workbench.steps import ExportOnnxConfig, OptimizeConfig, QuantizeDynamicConfig, QuantizeStaticConfig, calibrate
+from workbench.steps import OptimizeConfig, QuantizeDynamicConfig, QuantizeStaticConfig, calibrate
 from workbench.steps.quantize.calibration import CalibrationDataError
-from workbench.tasks import get_task
 
 EVAL = 128  # test examples per accuracy check: enough for a floor, quick on 2 cores
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, demo_classifier_onnx):
     out = str(tmp_path_factory.mktemp("onnx"))
-    task = get_task("text-classification")
-    base = task.baseline()
-    onnx_fp32 = apply(base, ExportOnnxConfig(out_dir=out))
+    task, base, onnx_fp32 = demo_classifier_onnx
     acc = task.evaluate(base, limit=EVAL).value
     return task, base, onnx_fp32, acc, out
 

@@ -5,8 +5,7 @@ import torch
 from workbench.core import apply
 from workbench.steps.quantize.diagnostics import node_counts
 from workbench.steps.quantize.sensitivity import layer_sensitivity, node_group
-from workbench.steps import ExportOnnxConfig, QuantizeStaticConfig, calibrate
-from workbench.tasks import get_task
+from workbench.steps import QuantizeStaticConfig, calibrate
 
 
 def test_node_groups():
@@ -16,9 +15,9 @@ def test_node_groups():
     assert node_group("/classifier/Gemm") == "classifier"
 
 
-def test_layer_sensitivity_ranks_groups_and_exclusion_helps(tmp_path):
-    task = get_task("text-classification")
-    onnx_fp32 = apply(task.baseline(), ExportOnnxConfig(out_dir=str(tmp_path)))
+@pytest.mark.slow  # integration-like: one static int8 quantisation per layer group, then two more
+def test_layer_sensitivity_ranks_groups_and_exclusion_helps(tmp_path, demo_classifier_onnx):
+    task, _, onnx_fp32 = demo_classifier_onnx
     ranges = calibrate(onnx_fp32, task.calibration_batches(16, batch_size=8), method="minmax", out_dir=tmp_path)
     batches = [task.example_inputs(8, 128)]
     report = layer_sensitivity(onnx_fp32, ranges, batches, max_suggestions=1, min_sqnr_gap_db=0.0)

@@ -21,8 +21,7 @@ import numpy as np
 
 from workbench.measure.timing import percentile_ranks
 from workbench.serving.bundle.triton_server import ServeCheckError, TritonServer, triton_distribution, twin_repository
-from workbench.serving.bundle.verify import (BundleError, check_external_data, check_files, load_manifest,
-                                            reference_arrays)
+from workbench.serving.bundle.verify import reference_arrays, servable_manifest
 
 
 @dataclass
@@ -106,10 +105,7 @@ def serve_check(bundle: str | Path, n_requests: int = 64, concurrency: int = 8, 
     if not 1 <= n_requests <= 10_000 or not 1 <= concurrency <= 256:
         raise ValueError(f"n_requests {n_requests} must be 1..10000 and concurrency {concurrency} 1..256")
     bundle = Path(bundle)
-    manifest = load_manifest(bundle)
-    problems = check_files(bundle, manifest) + check_external_data(bundle, manifest)
-    if problems:
-        raise BundleError(f"refusing to serve {bundle}: " + "; ".join(problems))
+    manifest = servable_manifest(bundle)
     inputs, outputs = reference_arrays(bundle)
     dist = triton_distribution()
     name = manifest["name"]

@@ -18,12 +18,10 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
-import urllib.request
 from pathlib import Path
 
 from workbench.serving.bundle.verify import model_paths
-from workbench.util.net import free_port
+from workbench.util.net import ProcessExited, free_port, http_ok, wait_until_ready
 
 
 class ServeCheckError(RuntimeError):
@@ -146,19 +144,12 @@ class TritonServer:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServeCheckError(f"tritonserver exited with code {self.process.returncode} while starting: "
-                                      f"{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://{self.url}/v2/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.25)
-        raise ServeCheckError(f"tritonserver not ready after {self.start_timeout:.0f}s: {self.log_tail()}")
+        try:
+            wait_until_ready("tritonserver", http_ok(f"http://{self.url}/v2/health/ready"), process=self.process,
+                             timeout_s=self.start_timeout, log_tail=self.log_tail,
+                             fix="raise start_timeout (a loaded machine loads models slowly) or read the log above")
+        except (ProcessExited, TimeoutError) as exc:   # serve-check's one error type, the poll's message
+            raise ServeCheckError(str(exc)) from exc
 
     def log_tail(self, lines: int = 15) -> str:
         try:

@@ -86,6 +86,18 @@ def check_external_data(bundle: Path, manifest: dict) -> list[str]:
             if f.relative_to(bundle).as_posix() not in manifest["files"]]
 
 
+def servable_manifest(bundle: str | Path) -> dict:
+    """The manifest of a bundle whose files and ONNX external data check out (``check_files``,
+    ``check_external_data``); a :class:`BundleError` naming every problem otherwise: nothing is served from a changed
+    or incomplete bundle."""
+    bundle = Path(bundle)
+    manifest = load_manifest(bundle)
+    problems = check_files(bundle, manifest) + check_external_data(bundle, manifest)
+    if problems:
+        raise BundleError(f"refusing to serve {bundle}: " + "; ".join(problems))
+    return manifest
+
+
 def model_paths(bundle: Path, manifest: dict) -> tuple[Path, Path]:
     model_dir = bundle / REPOSITORY / manifest["name"]
     return model_dir / "config.pbtxt", model_dir / "1" / "model.onnx"
@@ -150,5 +162,5 @@ def verify_bundle(bundle: str | Path, threads: int | None = None, raise_on_error
     return report
 
 
-__all__ = ["verify_bundle", "VerifyReport", "BundleError", "load_manifest", "reference_arrays", "compare_outputs",
-           "check_external_data"]
+__all__ = ["verify_bundle", "VerifyReport", "BundleError", "load_manifest", "servable_manifest", "reference_arrays",
+           "compare_outputs", "check_external_data"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from workbench.serving.engine import envs
 from workbench.serving.engine.engine_args import EngineArgs
-from workbench.util.net import HOST, free_port
+from workbench.util.net import HOST, ProcessExited, free_port, http_ok, wait_until_ready
 STOP_GRACE_S = 20.0
 
 
@@ -114,17 +114,13 @@ class VllmServer:
         return self
 
     def _wait_healthy(self, start: float) -> None:
-        while time.perf_counter() - start < self.startup_timeout_s:
-            if self.process.poll() is not None:
-                raise self._fail(f"exited during start-up (code {self.process.returncode})")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1.0)   # polling a server that takes ~1-2 minutes to load
-        raise self._fail(f"not healthy within {self.startup_timeout_s:.0f} s")
+        try:   # polled once a second: the server takes ~1-2 minutes to load
+            wait_until_ready("vLLM", http_ok(f"{self.url}/health"), process=self.process, started=start,
+                             timeout_s=self.startup_timeout_s, interval_s=1.0)
+        except ProcessExited as exc:   # _fail adds the log tail and names a port taken meanwhile
+            raise self._fail(f"exited during start-up (code {exc.returncode})") from exc
+        except TimeoutError as exc:
+            raise self._fail(f"not healthy within {self.startup_timeout_s:.0f} s") from exc
 
     def check_alive(self) -> None:
         """Raise :class:`EngineError` with the log tail if the server has died."""

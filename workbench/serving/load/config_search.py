@@ -159,12 +159,9 @@ def bundle_inputs(bundle: Path) -> tuple[dict, Callable[[int], dict]]:
     """(manifest, make_inputs) for a checked bundle: request ``i`` is reference example ``i mod n``, batch 1."""
     import numpy as np
 
-    from workbench.serving.bundle.verify import BundleError, check_external_data, check_files, load_manifest, reference_arrays
+    from workbench.serving.bundle.verify import reference_arrays, servable_manifest
 
-    manifest = load_manifest(bundle)
-    problems = check_files(bundle, manifest) + check_external_data(bundle, manifest)
-    if problems:
-        raise BundleError(f"refusing to serve {bundle}: " + "; ".join(problems))
+    manifest = servable_manifest(bundle)
     inputs, _ = reference_arrays(bundle)
     n_ref = len(next(iter(inputs.values())))
 
