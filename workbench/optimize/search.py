@@ -315,21 +315,26 @@ def _point(s: Search, name: str, batch: int, stage: str, rung) -> dict:
 
 def slo_reading(s: Search, rows: list[dict]) -> dict | None:
     """The SLO point of one arm's sweep rows with its cost per instance, or None with no usable point."""
+    return read_slo(rows, s.slo_ms, s.percentile, s.instances)
+
+
+def read_slo(rows: list[dict], slo_ms: float, percentile: str, instances) -> dict | None:
+    """:func:`slo_reading` from plain arguments (the benchmark's exhaustive run reads its sweeps the same way)."""
     from workbench.measure.cost import get_price, usd_per_1m_requests
     from workbench.measure.slo import slo_point
 
-    usable = [{**r, "scenario": r.get("sweep_scenario", "batching")} for r in rows if not r.get("failed")]
+    usable = [{**r, "scenario": r.get("sweep_scenario", r.get("scenario"))} for r in rows if not r.get("failed")]
     if not usable:
         return None
     try:
-        res = slo_point(usable, s.slo_ms, s.percentile, allow_unstable=True)
+        res = slo_point(usable, slo_ms, percentile, allow_unstable=True)
     except ValueError as exc:
         return {"feasible": False, "reason": str(exc)}
     out = {"feasible": res.feasible, "reason": res.reason, "batch_size": res.batch_size,
            "tail_ms": res.latency_ms, "throughput_per_s": res.throughput_per_s, "percentile_used": res.percentile_used}
     if res.feasible:
         out["usd_per_1m"] = {i: round(usd_per_1m_requests(get_price(i).usd_per_hour, res.throughput_per_s), 6)
-                             for i in s.instances}
+                             for i in instances}
     return out
 
 
@@ -372,8 +377,7 @@ def sweep(s: Search) -> None:
                     s.lose(name, "sweep", f"failed to build: {exc}", "failed")
                     break
             readings[name] = slo_reading(s, [r for r in s.store.rows("sweep") if r.get("arm") == name])
-    for name in s.alive():
-        reading = readings.get(name)
+    for name, reading in readings.items():   # losers of rung 0 keep their coarse reading in the table
         s.entries[name].slo = reading
         s.entries[name].usd_per_1m = (reading or {}).get("usd_per_1m")
     alive = [n for n in s.alive() if n in readings]
@@ -445,4 +449,4 @@ def run(s: Search) -> None:
     confirm(s)
 
 
-__all__ = ["Search", "Settings", "Entry", "run", "screen", "quality", "sweep", "confirm", "slo_reading"]
+__all__ = ["Search", "Settings", "Entry", "run", "screen", "quality", "sweep", "confirm", "slo_reading", "read_slo"]
