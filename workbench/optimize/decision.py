@@ -21,12 +21,17 @@ def _pick(s, bundle, load_check) -> dict | None:
     conf = s.store.get("confirm", name, st.batch_size, "speedup")
     point = s.store.get("confirm", name, (e.slo or {}).get("batch_size"), "point")
     test = s.store.get("confirm", name, None, "test")
-    reading = e.slo or {}
+    reading, confirm_note = e.slo or {}, None
     if point is not None and not point.get("failed"):   # the fresh timing of the SLO point is the quoted one
         from workbench.optimize.search import slo_reading
 
         fresh = slo_reading(s, [point])
-        reading = fresh if fresh and fresh.get("feasible") else reading
+        if fresh and fresh.get("feasible"):
+            reading = fresh
+        elif fresh:
+            confirm_note = (f"the fresh timing of batch {reading.get('batch_size')} missed the SLO "
+                            f"({fresh.get('reason', '').split('no feasible point: ')[-1]}): the figures are the "
+                            "sweep's; the SLO point sits at the edge on this machine")
     quality = None
     if test is not None:
         quality = {"metric": test.get("metric"), "split": test.get("split"), "value": test.get("quality"),
@@ -42,7 +47,8 @@ def _pick(s, bundle, load_check) -> dict | None:
             "percentile_used": reading.get("percentile_used"), "quality": quality,
             "usd_per_1m": reading.get("usd_per_1m"),
             "lineage": ["torch-fp32"] + list(screen.get("lineage_steps") or q_row.get("lineage_steps") or []),
-            "bundle": bundle, "load_check": load_check}
+            "bundle": bundle, "load_check": load_check, "confirmed_point": point is not None and confirm_note is None,
+            "confirm_note": confirm_note}
 
 
 def _pareto(s) -> list[dict]:
@@ -155,6 +161,8 @@ def decision_text(decision: dict) -> str:
                      f"{'%.2fx' % conf if conf else '-'} confirmed vs baseline, {pick['percentile_used'] or ''} "
                      f"{pick['tail_ms']} ms, {pick['throughput_per_s']}/s, {_money(pick['usd_per_1m'], first)} per 1M "
                      f"requests on {first}; {drop}")
+        if pick.get("confirm_note"):
+            lines.append(f"  note: {pick['confirm_note']}")
     else:
         lines.append("PICK none: no arm met the SLO within the quality limit (see the reasons below)")
     lines.append(f"  {'arm':26s} {'outcome':14s} {'stage':8s} {'speedup':>7s} {'drop':>6s} {'$/1M':>9s}  why")

@@ -397,7 +397,8 @@ def sweep(s: Search) -> None:
 def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, instance: str, grid: str) -> None:
     r = readings.get(name)
     if not r or not r.get("feasible"):
-        s.lose(name, "sweep", f"misses the SLO: {(r or {}).get('reason', 'no sweep point measured')}")
+        reason = (r or {}).get("reason", "no sweep point measured")
+        s.lose(name, "sweep", "misses the SLO: " + reason.split("no feasible point: ")[-1])   # the notes stay in rows
         return
     lr = readings[leader]
     on = f" on {grid}" if grid else ""
