@@ -186,7 +186,10 @@ def main(argv=None) -> dict:
            "exhaustive_pick_usd_per_1m": ((ex["arms"].get(pick.get("arm")) or {}).get("slo") or {}).get(
                "usd_per_1m", {}).get(instances[0]),
            "regret_pct": regret, "choice_regret_pct": choice_regret, "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
-           "exhaustive_build_seconds": ex["build_seconds"],
+           "exhaustive_build_seconds": ex["build_seconds"], "optimize_build_seconds": decision.get("build_s"),
+           "time_fraction_excluding_builds": (round((opt_wall - decision["build_s"]) / (ex["wall_s"] - ex["build_seconds"]), 3)
+                                              if decision.get("build_s") is not None and ex["wall_s"] > ex["build_seconds"]
+                                              else None),
            "time_fraction": round(opt_wall / ex["wall_s"], 3) if ex["wall_s"] else None,
            "optimize_skipped_for_budget": decision.get("skipped_for_budget"),
            "resumed_rows_remeasured": None if resume is None else resume["resumed_rows_remeasured"],

@@ -124,7 +124,8 @@ def build_vs_buy(s, pick: dict | None, traffic_per_day: float | None, apis) -> l
 def decision(s, complete: bool, meta: dict, bundle=None, load_check=None, traffic_per_day=None, apis=None) -> dict:
     pick = _pick(s, bundle, load_check)
     return {"schema": SCHEMA, **meta, "slo": {"ms": s.slo_ms, "percentile": s.percentile}, "max_drop": s.max_drop,
-            "budget_s": s.budget.budget_s, "elapsed_s": round(s.budget.elapsed_s, 1), "complete": complete,
+            "budget_s": s.budget.budget_s, "elapsed_s": round(s.budget.elapsed_s, 1),
+            "build_s": round(sum(sum(v) for v in s.budget.build_s.values()), 1), "complete": complete,
             "stage": s.stage, "cost_unit": "USD per 1M requests", "pick": pick, "pareto": _pareto(s),
             "arms": _arms(s), "build_vs_buy": build_vs_buy(s, pick, traffic_per_day, apis),
             "skipped_for_budget": list(dict.fromkeys(s.skipped_for_budget)), "resume": meta.get("resume")}
