@@ -2,8 +2,9 @@
 
 The Triton bundle (``serving.bundle.export``) ships an ONNX graph. A pick that runs ONNX Runtime ships as measured; a
 torch pick ships its validated ONNX export (export sweeps that graph itself, so the bundle's plan is the shipped
-file's own figures); a pick the ONNX bundle cannot carry (an OpenVINO IR, an arm with no variant) and a run where every
-arm failed ship the baseline's bundle, and the note says so. The load check serves the bundle on Triton (loopback, a
+file's own figures); a pick the ONNX bundle cannot carry (an OpenVINO IR, an arm with no variant) ships the cheapest
+arm that met the SLO and can be carried, and a run where nothing could ship within the SLO ships the baseline planned
+without it; the note says which and why. The load check serves the bundle on Triton (loopback, a
 free port, bounded) and offers one open-loop point at half the model's one-at-a-time capacity; it is skipped with a
 reason when Triton is not installed or the budget is short.
 """
@@ -50,7 +51,14 @@ def bundle(s, dest: Path) -> tuple[str | None, str]:
             continue
         what = "the pick" if name == s.winner else "the baseline" if name == s.baseline else "the cheapest eligible arm"
         return str(path), f"bundle of {what} {name}" + (f" ({'; '.join(passed)})" if passed else "")
-    raise RuntimeError("no arm could be bundled: " + "; ".join(passed))
+    # nothing met the SLO (or exported): the baseline still ships, planned on the batches that ran, so the serving
+    # team has the model and the reasons rather than nothing
+    rows = _sweep_as_batching([r for r in s.store.rows("sweep") if r.get("arm") == s.baseline])
+    path = export_bundle(s.build(s.baseline).variant, rows, to=dest, task=s.task, slo_ms=None,
+                         percentile=s.percentile, instance=s.instances[0], overwrite=True, threads=s.ctx.threads,
+                         allow_unstable=True)
+    return str(path), (f"bundle of the baseline {s.baseline}, planned without the SLO (no arm could ship within it: "
+                       + "; ".join(passed) + ")")
 
 
 def triton_missing() -> str | None:
