@@ -56,6 +56,8 @@ _LAZY = {
     # what people look at
     "WorkbenchPanel": "workbench.ui.panel", "IsaPanel": "workbench.ui.isa_panel",
     "load_figure": "workbench.ui.plots_load", "LlmPanel": "workbench.ui.llm_panel", "build_report": "workbench.ui.report",
+    # from a model to a serving decision within a time budget
+    "optimize": "workbench.optimize", "OptimizeResult": "workbench.optimize",
     # studies across machines
     "run_study": "workbench.cluster", "load_spec": "workbench.cluster", "cheapest_meeting_slo": "workbench.cluster",
 }

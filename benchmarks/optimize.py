@@ -1,0 +1,203 @@
+"""Optimize benchmark: does the budgeted search find what an exhaustive run finds, for a fraction of the time?
+
+On the demo classifier, in one run on one machine:
+1. ``workbench.optimize`` (the staged successive-halving search; no bundle or load check, which the exhaustive run
+   does not do either), timed wall to wall;
+2. an exhaustive run: every arm of the same catalogue built, its quality measured on the same validation examples
+   (eligible by the same rule), and every arm x every batch size of the grid swept, timed wall to wall; the best arm
+   is the cheapest eligible one at the SLO;
+3. a resume check: optimize in a child process, interrupted (SIGINT, as Ctrl-C) once ``--kill-after-rows`` rows are
+   saved, then the same command again; rows measured twice are counted by their key (stage, arm, batch, rung).
+
+Figures (last line, one JSON object): ``regret_pct`` = (optimize's confirmed $ per 1M requests at the SLO - the
+exhaustive best's) / the exhaustive best's x 100 (target <= 5; negative: the confirmation timed faster than the
+exhaustive sweep did), ``time_fraction`` = optimize wall / exhaustive wall (target <= 0.35),
+``resumed_rows_remeasured`` (target 0), ``choice_regret_pct`` (the picked arm's cost in the exhaustive run itself
+against that run's best: the choice without the drift between two runs), with the 1-min load average at start and end and the ISA. Both runs build
+every arm; ``build_seconds`` says how much of each wall that is. ``WORKBENCH_SMALL=1`` shrinks everything through the
+same code (32 eval examples, batch 1..8, short windows).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
+    """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO."""
+    from workbench.arms.cpu import calibration_set, cpu_arms, cpu_context
+    from workbench.arms.eligibility import within_tolerance
+    from workbench.arms.rows import quality_drop
+    from workbench.arms.runner import build_arms
+    from workbench.measure.batching import SweepConfig, sweep_batching
+    from workbench.optimize.search import Settings, read_slo
+    from workbench.runtime.cpu import isa_summary
+    from workbench.tasks import get_task
+    from workbench.util.files import artifacts_root
+    from workbench.util.settings import small_mode
+
+    start = time.perf_counter()
+    st = Settings.for_mode(small_mode())
+    folder = artifacts_root() / "bench-optimize-exhaustive"
+    task = get_task(task_kind)
+    calibration, _ = calibration_set(task, st.calib_examples, folder / "calibration")
+    arms = cpu_arms(isa_summary(), calibration=calibration and str(calibration))
+    ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"))
+    t = time.perf_counter()
+    prepared = build_arms(arms, ctx)
+    build_s = time.perf_counter() - t
+    baseline = next(a.name for a in arms if a.baseline)
+    base_q = prepared.built[baseline].quality()
+    out = {}
+    try:
+        for name, built in prepared.built.items():
+            row = {"arm": name, "baseline": name == baseline}
+            try:
+                q = base_q if name == baseline else built.quality()
+                row.update(quality_drop(None if name == baseline else base_q, q))
+            except Exception as exc:  # noqa: BLE001 - an arm whose quality fails is not eligible
+                row["quality_error"] = f"{type(exc).__name__}: {exc}"
+            config = SweepConfig(batch_sizes=st.grid, seq_lens=(st.seq_len,), point_seconds=st.point_seconds,
+                                 percentile=percentile, retries=0, threads=threads)
+            rows = sweep_batching(task, built.variant, config, progress=False)
+            reading = read_slo(rows, slo_ms, percentile, instances)
+            out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
+                         "slo": reading, "points": len(rows)}
+    finally:
+        prepared.close()
+    first = instances[0]
+    ok = {n: r for n, r in out.items() if r["eligible"] and r["slo"] and r["slo"].get("feasible")}
+    best = min(ok, key=lambda n: ok[n]["slo"]["usd_per_1m"][first]) if ok else None
+    return {"wall_s": round(time.perf_counter() - start, 1), "build_seconds": round(build_s, 1), "arms": out,
+            "best": best, "best_usd_per_1m": ok[best]["slo"]["usd_per_1m"][first] if best else None,
+            "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
+
+
+def _child(study: str, args, redo: bool) -> list[str]:
+    # SIGINT is Python's KeyboardInterrupt (Ctrl-C) even when this benchmark runs in the background, where a shell
+    # starts children with SIGINT ignored
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "import workbench as wb; wb.optimize({task!r}, slo_ms={slo}, percentile={p!r}, max_drop={d}, "
+            "budget_s={b}, study={study!r}, redo={redo}, bundle=False, load_check=False, progress=False)").format(
+        task=args.task, slo=args.slo_ms, p=args.percentile, d=args.max_drop, b=args.budget, study=study, redo=redo)
+    return [sys.executable, "-c", code]
+
+
+def resume_check(args) -> dict:
+    """Interrupt optimize (SIGINT) after ``kill_after_rows`` rows, run it again, count rows measured twice."""
+    from workbench.util.files import artifacts_root
+
+    study = "bench-optimize-resume"
+    path = artifacts_root() / study / "results.jsonl"
+    shutil.rmtree(path.parent, ignore_errors=True)   # else the first poll could count an earlier run's rows
+    proc = subprocess.Popen(_child(study, args, redo=True), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen, interrupted = 0, False
+    try:
+        while proc.poll() is None:
+            seen = len(path.read_text().splitlines()) if path.exists() else 0
+            if seen >= args.kill_after_rows:
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+                break
+            time.sleep(0.5)       # polling the file, not standing in for work
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rows_before = len(path.read_text().splitlines()) if path.exists() else 0
+    stopped = json.loads((path.parent / "decision.json").read_text()) if (path.parent / "decision.json").exists() else {}
+    again = subprocess.run(_child(study, args, redo=False), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    keys = [(r.get("stage"), r.get("arm"), r.get("batch_size"), r.get("rung")) for r in rows
+            if str(r.get("scenario", "")).startswith("optimize-")]
+    decision = json.loads((path.parent / "decision.json").read_text())
+    return {"interrupted": interrupted, "interrupted_exit_code": proc.returncode,
+            "complete_after_interrupt": stopped.get("complete"), "rows_before_interrupt": rows_before, "rows_after_resume": len(rows),
+            "resumed_rows_remeasured": len(keys) - len(set(keys)), "resume_exit_code": again.returncode,
+            "resume_error": again.stderr[-800:] if again.returncode else None,
+            "resumed_complete": decision.get("complete"), "resumed_pick": (decision.get("pick") or {}).get("arm")}
+
+
+def main(argv=None) -> dict:
+    from workbench.runtime.cpu import cpu_model_and_flags, isa_summary
+    from workbench.util.settings import small_mode
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--task", default="text-classification", choices=["text-classification"])
+    p.add_argument("--slo-ms", type=float, default=50.0)
+    p.add_argument("--percentile", default="p99")
+    p.add_argument("--max-drop", type=float, default=1.0)
+    p.add_argument("--budget", type=float, default=1200.0, help="optimize's budget in seconds")
+    p.add_argument("--instances", default="c7i.large")
+    p.add_argument("--kill-after-rows", type=int, default=16, help="rows saved before the resume check's SIGINT")
+    p.add_argument("--skip-resume", action="store_true")
+    p.add_argument("--resume-only", action="store_true", help="only the kill-and-resume check")
+    args = p.parse_args(argv)
+    if args.resume_only:
+        out = {"benchmark": "optimize-resume", "loadavg_1min_start": round(os.getloadavg()[0], 2),
+               **resume_check(args), "loadavg_1min_end": round(os.getloadavg()[0], 2)}
+        print(json.dumps(out, default=str))
+        return out
+    instances = tuple(args.instances.split(","))
+    cpu, flags = cpu_model_and_flags()
+    isa = isa_summary(flags)
+    load_start = os.getloadavg()[0]
+    print(f"CPU {cpu} | ISA {isa} | load average (1 min) {load_start:.2f} | small mode {small_mode()}", flush=True)
+
+    from workbench.optimize import optimize
+
+    t = time.perf_counter()
+    result = optimize(args.task, slo_ms=args.slo_ms, percentile=args.percentile, max_drop=args.max_drop,
+                      budget_s=args.budget, instances=instances, study="bench-optimize", redo=True, bundle=False,
+                      load_check=False, progress=False)
+    opt_wall = time.perf_counter() - t
+    decision = result.decision
+    from workbench.optimize.decision import decision_text
+
+    print(decision_text(decision), flush=True)
+    ex = exhaustive(args.task, args.slo_ms, args.percentile, args.max_drop, instances)
+    print(f"exhaustive: best {ex['best']} ${ex['best_usd_per_1m']} per 1M on {instances[0]}, {ex['wall_s']} s "
+          f"(builds {ex['build_seconds']} s)", flush=True)
+    pick = decision.get("pick") or {}
+    picked = (pick.get("usd_per_1m") or {}).get(instances[0])
+    regret = (round((picked - ex["best_usd_per_1m"]) / ex["best_usd_per_1m"] * 100, 2)
+              if picked is not None and ex["best_usd_per_1m"] else None)
+    same = ((ex["arms"].get(pick.get("arm")) or {}).get("slo") or {}).get("usd_per_1m", {}).get(instances[0])
+    # the choice alone: the picked arm's cost in the exhaustive run itself against that run's best (no timing drift
+    # between two runs in it)
+    choice_regret = (round((same - ex["best_usd_per_1m"]) / ex["best_usd_per_1m"] * 100, 2)
+                     if same is not None and ex["best_usd_per_1m"] else None)
+    resume = None if args.skip_resume else resume_check(args)
+    out = {"benchmark": "optimize", "task": args.task, "cpu": cpu, "isa": isa, "small_mode": small_mode(),
+           "slo": {"ms": args.slo_ms, "percentile": args.percentile}, "max_drop": args.max_drop,
+           "budget_s": args.budget, "loadavg_1min_start": round(load_start, 2),
+           "loadavg_1min_end": round(os.getloadavg()[0], 2),
+           "pick": pick.get("arm"), "pick_batch_size": pick.get("batch_size"), "pick_usd_per_1m": picked,
+           "pick_confirmed_speedup": pick.get("confirmed_speedup"), "exhaustive_best": ex["best"],
+           "exhaustive_best_usd_per_1m": ex["best_usd_per_1m"],
+           "exhaustive_pick_usd_per_1m": ((ex["arms"].get(pick.get("arm")) or {}).get("slo") or {}).get(
+               "usd_per_1m", {}).get(instances[0]),
+           "regret_pct": regret, "choice_regret_pct": choice_regret, "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
+           "exhaustive_build_seconds": ex["build_seconds"], "optimize_build_seconds": decision.get("build_s"),
+           "time_fraction_excluding_builds": (round((opt_wall - decision["build_s"]) / (ex["wall_s"] - ex["build_seconds"]), 3)
+                                              if decision.get("build_s") is not None and ex["wall_s"] > ex["build_seconds"]
+                                              else None),
+           "time_fraction": round(opt_wall / ex["wall_s"], 3) if ex["wall_s"] else None,
+           "optimize_skipped_for_budget": decision.get("skipped_for_budget"),
+           "resumed_rows_remeasured": None if resume is None else resume["resumed_rows_remeasured"],
+           "resume": resume,
+           "targets": {"regret_pct": "<= 5", "time_fraction": "<= 0.35", "resumed_rows_remeasured": 0}}
+    print(json.dumps(out, default=str))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+import sys
+import types
+
+import pytest
+
+from workbench.arms.base import Arm
+from workbench.optimize.budget import Budget
+from workbench.optimize.candidates import candidates
+
+ISA = {"avx2": True, "avx512": True, "avx512_bf16": True, "vnni": True, "amx_bf16": False, "amx_int8": False}
+
+
+def _fake_distilled(monkeypatch, seconds):
+    mod = types.ModuleType("workbench.arms.distilled")
+    mod.training_seconds_estimate = lambda task, **kw: seconds
+    mod.student_arms = lambda isa, calibration=None, **kw: [Arm("student-fp32", "distilled"),
+                                                            Arm("student-int8", "distilled")]
+    monkeypatch.setitem(sys.modules, "workbench.arms.distilled", mod)
+
+
+def test_catalogue_arms_one_baseline():
+    arms, skipped = candidates("text-classification", ISA)
+    assert sum(a.baseline for a in arms) == 1 and arms[0].name == "torch-fp32"
+    assert "ov-int8-static" in [a.name for a in arms] and skipped == []
+
+
+def test_distilled_students_join_only_when_their_training_fits(monkeypatch):
+    _fake_distilled(monkeypatch, 300.0)
+    arms, skipped = candidates("text-classification", ISA, budget=Budget(1000.0))
+    assert [a.name for a in arms][-2:] == ["student-fp32", "student-int8"] and skipped == []
+    arms, skipped = candidates("text-classification", ISA, budget=Budget(100.0))
+    assert "student-fp32" not in [a.name for a in arms]
+    assert len(skipped) == 1 and "distilled student (needs ~300 s" in skipped[0]
+
+
+def test_unknown_kind_and_device_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="text-classification or causal-lm"):
+        candidates("text2text", ISA)
+    with pytest.raises(ValueError, match="--device cpu"):
+        candidates("text-classification", ISA, device="cuda")

@@ -1,0 +1,41 @@
+from workbench.optimize.decision import decision_text
+
+
+def _decision(**kw):
+    d = {"schema": 1, "task": "text-classification", "model": "demo", "device": "cpu", "cpu": "AMD EPYC",
+         "slo": {"ms": 50.0, "percentile": "p99"}, "max_drop": 1.0, "budget_s": 600.0, "elapsed_s": 200.0,
+         "complete": True, "cost_unit": "USD per 1M requests",
+         "pick": {"arm": "ov-int8-static", "batch_size": 8, "confirmed_speedup": 2.6, "selection_speedup": 2.5,
+                  "tail_ms": 31.0, "throughput_per_s": 410.0, "percentile_used": "p99",
+                  "quality": {"metric": "accuracy", "split": "test", "value": 0.91, "drop": 0.4, "ci": [-0.2, 0.9]},
+                  "usd_per_1m": {"c7i.large": 0.0605}, "lineage": ["torch-fp32"], "bundle": None,
+                  "load_check": None},
+         "pareto": [], "arms": [
+             {"arm": "ov-int8-static", "outcome": "picked", "stage": "confirm", "why": "picked: cheapest",
+              "speedup": 2.5, "drop": 0.4, "drop_ci": [-0.2, 0.9], "usd_per_1m": {"c7i.large": 0.0605}},
+             {"arm": "torch-int8-dynamic", "outcome": "lost", "stage": "quality",
+              "why": "quality drop CI [0.80, 2.30] pts above the 1 limit", "speedup": 1.9, "drop": 1.5,
+              "drop_ci": [0.8, 2.3], "usd_per_1m": None}],
+         "build_vs_buy": [{"instance": "c7i.large", "api": "openai/gpt-4o-mini", "usd_per_1m_self": 0.0605,
+                           "usd_per_1m_api": 4.5, "break_even_per_day": 1.2e4, "traffic_per_day": 5e6,
+                           "verdict": "build"}],
+         "skipped_for_budget": ["distilled student (needs ~300 s, 120 s left)"], "resume": "workbench optimize x"}
+    d.update(kw)
+    return d
+
+
+def test_table_has_the_pick_each_loser_with_why_and_the_budget_skips():
+    text = decision_text(_decision())
+    lines = text.splitlines()
+    assert lines[1].startswith("PICK ov-int8-static at batch 8: 2.60x confirmed")
+    assert "$0.0605 per 1M" in lines[1] and "drop 0.40 [-0.20, 0.90] on test" in lines[1]
+    loser = next(x for x in lines if "torch-int8-dynamic" in x)
+    assert "lost" in loser and "quality drop CI [0.80, 2.30] pts above the 1 limit" in loser and " - " in loser
+    assert "break-even 1.2e+04/day; at 5e+06/day: build" in text
+    assert "skipped for budget: distilled student" in text and "resume with" not in text
+
+
+def test_incomplete_run_says_so_and_how_to_resume():
+    text = decision_text(_decision(complete=False, pick=None))
+    assert "[INCOMPLETE]" in text.splitlines()[0] and "PICK none" in text
+    assert text.splitlines()[-1] == "resume with: workbench optimize x"

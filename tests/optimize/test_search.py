@@ -1,0 +1,76 @@
+"""End to end on the demo classifier (small mode) with a reduced candidate list: the baseline, a real int8 arm, an
+arm that fails to build and an arm doing twice the baseline's work. No Triton, no bundle: fast enough for CI."""
+import json
+
+import pytest
+
+
+
+def _run(**kw):
+    from workbench.optimize import optimize
+
+    args = dict(slo_ms=2000.0, percentile="p50", max_drop=100.0, budget_s=900, study="opt", bundle=False,
+                progress=False)
+    return optimize("text-classification", **{**args, **kw})
+
+
+@pytest.mark.slow
+def test_decision_resume_and_redo(small):
+    events = []
+    result = _run(on_event=events.append)
+    d = result.decision
+    saved = json.loads((small / "opt" / "decision.json").read_text())
+    assert saved["complete"] is True and saved["pick"] == d["pick"]
+    arms = {a["arm"]: a for a in d["arms"]}
+    assert set(arms) == {"torch-fp32", "ort-int8-dynamic", "broken-arm", "double-work"}
+    assert arms["broken-arm"]["outcome"] == "failed" and "no kernel for this op here" in arms["broken-arm"]["why"]
+    assert arms["double-work"]["outcome"] == "lost" and arms["double-work"]["stage"] == "screen"
+    assert "slower than torch-fp32" in arms["double-work"]["why"] and arms["double-work"]["speedup"] < 0.9
+    pick = d["pick"]
+    assert pick["arm"] in ("torch-fp32", "ort-int8-dynamic") and arms[pick["arm"]]["outcome"] == "picked"
+    assert pick["usd_per_1m"]["c7i.large"] > 0 and pick["throughput_per_s"] > 0
+    assert pick["quality"]["split"] == "test"
+    loser = [a for a in d["arms"] if a["arm"] in ("torch-fp32", "ort-int8-dynamic") and a["arm"] != pick["arm"]][0]
+    assert loser["outcome"] == "lost" and loser["why"]
+    assert d["build_vs_buy"] and d["build_vs_buy"][0]["usd_per_1m_api"] > 0
+    assert [e["stage"] for e in events if e["type"] == "stage"][:4] == ["screen", "quality", "sweep", "confirm"]
+    assert events[-1]["type"] == "done"
+    rows = [json.loads(x) for x in (small / "opt" / "results.jsonl").read_text().splitlines()]
+    assert {r["scenario"] for r in rows} <= {"optimize-screen", "optimize-quality", "optimize-sweep",
+                                             "optimize-confirm"}
+    # the same command again: nothing is measured twice, the decision is the same
+    again = _run()
+    assert len((small / "opt" / "results.jsonl").read_text().splitlines()) == len(rows)
+    assert again.decision["pick"]["arm"] == pick["arm"]
+    # other settings on the same study are refused; --redo starts over
+    with pytest.raises(ValueError, match="other settings"):
+        _run(slo_ms=1000.0)
+    _run(redo=True, slo_ms=1000.0)
+    assert list((small / "opt").glob("results.jsonl.*.bak"))
+
+
+@pytest.mark.slow
+def test_interrupt_keeps_rows_and_resume_measures_only_the_rest(small):
+    seen = []
+
+    def stop_after_three(event):
+        if event["type"] == "row":
+            seen.append(event["row"])
+            if len(seen) == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(on_event=stop_after_three)
+    d = json.loads((small / "opt" / "decision.json").read_text())
+    assert d["complete"] is False and d["resume"].startswith("workbench optimize --task text-classification")
+    _run()
+    rows = [json.loads(x) for x in (small / "opt" / "results.jsonl").read_text().splitlines()]
+    keys = [(r["stage"], r["arm"], r.get("batch_size"), r.get("rung")) for r in rows]
+    assert len(keys) == len(set(keys)) and len(rows) > 3
+
+
+def test_budget_too_small_for_the_baseline_says_how_much(small):
+    from workbench.optimize.budget import BudgetError
+
+    with pytest.raises(BudgetError, match=r"needs ~\d+ s.*--budget \d+s"):
+        _run(budget_s=3)

@@ -1,0 +1,60 @@
+"""Which arms an optimize run considers: the arm catalogues for this task kind and device / ISA, plus pluggable
+providers (distillation) that join only when their module imports and their extra time fits the budget.
+
+A provider is ``(name, provider(task_kind, isa, calibration, budget) -> (arms, skipped))``: ``skipped`` lists what it
+left out for lack of budget (it goes to ``skipped_for_budget``). ``PROVIDERS`` is the list the search reads; a new
+family of candidates is one more entry, nothing else changes.
+"""
+from __future__ import annotations
+
+import importlib
+
+
+def _catalogue(task_kind: str, isa: dict, calibration, budget) -> tuple[list, list[str]]:
+    if task_kind == "causal-lm":
+        from workbench.arms.llm import llm_arms
+
+        return list(llm_arms()), []
+    if task_kind != "text-classification":
+        raise ValueError(f"optimize has no arm catalogue for task kind {task_kind!r} yet: use text-classification or "
+                         "causal-lm")
+    from workbench.arms.cpu import cpu_arms
+
+    return cpu_arms(isa, calibration=calibration and str(calibration)), []
+
+
+def _distilled(task_kind: str, isa: dict, calibration, budget) -> tuple[list, list[str]]:
+    """The distilled-student arms (``workbench.arms.distilled``) when that module exists and its training fits."""
+    try:
+        module = importlib.import_module("workbench.arms.distilled")
+    except ImportError:
+        return [], []
+    try:
+        need = float(module.training_seconds_estimate(task_kind))
+    except (NotImplementedError, ValueError):   # no recipe for this task kind: not a candidate, not a budget matter
+        return [], []
+    if budget is not None and not budget.fits(need):
+        return [], [budget.why_not("distilled student", need)]
+    return [a for a in module.student_arms(isa, calibration=calibration and str(calibration)) if not a.baseline], []
+
+
+PROVIDERS = [("catalogue", _catalogue), ("distilled", _distilled)]
+
+
+def candidates(task_kind: str, isa: dict, calibration=None, budget=None, device: str = "cpu") -> tuple[list, list[str]]:
+    """(arms, skipped_for_budget) for this run; exactly one baseline, names unique (first provider wins)."""
+    if device != "cpu":
+        raise ValueError(f"optimize runs its search on device {device!r} only through the GPU catalogues, which this "
+                         "version does not search yet: use --device cpu")
+    arms, skipped, seen = [], [], set()
+    for _name, provider in PROVIDERS:
+        found, left = provider(task_kind, isa, calibration, budget)
+        skipped += left
+        for arm in found:
+            if arm.name not in seen:
+                seen.add(arm.name)
+                arms.append(arm)
+    return arms, skipped
+
+
+__all__ = ["candidates", "PROVIDERS"]

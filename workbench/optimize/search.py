@@ -1,0 +1,453 @@
+"""The staged search of ``workbench optimize``: successive halving, so the budget goes to contenders.
+
+1. screen: every applicable arm is built (a build failure is a "failed" entry with its reason) and timed side by side
+   with the baseline for a short interleaved run at the timing shape (``arms.runner.time_arms``); arms clearly slower
+   than the baseline or than the leader are dropped here (no quality pass is spent on them).
+2. quality: the survivors' quality on the validation split, paired with the baseline's on the same examples;
+   eligible = the one rule (``arms.eligibility``) with ``max_drop`` as its tolerance.
+3. sweep: batching sweeps of the eligible arms at the SLO percentile. Rung 0 sweeps a coarse grid for every eligible
+   arm; the cheaper half at the SLO (``measure.slo.slo_point`` -> ``measure.cost.usd_per_1m_requests``) goes on to
+   the rest of the grid, the others lose there with their cost against the leader's.
+4. confirm: the winner (cheapest at the SLO) against the baseline on fresh interleaved timings (the runner's
+   confirmation), a fresh timing of its SLO point, and test-split quality for this final pick only.
+
+Every measurement is saved as it comes (``optimize.store``); a resumed run builds only the arms whose next measurement
+is missing. The bundle and the load check are ``optimize.handoff``; the decision is ``optimize.decision``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+SCREEN_SLOWER = 0.9     # an arm below 0.9x the baseline at the timing shape is slower, not noise (interleaved run)
+SCREEN_LEADER = 0.5     # ... or below half the leader's speed-up: a sweep would not close that gap
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Shapes and timing lengths of one run (small mode shrinks them through the same code)."""
+
+    batch_size: int
+    seq_len: int
+    screen_rounds: int
+    screen_seconds: float          # per arm per round (time_interleaved's ``seconds``)
+    eval_limit: int | None
+    grid: tuple[int, ...]
+    point_seconds: float
+    calib_examples: int
+    warmup: int
+
+    @classmethod
+    def for_mode(cls, small: bool) -> "Settings":
+        if small:
+            return cls(4, 64, 3, 0.3, 32, (1, 2, 4, 8), 0.5, 32, 2)
+        return cls(8, 128, 4, 1.0, None, (1, 2, 4, 8, 16, 32), 2.0, 128, 3)
+
+    @property
+    def coarse(self) -> tuple[int, ...]:
+        """Rung 0 of the sweep: every other batch size of the grid, the largest included."""
+        pick = self.grid[::2]
+        return pick if pick[-1] == self.grid[-1] else pick + (self.grid[-1],)
+
+
+@dataclass
+class Entry:
+    """Where one candidate stands: the decision's ``arms`` entry, filled as the stages go."""
+
+    arm: str
+    outcome: str = "running"           # lost | picked | failed | skipped | not-applicable
+    stage: str = "screen"
+    why: str = ""
+    speedup: float | None = None
+    drop: float | None = None
+    drop_ci: list | None = None
+    usd_per_1m: dict | None = None
+    slo: dict | None = None             # the SLO reading of its sweep: batch, tail, throughput
+
+
+@dataclass
+class Search:
+    """One run's state; :func:`run` drives it."""
+
+    task: object
+    task_kind: str
+    arms: list
+    ctx: object
+    settings: Settings
+    store: object
+    budget: object
+    slo_ms: float
+    percentile: str
+    max_drop: float
+    instances: tuple
+    emit: object
+    isa: dict
+    entries: dict = field(default_factory=dict)
+    skipped_for_budget: list = field(default_factory=list)
+    built: dict = field(default_factory=dict)
+    winner: str | None = None
+    pick: dict = field(default_factory=dict)
+    stage: str = "screen"
+
+    # ---- helpers --------------------------------------------------------------------------------------------------
+    @property
+    def baseline(self) -> str:
+        return next(a.name for a in self.arms if a.baseline)
+
+    def arm(self, name: str):
+        return next(a for a in self.arms if a.name == name)
+
+    def enter(self, stage: str, eta_s: float | None, candidates: int) -> None:
+        self.stage = stage
+        self.emit({"type": "stage", "stage": stage, "eta_s": None if eta_s is None else round(eta_s, 1),
+                   "elapsed_s": round(self.budget.elapsed_s, 1), "budget_s": self.budget.budget_s,
+                   "candidates": candidates})
+
+    def save(self, row: dict, eta_s: float | None = None) -> dict:
+        row = self.store.save(row)
+        self.emit({"type": "row", "row": row, "elapsed_s": round(self.budget.elapsed_s, 1),
+                   "eta_s": None if eta_s is None else round(eta_s, 1)})
+        return row
+
+    def lose(self, name: str, stage: str, why: str, outcome: str = "lost") -> None:
+        e = self.entries[name]
+        e.outcome, e.stage, e.why = outcome, stage, why
+
+    def alive(self) -> list[str]:
+        """Candidates still in the running, baseline first, then by screen speed-up."""
+        names = [n for n, e in self.entries.items() if e.outcome == "running"]
+        return sorted(names, key=lambda n: (n != self.baseline, -(self.entries[n].speedup or 0)))
+
+    def build(self, name: str):
+        """The built arm (built once per run; a failure is saved as a screen row and the arm is out)."""
+        from workbench.arms.runner import build_arms
+
+        if name in self.built:
+            return self.built[name]
+        arm = self.arm(name)
+        start = time.perf_counter()
+        prepared = build_arms(self.arms, self.ctx, only=[name])
+        for other, b in prepared.built.items():   # build_arms always builds the baseline too: keep, not rebuild
+            self.built.setdefault(other, b)
+        if name not in prepared.built:
+            status, reason = prepared.not_run[name]
+            raise _BuildFailed(reason)
+        self.budget.build_s.setdefault(arm.kind, []).append(time.perf_counter() - start)
+        return self.built[name]
+
+    def close(self) -> None:
+        for b in self.built.values():
+            b.release()
+        self.built.clear()
+
+
+class _BuildFailed(RuntimeError):
+    pass
+
+
+def _variant_row(built) -> dict:
+    v = built.variant
+    if v is None:
+        return {}
+    return {**{k: v.describe()[k] for k in ("variant_id", "variant", "backend", "precision")},
+            "lineage_steps": [step for step, _config in v.lineage]}
+
+
+# ---- stage 1: screen -------------------------------------------------------------------------------------------------
+def screen(s: Search) -> None:
+    from workbench.arms.rows import FAILED, MEASURED, arm_row
+    from workbench.arms.runner import time_arms
+
+    st = s.settings
+    for arm in s.arms:
+        e = s.entries.setdefault(arm.name, Entry(arm.name))
+        if arm.skip_reason is not None:
+            s.lose(arm.name, "screen", arm.skip_reason, "not-applicable")
+    todo = [n for n in s.alive() if s.store.get("screen", n, st.batch_size) is None]
+    per_arm = st.screen_rounds * st.screen_seconds + st.warmup * 0.1
+    eta = s.budget.build_estimate(s.arm(n).kind for n in todo) + per_arm * len(todo) * 1.25
+    s.enter("screen", eta, len(s.alive()))
+    if todo:
+        # builds one after another; each checked against what is left (the baseline always: it is the floor)
+        for name in list(todo):
+            need = s.budget.build_estimate([s.arm(name).kind]) + per_arm
+            if name != s.baseline and not s.budget.fits(need + _reserve(s)):
+                s.lose(name, "screen", "skipped: " + s.budget.why_not("budget", need), "skipped")
+                s.skipped_for_budget.append(s.budget.why_not(f"arm {name}", need))
+                todo.remove(name)
+                continue
+            try:
+                s.build(name)
+            except _BuildFailed as exc:
+                s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size,
+                        **arm_row(s.arm(name), FAILED, str(exc), isa=s.isa)})
+                todo.remove(name)
+        timed = {n: s.built[n] for n in todo}
+        if s.baseline not in timed:   # resumed: the baseline's screen row exists, but new arms need it beside them
+            timed[s.baseline] = s.build(s.baseline)
+        if len(timed) > 1 or s.store.get("screen", s.baseline, st.batch_size) is None:
+            run = time_arms(timed, rounds=st.screen_rounds,
+                            seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
+            base_t = run.timing.get(s.baseline)
+            for name in timed:
+                if name == s.baseline and s.store.get("screen", name, st.batch_size) is not None:
+                    continue
+                arm = s.arm(name)
+                if name in run.errors or name not in run.timing:
+                    row = arm_row(arm, FAILED, f"crashed while timed: {run.errors.get(name)}", isa=s.isa)
+                else:
+                    row = arm_row(arm, MEASURED, timing=run.timing[name], baseline_timing=base_t,
+                                  first_ms=run.first_ms.get(name), meta=s.built[name].meta, isa=s.isa)
+                s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size, "seq_len": st.seq_len,
+                        **_variant_row(s.built[name]), **row})
+    _judge_screen(s)
+
+
+def _reserve(s: Search) -> float:
+    """Seconds kept back for the baseline's own quality pass and sweep: without them no decision can be made."""
+    return s.budget.eval_estimate(1) + s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds)
+
+
+def _judge_screen(s: Search) -> None:
+    st = s.settings
+    rows = {n: s.store.get("screen", n, st.batch_size) for n in s.alive()}
+    for name, row in rows.items():
+        if row is None:
+            continue
+        if row.get("status") == "failed":
+            why = row["reason"] if row["reason"].startswith("crashed") else f"failed to build: " \
+                f"{row['reason'].removeprefix('build failed: ')}"
+            s.lose(name, "screen", why, "failed")
+            continue
+        s.entries[name].speedup = row.get("speedup")
+    if s.store.get("screen", s.baseline, st.batch_size) is None or s.entries[s.baseline].outcome != "running":
+        raise RuntimeError(f"the baseline arm {s.baseline} could not be timed: "
+                           f"{s.entries[s.baseline].why or 'no screen row'}")
+    timed = [n for n in s.alive() if n != s.baseline and s.entries[n].speedup is not None]
+    if not timed:
+        return
+    leader = max(timed, key=lambda n: s.entries[n].speedup)
+    top = s.entries[leader].speedup
+    for name in timed:
+        sp, row = s.entries[name].speedup, rows[name]
+        if sp < SCREEN_SLOWER:
+            s.lose(name, "screen", f"slower than {s.baseline} at batch {st.batch_size} ({sp:.2f}x)")
+        elif sp < SCREEN_LEADER * top:
+            s.lose(name, "screen", f"slower than {leader} at batch {st.batch_size} ({sp:.2f}x vs {top:.2f}x)")
+        elif row.get("stable") is False:
+            s.entries[name].why = "unstable timing at the screen (kept: its speed-up is not clearly behind)"
+
+
+# ---- stage 2: quality ------------------------------------------------------------------------------------------------
+def _quality_result(row: dict):
+    from workbench.tasks.base import QualityResult
+
+    return QualityResult(row["metric"], row["quality"], row["quality_ci"][0], row["quality_ci"][1], row["quality_n"],
+                         row.get("higher_is_better", True), per_example=tuple(row["per_example"]))
+
+
+def quality(s: Search) -> None:
+    from workbench.arms.eligibility import eligibility
+    from workbench.arms.rows import quality_drop
+
+    names = s.alive()
+    todo = [n for n in names if s.store.get("quality", n) is None]
+    s.enter("quality", s.budget.eval_estimate(len(todo)), len(names))
+    base_row = s.store.get("quality", s.baseline)
+    for name in [s.baseline] + [n for n in names if n != s.baseline]:
+        row = s.store.get("quality", name)
+        if row is None:
+            need = s.budget.eval_estimate(1)
+            if name != s.baseline and not s.budget.fits(need + s.budget.sweep_estimate(len(s.settings.coarse),
+                                                                                      s.settings.point_seconds)):
+                s.lose(name, "quality", "skipped: " + s.budget.why_not("budget", need), "skipped")
+                s.skipped_for_budget.append(s.budget.why_not(f"quality of {name}", need))
+                continue
+            try:
+                built = s.build(name)
+                start = time.perf_counter()
+                q = built.quality()
+                s.budget.eval_s.append(time.perf_counter() - start)
+            except Exception as exc:  # noqa: BLE001 - one arm's quality failing makes it ineligible, not the run fail
+                if name == s.baseline:
+                    raise
+                s.lose(name, "quality", f"quality failed: {type(exc).__name__}: {exc}", "failed")
+                continue
+            base_q = None if name == s.baseline else _quality_result(base_row)
+            figures = quality_drop(base_q, q)
+            row = s.save({"stage": "quality", "arm": name, "split": q_split(s), "baseline": name == s.baseline,
+                          "higher_is_better": q.higher_is_better, "per_example": [float(x) for x in q.per_example],
+                          **_variant_row(built), **figures})
+            if name == s.baseline:
+                base_row = row
+        e = s.entries[name]
+        e.drop, e.drop_ci = row.get("drop_pts"), row.get("drop_ci_pts")
+        if not eligibility(row, s.max_drop):
+            ci = row.get("drop_ci_pts")
+            s.lose(name, "quality", f"quality drop CI [{ci[0]:.2f}, {ci[1]:.2f}] pts above the {s.max_drop:g} limit"
+                   if ci else "quality not measured: cannot be shown within the limit")
+
+
+def q_split(s: Search) -> str:
+    return s.ctx.options.get("split", "validation")
+
+
+# ---- stage 3: batching sweeps ------------------------------------------------------------------------------------------
+def _point(s: Search, name: str, batch: int, stage: str, rung) -> dict:
+    """One sweep point of ``name`` at ``batch`` (saved row, or measured now and saved)."""
+    from workbench.measure.batching import SweepConfig, sweep_batching
+
+    saved = s.store.get(stage, name, batch, rung)
+    if saved is not None:
+        return saved
+    st = s.settings
+    built = s.build(name)
+    config = SweepConfig(batch_sizes=(batch,), seq_lens=(st.seq_len,), latency_cap_ms=s.slo_ms,
+                         point_seconds=st.point_seconds, percentile=s.percentile, retries=0,
+                         threads=s.ctx.threads, timeout_s=max(10.0, 20 * s.slo_ms / 1e3))
+    start = time.perf_counter()
+    (row,) = sweep_batching(s.task, built.variant, config, progress=False)
+    s.budget.point_s.append(time.perf_counter() - start)
+    return s.save({**row, "sweep_scenario": row["scenario"], "scenario": f"optimize-{stage}", "stage": stage,
+                   "arm": name, "rung": rung})
+
+
+def slo_reading(s: Search, rows: list[dict]) -> dict | None:
+    """The SLO point of one arm's sweep rows with its cost per instance, or None with no usable point."""
+    return read_slo(rows, s.slo_ms, s.percentile, s.instances)
+
+
+def read_slo(rows: list[dict], slo_ms: float, percentile: str, instances) -> dict | None:
+    """:func:`slo_reading` from plain arguments (the benchmark's exhaustive run reads its sweeps the same way)."""
+    from workbench.measure.cost import get_price, usd_per_1m_requests
+    from workbench.measure.slo import slo_point
+
+    usable = [{**r, "scenario": r.get("sweep_scenario", r.get("scenario"))} for r in rows if not r.get("failed")]
+    if not usable:
+        return None
+    try:
+        res = slo_point(usable, slo_ms, percentile, allow_unstable=True)
+    except ValueError as exc:
+        return {"feasible": False, "reason": str(exc)}
+    out = {"feasible": res.feasible, "reason": res.reason, "batch_size": res.batch_size,
+           "tail_ms": res.latency_ms, "throughput_per_s": res.throughput_per_s, "percentile_used": res.percentile_used}
+    if res.feasible:
+        out["usd_per_1m"] = {i: round(usd_per_1m_requests(get_price(i).usd_per_hour, res.throughput_per_s), 6)
+                             for i in instances}
+    return out
+
+
+def _cost(reading: dict | None, instance: str) -> float:
+    return math.inf if not reading or not reading.get("feasible") else reading["usd_per_1m"][instance]
+
+
+def sweep(s: Search) -> None:
+    st, first = s.settings, s.instances[0]
+    names = s.alive()
+    rest = tuple(b for b in st.grid if b not in st.coarse)
+    eta = s.budget.sweep_estimate(len(names) * len(st.coarse) + math.ceil(len(names) / 2) * len(rest),
+                                  st.point_seconds)
+    s.enter("sweep", eta, len(names))
+    readings = {}
+    for rung, grid, group in ((0, st.coarse, names), (1, rest, None)):
+        if group is None:   # the cheaper half at the SLO goes on (successive halving)
+            ranked = sorted(readings, key=lambda n: _cost(readings[n], first))
+            feasible = [n for n in ranked if readings[n] and readings[n].get("feasible")]
+            keep = feasible[:max(1, math.ceil(len(feasible) / 2))]
+            for n in ranked:
+                if n not in keep:
+                    _lose_on_cost(s, n, readings, keep[0] if keep else None, first, "coarse grid")
+            group = keep
+        for name in group:
+            need = s.budget.sweep_estimate(len(grid), st.point_seconds)
+            if not s.budget.fits(need):
+                if rung == 0 and name != s.baseline:
+                    s.lose(name, "sweep", "skipped: " + s.budget.why_not("budget", need), "skipped")
+                s.skipped_for_budget.append(s.budget.why_not(f"sweep of {name} (rung {rung})", need))
+                continue
+            rows = [r for r in s.store.rows("sweep") if r.get("arm") == name]
+            for batch in grid:
+                if any(r.get("capped") or r.get("failure") in ("oom", "timeout") for r in rows
+                       if r["batch_size"] < batch):
+                    continue   # a smaller batch already missed the SLO (or failed): a bigger one only misses more
+                try:
+                    rows.append(_point(s, name, batch, "sweep", rung))
+                except _BuildFailed as exc:
+                    s.lose(name, "sweep", f"failed to build: {exc}", "failed")
+                    break
+            readings[name] = slo_reading(s, [r for r in s.store.rows("sweep") if r.get("arm") == name])
+    for name, reading in readings.items():   # losers of rung 0 keep their coarse reading in the table
+        s.entries[name].slo = reading
+        s.entries[name].usd_per_1m = (reading or {}).get("usd_per_1m")
+    alive = [n for n in s.alive() if n in readings]
+    feasible = sorted([n for n in alive if readings[n] and readings[n].get("feasible")],
+                      key=lambda n: _cost(readings[n], first))
+    s.winner = feasible[0] if feasible else None
+    if s.winner is not None:
+        r = readings[s.winner]
+        s.entries[s.winner].stage = "confirm"
+        s.entries[s.winner].why = (f"picked: cheapest eligible arm at the {s.percentile} <= {s.slo_ms:g} ms SLO "
+                                   f"(${r['usd_per_1m'][first]:.4g} per 1M on {first} at batch {r['batch_size']})")
+    for name in alive:
+        if name != s.winner:
+            _lose_on_cost(s, name, readings, s.winner, first, "")
+
+
+def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, instance: str, grid: str) -> None:
+    r = readings.get(name)
+    if not r or not r.get("feasible"):
+        reason = (r or {}).get("reason", "no sweep point measured")
+        s.lose(name, "sweep", "misses the SLO: " + reason.split("no feasible point: ")[-1])   # the notes stay in rows
+        return
+    lr = readings[leader]
+    on = f" on {grid}" if grid else ""
+    s.lose(name, "sweep", f"costlier than {leader} at the {s.percentile} <= {s.slo_ms:g} ms SLO{on}: "
+           f"${r['usd_per_1m'][instance]:.4g} vs ${lr['usd_per_1m'][instance]:.4g} per 1M on {instance} "
+           f"(batch {r['batch_size']} vs {lr['batch_size']})")
+
+
+# ---- stage 4: confirm ------------------------------------------------------------------------------------------------
+def confirm(s: Search) -> None:
+    """Fresh timings of the winner vs the baseline (ratio), of its SLO point (cost), and its test-split quality."""
+    from workbench.arms.rows import quality_drop
+    from workbench.arms.runner import time_arms
+
+    st, name = s.settings, s.winner
+    if name is None:
+        return
+    reading = s.entries[name].slo
+    need = (st.screen_rounds * st.screen_seconds * 2 + s.budget.sweep_estimate(1, st.point_seconds)
+            + s.budget.eval_estimate(2))
+    s.enter("confirm", need, 1)
+    if not s.budget.fits(need):
+        s.skipped_for_budget.append(s.budget.why_not("confirmation of the pick (fresh timings, test quality)", need))
+        return
+    if name != s.baseline and s.store.get("confirm", name, st.batch_size, "speedup") is None:
+        built = {s.baseline: s.build(s.baseline), name: s.build(name)}
+        run = time_arms(built, rounds=st.screen_rounds,
+                        seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
+        s.save({"stage": "confirm", "arm": name, "batch_size": st.batch_size, "rung": "speedup",
+                "confirmed_speedup": run.ratio(s.baseline, name), "errors": run.errors or None,
+                "p50_ms": run.timing[name].p50_ms if name in run.timing else None,
+                "baseline_p50_ms": run.timing[s.baseline].p50_ms if s.baseline in run.timing else None})
+    _point(s, name, reading["batch_size"], "confirm", "point")
+    if s.store.get("confirm", name, None, "test") is None:
+        built = s.build(name)
+        base = s.build(s.baseline)
+        if built.report_quality is not None:
+            base_q = base.report_quality()
+            q = built.report_quality()
+            s.save({"stage": "confirm", "arm": name, "rung": "test", "split": s.ctx.options.get("report_split"),
+                    **quality_drop(None if name == s.baseline else base_q, q)})
+
+
+def run(s: Search) -> None:
+    """Stages 1-4 in order; each one reads what the store already holds and measures the rest."""
+    screen(s)
+    quality(s)
+    sweep(s)
+    confirm(s)
+
+
+__all__ = ["Search", "Settings", "Entry", "run", "screen", "quality", "sweep", "confirm", "slo_reading", "read_slo"]
