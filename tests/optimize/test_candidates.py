@@ -30,7 +30,11 @@ def test_distilled_students_join_only_when_their_training_fits(monkeypatch):
     assert [a.name for a in arms][-2:] == ["student-fp32", "student-int8"] and skipped == []
     arms, skipped = candidates("text-classification", ISA, budget=Budget(100.0))
     assert "student-fp32" not in [a.name for a in arms]
-    assert len(skipped) == 1 and "distilled student (needs ~300 s" in skipped[0]
+    assert len(skipped) == 1 and "distilled student: its training needs ~300 s" in skipped[0]
+    # 300 s of a 500 s budget fits the clock but would leave too little to check and sweep any arm: left out
+    arms, skipped = candidates("text-classification", ISA, budget=Budget(500.0))
+    assert "student-fp32" not in [a.name for a in arms] and "more than 35% of the" in skipped[0]
+    assert "--budget 858s" in skipped[0]
 
 
 def test_unknown_kind_and_device_are_refused_with_the_fix():

@@ -39,3 +39,10 @@ def test_incomplete_run_says_so_and_how_to_resume():
     text = decision_text(_decision(complete=False, pick=None))
     assert "[INCOMPLETE]" in text.splitlines()[0] and "PICK none" in text
     assert text.splitlines()[-1] == "resume with: workbench optimize x"
+
+
+def test_no_pick_says_whether_the_budget_ran_out_or_no_arm_qualified():
+    ran_out = decision_text(_decision(pick=None, skipped_for_budget=["quality of ov-int8-static (needs ~1 s, 0 s left)"]))
+    assert "PICK none: the budget ran out before" in ran_out
+    none_qualified = decision_text(_decision(pick=None, skipped_for_budget=[]))
+    assert "PICK none: no arm met the SLO within the quality limit" in none_qualified

@@ -33,10 +33,16 @@ def _distilled(task_kind: str, isa: dict, calibration, budget) -> tuple[list, li
         need = float(module.training_seconds_estimate(task_kind))
     except (NotImplementedError, ValueError):   # no recipe for this task kind: not a candidate, not a budget matter
         return [], []
-    if budget is not None and not budget.fits(need):
-        return [], [budget.why_not("distilled student", need)]
+    if budget is not None and not budget.fits(need / DISTILL_SHARE):
+        return [], [f"distilled student: its training needs ~{need:.0f} s, more than {DISTILL_SHARE:.0%} of the "
+                    f"{max(budget.left_s, 0):.0f} s left (the rest is kept for quality, sweeps and confirmation); "
+                    f"pass --budget {int(need / DISTILL_SHARE + budget.elapsed_s) + 1}s or more to include it"]
     return [a for a in module.student_arms(isa, calibration=calibration and str(calibration)) if not a.baseline], []
 
+
+# Training is admitted only when it takes at most this share of the budget left: a student that eats the budget
+# leaves no time to check its quality or sweep any arm, and the run would end with no pick at all.
+DISTILL_SHARE = 0.35
 
 PROVIDERS = [("catalogue", _catalogue), ("distilled", _distilled)]
 

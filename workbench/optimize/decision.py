@@ -165,7 +165,10 @@ def decision_text(decision: dict) -> str:
         if pick.get("confirm_note"):
             lines.append(f"  note: {pick['confirm_note']}")
     else:
-        lines.append("PICK none: no arm met the SLO within the quality limit (see the reasons below)")
+        ran_out = any(s.startswith(("quality of", "sweep of")) for s in decision.get("skipped_for_budget") or [])
+        lines.append("PICK none: " + ("the budget ran out before any arm's quality and SLO point were both measured "
+                                      "(see skipped for budget; resume with a larger --budget)" if ran_out else
+                                      "no arm met the SLO within the quality limit (see the reasons below)"))
     lines.append(f"  {'arm':26s} {'outcome':14s} {'stage':8s} {'speedup':>7s} {'drop':>6s} {'$/1M':>9s}  why")
     for a in decision["arms"]:
         sp = f"{a['speedup']:.2f}x" if a.get("speedup") else "-"
