@@ -169,7 +169,9 @@ def screen(s: Search) -> None:
     eta = s.budget.build_estimate(s.arm(n).kind for n in todo) + per_arm * len(todo) * 1.25
     s.enter("screen", eta, len(s.alive()))
     if todo:
-        # builds one after another; each checked against what is left (the baseline always: it is the floor)
+        # builds one after another, the baseline first and then the quickest to build (compile and PT2E last: on a
+        # short budget the arms that build in seconds are screened first); each checked against what is left
+        todo.sort(key=lambda n: (n != s.baseline, s.budget.build_estimate([s.arm(n).kind])))
         for name in list(todo):
             need = s.budget.build_estimate([s.arm(name).kind]) + per_arm
             if name != s.baseline and not s.budget.fits(need + _reserve(s)):
@@ -205,8 +207,10 @@ def screen(s: Search) -> None:
 
 
 def _reserve(s: Search) -> float:
-    """Seconds kept back for the baseline's own quality pass and sweep: without them no decision can be made."""
-    return s.budget.eval_estimate(1) + s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds)
+    """Seconds the screen keeps back for what a pick needs after it: the baseline's and one arm's quality pass, one
+    coarse sweep and the confirmation. Without them the run ends with arms screened and nothing picked."""
+    return (s.budget.eval_estimate(2) + s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds)
+            + _confirm_estimate(s))
 
 
 def _judge_screen(s: Search) -> None:
@@ -259,8 +263,9 @@ def quality(s: Search) -> None:
         row = s.store.get("quality", name)
         if row is None:
             need = s.budget.eval_estimate(1)
-            if name != s.baseline and not s.budget.fits(need + s.budget.sweep_estimate(len(s.settings.coarse),
-                                                                                      s.settings.point_seconds)):
+            # keep room for what a pick needs after this pass: one arm's coarse sweep and the confirmation
+            downstream = s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds) + _confirm_estimate(s)
+            if name != s.baseline and not s.budget.fits(need + downstream):
                 s.lose(name, "quality", "skipped: " + s.budget.why_not("budget", need), "skipped")
                 s.skipped_for_budget.append(s.budget.why_not(f"quality of {name}", need))
                 continue
@@ -344,7 +349,9 @@ def _cost(reading: dict | None, instance: str) -> float:
 
 def sweep(s: Search) -> None:
     st, first = s.settings, s.instances[0]
-    names = s.alive()
+    # leaders first and the baseline last: when the budget runs short, the arms most likely to win are swept
+    alive = s.alive()
+    names = [n for n in alive if n != s.baseline] + [n for n in alive if n == s.baseline]
     rest = tuple(b for b in st.grid if b not in st.coarse)
     eta = s.budget.sweep_estimate(len(names) * len(st.coarse) + math.ceil(len(names) / 2) * len(rest),
                                   st.point_seconds)
@@ -361,7 +368,8 @@ def sweep(s: Search) -> None:
             group = keep
         for name in group:
             need = s.budget.sweep_estimate(len(grid), st.point_seconds)
-            if not s.budget.fits(need):
+            # once one arm has a reading, each further sweep leaves room for the confirmation of the pick
+            if not s.budget.fits(need + (_confirm_estimate(s) if readings else 0.0)):
                 if rung == 0 and name != s.baseline:
                     s.lose(name, "sweep", "skipped: " + s.budget.why_not("budget", need), "skipped")
                 s.skipped_for_budget.append(s.budget.why_not(f"sweep of {name} (rung {rung})", need))
@@ -408,6 +416,13 @@ def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, inst
 
 
 # ---- stage 4: confirm ------------------------------------------------------------------------------------------------
+def _confirm_estimate(s: Search) -> float:
+    """Seconds of the confirmation: a fresh interleaved run of two arms, one SLO point, two test-split passes."""
+    st = s.settings
+    return (st.screen_rounds * st.screen_seconds * 2 + s.budget.sweep_estimate(1, st.point_seconds)
+            + s.budget.eval_estimate(2))
+
+
 def confirm(s: Search) -> None:
     """Fresh timings of the winner vs the baseline (ratio), of its SLO point (cost), and its test-split quality."""
     from workbench.arms.rows import quality_drop
@@ -417,8 +432,7 @@ def confirm(s: Search) -> None:
     if name is None:
         return
     reading = s.entries[name].slo
-    need = (st.screen_rounds * st.screen_seconds * 2 + s.budget.sweep_estimate(1, st.point_seconds)
-            + s.budget.eval_estimate(2))
+    need = _confirm_estimate(s)
     s.enter("confirm", need, 1)
     if not s.budget.fits(need):
         s.skipped_for_budget.append(s.budget.why_not("confirmation of the pick (fresh timings, test quality)", need))
