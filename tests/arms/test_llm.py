@@ -74,3 +74,21 @@ def test_quality_is_measured_on_the_timed_weights_through_the_timed_path():
     assert int8.extra["kl_vs_fp32"] > 0                              # the int8 weights, not fp32's
     res = loop.call()                                                # one whole request, recorded for the rows
     assert res.tokens.shape == (1, 10) and ctx.cache["results"]["fast-loop-fp32"] == [res]
+
+
+def test_hf_static_compile_quality_is_scored_through_hf_compiled_forward(cheap_hf_compile, count_compiled_calls):
+    from workbench.arms.rows import MEASURED, arm_row
+
+    model = tiny_llama()
+    ctx = decode_context(model, prompt=6, new=4, quality_seqs=2)
+    by = {a.name: a for a in llm_arms(["hf-static-compile-fp32"])}
+    built = by["hf-static-compile-fp32"].build(ctx)          # compiles at the timed length (cache 6 + 4)
+    calls = count_compiled_calls(model)
+    base = by[BASELINE].build(ctx).quality()
+    q = built.quality()
+    assert calls[0] == 2 * (9 - 2)                          # 2 sequences of 9 tokens: all but the eager prefill step
+    assert q.value == 100.0 and q.extra["kl_vs_fp32"] < 1e-6 and q.n_examples == 2 * 8
+    assert "compiled decode forward" in q.extra["scored_by"] and "eager decode" not in q.extra["scored_by"]
+    row = arm_row(by["hf-static-compile-fp32"], MEASURED, quality=q, base_quality=base)
+    assert row["quality_scored_by"] == q.extra["scored_by"] and row["quality_kl_vs_fp32"] == q.extra["kl_vs_fp32"]
+    assert "eager forward" in arm_row(by[BASELINE], MEASURED, quality=base)["quality_scored_by"]

@@ -7,7 +7,9 @@ min-length processor in any arm, HF included), prefill + decode, and it returns 
 call (:func:`request_rows`); a batch of B prompts is one timing sample carrying B sequences.
 
 Quality is measured on the weights that are timed, through the path that is timed (the compiled, frozen step for a
-fast-loop arm, its ONNX file for an ORT arm; see :func:`_quality`):
+fast-loop arm, HF's own ``generate`` with its static cache and compiled decode forward, teacher forced, for
+``hf-static-compile-fp32``, its ONNX file for an ORT arm; see :func:`_quality`); each row names that path in
+``quality_scored_by``:
 
 - ``options["quality"] == "agreement"`` (random-weight models, the benchmark): top-1 agreement (%) with the fp32
   parent's eager logits on the same weights, teacher forced over the same token sequences, and the mean
@@ -103,17 +105,25 @@ def _reference_logits(ctx: ArmContext) -> torch.Tensor:
     return ctx.cache["ref_logits"]
 
 
-def _quality(ctx: ArmContext, scorer, path: str):
+def _quality(ctx: ArmContext, scorer, path: str | None = None):
     """``scorer(ids [1, T]) -> logits [1, T - 1, V]`` over the quality sequences, one at a time (batch 1: the graph
-    the headline times), as a QualityResult (see the module doc); ``extra["scored_by"]`` names the path."""
+    the headline times), as a QualityResult (see the module doc); ``extra["scored_by"]`` names the path: ``path``,
+    or the one the scorer reports when it returns ``(logits, path)`` (a scorer that finds out which path ran)."""
     import numpy as np
 
     from workbench.util.stats import bootstrap_ci
     from workbench.tasks.base import QualityResult
 
     ids = ctx.options["quality_ids"]
+    scored, paths = [], []
     with torch.inference_mode():
-        logits = torch.cat([scorer(ids[i:i + 1].to(ctx.device)).float().cpu() for i in range(ids.shape[0])])
+        for i in range(ids.shape[0]):
+            out = scorer(ids[i:i + 1].to(ctx.device))
+            logits, ran = out if isinstance(out, tuple) else (out, path)
+            scored.append(logits.float().cpu())
+            paths.append(ran)
+    logits = torch.cat(scored)
+    path = "; ".join(dict.fromkeys(paths))     # one path, unless a sequence ran another one (then both are named)
     if ctx.options["quality"] == "perplexity":
         nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0].sum(1).double().numpy()
         pairs = np.stack([nll, np.full(len(nll), ids.shape[1] - 1.0)], axis=1)
@@ -181,7 +191,7 @@ def _meta(ctx: ArmContext, model, static_cache_len, notes: str, weight_bytes: in
 
 def _hf(precision: str, static_compile: bool = False):
     def build(ctx: ArmContext) -> BuiltArm:
-        from workbench.decoding.fast_loop import hf_generate
+        from workbench.decoding.fast_loop import hf_generate, hf_static_compile_score
 
         model = _variant_model(ctx, precision)
         kernel = getattr(model, "weight_only", {}).get("kernel")
@@ -199,10 +209,11 @@ def _hf(precision: str, static_compile: bool = False):
             for b in ctx.options["batches"]:
                 generate(ctx.options["prompts"][b], ctx.options["new"])
             meta["compile_seconds"] = round(time.perf_counter() - start, 2)
-        path = "eager forward on the same weights" + (" (the compiled HF decode forward is not scored separately)"
-                                                       if static_compile else "")
-        return BuiltArm(call=_request(ctx, generate), quality=lambda: _quality(ctx, _eager_scorer(model), path),
-                        meta=meta)
+        if static_compile:   # HF's own generate, teacher forced: its compiled decode forward gives the logits
+            scorer, path = (lambda ids: hf_static_compile_score(model, ids)), None
+        else:
+            scorer, path = _eager_scorer(model), "eager forward on the same weights (the timed path)"
+        return BuiltArm(call=_request(ctx, generate), quality=lambda: _quality(ctx, scorer, path), meta=meta)
     return build
 
 
