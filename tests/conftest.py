@@ -87,7 +87,8 @@ def cheap_hf_compile(monkeypatch):
 
 @pytest.fixture
 def count_compiled_calls():
-    """``count(model)`` wraps the compiled forward HF generate reuses (``model._compiled_call``) with a counter: [calls]."""
+    """``count(model)`` wraps the compiled forward HF generate reuses (``model._compiled_call``) with a counter:
+    [calls]."""
     def count(model) -> list:
         calls, compiled = [0], model._compiled_call
 

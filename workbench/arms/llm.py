@@ -52,14 +52,17 @@ BENCHMARK_ARMS = ("hf-generate-fp32", "hf-static-compile-fp32", "fast-loop-fp32"
                   "ort-int4-matmulnbits")
 
 
-def random_llama(small: bool):
-    """The benchmark's Llama-shaped random-weight decoder: 12 x 768, vocab 32000 (134M); tiny with ``small``."""
+def random_llama(small: bool, vocab: int | None = None):
+    """The benchmark's Llama-shaped random-weight decoder: 12 x 768, vocab 32000 (134M); tiny with ``small``.
+    ``vocab``: another vocabulary size (the issue's probe shape is 12 x 768 with vocab 4096)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     shape = (dict(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4)
              if small else dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                                 num_attention_heads=12))
+    if vocab is not None:
+        shape["vocab_size"] = vocab
     return LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=1024)).eval()
 
 
@@ -343,32 +346,18 @@ def llm_arms(names=None, compile: bool = True, device: str = "cpu") -> list[Arm]
               "hf-int4-wo": _hf("int4"), "fast-loop-int4-wo": _fast_loop("int4"), "hf-kv-int8": _kv_int8,
               "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4")}
     skips = _skip_reasons(names, compile, device)
-    return [Arm(n, LLM_ARMS[n][0], _recorded(n, builds[n]), skips.get(n), baseline=n == BASELINE,
-                notes=LLM_ARMS[n][1]) for n in LLM_ARMS if n in names]
+    # records: the runner keeps each request's DecodeResult (ctx.cache["results"][name], warm-up calls first, sent
+    # back from an arm's own process too), so the request metrics come from the very calls it timed
+    return [Arm(n, LLM_ARMS[n][0], builds[n], skips.get(n), baseline=n == BASELINE, notes=LLM_ARMS[n][1],
+                records=True) for n in LLM_ARMS if n in names]
 
 
-def _recorded(name: str, build):
-    """``build`` whose call keeps each request's DecodeResult in ``ctx.cache["results"][name]`` (warm-up calls
-    first): the request metrics come from the very calls the runner timed (the append runs after the request)."""
-    def wrapped(ctx: ArmContext) -> BuiltArm:
-        built = build(ctx)
-        results = ctx.cache.setdefault("results", {}).setdefault(name, [])
-        call = built.call
-
-        def recorded():
-            res = call()
-            results.append(res)
-            return res
-        built.call = recorded
-        return built
-    return wrapped
-
-
-def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: int, out, batches=(1,)):
+def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: int, out, batches=(1,),
+           vocab: int | None = None):
     """``arms.runner`` recipe for ``isolate=True``: the same model (seeded), context and arms in an arm's own
     process."""
     torch.set_num_threads(threads)
-    ctx = decode_context(random_llama(small), prompt, new, batches, compile, threads=threads, out=out)
+    ctx = decode_context(random_llama(small, vocab), prompt, new, batches, compile, threads=threads, out=out)
     return llm_arms(names, compile), ctx
 
 
