@@ -1,8 +1,9 @@
 """LLM decode benchmark: the LLM decode arms of ``workbench.arms.llm`` (HF generate fp32 and HF's own static-cache +
-torch.compile path, the fast loop fp32 / bf16 / int8 / int4 weight-only, ONNX Runtime fp32 / MatMulNBits) on a
-Llama-shaped random-weight decoder, batch 1 (``--batch``), measured by the one arm runner: equal warm-up, seeded
-order per round, the pick by the one eligibility rule on quality measured on the timed weights through the timed path
-(top-1 agreement with fp32, and KL, teacher forced), then a fresh confirmation run of the winner against HF generate.
+torch.compile path, the fast loop fp32 / bf16 / int8 / int4 weight-only, ONNX Runtime fp32 / MatMulNBits, llama.cpp
+f32 / bf16 when llama-cpp-python is installed) on a Llama-shaped random-weight decoder, batch 1 (``--batch``),
+measured by the one arm runner: equal warm-up, seeded order per round, the pick by the one eligibility rule on
+quality measured on the timed weights through the timed path (top-1 agreement with fp32, and KL, teacher forced),
+then a fresh confirmation run of the winner against HF generate.
 
 Every arm generates exactly ``--new`` greedy tokens after the same prompt (no EOS stop, no min-length processor).
 A call is one whole request; TTFT / TPOT / ITL come from that call's emission times. Bandwidth utilisation =
@@ -72,9 +73,9 @@ def main(argv=None) -> dict:
     recipe = ("workbench.arms.llm", "recipe", dict(small=args.small, prompt=args.prompt, new=args.new, names=names,
                                                    compile=compiled, threads=args.threads, out=args.out,
                                                    batches=(args.batch,), vocab=args.vocab))
-    res = compare(llm_arms(names, compiled), ctx, args.tolerance, measure_quality=not args.skip_ppl,
-                  rounds=args.rounds, calls_per_turn=1, warmup=1, isolate=args.isolate,
-                  recipe=recipe if args.isolate else None, isa=isa)
+    res = compare(llm_arms(names, compiled, batch=args.batch), ctx, args.tolerance,
+                  measure_quality=not args.skip_ppl, rounds=args.rounds, calls_per_turn=1, warmup=1,
+                  isolate=args.isolate, recipe=recipe if args.isolate else None, isa=isa)
     peak = run_read_bandwidth("cpu", args.threads)
     request_rows(res.rows, ctx.cache.get("results", {}), res.selection.warmup, args.prompt, args.new, peak, args.batch)
     best = res.pick.row or {}

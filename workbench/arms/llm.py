@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import torch
 
@@ -46,10 +47,12 @@ LLM_ARMS = {
     "ort-fp32-kv": ("onnx", "ONNX Runtime with the KV cache, fp32"),
     "ort-int8-matmulnbits": ("onnx", "ONNX Runtime, MatMulNBits int8 weights (blocks of 32)"),
     "ort-int4-matmulnbits": ("onnx", "ONNX Runtime, MatMulNBits int4 weights (blocks of 32)"),
+    "llama-cpp-f32": ("llama.cpp", "llama.cpp (llama-cpp-python), GGUF f32 from llama.cpp's converter, batch 1"),
+    "llama-cpp-bf16": ("llama.cpp", "llama.cpp (llama-cpp-python), GGUF bf16 from llama.cpp's converter, batch 1"),
 }
 BENCHMARK_ARMS = ("hf-generate-fp32", "hf-static-compile-fp32", "fast-loop-fp32", "fast-loop-bf16", "hf-int8-wo",
                   "fast-loop-int8-wo", "hf-int4-wo", "fast-loop-int4-wo", "ort-fp32-kv", "ort-int8-matmulnbits",
-                  "ort-int4-matmulnbits")
+                  "ort-int4-matmulnbits", "llama-cpp-f32", "llama-cpp-bf16")
 
 
 def random_llama(small: bool, vocab: int | None = None):
@@ -303,17 +306,56 @@ def _ort(precision: str):
     return build
 
 
-def _skip_reasons(names, compile: bool, device: str = "cpu") -> dict:
+def _llama_cpp(outtype: str):
+    def build(ctx: ArmContext) -> BuiltArm:
+        from workbench.decoding.llama_cpp import LlamaCppDecoder, export_gguf
+        from workbench.runtime.kv_budget import kv_bytes_per_position
+        from workbench.tasks.causal_lm import DEMO_TARGET_DIR
+        from workbench.util.files import artifacts_root
+
+        model = ctx.options["model"]
+        # the model's own tokenizer (a task's folder), else the demo LM's 4096-id BPE (the random-weight benchmark)
+        tokenizer = getattr(ctx.task, "model_dir", None) or DEMO_TARGET_DIR
+        start = time.perf_counter()
+        out = Path(ctx.options["out"] or artifacts_root() / "gguf") / f"llama-cpp-{outtype}"
+        path = export_gguf(model, tokenizer, out, outtype)
+        convert = time.perf_counter() - start
+        dec = LlamaCppDecoder(path, ctx.options["cache_len"], ctx.threads or torch.get_num_threads())
+        ctx.log(f"  GGUF {outtype} written in {convert:.1f}s: {path}")
+        # bytes a step reads: every tensor but the embedding lookup; llama.cpp's converter keeps 1-d tensors (norms)
+        # in f32 and writes matrices in ``outtype``
+        size = {"f32": 4, "bf16": 2}[outtype]
+        lookup = model.get_input_embeddings().weight
+        tied = lookup is model.get_output_embeddings().weight
+        weight_bytes = sum(p.numel() * (size if p.dim() > 1 else 4) for p in model.parameters()
+                           if tied or p is not lookup)
+        kv = kv_bytes_per_position(model)   # llama.cpp's KV cache is f16 by default: half of fp32's
+        meta = _meta(ctx, model, None, dec.label + ", greedy argmax of llama.cpp's logits, f16 KV cache",
+                     weight_bytes=weight_bytes, convert_seconds=round(convert, 2), gguf_bytes=path.stat().st_size)
+        meta["kv_bytes_per_position"] = kv // 2 if kv else None
+        return BuiltArm(call=_request(ctx, dec.generate), meta=meta, close=dec.close,
+                        quality=lambda: _quality(ctx, dec.score, "llama.cpp's own logits (llama-cpp-python eval), "
+                                                                 "teacher forced one token per eval as timed"))
+    return build
+
+
+def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1) -> dict:
     """Why an arm cannot run here (naming the ISA / device / library fact), per name; absent when it runs."""
     import importlib.util
 
+    from workbench.decoding import llama_cpp
     from workbench.runtime.cpu import isa_summary, native_bf16
 
     out = {}
     native, why = native_bf16(isa_summary()) if device == "cpu" else (True, "")
+    missing_llama_cpp = llama_cpp.unavailable()
     for name in names:
         if name.startswith("ort-") and device != "cpu":
             out[name] = f"the ORT arms run on CPU here (device {device})"
+        elif name.startswith("llama-cpp-") and (missing_llama_cpp or device != "cpu" or batch != 1):
+            out[name] = missing_llama_cpp or (f"the llama.cpp arms run on CPU here (device {device})"
+                                              if device != "cpu" else "llama-cpp-python's Llama decodes one "
+                                              f"sequence: batch 1 only (this run: batch {batch})")
         elif "bf16" in name and not native:
             out[name] = f"{why} (bf16 would run emulated, slower than fp32)"
         elif name.startswith("ort-") and importlib.util.find_spec("onnxruntime") is None:
@@ -331,9 +373,9 @@ def _skip_reasons(names, compile: bool, device: str = "cpu") -> dict:
     return out
 
 
-def llm_arms(names=None, compile: bool = True, device: str = "cpu") -> list[Arm]:
+def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int = 1) -> list[Arm]:
     """The LLM decode arms ``names`` (default :data:`BENCHMARK_ARMS`; HF generate fp32, the baseline, always first),
-    with the skip reasons of ``device``."""
+    with the skip reasons of ``device`` and requests of ``batch`` prompts."""
     names = list(names or BENCHMARK_ARMS)
     unknown = [n for n in names if n not in LLM_ARMS]
     if unknown:
@@ -344,8 +386,9 @@ def llm_arms(names=None, compile: bool = True, device: str = "cpu") -> list[Arm]
               "fast-loop-fp32": _fast_loop("fp32"), "fast-loop-bf16": _fast_loop("bf16"),
               "hf-generate-bf16": _hf("bf16"), "hf-int8-wo": _hf("int8"), "fast-loop-int8-wo": _fast_loop("int8"),
               "hf-int4-wo": _hf("int4"), "fast-loop-int4-wo": _fast_loop("int4"), "hf-kv-int8": _kv_int8,
-              "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4")}
-    skips = _skip_reasons(names, compile, device)
+              "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4"),
+              "llama-cpp-f32": _llama_cpp("f32"), "llama-cpp-bf16": _llama_cpp("bf16")}
+    skips = _skip_reasons(names, compile, device, batch)
     # records: the runner keeps each request's DecodeResult (ctx.cache["results"][name], warm-up calls first, sent
     # back from an arm's own process too), so the request metrics come from the very calls it timed
     return [Arm(n, LLM_ARMS[n][0], builds[n], skips.get(n), baseline=n == BASELINE, notes=LLM_ARMS[n][1],
@@ -358,7 +401,7 @@ def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: in
     process."""
     torch.set_num_threads(threads)
     ctx = decode_context(random_llama(small, vocab), prompt, new, batches, compile, threads=threads, out=out)
-    return llm_arms(names, compile), ctx
+    return llm_arms(names, compile, batch=batches[0]), ctx
 
 
 def demo_lm_perplexity(name: str, blocks: int | None = None, threads: int | None = None,
