@@ -164,7 +164,7 @@ def test_hf_static_compile_score_runs_hf_compiled_decode_forward(cheap_hf_compil
     ids = prompts(1, 10, seed=3)
     logits, path = hf_static_compile_score(model, ids)
     assert calls[0] == 10 - 2                    # every position after the eager prefill of the first token
-    assert logits.shape == (1, 9, 256) and "compiled decode forward" in path
+    assert logits.shape == (1, 9, 256) and "compiled decode forward" in path and "timed requests' static" in path
     with torch.inference_mode():
         eager = model(input_ids=ids).logits[:, :-1]
     assert torch.allclose(logits, eager, atol=1e-4)

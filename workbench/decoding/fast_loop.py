@@ -381,6 +381,7 @@ def hf_static_compile_score(model, input_ids: torch.Tensor) -> tuple[torch.Tenso
     device = model_device(model)
     ids = input_ids.long().to(device)
     pad = getattr(model.generation_config, "pad_token_id", None)
+    timed_cache = getattr(model, "_cache", None)    # HF keeps the last request's static cache on the model
     out = model.generate(ids[:, :1], attention_mask=torch.ones_like(ids[:, :1]), max_new_tokens=ids.shape[1] - 1,
                          eos_token_id=None, do_sample=False, pad_token_id=pad if pad is not None else 0,
                          cache_implementation="static", compile_config=hf_static_compile_config(),
@@ -388,8 +389,10 @@ def hf_static_compile_score(model, input_ids: torch.Tensor) -> tuple[torch.Tenso
     if not torch.equal(out.sequences, ids):
         raise RuntimeError("teacher forcing through HF generate did not follow the given tokens")
     compiled, why = hf_static_compile_compiles(model)
-    path = ("HF generate, static cache: prefill eager, then HF's compiled decode forward (get_compiled_call), "
-            "teacher forced" if compiled else f"HF generate, static cache, eager decode forward ({why})")
+    same = ("the timed requests' static cache and graph shapes" if model._cache is timed_cache else
+            "a new static cache: batch or length differ from the timed requests, so a graph of their own")
+    path = (f"HF generate, static cache: prefill eager, then HF's compiled decode forward (get_compiled_call) on "
+            f"{same}, teacher forced" if compiled else f"HF generate, static cache, eager decode forward ({why})")
     return torch.stack(out.logits, 1).float(), path
 
 
