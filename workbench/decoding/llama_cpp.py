@@ -134,12 +134,17 @@ class LlamaCppDecoder:
         self.path, self.threads = Path(path), threads
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx), n_threads=threads,
                          n_threads_batch=threads, logits_all=False, verbose=False)
-        self.label = f"llama.cpp ({self.path.name}, {threads} threads)"
+        self.label = f"llama.cpp ({self.path.parent.name}/{self.path.name}, {threads} threads)"
+        self.n_vocab = self.llm.n_vocab()
 
     def _eval(self, tokens: list[int]):
-        """Evaluate ``tokens`` after what the cache holds; llama.cpp's logits of the last one."""
+        """Evaluate ``tokens`` after what the cache holds; llama.cpp's logits of the last one (a view of its buffer,
+        valid until the next eval: ``Llama.eval`` keeps no logits unless every position's are asked for)."""
+        import llama_cpp
+        import numpy as np
+
         self.llm.eval(tokens)
-        return self.llm.scores[self.llm.n_tokens - 1]
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,))
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> DecodeResult:
         """One request: exactly ``max_new_tokens`` greedy tokens after the prompt ``input_ids`` [1, T]."""
@@ -168,7 +173,8 @@ class LlamaCppDecoder:
         return torch.stack(rows)[None].float()
 
     def close(self) -> None:
-        self.llm.close() if hasattr(self.llm, "close") else None
+        """Free the model and its context now (not whenever the object is collected)."""
+        self.llm.close()
 
 
 __all__ = ["LlamaCppDecoder", "export_gguf", "converter_path", "unavailable", "INSTALL", "OUTTYPES"]
