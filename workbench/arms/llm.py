@@ -421,7 +421,11 @@ def demo_lm_perplexity(name: str, blocks: int | None = None, threads: int | None
         return {"ppl_increase_pct": None, "note": f"not measured: {arms[name].skip_reason}"}
     quality = {}
     for n in (BASELINE, name):
-        built = arms[n].build(ctx)
+        try:
+            built = arms[n].build(ctx)
+        except Exception as exc:  # noqa: BLE001 - the demo LM is a second model: a build failure there is a note
+            return {"ppl_increase_pct": None, "note": f"not measured: {n} on the demo LM: {type(exc).__name__}: "
+                                                      f"{str(exc)[-300:]}"}
         try:
             quality[n] = built.quality()
         finally:

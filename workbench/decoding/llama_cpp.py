@@ -102,6 +102,7 @@ def export_gguf(model, tokenizer_dir: str | Path, out_dir: str | Path, outtype: 
     with publish_dir(out_dir) as tmp:
         hf_dir = tmp / "hf"
         model.save_pretrained(hf_dir, safe_serialization=True)
+        _context_length_for_the_converter(hf_dir / "config.json")
         for f in files:
             shutil.copy(f, hf_dir / f.name)
         proc = subprocess.run([sys.executable, "-c", _DRIVER, str(converter), pre_tokenizer, str(hf_dir),
@@ -111,6 +112,17 @@ def export_gguf(model, tokenizer_dir: str | Path, out_dir: str | Path, outtype: 
             raise RuntimeError(f"llama.cpp's converter failed (exit {proc.returncode}): {proc.stderr[-1500:]}")
         shutil.rmtree(hf_dir)
     return Path(out_dir) / "model.gguf"
+
+
+def _context_length_for_the_converter(config_path: Path) -> None:
+    """llama.cpp's GPT-2 converter reads ``n_ctx``, which transformers no longer writes for GPT-2 (only
+    ``n_positions``, the same number): add it to the saved copy when missing."""
+    import json
+
+    config = json.loads(config_path.read_text())
+    if "n_positions" in config and "n_ctx" not in config:
+        config["n_ctx"] = config["n_positions"]
+        config_path.write_text(json.dumps(config, indent=2))
 
 
 def _tokenizer_size(tokenizer_dir: Path) -> int:
