@@ -1,8 +1,9 @@
 """LLM decode benchmark: the LLM decode arms of ``workbench.arms.llm`` (HF generate fp32 and HF's own static-cache +
-torch.compile path, the fast loop fp32 / bf16 / int8 / int4 weight-only, ONNX Runtime fp32 / MatMulNBits) on a
-Llama-shaped random-weight decoder, batch 1, measured by the one arm runner: equal warm-up, seeded order per round,
-the pick by the one eligibility rule on quality measured on the timed weights through the timed path (top-1
-agreement with fp32, and KL, teacher forced), then a fresh confirmation run of the winner against HF generate.
+torch.compile path, the fast loop fp32 / bf16 / int8 / int4 weight-only, ONNX Runtime fp32 / MatMulNBits, llama.cpp
+f32 / bf16 when llama-cpp-python is installed) on a Llama-shaped random-weight decoder, batch 1 (``--batch``),
+measured by the one arm runner: equal warm-up, seeded order per round, the pick by the one eligibility rule on
+quality measured on the timed weights through the timed path (top-1 agreement with fp32, and KL, teacher forced),
+then a fresh confirmation run of the winner against HF generate.
 
 Every arm generates exactly ``--new`` greedy tokens after the same prompt (no EOS stop, no min-length processor).
 A call is one whole request; TTFT / TPOT / ITL come from that call's emission times. Bandwidth utilisation =
@@ -12,6 +13,7 @@ bytes a decode step reads (weights, and the KV cache as that arm holds it: a sta
     python benchmarks/llm_decode.py            # Llama 12 x 768, vocab 32000; prompt 128, 128 new tokens
     python benchmarks/llm_decode.py --small    # tiny shapes (also WORKBENCH_SMALL=1), for CI
     python benchmarks/llm_decode.py --isolate --arms fast-loop-int4-wo,ort-int4-matmulnbits   # + HF, own processes
+    python benchmarks/llm_decode.py --vocab 4096 --batch 8   # the issue's probe shape (12 x 768, vocab 4096), batch 8
 
 Last printed line: one JSON object (``best_variant``, ``best_speedup_vs_hf`` = the confirmed ratio,
 ``selection_speedup_vs_hf``, ``fast_loop_speedup_vs_hf``, ``hf_static_compile_speedup_vs_hf``,
@@ -38,7 +40,9 @@ def parse(argv):
     p.add_argument("--skip-ppl", action="store_true", help="no quality: the pick is flagged unchecked")
     p.add_argument("--tolerance", type=float, default=2.0, help="largest top-1 agreement drop (points) vs fp32")
     p.add_argument("--arms", default="", help=f"comma-separated subset of: {', '.join(BENCHMARK_ARMS)} (+ HF)")
-    p.add_argument("--isolate", action="store_true", help="each arm in its own process (request metrics then absent)")
+    p.add_argument("--isolate", action="store_true", help="each arm in its own process (it sends its requests back)")
+    p.add_argument("--batch", type=int, default=1, help="prompts per request (one timing sample carries them all)")
+    p.add_argument("--vocab", type=int, default=None, help="vocabulary size (default 32000; the issue's probe: 4096)")
     p.add_argument("--out", default=None, help="folder for the ONNX files (default $WORKBENCH_ARTIFACTS/onnx)")
     args = p.parse_args(argv)
     args.prompt, args.new = (16, 8) if args.small else (128, 128)
@@ -59,19 +63,21 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     load_start, isa = os.getloadavg()[0], isa_summary()
-    model = random_llama(args.small)
+    model = random_llama(args.small, args.vocab)
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     log(f"Llama-shaped random-weight decoder, {n_params:.1f}M parameters; building arms ...")
     compiled = not args.no_compile
-    ctx = decode_context(model, args.prompt, args.new, compile=compiled, threads=args.threads, out=args.out, log=log)
+    ctx = decode_context(model, args.prompt, args.new, (args.batch,), compiled, threads=args.threads, out=args.out,
+                         log=log)
     names = [n for n in args.arms.split(",") if n] or None
     recipe = ("workbench.arms.llm", "recipe", dict(small=args.small, prompt=args.prompt, new=args.new, names=names,
-                                                   compile=compiled, threads=args.threads, out=args.out))
-    res = compare(llm_arms(names, compiled), ctx, args.tolerance, measure_quality=not args.skip_ppl,
-                  rounds=args.rounds, calls_per_turn=1, warmup=1, isolate=args.isolate,
-                  recipe=recipe if args.isolate else None, isa=isa)
+                                                   compile=compiled, threads=args.threads, out=args.out,
+                                                   batches=(args.batch,), vocab=args.vocab))
+    res = compare(llm_arms(names, compiled, batch=args.batch), ctx, args.tolerance,
+                  measure_quality=not args.skip_ppl, rounds=args.rounds, calls_per_turn=1, warmup=1,
+                  isolate=args.isolate, recipe=recipe if args.isolate else None, isa=isa)
     peak = run_read_bandwidth("cpu", args.threads)
-    request_rows(res.rows, ctx.cache.get("results", {}), res.selection.warmup, args.prompt, args.new, peak)
+    request_rows(res.rows, ctx.cache.get("results", {}), res.selection.warmup, args.prompt, args.new, peak, args.batch)
     best = res.pick.row or {}
     ppl = demo_lm_perplexity(res.pick.arm, 16 if args.small else None, args.threads, log) if (
         res.pick.arm and not args.skip_ppl) else {}
@@ -79,7 +85,7 @@ def main(argv=None) -> dict:
                                                   n_requests=4 if args.small else 6))
     cols = ("status", "tokens_per_s", "speedup", "speedup_min", "ttft_ms_p50", "tpot_ms_p50",
             "bandwidth_utilisation", "quality", "drop_ci_pts", "eligible")
-    print(f"\ndecode, prompt {args.prompt}, {args.new} new tokens, batch 1, {args.threads} threads, "
+    print(f"\ndecode, prompt {args.prompt}, {args.new} new tokens, batch {args.batch}, {args.threads} threads, "
           f"{n_params:.0f}M-param Llama shape; read bandwidth {peak:.1f} GB/s; quality = top-1 agreement (%) with "
           f"fp32 on the timed weights; tolerance {args.tolerance} points")
     print(f"{'arm':24s}" + "".join(f"{c:>16s}" for c in cols))
@@ -100,7 +106,8 @@ def main(argv=None) -> dict:
               "best_quality_drop_ci_pts": best.get("drop_ci_pts"),
               "best_bandwidth_utilisation": best.get("bandwidth_utilisation"),
               "prefix_cache_ttft_ratio": trial["ttft_ratio"], "tolerance_pts": args.tolerance,
-              "shape": {"params_m": round(n_params, 1), "prompt": args.prompt, "new_tokens": args.new, "batch": 1},
+              "shape": {"params_m": round(n_params, 1), "prompt": args.prompt, "new_tokens": args.new,
+                        "batch": args.batch, "vocab": model.config.vocab_size},
               "threads": args.threads, "read_gb_per_s": round(peak, 2), "isa": isa,
               "arms_ran_in": "one process each" if args.isolate else "one process", "arms": res.rows,
               "loadavg_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)], "logical_cpus": os.cpu_count()}

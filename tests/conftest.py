@@ -82,3 +82,34 @@ def _no_leaked_steps():
     for cfg in [c for c in core._STEPS if not c.__module__.startswith("workbench.")]:
         del core._STEPS[cfg]
     assert not leaked, f"test left steps registered: {leaked}; register them with the step_registry fixture"
+
+
+@pytest.fixture
+def cheap_hf_compile(monkeypatch):
+    """HF's compile config with dynamo's "eager" backend: the same compiled-call path (``get_compiled_call``,
+    traced by dynamo), without minutes of inductor on a 2-core CI machine."""
+    from transformers import CompileConfig
+
+    from workbench.decoding import fast_loop
+
+    def config():
+        cfg = CompileConfig(fullgraph=True, dynamic=False, backend="eager")
+        cfg._compile_all_devices = True
+        return cfg
+    monkeypatch.setattr(fast_loop, "hf_static_compile_config", config)
+
+
+@pytest.fixture
+def count_compiled_calls():
+    """``count(model)`` wraps the compiled forward HF generate reuses (``model._compiled_call``) with a counter:
+    [calls]."""
+    def count(model) -> list:
+        calls, compiled = [0], model._compiled_call
+
+        def counting(*args, **kwargs):
+            calls[0] += 1
+            return compiled(*args, **kwargs)
+        model._compiled_call = counting
+        return calls
+    return count
+

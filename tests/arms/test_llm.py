@@ -72,5 +72,53 @@ def test_quality_is_measured_on_the_timed_weights_through_the_timed_path():
     assert q.n_examples == 2 * 8                                     # 2 sequences of min(64, cache 10 - 1) tokens
     int8 = by["hf-int8-wo"].build(ctx).quality()
     assert int8.extra["kl_vs_fp32"] > 0                              # the int8 weights, not fp32's
-    res = loop.call()                                                # one whole request, recorded for the rows
-    assert res.tokens.shape == (1, 10) and ctx.cache["results"]["fast-loop-fp32"] == [res]
+    res = loop.call()                                                # one whole request
+    assert res.tokens.shape == (1, 10) and by["fast-loop-fp32"].records   # the runner keeps each call's result
+
+
+# the isolated case spawns two interpreters (torch + transformers each): slow on a loaded 2-core machine
+@pytest.mark.parametrize("isolate", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_request_metrics_come_from_the_timed_calls_in_process_and_isolated(isolate):
+    """One process per arm (--isolate) sends each request's DecodeResult back with its time: the rows have TTFT /
+    TPOT / ITL from the very calls the child timed, as they do when the arms share a process."""
+    from workbench.arms.llm import random_llama, recipe
+    from workbench.arms.runner import build_arms, time_arms
+
+    names = ["fast-loop-fp32"]
+    kwargs = dict(small=True, prompt=6, new=4, names=names, compile=False, threads=1, out=None)
+    arms, ctx = recipe(**kwargs)
+    prepared = build_arms(arms, ctx, isolate=isolate, recipe=("workbench.arms.llm", "recipe", kwargs))
+    try:
+        run = time_arms(prepared.built, rounds=3, calls_per_turn=1, warmup=1, threads=1)
+    finally:
+        prepared.close()
+    results = ctx.cache["results"]
+    assert {n: len(r) for n, r in results.items()} == {BASELINE: 4, "fast-loop-fp32": 4}   # 1 warm-up + 3 timed
+    rows = [{"arm": n, "n_calls": t.n_calls, "p50_ms": t.p50_ms, "weight_bytes_per_step": None,
+             "kv_bytes_per_position": None} for n, t in run.timing.items()]
+    request_rows(rows, results, run.warmup, prompt=6, new=4, peak_read_gb_s=None)
+    for row in rows:
+        assert row["n_requests"] == 3 and row["output_tokens"] == 3 * 4 and row["itl_samples"] == 3 * 3
+        assert 0 < row["ttft_ms_p50"] < row["e2e_ms_p50"] and row["tpot_ms_p50"] > 0
+        # each call's own clock: its e2e is within the time the runner counted for it (the child's, when isolated)
+        assert row["e2e_ms_p50"] <= row["p50_ms"] * 1.05
+        assert row["token_agreement_vs_hf"] == 1.0           # the fast loop's greedy tokens are HF's
+    assert random_llama(True).config.vocab_size == 1024 and random_llama(True, vocab=96).config.vocab_size == 96
+
+
+def test_hf_static_compile_quality_is_scored_through_hf_compiled_forward(cheap_hf_compile, count_compiled_calls):
+    from workbench.arms.rows import MEASURED, arm_row
+
+    model = tiny_llama()
+    ctx = decode_context(model, prompt=6, new=4, quality_seqs=2)
+    by = {a.name: a for a in llm_arms(["hf-static-compile-fp32"])}
+    built = by["hf-static-compile-fp32"].build(ctx)          # compiles at the timed length (cache 6 + 4)
+    calls = count_compiled_calls(model)
+    base = by[BASELINE].build(ctx).quality()
+    q = built.quality()
+    assert calls[0] == 2 * (9 - 2)                          # 2 sequences of 9 tokens: all but the eager prefill step
+    assert q.value == 100.0 and q.extra["kl_vs_fp32"] < 1e-6 and q.n_examples == 2 * 8
+    assert "compiled decode forward" in q.extra["scored_by"] and "eager decode" not in q.extra["scored_by"]
+    row = arm_row(by["hf-static-compile-fp32"], MEASURED, quality=q, base_quality=base)
+    assert row["quality_scored_by"] == q.extra["scored_by"] and row["quality_kl_vs_fp32"] == q.extra["kl_vs_fp32"]
+    assert "eager forward" in arm_row(by[BASELINE], MEASURED, quality=base)["quality_scored_by"]

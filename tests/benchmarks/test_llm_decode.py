@@ -67,5 +67,8 @@ def test_skip_ppl_leaves_the_pick_unchecked_and_isolated_arms_run_in_their_own_p
     assert result["best_ppl_increase_pct"] is None and "not measured" in result["pick_reason"]
     measured = {r["arm"] for r in result["arms"] if r["status"] == "measured"}
     assert measured == {"hf-generate-fp32", "ort-fp32-kv"}   # HF, the baseline, always runs
+    for row in result["arms"]:   # request metrics sent back from each arm's own process, from its timed calls
+        if row["status"] == "measured":
+            assert row["n_requests"] == 2 and 0 < row["ttft_ms_p50"] < row["e2e_ms_p50"], row["arm"]
     with pytest.raises(ValueError, match="unknown LLM arm"):
         bench.main(["--small", "--arms", "ort-int3"])

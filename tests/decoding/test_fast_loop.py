@@ -150,3 +150,20 @@ def test_score_teacher_forces_through_the_step_and_matches_a_full_forward():
     with torch.inference_mode():
         full = model(input_ids=ids).logits[:, :-1]
     assert torch.allclose(dec.score(ids), full, atol=1e-4)
+
+
+def test_hf_static_compile_score_runs_hf_compiled_decode_forward(cheap_hf_compile, count_compiled_calls):
+    from workbench.decoding.fast_loop import hf_static_compile_score
+
+    model = tiny_llama()
+    timed = hf_generate(model, prompts(1, 9), 12, static_compile=True)     # the timed request: cache 9 + 12
+    assert torch.equal(timed.tokens, hf_generate(model, prompts(1, 9), 12).tokens)
+    calls, cache = count_compiled_calls(model), model._cache
+    ids = prompts(1, 10, seed=3)
+    logits, path = hf_static_compile_score(model, ids)
+    assert calls[0] == 10 - 2                    # every position after the eager prefill of the first token
+    assert logits.shape == (1, 9, 256) and "compiled decode forward" in path and "timed requests' static" in path
+    with torch.inference_mode():
+        eager = model(input_ids=ids).logits[:, :-1]
+    assert torch.allclose(logits, eager, atol=1e-4)
+    assert model._cache is cache                 # the timed request's static cache, reused: the timed graph's shapes

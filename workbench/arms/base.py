@@ -104,6 +104,9 @@ class Arm:
         notes: why the arm is worth running here (the ISA path its kernels take), shown beside its row.
         steps: the step configs ``build`` applies in order to the baseline, when the arm is a step chain (CPU
             catalogue); () otherwise. Read by the step tick boxes and tests, never needed by the runner.
+        records: the runner keeps what each call returns, warm-up calls first, in ``ctx.cache["results"][name]``
+            (in the parent also when the arm runs in its own process: the child sends it back with its time), so
+            figures such as an LLM request's TTFT / ITL come from the very calls that were timed.
     """
 
     name: str
@@ -113,6 +116,7 @@ class Arm:
     baseline: bool = False
     notes: str = ""
     steps: tuple = ()
+    records: bool = False
 
     @property
     def applies(self) -> bool:

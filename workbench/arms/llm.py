@@ -7,7 +7,9 @@ min-length processor in any arm, HF included), prefill + decode, and it returns 
 call (:func:`request_rows`); a batch of B prompts is one timing sample carrying B sequences.
 
 Quality is measured on the weights that are timed, through the path that is timed (the compiled, frozen step for a
-fast-loop arm, its ONNX file for an ORT arm; see :func:`_quality`):
+fast-loop arm, HF's own ``generate`` with its static cache and compiled decode forward, teacher forced, for
+``hf-static-compile-fp32``, its ONNX file for an ORT arm; see :func:`_quality`); each row names that path in
+``quality_scored_by``:
 
 - ``options["quality"] == "agreement"`` (random-weight models, the benchmark): top-1 agreement (%) with the fp32
   parent's eager logits on the same weights, teacher forced over the same token sequences, and the mean
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import torch
 
@@ -44,20 +47,25 @@ LLM_ARMS = {
     "ort-fp32-kv": ("onnx", "ONNX Runtime with the KV cache, fp32"),
     "ort-int8-matmulnbits": ("onnx", "ONNX Runtime, MatMulNBits int8 weights (blocks of 32)"),
     "ort-int4-matmulnbits": ("onnx", "ONNX Runtime, MatMulNBits int4 weights (blocks of 32)"),
+    "llama-cpp-f32": ("llama.cpp", "llama.cpp (llama-cpp-python), GGUF f32 from llama.cpp's converter, batch 1"),
+    "llama-cpp-bf16": ("llama.cpp", "llama.cpp (llama-cpp-python), GGUF bf16 from llama.cpp's converter, batch 1"),
 }
 BENCHMARK_ARMS = ("hf-generate-fp32", "hf-static-compile-fp32", "fast-loop-fp32", "fast-loop-bf16", "hf-int8-wo",
                   "fast-loop-int8-wo", "hf-int4-wo", "fast-loop-int4-wo", "ort-fp32-kv", "ort-int8-matmulnbits",
-                  "ort-int4-matmulnbits")
+                  "ort-int4-matmulnbits", "llama-cpp-f32", "llama-cpp-bf16")
 
 
-def random_llama(small: bool):
-    """The benchmark's Llama-shaped random-weight decoder: 12 x 768, vocab 32000 (134M); tiny with ``small``."""
+def random_llama(small: bool, vocab: int | None = None):
+    """The benchmark's Llama-shaped random-weight decoder: 12 x 768, vocab 32000 (134M); tiny with ``small``.
+    ``vocab``: another vocabulary size (the issue's probe shape is 12 x 768 with vocab 4096)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     shape = (dict(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4)
              if small else dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                                 num_attention_heads=12))
+    if vocab is not None:
+        shape["vocab_size"] = vocab
     return LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=1024)).eval()
 
 
@@ -103,17 +111,25 @@ def _reference_logits(ctx: ArmContext) -> torch.Tensor:
     return ctx.cache["ref_logits"]
 
 
-def _quality(ctx: ArmContext, scorer, path: str):
+def _quality(ctx: ArmContext, scorer, path: str | None = None):
     """``scorer(ids [1, T]) -> logits [1, T - 1, V]`` over the quality sequences, one at a time (batch 1: the graph
-    the headline times), as a QualityResult (see the module doc); ``extra["scored_by"]`` names the path."""
+    the headline times), as a QualityResult (see the module doc); ``extra["scored_by"]`` names the path: ``path``,
+    or the one the scorer reports when it returns ``(logits, path)`` (a scorer that finds out which path ran)."""
     import numpy as np
 
     from workbench.util.stats import bootstrap_ci
     from workbench.tasks.base import QualityResult
 
     ids = ctx.options["quality_ids"]
+    scored, paths = [], []
     with torch.inference_mode():
-        logits = torch.cat([scorer(ids[i:i + 1].to(ctx.device)).float().cpu() for i in range(ids.shape[0])])
+        for i in range(ids.shape[0]):
+            out = scorer(ids[i:i + 1].to(ctx.device))
+            logits, ran = out if isinstance(out, tuple) else (out, path)
+            scored.append(logits.float().cpu())
+            paths.append(ran)
+    logits = torch.cat(scored)
+    path = "; ".join(dict.fromkeys(paths))     # one path, unless a sequence ran another one (then both are named)
     if ctx.options["quality"] == "perplexity":
         nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0].sum(1).double().numpy()
         pairs = np.stack([nll, np.full(len(nll), ids.shape[1] - 1.0)], axis=1)
@@ -181,7 +197,7 @@ def _meta(ctx: ArmContext, model, static_cache_len, notes: str, weight_bytes: in
 
 def _hf(precision: str, static_compile: bool = False):
     def build(ctx: ArmContext) -> BuiltArm:
-        from workbench.decoding.fast_loop import hf_generate
+        from workbench.decoding.fast_loop import hf_generate, hf_static_compile_score
 
         model = _variant_model(ctx, precision)
         kernel = getattr(model, "weight_only", {}).get("kernel")
@@ -199,10 +215,11 @@ def _hf(precision: str, static_compile: bool = False):
             for b in ctx.options["batches"]:
                 generate(ctx.options["prompts"][b], ctx.options["new"])
             meta["compile_seconds"] = round(time.perf_counter() - start, 2)
-        path = "eager forward on the same weights" + (" (the compiled HF decode forward is not scored separately)"
-                                                       if static_compile else "")
-        return BuiltArm(call=_request(ctx, generate), quality=lambda: _quality(ctx, _eager_scorer(model), path),
-                        meta=meta)
+        if static_compile:   # HF's own generate, teacher forced: its compiled decode forward gives the logits
+            scorer, path = (lambda ids: hf_static_compile_score(model, ids)), None
+        else:
+            scorer, path = _eager_scorer(model), "eager forward on the same weights (the timed path)"
+        return BuiltArm(call=_request(ctx, generate), quality=lambda: _quality(ctx, scorer, path), meta=meta)
     return build
 
 
@@ -289,17 +306,56 @@ def _ort(precision: str):
     return build
 
 
-def _skip_reasons(names, compile: bool, device: str = "cpu") -> dict:
+def _llama_cpp(outtype: str):
+    def build(ctx: ArmContext) -> BuiltArm:
+        from workbench.decoding.llama_cpp import LlamaCppDecoder, export_gguf
+        from workbench.runtime.kv_budget import kv_bytes_per_position
+        from workbench.tasks.causal_lm import DEMO_TARGET_DIR
+        from workbench.util.files import artifacts_root
+
+        model = ctx.options["model"]
+        # the model's own tokenizer (a task's folder), else the demo LM's 4096-id BPE (the random-weight benchmark)
+        tokenizer = getattr(ctx.task, "model_dir", None) or DEMO_TARGET_DIR
+        start = time.perf_counter()
+        out = Path(ctx.options["out"] or artifacts_root() / "gguf") / f"llama-cpp-{outtype}"
+        path = export_gguf(model, tokenizer, out, outtype)
+        convert = time.perf_counter() - start
+        dec = LlamaCppDecoder(path, ctx.options["cache_len"], ctx.threads or torch.get_num_threads())
+        ctx.log(f"  GGUF {outtype} written in {convert:.1f}s: {path}")
+        # bytes a step reads: every tensor but the embedding lookup; llama.cpp's converter keeps 1-d tensors (norms)
+        # in f32 and writes matrices in ``outtype``
+        size = {"f32": 4, "bf16": 2}[outtype]
+        lookup = model.get_input_embeddings().weight
+        tied = lookup is model.get_output_embeddings().weight
+        weight_bytes = sum(p.numel() * (size if p.dim() > 1 else 4) for p in model.parameters()
+                           if tied or p is not lookup)
+        kv = kv_bytes_per_position(model)   # llama.cpp's KV cache is f16 by default: half of fp32's
+        meta = _meta(ctx, model, None, dec.label + ", greedy argmax of llama.cpp's logits, f16 KV cache",
+                     weight_bytes=weight_bytes, convert_seconds=round(convert, 2), gguf_bytes=path.stat().st_size)
+        meta["kv_bytes_per_position"] = kv // 2 if kv else None
+        return BuiltArm(call=_request(ctx, dec.generate), meta=meta, close=dec.close,
+                        quality=lambda: _quality(ctx, dec.score, "llama.cpp's own logits (llama-cpp-python eval), "
+                                                                 "teacher forced one token per eval as timed"))
+    return build
+
+
+def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1) -> dict:
     """Why an arm cannot run here (naming the ISA / device / library fact), per name; absent when it runs."""
     import importlib.util
 
+    from workbench.decoding import llama_cpp
     from workbench.runtime.cpu import isa_summary, native_bf16
 
     out = {}
     native, why = native_bf16(isa_summary()) if device == "cpu" else (True, "")
+    missing_llama_cpp = llama_cpp.unavailable()
     for name in names:
         if name.startswith("ort-") and device != "cpu":
             out[name] = f"the ORT arms run on CPU here (device {device})"
+        elif name.startswith("llama-cpp-") and (missing_llama_cpp or device != "cpu" or batch != 1):
+            out[name] = missing_llama_cpp or (f"the llama.cpp arms run on CPU here (device {device})"
+                                              if device != "cpu" else "llama-cpp-python's Llama decodes one "
+                                              f"sequence: batch 1 only (this run: batch {batch})")
         elif "bf16" in name and not native:
             out[name] = f"{why} (bf16 would run emulated, slower than fp32)"
         elif name.startswith("ort-") and importlib.util.find_spec("onnxruntime") is None:
@@ -317,9 +373,9 @@ def _skip_reasons(names, compile: bool, device: str = "cpu") -> dict:
     return out
 
 
-def llm_arms(names=None, compile: bool = True, device: str = "cpu") -> list[Arm]:
+def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int = 1) -> list[Arm]:
     """The LLM decode arms ``names`` (default :data:`BENCHMARK_ARMS`; HF generate fp32, the baseline, always first),
-    with the skip reasons of ``device``."""
+    with the skip reasons of ``device`` and requests of ``batch`` prompts."""
     names = list(names or BENCHMARK_ARMS)
     unknown = [n for n in names if n not in LLM_ARMS]
     if unknown:
@@ -330,35 +386,22 @@ def llm_arms(names=None, compile: bool = True, device: str = "cpu") -> list[Arm]
               "fast-loop-fp32": _fast_loop("fp32"), "fast-loop-bf16": _fast_loop("bf16"),
               "hf-generate-bf16": _hf("bf16"), "hf-int8-wo": _hf("int8"), "fast-loop-int8-wo": _fast_loop("int8"),
               "hf-int4-wo": _hf("int4"), "fast-loop-int4-wo": _fast_loop("int4"), "hf-kv-int8": _kv_int8,
-              "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4")}
-    skips = _skip_reasons(names, compile, device)
-    return [Arm(n, LLM_ARMS[n][0], _recorded(n, builds[n]), skips.get(n), baseline=n == BASELINE,
-                notes=LLM_ARMS[n][1]) for n in LLM_ARMS if n in names]
+              "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4"),
+              "llama-cpp-f32": _llama_cpp("f32"), "llama-cpp-bf16": _llama_cpp("bf16")}
+    skips = _skip_reasons(names, compile, device, batch)
+    # records: the runner keeps each request's DecodeResult (ctx.cache["results"][name], warm-up calls first, sent
+    # back from an arm's own process too), so the request metrics come from the very calls it timed
+    return [Arm(n, LLM_ARMS[n][0], builds[n], skips.get(n), baseline=n == BASELINE, notes=LLM_ARMS[n][1],
+                records=True) for n in LLM_ARMS if n in names]
 
 
-def _recorded(name: str, build):
-    """``build`` whose call keeps each request's DecodeResult in ``ctx.cache["results"][name]`` (warm-up calls
-    first): the request metrics come from the very calls the runner timed (the append runs after the request)."""
-    def wrapped(ctx: ArmContext) -> BuiltArm:
-        built = build(ctx)
-        results = ctx.cache.setdefault("results", {}).setdefault(name, [])
-        call = built.call
-
-        def recorded():
-            res = call()
-            results.append(res)
-            return res
-        built.call = recorded
-        return built
-    return wrapped
-
-
-def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: int, out, batches=(1,)):
+def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: int, out, batches=(1,),
+           vocab: int | None = None):
     """``arms.runner`` recipe for ``isolate=True``: the same model (seeded), context and arms in an arm's own
     process."""
     torch.set_num_threads(threads)
-    ctx = decode_context(random_llama(small), prompt, new, batches, compile, threads=threads, out=out)
-    return llm_arms(names, compile), ctx
+    ctx = decode_context(random_llama(small, vocab), prompt, new, batches, compile, threads=threads, out=out)
+    return llm_arms(names, compile, batch=batches[0]), ctx
 
 
 def demo_lm_perplexity(name: str, blocks: int | None = None, threads: int | None = None,
@@ -378,7 +421,11 @@ def demo_lm_perplexity(name: str, blocks: int | None = None, threads: int | None
         return {"ppl_increase_pct": None, "note": f"not measured: {arms[name].skip_reason}"}
     quality = {}
     for n in (BASELINE, name):
-        built = arms[n].build(ctx)
+        try:
+            built = arms[n].build(ctx)
+        except Exception as exc:  # noqa: BLE001 - the demo LM is a second model: a build failure there is a note
+            return {"ppl_increase_pct": None, "note": f"not measured: {n} on the demo LM: {type(exc).__name__}: "
+                                                      f"{str(exc)[-300:]}"}
         try:
             quality[n] = built.quality()
         finally:

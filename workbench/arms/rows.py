@@ -4,7 +4,8 @@ CI, eligibility, the skip / fail reason, build figures and the ISA, in one flat 
 Row keys (absent figures are None, never 0):
     arm, kind, baseline, status ("measured" | "not available here" | "skipped" | "failed"), reason,
     p50_ms, p90_ms, min_ms, n_calls, stable, first_call_ms, speedup (baseline p50 / arm p50), speedup_min,
-    metric, quality, quality_ci, quality_n, drop_pts, drop_ci_pts, drop ("no measurable loss" or the drop),
+    metric, quality, quality_ci, quality_n, quality_scored_by / quality_kl_vs_fp32 (when the quality says: the path
+    whose logits were scored, the KL against fp32), drop_pts, drop_ci_pts, drop ("no measurable loss" or the drop),
     report_quality, report_drop_pts, report_drop_ci_pts, report_drop (held-out split, when the arm has one),
     eligible (``arms.eligibility``), the build's ``meta`` (compile_seconds, ...) and ``isa`` when given.
 
@@ -27,6 +28,9 @@ def quality_drop(base_quality, quality, prefix: str = "") -> dict:
            f"{prefix}quality_n": quality.n_examples}
     if not prefix:
         out["metric"] = quality.metric
+    for key in ("scored_by", "kl_vs_fp32"):   # which path gave the logits (eager, compiled, ONNX, ...), KL vs fp32
+        if (quality.extra or {}).get(key) is not None:
+            out[f"{prefix}quality_{key}"] = quality.extra[key]
     if base_quality is None or quality is base_quality:
         return out
     scale = 100.0 if quality.metric == "accuracy" else 1.0

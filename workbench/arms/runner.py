@@ -107,13 +107,28 @@ def _in_process(arm: Arm, recipe: tuple[str, str, dict]) -> BuiltArm:
                     meta=dict(info["meta"]), close=proc.close)
 
 
+def _record_calls(built: BuiltArm, store: list) -> None:
+    """Make ``built.call`` append what each call returns to ``store`` (an isolated arm's call returns a ``Timed``
+    from its process: its value is what the arm returned there). The append is the only work added to the call."""
+    from workbench.measure.interleaved import Timed
+
+    call = built.call
+
+    def recorded():
+        out = call()
+        store.append(out.value if isinstance(out, Timed) else out)
+        return out
+    built.call = recorded
+
+
 def build_arms(arms: Iterable[Arm], ctx: ArmContext, skip_kinds: Iterable[str] = (), only: Iterable[str] | None = None,
                isolate: bool = False, recipe: tuple[str, str, dict] | None = None) -> Prepared:
     """Build every arm that runs here, one after another (a build never competes with another for the CPU).
 
     ``skip_kinds``: kinds the user skips (a row "skipped" with the reason); ``only``: names to run (the baseline
     always runs); ``isolate``: each arm in its own process, built from ``recipe``. A build that raises is a "failed"
-    row with the exception; the others go on.
+    row with the exception; the others go on. An arm with ``records`` keeps every call's return value in
+    ``ctx.cache["results"][name]`` (this process's context, isolated or not).
     """
     from tqdm.auto import tqdm
 
@@ -148,6 +163,8 @@ def build_arms(arms: Iterable[Arm], ctx: ArmContext, skip_kinds: Iterable[str] =
                 ctx.log(f"  {arm.name}: build failed: {type(exc).__name__}: {exc}")
                 continue
             built.meta.setdefault("build_seconds", round(time.perf_counter() - start, 2))
+            if arm.records:
+                _record_calls(built, ctx.cache.setdefault("results", {}).setdefault(arm.name, []))
             prepared.built[arm.name] = built
             ctx.log(f"  built {arm.name} in {built.meta['build_seconds']:.1f}s")
     return prepared

@@ -338,5 +338,63 @@ def hf_generate(model, input_ids: torch.Tensor, max_new_tokens: int, notes: str 
     return DecodeResult(tokens, streamer.steps.start, times, [1] * max_new_tokens, notes=notes)
 
 
-__all__ = ["FastDecoder", "DecodeResult", "hf_generate", "hf_static_compile_config", "unsupported_reason", "static_cache",
-           "compile_private"]
+
+class _TeacherForce:
+    """A logits processor that makes greedy ``generate`` emit the given tokens: at length L it keeps only
+    ``ids[:, L]`` (the raw logits HF returns with ``output_logits`` are taken before any processor runs)."""
+
+    def __init__(self, ids: torch.Tensor):
+        self.ids = ids
+
+    def __call__(self, input_ids, scores):
+        forced = torch.full_like(scores, float("-inf"))
+        return forced.scatter_(1, self.ids[:, input_ids.shape[1]:input_ids.shape[1] + 1], 0.0)
+
+
+def hf_static_compile_compiles(model) -> tuple[bool, str]:
+    """Whether HF ``generate`` runs its decode steps through the compiled forward (``model.get_compiled_call``) with a
+    static cache and :func:`hf_static_compile_config` on this model and device, asked with HF's own predicate
+    (``_valid_auto_compile_criteria``), and why not when it does not."""
+    from transformers import GenerationConfig, StaticCache
+
+    config = GenerationConfig(compile_config=hf_static_compile_config())
+    cache = getattr(model, "_cache", None)
+    if not isinstance(cache, StaticCache):
+        return False, "no HF static cache on the model yet (generate with cache_implementation='static' first)"
+    criteria = getattr(model, "_valid_auto_compile_criteria", None)
+    if criteria is None:
+        return False, "this transformers has no _valid_auto_compile_criteria: HF's auto-compile is not there"
+    if not criteria({"past_key_values": cache}, config):
+        return False, "HF's _valid_auto_compile_criteria is False here (device, cache or quantiser refuses compile)"
+    return True, ""
+
+
+@torch.inference_mode()
+def hf_static_compile_score(model, input_ids: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Next-token logits [B, T - 1, V] of ``input_ids`` [B, T] (teacher forced) through the path
+    ``hf_generate(static_compile=True)`` times: the same ``generate`` call with the same static cache and compile
+    config, so the prefill of the first token runs eager and every later position through HF's compiled decode
+    forward (the very graph the timed calls ran when the batch size and cache length match: HF reuses its cache, of
+    the timed length, for any shorter request). A logits processor forces each next token to the given one; the
+    logits are HF's raw ones, before the processor. Returns the logits and the path they were scored through (the
+    eager forward, with HF's reason, when HF would not compile here)."""
+    device = model_device(model)
+    ids = input_ids.long().to(device)
+    pad = getattr(model.generation_config, "pad_token_id", None)
+    timed_cache = getattr(model, "_cache", None)    # HF keeps the last request's static cache on the model
+    out = model.generate(ids[:, :1], attention_mask=torch.ones_like(ids[:, :1]), max_new_tokens=ids.shape[1] - 1,
+                         eos_token_id=None, do_sample=False, pad_token_id=pad if pad is not None else 0,
+                         cache_implementation="static", compile_config=hf_static_compile_config(),
+                         logits_processor=[_TeacherForce(ids)], output_logits=True, return_dict_in_generate=True)
+    if not torch.equal(out.sequences, ids):
+        raise RuntimeError("teacher forcing through HF generate did not follow the given tokens")
+    compiled, why = hf_static_compile_compiles(model)
+    same = ("the timed requests' static cache and graph shapes" if model._cache is timed_cache else
+            "a new static cache: batch or length differ from the timed requests, so a graph of their own")
+    path = (f"HF generate, static cache: prefill eager, then HF's compiled decode forward (get_compiled_call) on "
+            f"{same}, teacher forced" if compiled else f"HF generate, static cache, eager decode forward ({why})")
+    return torch.stack(out.logits, 1).float(), path
+
+
+__all__ = ["FastDecoder", "DecodeResult", "hf_generate", "hf_static_compile_config", "hf_static_compile_score",
+           "hf_static_compile_compiles", "unsupported_reason", "static_cache", "compile_private"]
