@@ -113,6 +113,19 @@ def is_engine_bundle(manifest: dict) -> bool:
     return manifest.get("kind") == "engine"
 
 
+def checked_engine_manifest(bundle: Path) -> dict:
+    """The manifest of an engine bundle whose files still match their checksums; a clear error otherwise."""
+    from workbench.serving.bundle.verify import check_files, load_manifest
+
+    manifest = load_manifest(bundle)
+    if not is_engine_bundle(manifest):
+        raise ValueError(f"{bundle} is not an engine bundle: write one with `workbench export --engine vllm`")
+    problems = check_files(bundle, manifest)
+    if problems:
+        raise ValueError(f"{bundle} changed since export ({problems[0]}): re-export it")
+    return manifest
+
+
 def rewrite_engine_facts(bundle: Path, updates: dict, engine_args: EngineArgs | None = None) -> dict:
     """Put measured facts (load rows, the searched winner's arguments) into an engine bundle: engine_args.json,
     Triton's model.json, the card and the manifest, each file replaced atomically; the manifest last."""

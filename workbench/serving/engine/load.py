@@ -187,11 +187,10 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
     import tempfile
 
     from workbench.measure.cost import get_price
-    from workbench.serving.engine.export import is_engine_bundle
+    from workbench.serving.engine.export import checked_engine_manifest
     from workbench.serving.engine.server import split_cpus, start_server
     from workbench.serving.load.schedule import schedule
     from workbench.serving.load.sweep import goodput_of
-    from workbench.serving.bundle.verify import check_files, load_manifest
 
     bundle = Path(bundle)
     if workload is not None:
@@ -204,12 +203,7 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
                          f"new tokens ({new_tokens}) >= 2 (ITL needs two), requests ({n_requests}) >= 2")
     if not rates or min(rates) <= 0:
         raise ValueError(f"rates {rates}: give one or more offered rates per second > 0 (--rates 0.5,1,2)")
-    manifest = load_manifest(bundle)
-    if not is_engine_bundle(manifest):
-        raise ValueError(f"{bundle} is not an engine bundle: write one with `workbench export --engine vllm`")
-    problems = check_files(bundle, manifest)
-    if problems:
-        raise ValueError(f"{bundle} changed since export ({problems[0]}): re-export it")
+    manifest = checked_engine_manifest(bundle)
     ckpt = bundle / "checkpoint"
     engine_cpus, client_cpus, cpu_note = split_cpus()
     price = get_price(instance)

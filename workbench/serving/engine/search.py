@@ -211,9 +211,8 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
     import tempfile
 
     from workbench.measure.cost import get_price
-    from workbench.serving.bundle.verify import check_files, load_manifest
     from workbench.serving.engine import envs
-    from workbench.serving.engine.export import is_engine_bundle
+    from workbench.serving.engine.export import checked_engine_manifest
     from workbench.serving.engine.server import split_cpus
 
     if isinstance(bundles, (str, Path)):
@@ -230,12 +229,7 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
     wl = get_workload(workload) if isinstance(workload, str) else workload
     precisions = {}
     for key, bundle in bundles.items():
-        manifest = load_manifest(bundle)
-        if not is_engine_bundle(manifest):
-            raise ValueError(f"{bundle} is not an engine bundle: write one with `workbench export --engine vllm`")
-        problems = check_files(bundle, manifest)
-        if problems:
-            raise ValueError(f"{bundle} changed since export ({problems[0]}): re-export it")
+        manifest = checked_engine_manifest(bundle)
         precisions[bundle] = key or manifest["checkpoint"]["precision"]
     if use_aiperf is None:
         use_aiperf = envs.available()[0]
