@@ -1,6 +1,7 @@
 """Optimize benchmark: does the budgeted search find what an exhaustive run finds, for a fraction of the time?
 
-On the demo classifier, in one run on one machine:
+On the demo classifier (or, with ``--task causal-lm``, the demo LM: its LLM decode arms, SLO on per-output-token
+latency, cost per 1M output tokens, drop = % perplexity increase), in one run on one machine:
 1. ``workbench.optimize`` (the staged successive-halving search; no bundle or load check, which the exhaustive run
    does not do either), timed wall to wall;
 2. an exhaustive run: every arm of the same catalogue built, its quality measured on the same validation examples
@@ -32,6 +33,8 @@ from pathlib import Path
 
 def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
     """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO."""
+    if task_kind == "causal-lm":
+        return exhaustive_lm(slo_ms, percentile, max_drop, instances, threads)
     from workbench.arms.cpu import calibration_set, cpu_arms, cpu_context
     from workbench.arms.eligibility import within_tolerance
     from workbench.arms.rows import quality_drop
@@ -68,6 +71,62 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
                                  percentile=percentile, retries=0, threads=threads)
             rows = sweep_batching(task, built.variant, config, progress=False)
             reading = read_slo(rows, slo_ms, percentile, instances)
+            out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
+                         "slo": reading, "points": len(rows)}
+    finally:
+        prepared.close()
+    first = instances[0]
+    ok = {n: r for n, r in out.items() if r["eligible"] and r["slo"] and r["slo"].get("feasible")}
+    best = min(ok, key=lambda n: ok[n]["slo"]["usd_per_1m"][first]) if ok else None
+    return {"wall_s": round(time.perf_counter() - start, 1), "build_seconds": round(build_s, 1), "arms": out,
+            "best": best, "best_usd_per_1m": ok[best]["slo"]["usd_per_1m"][first] if best else None,
+            "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
+
+
+def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
+    """:func:`exhaustive` for the demo LM: every LLM arm of the catalogue, its perplexity increase on the same
+    validation blocks (eligible by the same rule, % perplexity), every arm x batch size timed as optimize times a
+    point (``optimize.kinds.CausalLMKind.point``: whole greedy requests, ITL at the percentile), cost per 1M output
+    tokens."""
+    from types import SimpleNamespace
+
+    from workbench.arms.eligibility import within_tolerance
+    from workbench.arms.runner import build_arms
+    from workbench.optimize.kinds import CausalLMKind
+    from workbench.optimize.search import Settings, read_slo
+    from workbench.tasks import get_task
+    from workbench.util.files import artifacts_root
+    from workbench.util.settings import small_mode
+
+    start = time.perf_counter()
+    kind = CausalLMKind(small_mode())
+    st = kind.settings(Settings.for_mode(small_mode()))
+    folder = artifacts_root() / "bench-optimize-exhaustive-lm"
+    task = get_task("causal-lm")
+    arms = kind.arms()
+    ctx = kind.context(task, st, threads, folder, lambda message: None)
+    t = time.perf_counter()
+    prepared = build_arms(arms, ctx)
+    build_s = time.perf_counter() - t
+    baseline = next(a.name for a in arms if a.baseline)
+    base_q = prepared.built[baseline].quality()
+    s = SimpleNamespace(settings=st, ctx=ctx, build=lambda n: prepared.built[n])
+    out = {}
+    try:
+        for name, built in prepared.built.items():
+            row = {"arm": name, "baseline": name == baseline}
+            try:
+                q = base_q if name == baseline else built.quality()
+                row.update(kind.quality_figures(None if name == baseline else base_q, q))
+            except Exception as exc:  # noqa: BLE001 - an arm whose quality fails is not eligible
+                row["quality_error"] = f"{type(exc).__name__}: {exc}"
+            rows = []
+            for batch in st.grid:
+                try:
+                    rows.append(kind.point(s, name, batch))
+                except Exception as exc:  # noqa: BLE001 - a batch an arm cannot run is a missing point
+                    rows.append({"batch_size": batch, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
+            reading = read_slo(rows, slo_ms, percentile, instances, kind.cost)
             out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
                          "slo": reading, "points": len(rows)}
     finally:
@@ -131,7 +190,9 @@ def main(argv=None) -> dict:
     from workbench.util.settings import small_mode
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--task", default="text-classification", choices=["text-classification"])
+    p.add_argument("--task", default="text-classification", choices=["text-classification", "causal-lm"],
+                   help="causal-lm: the demo LM; --slo-ms is then per output token (ITL), --max-drop in %% "
+                        "perplexity increase, costs per 1M output tokens")
     p.add_argument("--slo-ms", type=float, default=50.0)
     p.add_argument("--percentile", default="p99")
     p.add_argument("--max-drop", type=float, default=1.0)
@@ -176,7 +237,8 @@ def main(argv=None) -> dict:
     choice_regret = (round((same - ex["best_usd_per_1m"]) / ex["best_usd_per_1m"] * 100, 2)
                      if same is not None and ex["best_usd_per_1m"] else None)
     resume = None if args.skip_resume else resume_check(args)
-    out = {"benchmark": "optimize", "task": args.task, "cpu": cpu, "isa": isa, "small_mode": small_mode(),
+    out = {"benchmark": "optimize", "task": args.task, "cost_unit": decision.get("cost_unit"),
+           "drop_unit": decision.get("drop_unit"), "cpu": cpu, "isa": isa, "small_mode": small_mode(),
            "slo": {"ms": args.slo_ms, "percentile": args.percentile}, "max_drop": args.max_drop,
            "budget_s": args.budget, "loadavg_1min_start": round(load_start, 2),
            "loadavg_1min_end": round(os.getloadavg()[0], 2),

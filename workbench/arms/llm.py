@@ -181,9 +181,12 @@ def _request(ctx: ArmContext, generate, batch: int | None = None):
 
     new = ctx.options["new"]
     if ctx.options.get("prompt_list") and (batch or ctx.options["batches"][0]) == 1:
-        return cycling(lambda ids: generate(ids, new), ctx.options["prompt_list"])
-    ids = ctx.options["prompts"][batch or ctx.options["batches"][0]]
-    return lambda: generate(ids, new)
+        call = cycling(lambda ids: generate(ids, new), ctx.options["prompt_list"])
+    else:
+        ids = ctx.options["prompts"][batch or ctx.options["batches"][0]]
+        call = lambda: generate(ids, new)  # noqa: E731
+    call.at_batch = lambda b: _request(ctx, generate, b)   # the same request at another of the context's batches
+    return call
 
 
 def _meta(ctx: ArmContext, model, static_cache_len, notes: str, weight_bytes: int | None = None, **extra) -> dict:

@@ -118,6 +118,7 @@ def _record_calls(built: BuiltArm, store: list) -> None:
         out = call()
         store.append(out.value if isinstance(out, Timed) else out)
         return out
+    recorded.__dict__.update(getattr(call, "__dict__", {}))   # what the call carries (e.g. ``at_batch``) stays on it
     built.call = recorded
 
 

@@ -15,10 +15,12 @@ def _arguments(p) -> None:
                    help="built-in task kind")
     p.add_argument("--model", help="local Hugging Face model directory (default: the demo weights)")
     p.add_argument("--data", help="JSONL/CSV eval data for --model")
-    p.add_argument("--slo-ms", type=float, default=50.0, help="latency objective in ms (default 50)")
+    p.add_argument("--slo-ms", type=float, default=50.0, help="latency objective in ms (default 50); causal-lm: per "
+                   "output token (ITL)")
     p.add_argument("--percentile", default="p99", choices=["p50", "p90", "p95", "p99"], help="SLO percentile")
     p.add_argument("--max-drop", type=float, default=1.0,
-                   help="largest quality drop vs the baseline, points of accuracy, upper end of the paired 95%% CI")
+                   help="largest quality drop vs the baseline, upper end of the paired 95%% CI: points of accuracy; "
+                        "causal-lm: %% perplexity increase")
     p.add_argument("--budget", default="20m", help="wall-time budget: seconds or 90s / 20m / 1h (default 20m)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--instances", default="c7i.large", help="comma-separated price-table instances to cost on")

@@ -56,7 +56,8 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
         task: "text-classification" or "causal-lm" (the built-in kinds; text2text has no arm catalogue yet).
         model, data: a local HF directory and a JSONL file (default: the demo weights and data).
         slo_ms, percentile: the latency objective the batching sweeps are read at.
-        max_drop: the largest quality drop accepted (points of accuracy), the upper end of the paired 95% CI.
+        max_drop: the largest quality drop accepted, the upper end of the paired 95% CI: points of accuracy for a
+            classifier, % perplexity increase over the baseline for a causal LM (``decision["drop_unit"]``).
         budget_s: wall seconds for the whole run (resumed runs count the earlier runs' time too).
         instances: price-table instances to cost the SLO point on (the first one ranks the arms).
         traffic_per_day, apis: requests per day and hosted APIs for the build-vs-buy lines.
@@ -83,9 +84,9 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
 
     for instance in instances:
         get_price(instance)   # an unknown instance fails here, before any work, naming the price table
-    if task == "causal-lm":
-        raise ValueError("optimize --task causal-lm is not searched by this version yet: the LLM decode arms need "
-                         "the per-token SLO path; use `workbench recommend`/benchmarks/llm_decode.py meanwhile")
+    if task == "causal-lm" and percentile not in ("p50", "p99"):
+        raise ValueError(f"percentile {percentile!r}: the causal-LM search reads per-token latency (ITL) at p50 or "
+                         "p99 (the request metrics' percentiles): use --percentile p99 or p50")
     study = study or f"optimize-{task}"
     folder = artifacts_root() / study
     settings = {"task": task, "model": str(model) if model else None, "data": str(data) if data else None,
@@ -122,14 +123,14 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
             if budget.fits(need):
                 search.enter("bundle", need, 1)
                 try:
-                    bundle_path, note = handoff.bundle(search, folder / "bundle")
+                    bundle_path, note = search.kind.bundle(search, folder / "bundle")
                 except Exception as exc:  # noqa: BLE001 - no bundle is a finding of the run, not a crash of it
                     note = f"no bundle: {type(exc).__name__}: {exc}"[:600]
                 notes.append(note)
             else:
                 search.skipped_for_budget.append(budget.why_not("the serving bundle", need))
         if bundle_path and load_check:
-            missing = handoff.triton_missing()
+            missing = search.kind.load_check_missing()
             if missing:
                 notes.append(f"load check skipped: {missing}")
             elif not budget.fits(90):
@@ -161,15 +162,17 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
 
 def _start(task_kind, model, data, settings, store, budget, emit, log, threads):
     """The task, its arms and their context, and the search state (refuses a budget below the baseline's need)."""
-    from workbench.arms.cpu import calibration_set, cpu_context
+    from workbench.arms.cpu import calibration_set
     from workbench.optimize.budget import BudgetError
     from workbench.optimize.candidates import candidates
+    from workbench.optimize.kinds import kind_for
     from workbench.optimize.search import Search, Settings
     from workbench.runtime.cpu import cpu_model_and_flags, isa_summary
     from workbench.tasks import get_task
     from workbench.util.settings import small_mode
 
-    st = Settings.for_mode(small_mode())
+    kind = kind_for(task_kind, small_mode())
+    st = kind.settings(Settings.for_mode(small_mode()))
     floor = (budget.build_estimate(["baseline"]) + st.screen_rounds * st.screen_seconds
              + budget.eval_estimate(1) + budget.sweep_estimate(len(st.coarse), st.point_seconds))
     if budget.left_s < floor:
@@ -180,13 +183,12 @@ def _start(task_kind, model, data, settings, store, budget, emit, log, threads):
     task = get_task(task_kind, model, data)
     cpu, flags = cpu_model_and_flags()
     isa = isa_summary(flags)
-    calibration, _why = calibration_set(task, st.calib_examples, store.folder / "calibration")
+    calibration = (calibration_set(task, st.calib_examples, store.folder / "calibration")[0]
+                   if task_kind == "text-classification" else None)   # static int8 calibrates; LM arms do not
     arms, skipped = candidates(task_kind, isa, calibration, budget, settings["device"])
-    ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(store.folder / "arms"),
-                      report_split="test", log=log)
-    ctx.options["split"] = "validation"
+    ctx = kind.context(task, st, threads, store.folder, log)
     search = Search(task, task_kind, arms, ctx, st, store, budget, settings["slo_ms"], settings["percentile"],
-                    settings["max_drop"], tuple(settings["instances"]), emit, isa)
+                    settings["max_drop"], tuple(settings["instances"]), emit, isa, kind=kind)
     search.skipped_for_budget += skipped
     search._cpu = cpu
     return search

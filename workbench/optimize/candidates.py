@@ -13,8 +13,10 @@ import importlib
 def _catalogue(task_kind: str, isa: dict, calibration, budget) -> tuple[list, list[str]]:
     if task_kind == "causal-lm":
         from workbench.arms.llm import llm_arms
+        from workbench.util.settings import small_mode
 
-        return list(llm_arms()), []
+        # small mode times the fast loops eagerly (optimize.kinds.CausalLMKind): no compiled arms to wait minutes for
+        return list(llm_arms(compile=not small_mode())), []
     if task_kind != "text-classification":
         raise ValueError(f"optimize has no arm catalogue for task kind {task_kind!r} yet: use text-classification or "
                          "causal-lm")

@@ -46,7 +46,7 @@ def _pick(s, bundle, load_check) -> dict | None:
             "tail_ms": reading.get("tail_ms"), "throughput_per_s": reading.get("throughput_per_s"),
             "percentile_used": reading.get("percentile_used"), "quality": quality,
             "usd_per_1m": reading.get("usd_per_1m"),
-            "lineage": ["torch-fp32"] + list(screen.get("lineage_steps") or q_row.get("lineage_steps") or []),
+            "lineage": s.kind.lineage(name, screen.get("lineage_steps") or q_row.get("lineage_steps")),
             "bundle": bundle, "load_check": load_check, "confirmed_point": point is not None and confirm_note is None,
             "confirm_note": confirm_note}
 
@@ -90,25 +90,24 @@ def build_vs_buy(s, pick: dict | None, traffic_per_day: float | None, apis) -> l
 
     if not pick or not pick.get("throughput_per_s") or not pick.get("usd_per_1m"):
         return []
+    shape = s.kind.tokens_per_request(s, pick)
+    if shape is None:
+        return []
     known = load_api_prices()
     names = list(apis) if apis else ["openai/gpt-4o-mini"]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown hosted API(s) {unknown}: choose from {sorted(known)} (or add a row to the price "
                          "table)")
-    sweep = [r for r in s.store.rows("sweep") if r.get("arm") == pick["arm"] and r.get("tokens_per_s")
-             and r.get("throughput_per_s") and not r.get("failed")]
-    if not sweep:
-        return []
-    tokens_in = sum(r["tokens_per_s"] / r["throughput_per_s"] for r in sweep) / len(sweep)
-    tokens_out = 1.0   # a classifier's answer: one label, at least one output token from an API
-    rps = pick["throughput_per_s"]
+    tokens_in, tokens_out, rps = shape
+    # the API's price in the decision's cost unit: per 1M requests, or per 1M output tokens (with their prompts)
+    per_unit = 1.0 if s.kind.cost_unit.endswith("requests") else tokens_out
     out = []
     for instance in s.instances:
         hourly = get_price(instance).usd_per_hour
         for name in names:
             api = known[name]
-            api_per_1m = api.prompt_usd(tokens_in * 1e6, 0, tokens_out * 1e6)
+            api_per_1m = api.prompt_usd(tokens_in * 1e6 / per_unit, 0, tokens_out * 1e6 / per_unit)
             u = break_even_utilisation(hourly, rps * tokens_in, api.usd_per_1m_input, rps * tokens_out,
                                        api.usd_per_1m_output)
             per_day = round(u * rps * 86400, 1) if u <= 1 else None
@@ -126,7 +125,9 @@ def decision(s, complete: bool, meta: dict, bundle=None, load_check=None, traffi
     return {"schema": SCHEMA, **meta, "slo": {"ms": s.slo_ms, "percentile": s.percentile}, "max_drop": s.max_drop,
             "budget_s": s.budget.budget_s, "elapsed_s": round(s.budget.elapsed_s, 1),
             "build_s": round(sum(sum(v) for v in s.budget.build_s.values()), 1), "complete": complete,
-            "stage": s.stage, "cost_unit": "USD per 1M requests", "pick": pick, "pareto": _pareto(s),
+            "stage": s.stage, "cost_unit": s.kind.cost_unit, "drop_unit": s.kind.drop_unit,
+            "drop_unit_long": s.kind.drop_unit_long, "throughput_unit": s.kind.throughput_unit,
+            "slo_latency": "per output token (ITL)" if s.task_kind == "causal-lm" else "per batch", "pick": pick, "pareto": _pareto(s),
             "arms": _arms(s), "build_vs_buy": build_vs_buy(s, pick, traffic_per_day, apis),
             "skipped_for_budget": list(dict.fromkeys(s.skipped_for_budget)), "resume": meta.get("resume")}
 
@@ -146,22 +147,27 @@ def _money(d: dict | None, instance: str | None) -> str:
 def decision_text(decision: dict) -> str:
     """The CLI table: the pick with its confirmed figures, then one line per arm saying why it won or lost."""
     pick = decision.get("pick")
+    unit = decision.get("drop_unit", "pts")
+    per = (decision.get("cost_unit") or "USD per 1M requests").removeprefix("USD per ")
+    tput_unit = "/s" if decision.get("throughput_unit") in (None, "requests/s") else f" {decision['throughput_unit']}"
     first = next(iter((pick or {}).get("usd_per_1m") or {}), None)
     if first is None:
         first = next((next(iter(a["usd_per_1m"])) for a in decision["arms"] if a.get("usd_per_1m")), None)
     lines = [f"optimize {decision['task']} ({decision['model']}) on {decision.get('cpu') or decision['device']}: "
-             f"SLO {decision['slo']['percentile']} <= {decision['slo']['ms']:g} ms, max drop "
-             f"{decision['max_drop']:g} pts, {decision['elapsed_s']:.0f} s of {decision['budget_s']:.0f} s"
+             f"SLO {decision['slo']['percentile']} <= {decision['slo']['ms']:g} ms"
+             + (f" {decision['slo_latency']}" if decision.get("slo_latency") else "") + ", max drop "
+             f"{decision['max_drop']:g} {unit}, {decision['elapsed_s']:.0f} s of {decision['budget_s']:.0f} s"
              + ("" if decision["complete"] else "  [INCOMPLETE]")]
     if pick:
         q = pick.get("quality") or {}
-        drop = (f"drop {q['drop']:.2f} [{q['ci'][0]:.2f}, {q['ci'][1]:.2f}] on {q['split']}" if q.get("ci")
+        drop = (f"drop {q['drop']:.2f} [{q['ci'][0]:.2f}, {q['ci'][1]:.2f}] on {q['split']}"
+                + ("" if unit == "pts" else f" ({unit})") if q.get("ci")
                 else f"{q.get('metric')} {q.get('value')} on {q.get('split')}" if q else "quality not measured")
         conf = pick.get("confirmed_speedup")
         lines.append(f"PICK {pick['arm']} at batch {pick['batch_size']}: "
                      f"{'%.2fx' % conf if conf else '-'} confirmed vs baseline, {pick['percentile_used'] or ''} "
-                     f"{pick['tail_ms']} ms, {pick['throughput_per_s']}/s, {_money(pick['usd_per_1m'], first)} per 1M "
-                     f"requests on {first}; {drop}")
+                     f"{pick['tail_ms']} ms, {pick['throughput_per_s']}{tput_unit}, "
+                     f"{_money(pick['usd_per_1m'], first)} per {per} on {first}; {drop}")
         if pick.get("confirm_note"):
             lines.append(f"  note: {pick['confirm_note']}")
     else:
@@ -178,7 +184,7 @@ def decision_text(decision: dict) -> str:
     for b in decision.get("build_vs_buy") or []:
         be = f"{b['break_even_per_day']:.3g}/day" if b["break_even_per_day"] else "never"
         lines.append(f"build vs buy on {b['instance']} vs {b['api']}: ${b['usd_per_1m_self']:.4g} vs "
-                     f"${b['usd_per_1m_api']:.4g} per 1M requests; break-even {be}"
+                     f"${b['usd_per_1m_api']:.4g} per {per}; break-even {be}"
                      + (f"; at {b['traffic_per_day']:.3g}/day: {b['verdict']}" if b["verdict"] else ""))
     for skipped in decision.get("skipped_for_budget") or []:
         lines.append(f"skipped for budget: {skipped}")

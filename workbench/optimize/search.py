@@ -89,6 +89,13 @@ class Search:
     winner: str | None = None
     pick: dict = field(default_factory=dict)
     stage: str = "screen"
+    kind: object = None                 # ``optimize.kinds`` adapter: what a point, a drop and a cost are here
+
+    def __post_init__(self):
+        if self.kind is None:
+            from workbench.optimize.kinds import ClassifierKind
+
+            self.kind = ClassifierKind()
 
     # ---- helpers --------------------------------------------------------------------------------------------------
     @property
@@ -133,6 +140,9 @@ class Search:
         if name not in prepared.built:
             status, reason = prepared.not_run[name]
             raise _BuildFailed(reason)
+        if hasattr(self.kind, "with_report_quality"):
+            for b in self.built.values():
+                self.kind.with_report_quality(b, self.ctx)
         self.budget.build_s.setdefault(arm.kind, []).append(time.perf_counter() - start)
         return self.built[name]
 
@@ -247,13 +257,17 @@ def _judge_screen(s: Search) -> None:
 def _quality_result(row: dict):
     from workbench.tasks.base import QualityResult
 
+    per = tuple(tuple(x) if isinstance(x, list) else x for x in row["per_example"])   # LM: (nll, tokens) pairs
     return QualityResult(row["metric"], row["quality"], row["quality_ci"][0], row["quality_ci"][1], row["quality_n"],
-                         row.get("higher_is_better", True), per_example=tuple(row["per_example"]))
+                         row.get("higher_is_better", True), per_example=per)
+
+
+def _per_example(q) -> list:
+    return [[float(v) for v in x] if isinstance(x, (tuple, list)) else float(x) for x in q.per_example]
 
 
 def quality(s: Search) -> None:
     from workbench.arms.eligibility import eligibility
-    from workbench.arms.rows import quality_drop
 
     names = s.alive()
     todo = [n for n in names if s.store.get("quality", n) is None]
@@ -280,9 +294,9 @@ def quality(s: Search) -> None:
                 s.lose(name, "quality", f"quality failed: {type(exc).__name__}: {exc}", "failed")
                 continue
             base_q = None if name == s.baseline else _quality_result(base_row)
-            figures = quality_drop(base_q, q)
+            figures = s.kind.quality_figures(base_q, q)
             row = s.save({"stage": "quality", "arm": name, "split": q_split(s), "baseline": name == s.baseline,
-                          "higher_is_better": q.higher_is_better, "per_example": [float(x) for x in q.per_example],
+                          "higher_is_better": q.higher_is_better, "per_example": _per_example(q),
                           **_variant_row(built), **figures})
             if name == s.baseline:
                 base_row = row
@@ -290,7 +304,8 @@ def quality(s: Search) -> None:
         e.drop, e.drop_ci = row.get("drop_pts"), row.get("drop_ci_pts")
         if not eligibility(row, s.max_drop):
             ci = row.get("drop_ci_pts")
-            s.lose(name, "quality", f"quality drop CI [{ci[0]:.2f}, {ci[1]:.2f}] pts above the {s.max_drop:g} limit"
+            s.lose(name, "quality", f"quality drop CI [{ci[0]:.2f}, {ci[1]:.2f}] {s.kind.drop_unit} above the "
+                   f"{s.max_drop:g} limit"
                    if ci else "quality not measured: cannot be shown within the limit")
 
 
@@ -300,19 +315,14 @@ def q_split(s: Search) -> str:
 
 # ---- stage 3: batching sweeps ------------------------------------------------------------------------------------------
 def _point(s: Search, name: str, batch: int, stage: str, rung) -> dict:
-    """One sweep point of ``name`` at ``batch`` (saved row, or measured now and saved)."""
-    from workbench.measure.batching import SweepConfig, sweep_batching
-
+    """One sweep point of ``name`` at ``batch`` (saved row, or measured now and saved): the kind says what a point
+    is (a batch of inputs, a whole request of B sequences)."""
     saved = s.store.get(stage, name, batch, rung)
     if saved is not None:
         return saved
-    st = s.settings
-    built = s.build(name)
-    config = SweepConfig(batch_sizes=(batch,), seq_lens=(st.seq_len,), latency_cap_ms=s.slo_ms,
-                         point_seconds=st.point_seconds, percentile=s.percentile, retries=0,
-                         threads=s.ctx.threads, timeout_s=max(10.0, 20 * s.slo_ms / 1e3))
+    s.build(name)
     start = time.perf_counter()
-    (row,) = sweep_batching(s.task, built.variant, config, progress=False)
+    row = s.kind.point(s, name, batch)
     s.budget.point_s.append(time.perf_counter() - start)
     return s.save({**row, "sweep_scenario": row["scenario"], "scenario": f"optimize-{stage}", "stage": stage,
                    "arm": name, "rung": rung})
@@ -320,14 +330,16 @@ def _point(s: Search, name: str, batch: int, stage: str, rung) -> dict:
 
 def slo_reading(s: Search, rows: list[dict]) -> dict | None:
     """The SLO point of one arm's sweep rows with its cost per instance, or None with no usable point."""
-    return read_slo(rows, s.slo_ms, s.percentile, s.instances)
+    return read_slo(rows, s.slo_ms, s.percentile, s.instances, s.kind.cost)
 
 
-def read_slo(rows: list[dict], slo_ms: float, percentile: str, instances) -> dict | None:
-    """:func:`slo_reading` from plain arguments (the benchmark's exhaustive run reads its sweeps the same way)."""
+def read_slo(rows: list[dict], slo_ms: float, percentile: str, instances, cost=None) -> dict | None:
+    """:func:`slo_reading` from plain arguments (the benchmark's exhaustive run reads its sweeps the same way);
+    ``cost(usd_per_hour, throughput)`` is the kind's (default: USD per 1M requests)."""
     from workbench.measure.cost import get_price, usd_per_1m_requests
     from workbench.measure.slo import slo_point
 
+    cost = cost or usd_per_1m_requests
     usable = [{**r, "scenario": r.get("sweep_scenario", r.get("scenario"))} for r in rows if not r.get("failed")]
     if not usable:
         return None
@@ -338,7 +350,7 @@ def read_slo(rows: list[dict], slo_ms: float, percentile: str, instances) -> dic
     out = {"feasible": res.feasible, "reason": res.reason, "batch_size": res.batch_size,
            "tail_ms": res.latency_ms, "throughput_per_s": res.throughput_per_s, "percentile_used": res.percentile_used}
     if res.feasible:
-        out["usd_per_1m"] = {i: round(usd_per_1m_requests(get_price(i).usd_per_hour, res.throughput_per_s), 6)
+        out["usd_per_1m"] = {i: round(cost(get_price(i).usd_per_hour, res.throughput_per_s), 6)
                              for i in instances}
     return out
 
@@ -425,7 +437,6 @@ def _confirm_estimate(s: Search) -> float:
 
 def confirm(s: Search) -> None:
     """Fresh timings of the winner vs the baseline (ratio), of its SLO point (cost), and its test-split quality."""
-    from workbench.arms.rows import quality_drop
     from workbench.arms.runner import time_arms
 
     st, name = s.settings, s.winner
@@ -453,7 +464,7 @@ def confirm(s: Search) -> None:
             base_q = base.report_quality()
             q = built.report_quality()
             s.save({"stage": "confirm", "arm": name, "rung": "test", "split": s.ctx.options.get("report_split"),
-                    **quality_drop(None if name == s.baseline else base_q, q)})
+                    **s.kind.quality_figures(None if name == s.baseline else base_q, q)})
 
 
 def run(s: Search) -> None:

@@ -1,0 +1,220 @@
+"""What differs between task kinds in the optimize search, behind one small adapter per kind.
+
+The stages of ``optimize.search`` are the same for every kind; a kind says what one sweep point is (how it is timed
+and which latency the SLO is read on), how a quality pair becomes the drop the one eligibility rule reads, what a unit
+of cost is, and what the hand-off ships:
+
+- ``ClassifierKind`` (text-classification): a point is a batch of B inputs (``measure.batching.sweep_batching``), the
+  SLO is on the batch's latency at the percentile, cost is USD per 1M requests, the drop is in accuracy points, the
+  hand-off is the Triton ONNX bundle.
+- ``CausalLMKind`` (causal-lm): a point is one whole greedy request of B sequences (``new`` tokens after a
+  ``prompt``-token prompt) through the arm's own call, timed as the screen times it (``measure.interleaved``); the
+  SLO is on the per-output-token latency (ITL, every token interval of the point's requests) at the percentile, cost is
+  USD per 1M output tokens (``measure.cost.usd_per_1m_tokens``) at the SLO point, the drop is the perplexity increase
+  in % over the baseline (``arms.llm.ppl_increase``: paired bootstrap over the same blocks, each arm scored through
+  its own path), and the hand-off is the vLLM engine bundle (``serving.engine.export``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+class ClassifierKind:
+    name = "text-classification"
+    cost_unit = "USD per 1M requests"
+    drop_unit = "pts"                     # accuracy points
+    drop_unit_long = "points of accuracy (paired 95% CI upper end)"
+    throughput_unit = "requests/s"
+
+    def settings(self, st):
+        return st
+
+    def context(self, task, st, threads, folder, log):
+        from workbench.arms.cpu import cpu_context
+
+        ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"),
+                          report_split="test", log=log)
+        ctx.options["split"] = "validation"
+        return ctx
+
+    def point(self, s, name: str, batch: int) -> dict:
+        from workbench.measure.batching import SweepConfig, sweep_batching
+
+        st = s.settings
+        config = SweepConfig(batch_sizes=(batch,), seq_lens=(st.seq_len,), latency_cap_ms=s.slo_ms,
+                             point_seconds=st.point_seconds, percentile=s.percentile, retries=0,
+                             threads=s.ctx.threads, timeout_s=max(10.0, 20 * s.slo_ms / 1e3))
+        (row,) = sweep_batching(s.task, s.build(name).variant, config, progress=False)
+        return row
+
+    def cost(self, usd_per_hour: float, throughput: float) -> float:
+        from workbench.measure.cost import usd_per_1m_requests
+
+        return usd_per_1m_requests(usd_per_hour, throughput)
+
+    def quality_figures(self, base_q, q) -> dict:
+        from workbench.arms.rows import quality_drop
+
+        return quality_drop(base_q, q)
+
+    def lineage(self, name: str, steps) -> list:
+        return ["torch-fp32"] + list(steps or [])
+
+    def tokens_per_request(self, s, pick) -> tuple[float, float, float] | None:
+        """(input tokens, output tokens, requests/s) of the pick, for build vs buy; None when unknown."""
+        sweep = [r for r in s.store.rows("sweep") if r.get("arm") == pick["arm"] and r.get("tokens_per_s")
+                 and r.get("throughput_per_s") and not r.get("failed")]
+        if not sweep:
+            return None
+        tokens_in = sum(r["tokens_per_s"] / r["throughput_per_s"] for r in sweep) / len(sweep)
+        return tokens_in, 1.0, pick["throughput_per_s"]   # a classifier's answer: one label, >= 1 API output token
+
+    def bundle(self, s, dest):
+        from workbench.optimize import handoff
+
+        return handoff.bundle(s, dest)
+
+    def load_check_missing(self) -> str | None:
+        from workbench.optimize import handoff
+
+        return handoff.triton_missing()
+
+
+# Settings of the LM search: whole requests of ``new`` tokens after a ``prompt``-token prompt, batch B sequences.
+LM_SMALL = dict(prompt=16, new=24, grid=(1, 2, 4), point_seconds=1.0, screen_seconds=0.4, eval_limit=16)
+LM_FULL = dict(prompt=64, new=64, grid=(1, 2, 4, 8, 16), point_seconds=3.0, screen_seconds=1.5, eval_limit=None)
+
+
+class CausalLMKind:
+    name = "causal-lm"
+    cost_unit = "USD per 1M output tokens"
+    drop_unit = "% ppl"                   # perplexity increase in % over the baseline
+    drop_unit_long = "% perplexity increase over the baseline (paired 95% CI upper end)"
+    throughput_unit = "output tokens/s"
+
+    def __init__(self, small: bool):
+        self.small = small
+        self.shape = LM_SMALL if small else LM_FULL
+
+    def settings(self, st):
+        sh = self.shape
+        return dataclasses.replace(st, batch_size=sh["grid"][0], seq_len=sh["prompt"], grid=sh["grid"],
+                                   point_seconds=sh["point_seconds"], screen_seconds=sh["screen_seconds"],
+                                   eval_limit=sh["eval_limit"], warmup=1)
+
+    def context(self, task, st, threads, folder, log):
+        from workbench.arms.llm import decode_context
+
+        # torch.compile of a fast loop per batch size takes minutes on a loaded 2-core box: small mode times the
+        # same arms eagerly (the decision says so through the arms' notes)
+        ctx = decode_context(task.baseline().model, prompt=self.shape["prompt"], new=self.shape["new"],
+                             batches=st.grid, compile=not self.small, quality="perplexity", task=task,
+                             threads=threads, out=str(folder / "arms" / "onnx"), ppl_blocks=st.eval_limit, log=log)
+        # chosen on validation blocks, reported on test blocks (the confirm stage's report_quality)
+        ctx.options["quality_ids"] = task.token_blocks("validation")[:st.eval_limit]
+        ctx.options["report_ids"] = task.token_blocks("test")[:st.eval_limit]
+        ctx.options["split"], ctx.options["report_split"] = "validation", "test"
+        return ctx
+
+    def arms(self, names=None, device="cpu"):
+        from workbench.arms.llm import llm_arms
+
+        return llm_arms(names, compile=not self.small, device=device)
+
+    @staticmethod
+    def with_report_quality(built, ctx):
+        """``built.report_quality``: the arm's own quality path on the test blocks instead of the validation ones."""
+        if built.quality is None or built.report_quality is not None:
+            return built
+        quality = built.quality
+
+        def report():
+            chosen = ctx.options["quality_ids"]
+            ctx.options["quality_ids"] = ctx.options["report_ids"]
+            try:
+                return quality()
+            finally:
+                ctx.options["quality_ids"] = chosen
+        built.report_quality = report
+        return built
+
+    def point(self, s, name: str, batch: int) -> dict:
+        """One whole greedy request of ``batch`` sequences, repeated for ``point_seconds``: request metrics of those
+        calls; ``latency_<p>_ms`` are the ITL percentiles (per output token), ``n_calls`` the token intervals behind
+        them, ``throughput_per_s`` output tokens/s (B x new / mean request time)."""
+        from workbench.measure.interleaved import time_interleaved
+        from workbench.measure.request_metrics import request_metrics
+
+        st, new = s.settings, self.shape["new"]
+        built = s.build(name)
+        at = getattr(built.call, "at_batch", None)
+        if at is None:
+            raise RuntimeError(f"arm {name} cannot time another batch size (no at_batch on its call)")
+        results = []
+        timing = time_interleaved({name: at(batch)}, rounds=3, seconds=st.point_seconds, threads=s.ctx.threads,
+                                  calls_per_turn=1, warmup=1, record=lambda _n, res: results.append(res))
+        t = timing[name]
+        m = request_metrics([req for r in results for req in r.requests()])
+        tokens_s = batch * new / (m["e2e_ms_mean"] / 1e3) if m.get("e2e_ms_mean") else None
+        return {"scenario": "generation-batching", "batch_size": batch, "seq_len": self.shape["prompt"],
+                "output_len": new, "variant_id": name, "n_calls": m["itl_samples"], "n_requests": t.n_calls, "stable": t.stable,
+                "latency_p50_ms": _r(m.get("itl_ms_p50")), "latency_p99_ms": _r(m.get("itl_ms_p99")),
+                "slo_latency": "itl", "tpot_ms_p50": m.get("tpot_ms_p50"), "tpot_ms_p99": m.get("tpot_ms_p99"),
+                "ttft_ms_p50": m.get("ttft_ms_p50"), "e2e_ms_mean": m.get("e2e_ms_mean"),
+                "throughput_per_s": round(tokens_s, 3) if tokens_s else None, "throughput_unit": "output tokens/s",
+                "requests_per_s": round(tokens_s / new, 4) if tokens_s else None}
+
+    def cost(self, usd_per_hour: float, throughput: float) -> float:
+        from workbench.measure.cost import usd_per_1m_tokens
+
+        return usd_per_1m_tokens(usd_per_hour, throughput)
+
+    def quality_figures(self, base_q, q) -> dict:
+        """Value, CI and n of the perplexity; against a baseline, the perplexity increase (%) as the drop columns the
+        one eligibility rule reads (``drop_pts`` / ``drop_ci_pts`` hold % perplexity increase here)."""
+        from workbench.arms.llm import ppl_increase
+        from workbench.arms.rows import quality_drop
+
+        out = quality_drop(None, q)
+        if base_q is None or base_q is q:
+            return out
+        inc = ppl_increase(base_q, q)
+        return {**out, **inc, "drop_pts": inc["ppl_increase_pct"], "drop_ci_pts": inc["ppl_increase_ci_pct"],
+                "drop_unit": self.drop_unit}
+
+    def lineage(self, name: str, steps) -> list:
+        from workbench.arms.llm import LLM_ARMS
+
+        return ["hf-fp32"] + ([] if name == "hf-generate-fp32" else [LLM_ARMS[name][1]])
+
+    def tokens_per_request(self, s, pick) -> tuple[float, float, float] | None:
+        if not pick.get("throughput_per_s"):
+            return None
+        new = self.shape["new"]
+        return float(self.shape["prompt"]), float(new), pick["throughput_per_s"] / new
+
+    def bundle(self, s, dest):
+        from workbench.optimize import engine_handoff
+
+        return engine_handoff.bundle(s, dest)
+
+    def load_check_missing(self) -> str | None:
+        from workbench.optimize import engine_handoff
+
+        return engine_handoff.load_check_missing()
+
+
+def _r(x):
+    return None if x is None else round(x, 3)
+
+
+def kind_for(task_kind: str, small: bool):
+    if task_kind == "causal-lm":
+        return CausalLMKind(small)
+    if task_kind == "text-classification":
+        return ClassifierKind()
+    raise ValueError(f"optimize has no arm catalogue for task kind {task_kind!r} yet: use text-classification or "
+                     "causal-lm")
+
+
+__all__ = ["ClassifierKind", "CausalLMKind", "kind_for", "LM_SMALL", "LM_FULL"]
