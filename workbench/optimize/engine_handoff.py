@@ -31,6 +31,10 @@ SPECS = {
                                         "workbench's weight-only int8 (per channel) of the same model"),
     "ort-int4-matmulnbits": ("int4-wo", "vLLM loads Hugging Face weights, not ONNX: the nearest it carries is the "
                                         "workbench's weight-only int4 (groups of 128) of the same model"),
+    "llama-cpp-f32": ("baseline", "vLLM loads Hugging Face weights, not GGUF: float weights written bf16 (serve the "
+                                  "GGUF with llama.cpp's own server to keep this arm's figures)"),
+    "llama-cpp-bf16": ("baseline", "vLLM loads Hugging Face weights, not GGUF: the same bf16 weights as a Hugging "
+                                   "Face checkpoint"),
 }
 
 
