@@ -139,13 +139,23 @@ def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, th
             "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
 
 
+def catalogue_only() -> None:
+    """Optimize searches the same arms the exhaustive run covers: the catalogue, not distilled students (whose
+    training the exhaustive run does not do), so the two walls and picks compare like with like."""
+    from workbench.optimize import candidates
+
+    candidates.PROVIDERS = [p for p in candidates.PROVIDERS if p[0] == "catalogue"]
+
+
 def _child(study: str, args, redo: bool) -> list[str]:
     # SIGINT is Python's KeyboardInterrupt (Ctrl-C) even when this benchmark runs in the background, where a shell
     # starts children with SIGINT ignored
     code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "import sys; sys.path.insert(0, {here!r}); from optimize import catalogue_only; catalogue_only(); "
             "import workbench as wb; wb.optimize({task!r}, slo_ms={slo}, percentile={p!r}, max_drop={d}, "
             "budget_s={b}, study={study!r}, redo={redo}, bundle=False, load_check=False, progress=False)").format(
-        task=args.task, slo=args.slo_ms, p=args.percentile, d=args.max_drop, b=args.budget, study=study, redo=redo)
+        task=args.task, slo=args.slo_ms, p=args.percentile, d=args.max_drop, b=args.budget, study=study, redo=redo,
+        here=str(Path(__file__).resolve().parent))
     return [sys.executable, "-c", code]
 
 
@@ -215,6 +225,7 @@ def main(argv=None) -> dict:
 
     from workbench.optimize import optimize
 
+    catalogue_only()
     t = time.perf_counter()
     result = optimize(args.task, slo_ms=args.slo_ms, percentile=args.percentile, max_drop=args.max_drop,
                       budget_s=args.budget, instances=instances, study="bench-optimize", redo=True, bundle=False,
