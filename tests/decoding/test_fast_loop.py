@@ -155,7 +155,7 @@ def test_score_teacher_forces_through_the_step_and_matches_a_full_forward():
 def test_hf_static_compile_score_runs_hf_compiled_decode_forward(cheap_hf_compile, count_compiled_calls):
     from workbench.decoding.fast_loop import hf_static_compile_score
 
-    model = tiny_llama()
+    model = llama()
     timed = hf_generate(model, prompts(1, 9), 12, static_compile=True)     # the timed request: cache 9 + 12
     assert torch.equal(timed.tokens, hf_generate(model, prompts(1, 9), 12).tokens)
     calls, cache = count_compiled_calls(model), model._cache

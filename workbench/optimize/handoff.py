@@ -10,9 +10,11 @@ reason when Triton is not installed or the budget is short.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 LOAD_REQUESTS = 200          # one point: enough for a p99 (timing.MIN_SAMPLES) at a bounded wall time
+LOAD_WARMUP_S = 1.0          # open_loop's default warm-up (its requests are not counted)
 LOAD_FRACTION = 0.5          # of the one-at-a-time capacity: a check that the SLO holds under real arrivals
 
 
@@ -88,7 +90,9 @@ def load_check(bundle_dir: Path, slo_ms: float, percentile: str) -> tuple[dict, 
         with TritonServer(repo, backends, dist, Path(tmp) / "server.log") as server:
             cap = sync_capacity(server.url, manifest["name"], make_inputs, n=30)
             rate = LOAD_FRACTION * cap["capacity_per_s"]
-            res, row = measure_point(server.url, manifest["name"], make_inputs, rate, LOAD_REQUESTS, slo_ms, 0.99,
+            # the first second of arrivals is open_loop's warm-up: at a high rate 200 requests would all fall in it
+            n_requests = LOAD_REQUESTS + math.ceil(rate * LOAD_WARMUP_S)
+            res, row = measure_point(server.url, manifest["name"], make_inputs, rate, n_requests, slo_ms, 0.99,
                                      cap, row={"bundle": str(bundle_dir), "model": manifest["name"]})
     tail = row.get(f"latency_{percentile}_ms")
     check = {"rate_per_s": round(rate, 2), "tail_ms": tail, "percentile": percentile,
