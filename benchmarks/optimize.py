@@ -31,6 +31,27 @@ import time
 from pathlib import Path
 
 
+def _quality_row(name: str, baseline: str, built, base_q, figures) -> dict:
+    """An arm's quality figures against the baseline (``figures``: the task kind's drop), or why it has none."""
+    row = {"arm": name, "baseline": name == baseline}
+    try:
+        q = base_q if name == baseline else built.quality()
+        row.update(figures(None if name == baseline else base_q, q))
+    except Exception as exc:  # noqa: BLE001 - an arm whose quality fails is not eligible
+        row["quality_error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def _summary(out: dict, instances, start: float, build_s: float, prepared) -> dict:
+    """The exhaustive run's result: the cheapest eligible arm at the SLO on the first instance, and every arm."""
+    first = instances[0]
+    ok = {n: r for n, r in out.items() if r["eligible"] and r["slo"] and r["slo"].get("feasible")}
+    best = min(ok, key=lambda n: ok[n]["slo"]["usd_per_1m"][first]) if ok else None
+    return {"wall_s": round(time.perf_counter() - start, 1), "build_seconds": round(build_s, 1), "arms": out,
+            "best": best, "best_usd_per_1m": ok[best]["slo"]["usd_per_1m"][first] if best else None,
+            "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
+
+
 def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
     """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO."""
     if task_kind == "causal-lm":
@@ -61,12 +82,7 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
     out = {}
     try:
         for name, built in prepared.built.items():
-            row = {"arm": name, "baseline": name == baseline}
-            try:
-                q = base_q if name == baseline else built.quality()
-                row.update(quality_drop(None if name == baseline else base_q, q))
-            except Exception as exc:  # noqa: BLE001 - an arm whose quality fails is not eligible
-                row["quality_error"] = f"{type(exc).__name__}: {exc}"
+            row = _quality_row(name, baseline, built, base_q, quality_drop)
             config = SweepConfig(batch_sizes=st.grid, seq_lens=(st.seq_len,), point_seconds=st.point_seconds,
                                  percentile=percentile, retries=0, threads=threads)
             rows = sweep_batching(task, built.variant, config, progress=False)
@@ -75,12 +91,7 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
                          "slo": reading, "points": len(rows)}
     finally:
         prepared.close()
-    first = instances[0]
-    ok = {n: r for n, r in out.items() if r["eligible"] and r["slo"] and r["slo"].get("feasible")}
-    best = min(ok, key=lambda n: ok[n]["slo"]["usd_per_1m"][first]) if ok else None
-    return {"wall_s": round(time.perf_counter() - start, 1), "build_seconds": round(build_s, 1), "arms": out,
-            "best": best, "best_usd_per_1m": ok[best]["slo"]["usd_per_1m"][first] if best else None,
-            "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
+    return _summary(out, instances, start, build_s, prepared)
 
 
 def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
@@ -114,12 +125,7 @@ def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, th
     out = {}
     try:
         for name, built in prepared.built.items():
-            row = {"arm": name, "baseline": name == baseline}
-            try:
-                q = base_q if name == baseline else built.quality()
-                row.update(kind.quality_figures(None if name == baseline else base_q, q))
-            except Exception as exc:  # noqa: BLE001 - an arm whose quality fails is not eligible
-                row["quality_error"] = f"{type(exc).__name__}: {exc}"
+            row = _quality_row(name, baseline, built, base_q, kind.quality_figures)
             rows = []
             for batch in st.grid:
                 try:
@@ -131,12 +137,7 @@ def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, th
                          "slo": reading, "points": len(rows)}
     finally:
         prepared.close()
-    first = instances[0]
-    ok = {n: r for n, r in out.items() if r["eligible"] and r["slo"] and r["slo"].get("feasible")}
-    best = min(ok, key=lambda n: ok[n]["slo"]["usd_per_1m"][first]) if ok else None
-    return {"wall_s": round(time.perf_counter() - start, 1), "build_seconds": round(build_s, 1), "arms": out,
-            "best": best, "best_usd_per_1m": ok[best]["slo"]["usd_per_1m"][first] if best else None,
-            "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
+    return _summary(out, instances, start, build_s, prepared)
 
 
 def catalogue_only() -> None:
