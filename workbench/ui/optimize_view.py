@@ -46,17 +46,17 @@ class OptimizeView:
     # ---- events -------------------------------------------------------------------------------------------------
     def handle(self, event: dict) -> None:
         """optimize's ``on_event``: update the progress on every event, redraw on rows, summarise on done."""
-        kind = event.get("type")
+        event_type = event.get("type")
         self.plot.output.layout.display = None
-        if kind == "done":
+        if event_type == "done":
             self.finish(event["decision"])
             return
         self.elapsed_s = event.get("elapsed_s", self.elapsed_s)
         self.eta_s = event.get("eta_s")
-        if kind == "stage":
+        if event_type == "stage":
             self.stage, self.candidates = event.get("stage"), event.get("candidates")
             self.budget_s = event.get("budget_s", self.budget_s)
-        elif kind == "row":
+        elif event_type == "row":
             self.rows.append(event["row"])
             self.redraw()
         self.progress.value = self.fraction()
