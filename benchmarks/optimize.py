@@ -4,9 +4,11 @@ On the demo classifier (or, with ``--task causal-lm``, the demo LM: its LLM deco
 latency, cost per 1M output tokens, drop = % perplexity increase), in one run on one machine:
 1. ``workbench.optimize`` (the staged successive-halving search; no bundle or load check, which the exhaustive run
    does not do either), timed wall to wall;
-2. an exhaustive run: every arm of the same catalogue built, its quality measured on the same validation examples
-   (eligible by the same rule), and every arm x every batch size of the grid swept, timed wall to wall; the best arm
-   is the cheapest eligible one at the SLO;
+2. the exhaustive run (``workbench.optimize.exhaustive``): every arm of the same catalogue built, its quality
+   measured on the same validation examples (eligible by the same rule), and every arm x every batch size of the grid
+   swept, timed wall to wall; the best arm is the cheapest eligible one at the SLO;
+   each of 1 and 2 runs in a fresh process with an empty inductor cache (neither inherits the other's compiled
+   graphs);
 3. a resume check: optimize in a child process, interrupted (SIGINT, as Ctrl-C) once ``--kill-after-rows`` rows are
    saved, then the same command again; rows measured twice are counted by their key (stage, arm, batch, rung).
 
@@ -27,117 +29,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-
-def _quality_row(name: str, baseline: str, built, base_q, figures) -> dict:
-    """An arm's quality figures against the baseline (``figures``: the task kind's drop), or why it has none."""
-    row = {"arm": name, "baseline": name == baseline}
-    try:
-        q = base_q if name == baseline else built.quality()
-        row.update(figures(None if name == baseline else base_q, q))
-    except Exception as exc:  # noqa: BLE001 - an arm whose quality fails is not eligible
-        row["quality_error"] = f"{type(exc).__name__}: {exc}"
-    return row
-
-
-def _summary(out: dict, instances, start: float, build_s: float, prepared) -> dict:
-    """The exhaustive run's result: the cheapest eligible arm at the SLO on the first instance, and every arm."""
-    first = instances[0]
-    ok = {n: r for n, r in out.items() if r["eligible"] and r["slo"] and r["slo"].get("feasible")}
-    best = min(ok, key=lambda n: ok[n]["slo"]["usd_per_1m"][first]) if ok else None
-    return {"wall_s": round(time.perf_counter() - start, 1), "build_seconds": round(build_s, 1), "arms": out,
-            "best": best, "best_usd_per_1m": ok[best]["slo"]["usd_per_1m"][first] if best else None,
-            "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
-
-
-def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
-    """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO."""
-    if task_kind == "causal-lm":
-        return exhaustive_lm(slo_ms, percentile, max_drop, instances, threads)
-    from workbench.arms.cpu import calibration_set, cpu_arms, cpu_context
-    from workbench.arms.eligibility import within_tolerance
-    from workbench.arms.rows import quality_drop
-    from workbench.arms.runner import build_arms
-    from workbench.measure.batching import SweepConfig, sweep_batching
-    from workbench.optimize.search import Settings, read_slo
-    from workbench.runtime.cpu import isa_summary
-    from workbench.tasks import get_task
-    from workbench.util.files import artifacts_root
-    from workbench.util.settings import small_mode
-
-    start = time.perf_counter()
-    st = Settings.for_mode(small_mode())
-    folder = artifacts_root() / "bench-optimize-exhaustive"
-    task = get_task(task_kind)
-    calibration, _ = calibration_set(task, st.calib_examples, folder / "calibration")
-    arms = cpu_arms(isa_summary(), calibration=calibration and str(calibration))
-    ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"))
-    t = time.perf_counter()
-    prepared = build_arms(arms, ctx)
-    build_s = time.perf_counter() - t
-    baseline = next(a.name for a in arms if a.baseline)
-    base_q = prepared.built[baseline].quality()
-    out = {}
-    try:
-        for name, built in prepared.built.items():
-            row = _quality_row(name, baseline, built, base_q, quality_drop)
-            config = SweepConfig(batch_sizes=st.grid, seq_lens=(st.seq_len,), point_seconds=st.point_seconds,
-                                 percentile=percentile, retries=0, threads=threads)
-            rows = sweep_batching(task, built.variant, config, progress=False)
-            reading = read_slo(rows, slo_ms, percentile, instances)
-            out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
-                         "slo": reading, "points": len(rows)}
-    finally:
-        prepared.close()
-    return _summary(out, instances, start, build_s, prepared)
-
-
-def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
-    """:func:`exhaustive` for the demo LM: every LLM arm of the catalogue, its perplexity increase on the same
-    validation blocks (eligible by the same rule, % perplexity), every arm x batch size timed as optimize times a
-    point (``optimize.kinds.CausalLMKind.point``: whole greedy requests, ITL at the percentile), cost per 1M output
-    tokens."""
-    from types import SimpleNamespace
-
-    from workbench.arms.eligibility import within_tolerance
-    from workbench.arms.runner import build_arms
-    from workbench.optimize.kinds import CausalLMKind
-    from workbench.optimize.search import Settings, read_slo
-    from workbench.tasks import get_task
-    from workbench.util.files import artifacts_root
-    from workbench.util.settings import small_mode
-
-    start = time.perf_counter()
-    kind = CausalLMKind(small_mode())
-    st = kind.settings(Settings.for_mode(small_mode()))
-    folder = artifacts_root() / "bench-optimize-exhaustive-lm"
-    task = get_task("causal-lm")
-    arms = kind.arms()
-    ctx = kind.context(task, st, threads, folder, lambda message: None)
-    t = time.perf_counter()
-    prepared = build_arms(arms, ctx)
-    build_s = time.perf_counter() - t
-    baseline = next(a.name for a in arms if a.baseline)
-    base_q = prepared.built[baseline].quality()
-    s = SimpleNamespace(settings=st, ctx=ctx, build=lambda n: prepared.built[n])
-    out = {}
-    try:
-        for name, built in prepared.built.items():
-            row = _quality_row(name, baseline, built, base_q, kind.quality_figures)
-            rows = []
-            for batch in st.grid:
-                try:
-                    rows.append(kind.point(s, name, batch))
-                except Exception as exc:  # noqa: BLE001 - a batch an arm cannot run is a missing point
-                    rows.append({"batch_size": batch, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
-            reading = read_slo(rows, slo_ms, percentile, instances, kind.cost)
-            out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
-                         "slo": reading, "points": len(rows)}
-    finally:
-        prepared.close()
-    return _summary(out, instances, start, build_s, prepared)
 
 
 def catalogue_only() -> None:
@@ -196,6 +90,40 @@ def resume_check(args) -> dict:
             "resumed_complete": decision.get("complete"), "resumed_pick": (decision.get("pick") or {}).get("arm")}
 
 
+def _side(name: str, argv: list[str]) -> dict:
+    """One side of the comparison in a fresh process with its own empty inductor cache, so neither side inherits the
+    other's imports, warmed kernels or compiled graphs (run in one process, the second side built its compile arms
+    from the first one's cache)."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-optimize-{name}-") as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--side", name], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    lines = done.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]), flush=True)
+    if done.returncode or not lines:
+        raise SystemExit(f"the {name} side failed (exit {done.returncode}); its output is above")
+    return json.loads(lines[-1])
+
+
+def run_side(args) -> dict:
+    """The body of one side, timed wall to wall from inside its process (imports included on both sides)."""
+    from workbench.optimize.exhaustive import exhaustive
+
+    start, instances = time.perf_counter(), tuple(args.instances.split(","))
+    if args.side == "exhaustive":
+        ex = exhaustive(args.task, args.slo_ms, args.percentile, args.max_drop, instances)
+        return {**ex, "wall_s": round(time.perf_counter() - start, 1)}
+    from workbench.optimize import optimize
+    from workbench.optimize.decision import decision_text
+
+    catalogue_only()
+    result = optimize(args.task, slo_ms=args.slo_ms, percentile=args.percentile, max_drop=args.max_drop,
+                      budget_s=args.budget, instances=instances, study="bench-optimize", redo=True, bundle=False,
+                      load_check=False, progress=False)
+    print(decision_text(result.decision), flush=True)
+    return {"decision": result.decision, "wall_s": round(time.perf_counter() - start, 1)}
+
+
 def main(argv=None) -> dict:
     from workbench.runtime.cpu import cpu_model_and_flags, isa_summary
     from workbench.util.settings import small_mode
@@ -212,7 +140,13 @@ def main(argv=None) -> dict:
     p.add_argument("--kill-after-rows", type=int, default=16, help="rows saved before the resume check's SIGINT")
     p.add_argument("--skip-resume", action="store_true")
     p.add_argument("--resume-only", action="store_true", help="only the kill-and-resume check")
+    p.add_argument("--side", choices=["optimize", "exhaustive"], help=argparse.SUPPRESS)   # a child's one side
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    if args.side:
+        out = run_side(args)
+        print(json.dumps(out, default=str))
+        return out
     if args.resume_only:
         out = {"benchmark": "optimize-resume", "loadavg_1min_start": round(os.getloadavg()[0], 2),
                **resume_check(args), "loadavg_1min_end": round(os.getloadavg()[0], 2)}
@@ -223,20 +157,9 @@ def main(argv=None) -> dict:
     isa = isa_summary(flags)
     load_start = os.getloadavg()[0]
     print(f"CPU {cpu} | ISA {isa} | load average (1 min) {load_start:.2f} | small mode {small_mode()}", flush=True)
-
-    from workbench.optimize import optimize
-
-    catalogue_only()
-    t = time.perf_counter()
-    result = optimize(args.task, slo_ms=args.slo_ms, percentile=args.percentile, max_drop=args.max_drop,
-                      budget_s=args.budget, instances=instances, study="bench-optimize", redo=True, bundle=False,
-                      load_check=False, progress=False)
-    opt_wall = time.perf_counter() - t
-    decision = result.decision
-    from workbench.optimize.decision import decision_text
-
-    print(decision_text(decision), flush=True)
-    ex = exhaustive(args.task, args.slo_ms, args.percentile, args.max_drop, instances)
+    opt = _side("optimize", argv)
+    decision, opt_wall = opt["decision"], opt["wall_s"]
+    ex = _side("exhaustive", argv)
     print(f"exhaustive: best {ex['best']} ${ex['best_usd_per_1m']} per 1M on {instances[0]}, {ex['wall_s']} s "
           f"(builds {ex['build_seconds']} s)", flush=True)
     pick = decision.get("pick") or {}

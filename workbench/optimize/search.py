@@ -3,8 +3,10 @@
 1. screen: every applicable arm is built (a build failure is a "failed" entry with its reason) and timed side by side
    with the baseline for a short interleaved run at the timing shape (``arms.runner.time_arms``); arms clearly slower
    than the baseline or than the leader are dropped here (no quality pass is spent on them).
-2. quality: the survivors' quality on the validation split, paired with the baseline's on the same examples;
-   eligible = the one rule (``arms.eligibility``) with ``max_drop`` as its tolerance.
+2. quality: the baseline's quality on the validation split, then the survivors' in screen order (fastest first), each
+   paired with the baseline's on the same examples (eligible = the one rule, ``arms.eligibility``, with ``max_drop``
+   as its tolerance), until ``CONTENDERS`` arms are eligible: the slower ones lose at the screen without a quality
+   pass (successive halving's first cut; an arm that fails quality makes room for the next one).
 3. sweep: batching sweeps of the eligible arms at the SLO percentile. Rung 0 sweeps a coarse grid for every eligible
    arm; the cheaper half at the SLO (``measure.slo.slo_point`` -> ``measure.cost.usd_per_1m_requests``) goes on to
    the rest of the grid, the others lose there with their cost against the leader's.
@@ -22,6 +24,9 @@ from dataclasses import dataclass, field
 
 SCREEN_SLOWER = 0.9     # an arm below 0.9x the baseline at the timing shape is slower, not noise (interleaved run)
 SCREEN_LEADER = 0.5     # ... or below half the leader's speed-up: a sweep would not close that gap
+# The sweep gets the fastest eligible arms of the screen, this many (the baseline counts, at 1.0x). An exhaustive run
+# sweeping every arm picked one of the screen's three fastest arms in every run so far (benchmarks/optimize.py).
+CONTENDERS = 3
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class Settings:
     def for_mode(cls, small: bool) -> "Settings":
         if small:
             return cls(4, 64, 3, 0.3, 32, (1, 2, 4, 8), 0.5, 32, 2)
-        return cls(8, 128, 4, 1.0, None, (1, 2, 4, 8, 16, 32), 2.0, 128, 3)
+        return cls(8, 128, 3, 0.6, None, (1, 2, 4, 8, 16, 32), 2.0, 128, 3)
 
     @property
     def coarse(self) -> tuple[int, ...]:
@@ -270,43 +275,57 @@ def quality(s: Search) -> None:
     from workbench.arms.eligibility import eligibility
 
     names = s.alive()
-    todo = [n for n in names if s.store.get("quality", n) is None]
-    s.enter("quality", s.budget.eval_estimate(len(todo)), len(names))
-    base_row = s.store.get("quality", s.baseline)
-    for name in [s.baseline] + [n for n in names if n != s.baseline]:
-        row = s.store.get("quality", name)
+    s.enter("quality", s.budget.eval_estimate(min(len(names), CONTENDERS + 1)), len(names))
+    base_row = _quality_of(s, s.baseline, None)
+    ranked = sorted(names, key=lambda n: -(s.entries[n].speedup or 1.0))   # the baseline ranks at its 1.0x
+    contenders = []
+    for name in ranked:
+        if len(contenders) == CONTENDERS:
+            kth = contenders[-1]
+            s.lose(name, "screen", f"behind the {CONTENDERS} fastest eligible arms at batch {s.settings.batch_size} "
+                   f"({s.entries[name].speedup or 1.0:.2f}x vs {kth} {s.entries[kth].speedup or 1.0:.2f}x)")
+            continue
+        row = base_row if name == s.baseline else _quality_of(s, name, base_row)
         if row is None:
-            need = s.budget.eval_estimate(1)
-            # keep room for what a pick needs after this pass: one arm's coarse sweep and the confirmation
-            downstream = s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds) + _confirm_estimate(s)
-            if name != s.baseline and not s.budget.fits(need + downstream):
-                s.lose(name, "quality", "skipped: " + s.budget.why_not("budget", need), "skipped")
-                s.skipped_for_budget.append(s.budget.why_not(f"quality of {name}", need))
-                continue
-            try:
-                built = s.build(name)
-                start = time.perf_counter()
-                q = built.quality()
-                s.budget.eval_s.append(time.perf_counter() - start)
-            except Exception as exc:  # noqa: BLE001 - one arm's quality failing makes it ineligible, not the run fail
-                if name == s.baseline:
-                    raise
-                s.lose(name, "quality", f"quality failed: {type(exc).__name__}: {exc}", "failed")
-                continue
-            base_q = None if name == s.baseline else _quality_result(base_row)
-            figures = s.kind.quality_figures(base_q, q)
-            row = s.save({"stage": "quality", "arm": name, "split": q_split(s), "baseline": name == s.baseline,
-                          "higher_is_better": q.higher_is_better, "per_example": _per_example(q),
-                          **_variant_row(built), **figures})
-            if name == s.baseline:
-                base_row = row
+            continue   # skipped for budget or failed: lost with the reason already
         e = s.entries[name]
         e.drop, e.drop_ci = row.get("drop_pts"), row.get("drop_ci_pts")
-        if not eligibility(row, s.max_drop):
-            ci = row.get("drop_ci_pts")
-            s.lose(name, "quality", f"quality drop CI [{ci[0]:.2f}, {ci[1]:.2f}] {s.kind.drop_unit} above the "
-                   f"{s.max_drop:g} limit"
-                   if ci else "quality not measured: cannot be shown within the limit")
+        if eligibility(row, s.max_drop):
+            contenders.append(name)
+            continue
+        ci = row.get("drop_ci_pts")
+        s.lose(name, "quality", f"quality drop CI [{ci[0]:.2f}, {ci[1]:.2f}] {s.kind.drop_unit} above the "
+               f"{s.max_drop:g} limit"
+               if ci else "quality not measured: cannot be shown within the limit")
+
+
+def _quality_of(s: Search, name: str, base_row: dict | None) -> dict | None:
+    """``name``'s saved quality row, or measured now and saved (paired with ``base_row``, the baseline's); None when
+    the budget has no room for it or it failed (the arm then loses with the reason)."""
+    row = s.store.get("quality", name)
+    if row is not None:
+        return row
+    need = s.budget.eval_estimate(1)
+    # keep room for what a pick needs after this pass: one arm's coarse sweep and the confirmation
+    downstream = s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds) + _confirm_estimate(s)
+    if name != s.baseline and not s.budget.fits(need + downstream):
+        s.lose(name, "quality", "skipped: " + s.budget.why_not("budget", need), "skipped")
+        s.skipped_for_budget.append(s.budget.why_not(f"quality of {name}", need))
+        return None
+    try:
+        built = s.build(name)
+        start = time.perf_counter()
+        q = built.quality()
+        s.budget.eval_s.append(time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - one arm's quality failing makes it ineligible, not the run fail
+        if name == s.baseline:
+            raise
+        s.lose(name, "quality", f"quality failed: {type(exc).__name__}: {exc}", "failed")
+        return None
+    base_q = None if name == s.baseline else _quality_result(base_row)
+    return s.save({"stage": "quality", "arm": name, "split": q_split(s), "baseline": name == s.baseline,
+                   "higher_is_better": q.higher_is_better, "per_example": _per_example(q),
+                   **_variant_row(built), **s.kind.quality_figures(base_q, q)})
 
 
 def q_split(s: Search) -> str:

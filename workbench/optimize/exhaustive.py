@@ -1,0 +1,122 @@
+"""The reference an optimize run is judged against: every arm of the same catalogue built, every arm's quality on the
+same validation examples (eligible by the same rule), every arm x every batch size of the grid swept, and the
+cheapest eligible arm at the SLO. ``benchmarks/optimize.py`` times it beside :func:`workbench.optimize.optimize`
+(``time_fraction``) and prices the pick against its best (``regret_pct``).
+
+It is deliberately naive (no screen, no halving): what a user would do by hand with every arm and every batch size.
+"""
+from __future__ import annotations
+
+import time
+
+
+def _quality_row(name: str, baseline: str, built, base_q, figures) -> dict:
+    """An arm's quality figures against the baseline (``figures``: the task kind's drop), or why it has none."""
+    row = {"arm": name, "baseline": name == baseline}
+    try:
+        q = base_q if name == baseline else built.quality()
+        row.update(figures(None if name == baseline else base_q, q))
+    except Exception as exc:  # noqa: BLE001 - an arm whose quality fails is not eligible
+        row["quality_error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def _summary(out: dict, instances, start: float, build_s: float, prepared) -> dict:
+    """The exhaustive run's result: the cheapest eligible arm at the SLO on the first instance, and every arm."""
+    first = instances[0]
+    ok = {n: r for n, r in out.items() if r["eligible"] and r["slo"] and r["slo"].get("feasible")}
+    best = min(ok, key=lambda n: ok[n]["slo"]["usd_per_1m"][first]) if ok else None
+    return {"wall_s": round(time.perf_counter() - start, 1), "build_seconds": round(build_s, 1), "arms": out,
+            "best": best, "best_usd_per_1m": ok[best]["slo"]["usd_per_1m"][first] if best else None,
+            "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
+
+
+def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
+    """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO."""
+    if task_kind == "causal-lm":
+        return exhaustive_lm(slo_ms, percentile, max_drop, instances, threads)
+    from workbench.arms.cpu import calibration_set, cpu_arms, cpu_context
+    from workbench.arms.eligibility import within_tolerance
+    from workbench.arms.rows import quality_drop
+    from workbench.arms.runner import build_arms
+    from workbench.measure.batching import SweepConfig, sweep_batching
+    from workbench.optimize.search import Settings, read_slo
+    from workbench.runtime.cpu import isa_summary
+    from workbench.tasks import get_task
+    from workbench.util.files import artifacts_root
+    from workbench.util.settings import small_mode
+
+    start = time.perf_counter()
+    st = Settings.for_mode(small_mode())
+    folder = artifacts_root() / "bench-optimize-exhaustive"
+    task = get_task(task_kind)
+    calibration, _ = calibration_set(task, st.calib_examples, folder / "calibration")
+    arms = cpu_arms(isa_summary(), calibration=calibration and str(calibration))
+    ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"))
+    t = time.perf_counter()
+    prepared = build_arms(arms, ctx)
+    build_s = time.perf_counter() - t
+    baseline = next(a.name for a in arms if a.baseline)
+    base_q = prepared.built[baseline].quality()
+    out = {}
+    try:
+        for name, built in prepared.built.items():
+            row = _quality_row(name, baseline, built, base_q, quality_drop)
+            config = SweepConfig(batch_sizes=st.grid, seq_lens=(st.seq_len,), point_seconds=st.point_seconds,
+                                 percentile=percentile, retries=0, threads=threads)
+            rows = sweep_batching(task, built.variant, config, progress=False)
+            reading = read_slo(rows, slo_ms, percentile, instances)
+            out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
+                         "slo": reading, "points": len(rows)}
+    finally:
+        prepared.close()
+    return _summary(out, instances, start, build_s, prepared)
+
+
+def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
+    """:func:`exhaustive` for the demo LM: every LLM arm of the catalogue, its perplexity increase on the same
+    validation blocks (eligible by the same rule, % perplexity), every arm x batch size timed as optimize times a
+    point (``optimize.kinds.CausalLMKind.point``: whole greedy requests, ITL at the percentile), cost per 1M output
+    tokens."""
+    from types import SimpleNamespace
+
+    from workbench.arms.eligibility import within_tolerance
+    from workbench.arms.runner import build_arms
+    from workbench.optimize.kinds import CausalLMKind
+    from workbench.optimize.search import Settings, read_slo
+    from workbench.tasks import get_task
+    from workbench.util.files import artifacts_root
+    from workbench.util.settings import small_mode
+
+    start = time.perf_counter()
+    kind = CausalLMKind(small_mode())
+    st = kind.settings(Settings.for_mode(small_mode()))
+    folder = artifacts_root() / "bench-optimize-exhaustive-lm"
+    task = get_task("causal-lm")
+    arms = kind.arms()
+    ctx = kind.context(task, st, threads, folder, lambda message: None)
+    t = time.perf_counter()
+    prepared = build_arms(arms, ctx)
+    build_s = time.perf_counter() - t
+    baseline = next(a.name for a in arms if a.baseline)
+    base_q = prepared.built[baseline].quality()
+    s = SimpleNamespace(settings=st, ctx=ctx, build=lambda n: prepared.built[n])
+    out = {}
+    try:
+        for name, built in prepared.built.items():
+            row = _quality_row(name, baseline, built, base_q, kind.quality_figures)
+            rows = []
+            for batch in st.grid:
+                try:
+                    rows.append(kind.point(s, name, batch))
+                except Exception as exc:  # noqa: BLE001 - a batch an arm cannot run is a missing point
+                    rows.append({"batch_size": batch, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
+            reading = read_slo(rows, slo_ms, percentile, instances, kind.cost)
+            out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
+                         "slo": reading, "points": len(rows)}
+    finally:
+        prepared.close()
+    return _summary(out, instances, start, build_s, prepared)
+
+
+__all__ = ["exhaustive", "exhaustive_lm"]
