@@ -52,6 +52,7 @@ class EngineCandidate:
     startup_s: float | None = None
     error: str | None = None
     seconds: float = 0.0
+    start_rate: float | None = None   # the climb's first rate (a prediction climbs the same ladder)
 
     @property
     def label(self) -> str:
@@ -77,6 +78,9 @@ class EngineSearchResult:
     confirmed: EngineCandidate | None = None
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    attainment: float = 0.99      # the climb's settings, so a prediction can climb the same way
+    point_s: float = 8.0
+    max_points: int = 5
 
     @property
     def default(self) -> EngineCandidate | None:
@@ -239,7 +243,8 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
            "max_points": max_points, "workload": wl}
     first = next(iter(bundles.values()))
     result = EngineSearchResult(slo_ttft_ms or 0.0, slo_itl_ms or 0.0, wl, [],
-                                notes=[cpu_note] if cpu_note else [])
+                                notes=[cpu_note] if cpu_note else [], attainment=attainment, point_s=point_s,
+                                max_points=max_points)
     with tempfile.TemporaryDirectory(prefix="workbench-engine-search-") as tmp:
         ctx["work"] = Path(work_dir) if work_dir else Path(tmp)
         default = EngineCandidate(precisions[first], first, _bundle_args(first), "default")
@@ -320,7 +325,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                     + (f"; own client TTFT p50 {row.get('own_ttft_ms_p50')} ms" if use_aiperf else ""))
                 return ctx["table"].append(row) if ctx["table"] is not None else row
 
-            r0 = start or max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
+            r0 = cand.start_rate = start or max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
             cand.rows, cand.goodput_per_s = climb(measure, r0, ctx["max_points"])
             if on_confirm is not None:
                 on_confirm(server, cand, result)
