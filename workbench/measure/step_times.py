@@ -101,7 +101,8 @@ def measure_step_times(model, prompt_tokens: int, new_tokens: int, batches, seco
                          f"({max_calls}) are needed")
     used = pin_threads(threads)
     gen = torch.Generator().manual_seed(seed)
-    high = min(vocab_size(model), 4096)
+    # the config's vocabulary: a weight-only LM head has no ``weight`` to read the width from
+    high = min(getattr(getattr(model, "config", None), "vocab_size", None) or vocab_size(model), 4096)
     ttft, tpot, calls = {}, {}, {}
     for b in tqdm(batches, desc="step times", disable=not progress):
         ids = torch.randint(0, high, (b, prompt_tokens), generator=gen)
