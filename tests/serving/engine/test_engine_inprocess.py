@@ -84,3 +84,18 @@ def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles)
     assert good == max(p["offered_rate_per_s"] for p in out["points"])
     assert out["predicted_vs_served_goodput_error_pct"] == round(100 * (good - 2.0) / 2.0, 1)
     assert out["predicted_goodput_bisect_per_s"] >= good
+
+
+def test_predict_search_measures_the_winner_and_says_why_the_default_is_absent(bundles):
+    from workbench.serving.engine.inprocess import predict_search
+
+    climbed = SimpleNamespace(label="int8-x", stage="confirm", bundle=bundles["int8"][1], goodput_per_s=1.0,
+                              args=EngineArgs(max_num_seqs=1), start_rate=0.5, rows=[{}], error=None)
+    failed = SimpleNamespace(label="bf16-d", stage="default", bundle=bundles["bf16"][1], goodput_per_s=None,
+                             args=EngineArgs(), start_rate=None, rows=[], error="RuntimeError: engine died")
+    result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
+                             point_s=2.0, max_points=2, confirmed=climbed, default=failed)
+    said = []
+    out = predict_search(result, seconds_per_batch=0.01, progress=said.append)
+    assert out["winner"]["precision_inprocess"] == "int8" and out["winner"]["predicted_goodput_per_s"] is not None
+    assert "engine died" in out["default"]["error"] and any("predicted" in s for s in said)

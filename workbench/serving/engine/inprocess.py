@@ -135,4 +135,28 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
             "measure_seconds": round(measured_s, 1), "simulate_seconds": round(time.perf_counter() - t0 - measured_s, 2)}
 
 
-__all__ = ["checkpoint_model", "checkpoint_step_times", "predict_candidate"]
+def predict_search(result, seconds_per_batch: float | None = None, progress=None) -> dict:
+    """:func:`predict_candidate` for a finished engine search's confirmed winner and its default (vLLM's defaults on
+    the first checkpoint), measured one after the other once no engine runs. Returns ``{"winner": ...,
+    "default": ...}``; a candidate that was not climbed, or whose prediction failed, is ``{"error": reason}``."""
+    say = progress or (lambda msg: None)
+    out = {}
+    for key, cand in (("winner", result.confirmed), ("default", result.default)):
+        if cand is None or cand.error or not cand.rows:
+            out[key] = {"error": f"no served climb to compare ({cand.error if cand else 'no candidate'})"}
+            continue
+        say(f"  in-process step times of {cand.label} ({cand.bundle / 'checkpoint'}) ...")
+        try:
+            out[key] = predict_candidate(cand, result, seconds_per_batch, progress=progress is not None)
+        except Exception as exc:   # the figure is then absent with the reason; the benchmark's other figures stay
+            out[key] = {"label": cand.label, "error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+            continue
+        p = out[key]
+        say(f"  {cand.label}: prefill {p['step_times']['prefill_ms']} ms, TPOT ms by batch "
+            f"{p['step_times']['tpot_ms']}; predicted {p['predicted_goodput_per_s']}/s (bisection "
+            f"{p['predicted_goodput_bisect_per_s']}/s) vs served {p['served_goodput_per_s']}/s: error "
+            f"{p['predicted_vs_served_goodput_error_pct']}%")
+    return out
+
+
+__all__ = ["checkpoint_model", "checkpoint_step_times", "predict_candidate", "predict_search"]

@@ -65,6 +65,7 @@ class EngineCandidate:
         return {"label": self.label, "precision": self.precision, "stage": self.stage,
                 "engine_args": self.args.as_dict(), "goodput_per_s": self.goodput_per_s,
                 "goodput": goodput_text(self.goodput_per_s, end), "points": len(self.rows),
+                "start_rate_per_s": self.start_rate,
                 "startup_s": self.startup_s, "seconds": round(self.seconds, 1), "error": self.error}
 
 
