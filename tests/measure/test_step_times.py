@@ -30,7 +30,7 @@ def test_figures_come_from_the_calls_emission_times(monkeypatch):
 
     def fake(model, ids, new):
         b = ids.shape[0]
-        calls.append(b)
+        calls.append((b, ids.shape[1], new))
         jitter = 0.005 if len(calls) % 3 == 0 else 0.0           # one slow call in three: the median ignores it
         step = 0.010 * b + jitter
         times = [0.030 + jitter + k * step for k in range(new)]
@@ -41,7 +41,8 @@ def test_figures_come_from_the_calls_emission_times(monkeypatch):
                            min_calls=3, max_calls=3, threads=None)
     assert t.prefill_s == pytest.approx(0.030)
     assert t.tpot_s == pytest.approx({1: 0.010, 2: 0.020, 4: 0.040})
-    assert t.calls == {1: 3, 2: 3, 4: 3} and calls.count(2) == 4     # one warm-up + 3 timed per batch size
+    assert t.calls == {1: 3, 2: 3, 4: 3}
+    assert calls[:4] == [(1, 8, 2)] + [(1, 16, 5)] * 3            # one short warm-up, then 3 whole requests
     assert t.as_dict()["tpot_ms"] == {"1": 10.0, "2": 20.0, "4": 40.0} and t.prompt_tokens == 16
 
 
@@ -50,9 +51,17 @@ def test_tiny_llama_in_process():
     t = measure_step_times(tiny_llama(), prompt_tokens=8, new_tokens=4, batches=[1, 2], seconds_per_batch=0.01,
                            threads=1, max_calls=3)
     torch.set_num_threads(before)
-    assert set(t.tpot_s) == {1, 2} and t.threads == 1 and all(2 <= n <= 3 for n in t.calls.values())
+    assert set(t.tpot_s) == {1, 2} and t.threads == 1 and all(1 <= n <= 3 for n in t.calls.values())
     assert 0 < t.prefill_s < 5 and all(0 < v < 5 for v in t.tpot_s.values())
     assert t.tpot_at(2) == t.tpot_s[2]
+
+
+def test_a_generate_without_per_step_times_is_refused(monkeypatch):
+    import workbench.decoding.fast_loop as fast_loop
+
+    monkeypatch.setattr(fast_loop, "hf_generate", lambda model, ids, new: DecodeResult(ids, 0.0, [0.1], [new], "one"))
+    with pytest.raises(RuntimeError, match="per-step clock"):
+        measure_step_times(tiny_llama(), prompt_tokens=8, new_tokens=4, batches=[1], seconds_per_batch=0.01)
 
 
 @pytest.mark.parametrize("kw, match", [(dict(batches=[2, 4]), "including 1"), (dict(batches=[]), "including 1"),

@@ -7,8 +7,10 @@ Each figure comes from whole greedy requests through :func:`workbench.decoding.f
 :func:`workbench.measure.request_metrics.request_metrics` from the emission times of the very call: TTFT (prefill +
 first token) and TPOT = (e2e - TTFT) / (tokens - 1), the mean decode step of that batch while its context grows from
 ``prompt_tokens`` to ``prompt_tokens + new_tokens`` (the contexts a served request of that shape decodes over). A
-batch of B prompts is one call, one sample (B sequences share its clock). Per batch size: one untimed warm-up call,
-then calls until ``seconds_per_batch`` has passed (at least ``min_calls``, at most ``max_calls``); the figure is the
+batch of B prompts is one call, one sample (B sequences share its clock), and its TPOT is already a mean over
+``new_tokens - 1`` steps. Per batch size: one short untimed warm-up call (8 prompt tokens, 2 new: allocation at that
+batch size without paying a whole request), then calls until ``seconds_per_batch`` has passed (at least ``min_calls``,
+at most ``max_calls``), so a wide batch whose request takes longer than the budget is one call; the figure is the
 median over calls, with the call count beside it.
 """
 from __future__ import annotations
@@ -75,7 +77,7 @@ def batch_sizes(max_batch: int) -> list[int]:
 
 
 def measure_step_times(model, prompt_tokens: int, new_tokens: int, batches, seconds_per_batch: float = 3.0,
-                       threads: int | None = None, min_calls: int = 2, max_calls: int = 20, seed: int = 0,
+                       threads: int | None = None, min_calls: int = 1, max_calls: int = 20, seed: int = 0,
                        progress: bool = False) -> StepTimes:
     """Prefill and decode step times of ``model`` (a HF causal LM) at each of ``batches`` (see the module doc).
 
@@ -106,10 +108,14 @@ def measure_step_times(model, prompt_tokens: int, new_tokens: int, batches, seco
     ttft, tpot, calls = {}, {}, {}
     for b in tqdm(batches, desc="step times", disable=not progress):
         ids = torch.randint(0, high, (b, prompt_tokens), generator=gen)
-        hf_generate(model, ids, new_tokens)   # warm-up: allocation, first-call costs
+        hf_generate(model, ids[:, :8], 2)   # warm-up at this batch size (allocation, first-call costs), kept short
         firsts, steps, t0 = [], [], time.perf_counter()
         while len(steps) < max_calls and (len(steps) < min_calls or time.perf_counter() - t0 < seconds_per_batch):
-            m = request_metrics(hf_generate(model, ids, new_tokens).requests())
+            res = hf_generate(model, ids, new_tokens)
+            if len(res.emit_times) != new_tokens:
+                raise RuntimeError(f"generate emitted {len(res.emit_times)} times for {new_tokens} tokens ({res.notes}): "
+                                   "no per-step clock to read a decode step from")
+            m = request_metrics(res.requests())
             firsts.append(m["ttft_ms_mean"] / 1e3)
             steps.append(m["tpot_ms_mean"] / 1e3)
         ttft[b], tpot[b], calls[b] = statistics.median(firsts), statistics.median(steps), len(steps)
