@@ -116,7 +116,9 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
     engine arguments, start rate and served goodput); ``result``: the search's
     :class:`~workbench.serving.engine.search.EngineSearchResult` (SLO, workload, attainment, point length, climb
     length). Returns the prediction's figures, the in-process step times it used and
-    ``predicted_vs_served_goodput_error_pct`` = (predicted - served) / served x 100."""
+    ``predicted_vs_served_goodput_error_pct`` = (predicted - served) / served x 100; for the default candidate (whose
+    engine the search measured idle) also in-process prefill / served idle TTFT p50 and in-process batch-1 TPOT /
+    served idle ITL p50, the two ratios the simulation's error starts from."""
     from workbench.serving.engine.predict import predict_goodput
 
     t0 = time.perf_counter()
@@ -128,7 +130,17 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
                            attainment=result.attainment, start_rate=candidate.start_rate, point_s=result.point_s,
                            max_points=result.max_points, prompt_tokens=wl.prompt_tokens,
                            max_num_batched_tokens=args.max_num_batched_tokens)
-    return {"label": candidate.label, "stage": candidate.stage, "precision_inprocess": precision,
+    idle = getattr(result, "idle", None)
+    if idle and candidate.stage == "default":   # the served idle latency was measured on this candidate's engine
+        tpot1 = times.tpot_at(1) * 1e3
+        idle = {"served_idle_ttft_ms_p50": idle.get("ttft_ms_p50"), "served_idle_itl_ms_p50": idle.get("itl_ms_p50"),
+                "inprocess_over_served_idle_ttft": round(times.prefill_s * 1e3 / idle["ttft_ms_p50"], 3)
+                if idle.get("ttft_ms_p50") else None,
+                "inprocess_over_served_idle_itl": round(tpot1 / idle["itl_ms_p50"], 3) if idle.get("itl_ms_p50")
+                else None}
+    else:
+        idle = {}
+    return {"label": candidate.label, "stage": candidate.stage, "precision_inprocess": precision, **idle,
             "served_goodput_per_s": candidate.goodput_per_s, **pred.as_dict(),
             "predicted_vs_served_goodput_error_pct": pred.error_pct(candidate.goodput_per_s),
             "predicted_bisect_vs_served_error_pct": pred.bisect_error_pct(candidate.goodput_per_s),
