@@ -21,8 +21,8 @@ streaming costs of the server and the client are not modelled; the in-process st
 own kernels (HF ``generate``), not vLLM's.
 
 Arrivals are the very schedule the served climb sends (:func:`workbench.serving.load.schedule.schedule`, Poisson
-given n, seed = the point's index), with the served point's request count (``rate x point_s``, clamped to
-:data:`~workbench.serving.engine.search.MIN_REQUESTS` .. ``MAX_REQUESTS``). A point passes as the served one does:
+given n, seed = the point's index), with the served point's request count
+(:func:`~workbench.serving.engine.search.point_requests`). A point passes as the served one does:
 no failures and at least ``attainment`` of requests with TTFT <= ``slo_ttft_ms`` and their mean inter-token
 latency (AIPerf's per-request ITL) <= ``slo_itl_ms`` (:func:`workbench.serving.load.sweep.slo_outcome`).
 
@@ -40,7 +40,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from workbench.measure.step_times import StepTimes
-from workbench.serving.engine.search import MAX_REQUESTS, MIN_REQUESTS
+from workbench.serving.engine.search import point_requests
 
 
 def simulate(times: StepTimes, offsets, new_tokens: int, max_num_seqs: int, prompt_tokens: int | None = None,
@@ -85,27 +85,18 @@ def simulate(times: StepTimes, offsets, new_tokens: int, max_num_seqs: int, prom
     return [(arrivals[i], emits[i], [1] * new_tokens) for i in range(n)]
 
 
-def point_requests(rate: float, point_s: float) -> int:
-    """The served climb's request count at ``rate`` (:func:`workbench.serving.engine.search._run`)."""
-    return max(MIN_REQUESTS, min(MAX_REQUESTS, round(rate * point_s)))
-
-
 def simulate_point(times: StepTimes, rate: float, seed: int, new_tokens: int, max_num_seqs: int,
                    slo_ttft_ms: float, slo_itl_ms: float, attainment: float = 0.99, point_s: float = 8.0,
                    prompt_tokens: int | None = None, max_num_batched_tokens: int | None = None) -> dict:
     """One simulated load point, as a row with the served row's SLO columns (``slo_attainment``, ``slo_outcome``)."""
-    from workbench.measure.request_metrics import request_metrics
+    from workbench.measure.request_metrics import per_request_latency, request_metrics, share_within
     from workbench.serving.load.schedule import schedule
     from workbench.serving.load.sweep import slo_outcome
 
     n = point_requests(rate, point_s)
     requests = simulate(times, schedule(rate, n, "poisson", seed=seed), new_tokens, max_num_seqs, prompt_tokens,
                         max_num_batched_tokens)
-    within = 0
-    for start, emit, _ in requests:
-        ttft_ms, itl_ms = (emit[0] - start) * 1e3, (emit[-1] - emit[0]) * 1e3 / (len(emit) - 1)
-        within += ttft_ms <= slo_ttft_ms and itl_ms <= slo_itl_ms
-    share = within / n
+    share = share_within(per_request_latency(requests), n, slo_ttft_ms, slo_itl_ms)   # the own client's rule
     outcome = slo_outcome(True, 0, share + 1e-9, attainment)
     m = request_metrics(requests)
     keep = ("ttft_ms_p50", "ttft_ms_mean", "itl_ms_p50", "itl_ms_mean", "tpot_ms_p50", "e2e_ms_p50",
@@ -215,5 +206,5 @@ def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_tt
     return GoodputPrediction(good, bisect, start, rows, times.as_dict())
 
 
-__all__ = ["simulate", "simulate_point", "predict_goodput", "bisect_goodput", "idle_start_rate", "point_requests",
-           "prediction_error_pct", "GoodputPrediction"]
+__all__ = ["simulate", "simulate_point", "predict_goodput", "bisect_goodput", "idle_start_rate", "prediction_error_pct",
+           "GoodputPrediction"]

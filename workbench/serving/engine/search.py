@@ -143,6 +143,11 @@ def engine_space(base: EngineArgs, workload: Workload, small: bool = False) -> l
     return out
 
 
+def point_requests(rate: float, point_s: float) -> int:
+    """Requests in a climb's point at ``rate``: ``point_s`` seconds of arrivals, within MIN_REQUESTS..MAX_REQUESTS."""
+    return max(MIN_REQUESTS, min(MAX_REQUESTS, round(rate * point_s)))
+
+
 def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: int) -> tuple[list[dict], float | None]:
     """Rates doubling from ``start_rate`` while the SLO holds (halving at most twice when nothing has passed yet);
     once a pass and a miss bracket the goodput, one point at 1.41x the highest pass (when below the lowest miss);
@@ -313,7 +318,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                 say(f"  idle {result.idle}; SLO TTFT p99 <= {result.slo_ttft_ms} ms, ITL p99 <= {result.slo_itl_ms} ms")
 
             def measure(rate: float, k: int) -> dict:
-                n = max(MIN_REQUESTS, min(MAX_REQUESTS, round(rate * ctx["point_s"])))
+                n = point_requests(rate, ctx["point_s"])
                 prompts, lens = wl.prompts(ckpt, n, seed=100 + k)
                 offsets = schedule(rate, n, "poisson", seed=k)
                 row = measure_point(server, ckpt, prompts, lens, offsets, wl.new_tokens, result.slo_ttft_ms,
@@ -365,5 +370,5 @@ def write_search(bundle: str | Path, result: EngineSearchResult) -> dict:
     return rewrite_engine_facts(bundle, {"load": load, "engine_search": result.as_dict()}, engine_args=win.args)
 
 
-__all__ = ["search_engine", "write_search", "engine_space", "climb", "idle_latency", "EngineSearchResult",
-           "EngineCandidate", "SUMMARY_SCENARIO"]
+__all__ = ["search_engine", "write_search", "engine_space", "climb", "point_requests", "idle_latency",
+           "EngineSearchResult", "EngineCandidate", "SUMMARY_SCENARIO"]
