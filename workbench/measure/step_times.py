@@ -113,8 +113,8 @@ def measure_step_times(model, prompt_tokens: int, new_tokens: int, batches, seco
         while len(steps) < max_calls and (len(steps) < min_calls or time.perf_counter() - t0 < seconds_per_batch):
             res = hf_generate(model, ids, new_tokens)
             if len(res.emit_times) != new_tokens:
-                raise RuntimeError(f"generate emitted {len(res.emit_times)} times for {new_tokens} tokens ({res.notes}): "
-                                   "no per-step clock to read a decode step from")
+                raise RuntimeError(f"generate emitted {len(res.emit_times)} times for {new_tokens} tokens "
+                                   f"({res.notes}): no per-step clock to read a decode step from")
             m = request_metrics(res.requests())
             firsts.append(m["ttft_ms_mean"] / 1e3)
             steps.append(m["tpot_ms_mean"] / 1e3)

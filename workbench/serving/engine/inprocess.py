@@ -144,7 +144,8 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
             "served_goodput_per_s": candidate.goodput_per_s, **pred.as_dict(),
             "predicted_vs_served_goodput_error_pct": pred.error_pct(candidate.goodput_per_s),
             "predicted_bisect_vs_served_error_pct": pred.bisect_error_pct(candidate.goodput_per_s),
-            "measure_seconds": round(measured_s, 1), "simulate_seconds": round(time.perf_counter() - t0 - measured_s, 2)}
+            "measure_seconds": round(measured_s, 1),
+            "simulate_seconds": round(time.perf_counter() - t0 - measured_s, 2)}
 
 
 def predict_search(result, seconds_per_batch: float | None = None, progress=None) -> dict:
