@@ -3,7 +3,8 @@ them) exported for vLLM (CPU build) in bf16 / int8 / int4, the engine config sea
 and the prefix-cache trial on the confirmed winner's server, and served quality on the demo LM.
 
 All the work is the package's (:mod:`workbench.serving.engine`: ``footprint``, ``export``, ``search``, ``trials``,
-``quality``); this script builds the model, calls them and prints. Candidates are measured one after another (each
+``quality``, ``inprocess`` + ``predict``: the served goodput predicted from in-process step times of each checkpoint
+and its error); this script builds the model, calls them and prints. Candidates are measured one after another (each
 needs its own engine start-up), so the 1-min load average is printed at the start and the end.
 
     python benchmarks/llm_serving.py            # 134M Llama, full search (~30 min on idle cores)
@@ -86,6 +87,7 @@ def main(argv=None) -> dict:
     from workbench.serving.engine import envs, trials
     from workbench.serving.engine.export import export_engine
     from workbench.serving.engine.footprint import export_peak_rss
+    from workbench.serving.engine.inprocess import predict_search
     from workbench.serving.engine.search import search_engine
     from workbench.serving.engine.server import split_cpus
     from workbench.steps.weight_only import WeightOnlyConfig
@@ -135,6 +137,8 @@ def main(argv=None) -> dict:
         quality = served_quality_demo(work, args.small)
     except Exception as exc:   # the figure is then absent, the rest kept
         quality = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    log("predicted vs served goodput (in-process step times of each checkpoint, continuous-batching simulation) ...")
+    prediction = predict_search(search, progress=log)
     conf = search.confirmed
     diffs = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in (conf.rows if conf else [])
              if r.get("aiperf_vs_own_ttft_p50_diff_pct") is not None]
@@ -150,17 +154,22 @@ def main(argv=None) -> dict:
         "prefix_cache_ttft_ratio_under_load": prefix.get("prefix_cache_ttft_ratio"),
         "aiperf_vs_own_ttft_p50_diff_pct": max(diffs, key=abs) if diffs else None,
         "aiperf_vs_own_ttft_p50_diff_pct_all": diffs,
-        "predicted_vs_served_goodput_error_pct": None,
+        "predicted_goodput_rps": prediction["winner"].get("predicted_goodput_per_s"),
+        "predicted_vs_served_goodput_error_pct": prediction["winner"].get("predicted_vs_served_goodput_error_pct"),
+        "predicted_goodput_vllm_default_bf16_rps": prediction["default"].get("predicted_goodput_per_s"),
+        "predicted_vs_served_goodput_error_pct_default": prediction["default"].get(
+            "predicted_vs_served_goodput_error_pct"),
         "served_ppl_diff_pct": quality.get("served_ppl_diff_pct"),
         "greedy_token_agreement": quality.get("greedy_token_agreement"),
         "winner": conf.label if conf else None, "search": search.as_dict(), "served_quality": quality,
+        "prediction": prediction,
         "prefix_trial": {k: v for k, v in prefix.items() if k != "prefix_trial_rows"},
         "workloads": [{k: r.get(k) for k in cols} for r in extra.get("workload_rows", [])],
         "peak_rss": rss, "mode": mode, "params_m": params_m, "cpu": cpu_isa(),
         "load_avg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "wall_s": round(time.perf_counter() - t_start, 1),
         "not_measured": {"engine_vs_triton_python_goodput": "Triton Python full-sequence LM path not run here",
-                         "predicted_vs_served_goodput_error_pct": "no in-process predictor of served goodput yet"},
+                         **{f"prediction_{k}": v["error"] for k, v in prediction.items() if "error" in v}},
     }
     (work / "result.json").write_text(json.dumps({**result, "trial_rows": extra, "confirm_rows": conf.rows if conf else []},
                                               indent=2, default=str))

@@ -72,3 +72,15 @@ def test_fast_loop_result_is_one_request_per_call():
     res = DecodeResult(torch.zeros(4, 7, dtype=torch.long), 0.0, [0.1, 0.2, 0.3], [1, 1, 1])
     assert res.requests() == [(0.0, [0.1, 0.2, 0.3], [1, 1, 1], 4)]
     assert request_metrics(res.requests())["output_tokens"] == 12
+
+
+def test_per_request_latency_and_share_within_the_slo():
+    from workbench.measure.request_metrics import per_request_latency, share_within
+
+    reqs = [(0.0, [0.1, 0.2, 0.4], [1, 1, 1]), (1.0, [1.5], [1]), (2.0, [2.05, 2.25], [1, 3])]
+    lat = per_request_latency(reqs)
+    assert lat[0] == pytest.approx((100.0, 150.0)) and lat[1] == pytest.approx((500.0, None))
+    assert lat[2] == pytest.approx((50.0, 200.0 / 3))          # 4 tokens over one 200 ms gap: 3 intervals
+    assert share_within(lat, 3, 200, 100) == pytest.approx(1 / 3)   # request 0's ITL, request 1's TTFT miss
+    assert share_within(lat, 4, 600, 200) == 0.75                 # a fourth request sent that failed: a miss
+    assert share_within([], 0, 1, 1) == 0.0

@@ -122,4 +122,24 @@ def request_metrics(requests: Sequence[Request]) -> dict:
     return out
 
 
-__all__ = ["request_metrics", "itl_samples", "busy_seconds", "METRIC_PERCENTILES"]
+def per_request_latency(requests: Sequence[Request]) -> list[tuple[float, float | None]]:
+    """``(TTFT ms, mean ITL ms)`` of each request: the mean inter-token latency is AIPerf's per-request ITL,
+    (last emission - first) / (tokens - 1); None for a one-token answer."""
+    out = []
+    for request in requests:
+        start, times, counts, _ = _check(request)
+        n = sum(counts)
+        out.append(((times[0] - start) * 1e3, (times[-1] - times[0]) * 1e3 / (n - 1) if n > 1 else None))
+    return out
+
+
+def share_within(per_request: Sequence[tuple[float, float | None]], n_sent: int, slo_ttft_ms: float,
+                 slo_itl_ms: float) -> float:
+    """Share of ``n_sent`` requests whose TTFT and mean ITL (:func:`per_request_latency`) are within the SLOs;
+    requests sent but missing from ``per_request`` (failed) count as misses."""
+    hits = sum(t <= slo_ttft_ms and (i is None or i <= slo_itl_ms) for t, i in per_request)
+    return hits / n_sent if n_sent else 0.0
+
+
+__all__ = ["request_metrics", "itl_samples", "busy_seconds", "per_request_latency", "share_within",
+           "METRIC_PERCENTILES"]

@@ -120,8 +120,14 @@ def test_search_stages_confirm_and_write(tiny_llama_task, tmp_path, fake_engine,
     assert kv.goodput_per_s is None and "fp8 KV not supported" in kv.error
     assert result.winner is wide and result.confirmed.args == wide.args and confirmed_on == [wide.args]
     assert result.headline_ratio == round(result.confirmed.goodput_per_s / 1.0, 3)
+    # each climb's first rate is kept (a prediction climbs the same ladder): idle 1 / e2e, the confirmation half the
+    # winner's goodput; and the climb's settings
+    assert default.start_rate == max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
+    assert result.confirmed.start_rate == wide.goodput_per_s / 2
+    assert (result.attainment, result.point_s, result.max_points) == (0.99, 20.0, 6)
     summaries = [r for r in table.rows if r["scenario"] == "load-engine-search"]
     assert [r["stage"] for r in summaries] == ["default", "precision", "batching", "kv", "confirm"]
+    assert summaries[0]["start_rate_per_s"] == default.start_rate
     assert all(r["search_stage"] for r in table.rows if r["scenario"] == "load-engine")
     with pytest.raises(ValueError, match="the winner is int8"):
         write_search(bundles["bf16"], result)

@@ -89,8 +89,9 @@ class OwnClientResult:
     def within(self, slo_ttft_ms: float, slo_itl_ms: float) -> float:
         """Share of sent requests with TTFT and mean inter-token latency (AIPerf's per-request ITL) within the SLOs;
         failed requests count as misses."""
-        hits = sum(t <= slo_ttft_ms and (i is None or i <= slo_itl_ms) for t, i in self.per_request)
-        return hits / self.n_sent if self.n_sent else 0.0
+        from workbench.measure.request_metrics import share_within
+
+        return share_within(self.per_request, self.n_sent, slo_ttft_ms, slo_itl_ms)
 
 
 def run_schedule(url: str, prompts: list[str], offsets, max_tokens: int, model: str = "model",
@@ -98,7 +99,7 @@ def run_schedule(url: str, prompts: list[str], offsets, max_tokens: int, model: 
     """Stream ``prompts[i]`` at ``offsets[i]`` seconds (open loop) to ``url`` and summarise the requests."""
     import numpy as np
 
-    from workbench.measure.request_metrics import request_metrics
+    from workbench.measure.request_metrics import per_request_latency, request_metrics
     from workbench.serving.load.client import split_url
     from workbench.serving.load.schedule import run_async
 
@@ -110,8 +111,7 @@ def run_schedule(url: str, prompts: list[str], offsets, max_tokens: int, model: 
     ok = [i for i, o in enumerate(outcome) if o == "ok" and emits[i]]
     requests = [(float(offsets[i]), [t for t, _ in emits[i]], [k for _, k in emits[i]]) for i in ok]
     metrics = request_metrics(requests) if requests else {}
-    per_request = [((times[0] - start) * 1e3, (times[-1] - times[0]) * 1e3 / (sum(counts) - 1) if sum(counts) > 1
-                     else None) for start, times, counts in requests]
+    per_request = per_request_latency(requests)
     lag = float(np.percentile([(s - o) * 1e3 for s, o in zip(sent, offsets)], 99))
     errors = len(prompts) - len(ok)
     notes = [f"{errors} errors ({', '.join(sorted({o for o in outcome if o != 'ok'}))})"] if errors else []

@@ -52,6 +52,7 @@ class EngineCandidate:
     startup_s: float | None = None
     error: str | None = None
     seconds: float = 0.0
+    start_rate: float | None = None   # the climb's first rate (a prediction climbs the same ladder)
 
     @property
     def label(self) -> str:
@@ -64,6 +65,7 @@ class EngineCandidate:
         return {"label": self.label, "precision": self.precision, "stage": self.stage,
                 "engine_args": self.args.as_dict(), "goodput_per_s": self.goodput_per_s,
                 "goodput": goodput_text(self.goodput_per_s, end), "points": len(self.rows),
+                "start_rate_per_s": self.start_rate,
                 "startup_s": self.startup_s, "seconds": round(self.seconds, 1), "error": self.error}
 
 
@@ -77,6 +79,9 @@ class EngineSearchResult:
     confirmed: EngineCandidate | None = None
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    attainment: float = 0.99      # the climb's settings, so a prediction can climb the same way
+    point_s: float = 8.0
+    max_points: int = 5
 
     @property
     def default(self) -> EngineCandidate | None:
@@ -136,6 +141,11 @@ def engine_space(base: EngineArgs, workload: Workload, small: bool = False) -> l
     if not small or workload.shared_prefix_tokens:
         out.append(("prefix", lambda b: dataclasses.replace(b, enable_prefix_caching=not b.enable_prefix_caching)))
     return out
+
+
+def point_requests(rate: float, point_s: float) -> int:
+    """Requests in a climb's point at ``rate``: ``point_s`` seconds of arrivals, within MIN_REQUESTS..MAX_REQUESTS."""
+    return max(MIN_REQUESTS, min(MAX_REQUESTS, round(rate * point_s)))
 
 
 def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: int) -> tuple[list[dict], float | None]:
@@ -239,7 +249,8 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
            "max_points": max_points, "workload": wl}
     first = next(iter(bundles.values()))
     result = EngineSearchResult(slo_ttft_ms or 0.0, slo_itl_ms or 0.0, wl, [],
-                                notes=[cpu_note] if cpu_note else [])
+                                notes=[cpu_note] if cpu_note else [], attainment=attainment, point_s=point_s,
+                                max_points=max_points)
     with tempfile.TemporaryDirectory(prefix="workbench-engine-search-") as tmp:
         ctx["work"] = Path(work_dir) if work_dir else Path(tmp)
         default = EngineCandidate(precisions[first], first, _bundle_args(first), "default")
@@ -307,7 +318,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                 say(f"  idle {result.idle}; SLO TTFT p99 <= {result.slo_ttft_ms} ms, ITL p99 <= {result.slo_itl_ms} ms")
 
             def measure(rate: float, k: int) -> dict:
-                n = max(MIN_REQUESTS, min(MAX_REQUESTS, round(rate * ctx["point_s"])))
+                n = point_requests(rate, ctx["point_s"])
                 prompts, lens = wl.prompts(ckpt, n, seed=100 + k)
                 offsets = schedule(rate, n, "poisson", seed=k)
                 row = measure_point(server, ckpt, prompts, lens, offsets, wl.new_tokens, result.slo_ttft_ms,
@@ -320,7 +331,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                     + (f"; own client TTFT p50 {row.get('own_ttft_ms_p50')} ms" if use_aiperf else ""))
                 return ctx["table"].append(row) if ctx["table"] is not None else row
 
-            r0 = start or max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
+            r0 = cand.start_rate = start or max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
             cand.rows, cand.goodput_per_s = climb(measure, r0, ctx["max_points"])
             if on_confirm is not None:
                 on_confirm(server, cand, result)
@@ -359,5 +370,5 @@ def write_search(bundle: str | Path, result: EngineSearchResult) -> dict:
     return rewrite_engine_facts(bundle, {"load": load, "engine_search": result.as_dict()}, engine_args=win.args)
 
 
-__all__ = ["search_engine", "write_search", "engine_space", "climb", "idle_latency", "EngineSearchResult",
-           "EngineCandidate", "SUMMARY_SCENARIO"]
+__all__ = ["search_engine", "write_search", "engine_space", "climb", "point_requests", "idle_latency",
+           "EngineSearchResult", "EngineCandidate", "SUMMARY_SCENARIO"]

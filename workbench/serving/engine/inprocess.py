@@ -1,0 +1,175 @@
+"""The exported checkpoint measured in-process, and the served goodput predicted from it.
+
+:func:`checkpoint_model` loads ``bundle/checkpoint`` (the very folder vLLM serves) with the workbench's own kernels: a
+bf16 checkpoint through transformers; a compressed-tensors int8 / int4 one (written by
+:mod:`workbench.serving.engine.checkpoint`) dequantised into the bf16 model and quantised again by the workbench's
+weight-only step of the same width (:func:`workbench.steps.weight_only.apply_weight_only`), so its decode reads
+int8 / int4 weights as the served engine does (vLLM's CPU kernels differ: int8 is served as W8A8 there).
+
+:func:`checkpoint_step_times` times it on the engine's cores (:func:`workbench.measure.step_times.measure_step_times`:
+prefill at batch 1, decode step at batch 1, 2, 4, ... ``max_num_seqs``), and :func:`predict_candidate` feeds the
+figures to the continuous-batching simulation (:mod:`workbench.serving.engine.predict`) on the served climb's ladder
+and SLO, and compares its goodput with the served one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+
+def _dequantised_state(ckpt: Path, bits: int, group_size: int | None) -> dict:
+    """The checkpoint's tensors with every compressed-tensors weight turned back into a bf16 ``weight``."""
+    import torch
+    from safetensors.torch import load_file
+
+    from workbench.serving.engine.checkpoint import unpack_int32
+
+    path = ckpt / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the engine checkpoint is one model.safetensors (re-export it with "
+                                "`workbench export --engine vllm`)")
+    state = load_file(str(path))
+    out = {}
+    for key, value in state.items():
+        if key.endswith((".weight_scale", ".weight_shape")):
+            continue
+        prefix = key.rsplit(".", 1)[0]
+        scale = state.get(f"{prefix}.weight_scale")
+        if key.endswith(".weight_packed"):              # int4, symmetric groups along the input axis
+            rows, cols = state[f"{prefix}.weight_shape"].tolist()
+            q = unpack_int32(value, bits, cols).float().view(rows, -1, group_size or cols)
+            out[f"{prefix}.weight"] = (q * scale.float()[..., None]).view(rows, cols).to(torch.bfloat16)
+        elif key.endswith(".weight") and scale is not None:   # int8 per output channel
+            out[key] = (value.float() * scale.float()).to(torch.bfloat16)
+        else:
+            out[key] = value
+    return out
+
+
+def checkpoint_model(checkpoint: str | Path):
+    """``(model, precision)``: the engine checkpoint loaded for in-process timing (module doc); safetensors only."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from workbench.steps.weight_only import apply_weight_only
+
+    ckpt = Path(checkpoint)
+    if not (ckpt / "config.json").is_file():
+        raise FileNotFoundError(f"{ckpt} has no config.json: pass an engine bundle's checkpoint folder "
+                                "(bundle/checkpoint)")
+    cfg = json.loads((ckpt / "config.json").read_text())
+    quant = cfg.pop("quantization_config", None)
+    if quant is None:
+        model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.bfloat16, use_safetensors=True)
+        return model.eval(), "bf16"
+    if quant.get("quant_method") != "compressed-tensors" or "group_0" not in quant.get("config_groups", {}):
+        raise ValueError(f"{ckpt}: quantization_config {quant.get('quant_method')!r} is not the compressed-tensors "
+                         "layout the workbench writes: export the checkpoint with `workbench export --engine vllm`")
+    weights = quant["config_groups"]["group_0"]["weights"]
+    bits, group = int(weights["num_bits"]), weights.get("group_size")
+    config = AutoConfig.for_model(**cfg)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
+    missing, unexpected = model.load_state_dict(_dequantised_state(ckpt, bits, group), strict=False)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    missing = [k for k in missing if not (tied and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise ValueError(f"{ckpt}: the checkpoint does not match its config (missing {missing[:4]}, unexpected "
+                         f"{unexpected[:4]}): re-export it")
+    if tied:
+        model.tie_weights()
+    return apply_weight_only(model, bits, group or 128), f"int{bits}"
+
+
+def checkpoint_step_times(checkpoint: str | Path, workload, max_num_seqs: int, cpus=None,
+                          seconds_per_batch: float | None = None, progress: bool = False):
+    """In-process :class:`~workbench.measure.step_times.StepTimes` of the checkpoint for ``workload`` (its prompt and
+    answer lengths) at batch 1, 2, 4, ... ``max_num_seqs``, on ``cpus`` (default: the engine's cores,
+    :func:`~workbench.serving.engine.server.split_cpus`) with one torch thread per core; torch's previous thread
+    count and this process's affinity are restored after."""
+    import torch
+
+    from workbench.measure.step_times import batch_sizes, measure_step_times
+    from workbench.serving.engine.load import pinned
+    from workbench.serving.engine.server import split_cpus
+    from workbench.serving.engine.workloads import get_workload
+    from workbench.util.settings import small_mode
+
+    wl = get_workload(workload) if isinstance(workload, str) else workload
+    cpus = list(cpus) if cpus is not None else split_cpus()[0]
+    seconds = seconds_per_batch if seconds_per_batch is not None else (1.0 if small_mode() else 3.0)
+    model, precision = checkpoint_model(checkpoint)
+    threads = torch.get_num_threads()
+    try:
+        with pinned(cpus):
+            times = measure_step_times(model, wl.prompt_tokens, wl.new_tokens, batch_sizes(max_num_seqs), seconds,
+                                       threads=len(cpus), progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+    return times, precision
+
+
+def predict_candidate(candidate, result, seconds_per_batch: float | None = None, progress: bool = False) -> dict:
+    """Predict a served engine candidate's goodput from its checkpoint measured in-process, and the error.
+
+    ``candidate``: an :class:`~workbench.serving.engine.search.EngineCandidate` the search climbed (its bundle,
+    engine arguments, start rate and served goodput); ``result``: the search's
+    :class:`~workbench.serving.engine.search.EngineSearchResult` (SLO, workload, attainment, point length, climb
+    length). Returns the prediction's figures, the in-process step times it used and
+    ``predicted_vs_served_goodput_error_pct`` = (predicted - served) / served x 100; for the default candidate (whose
+    engine the search measured idle) also in-process prefill / served idle TTFT p50 and in-process batch-1 TPOT /
+    served idle ITL p50, the two ratios the simulation's error starts from."""
+    from workbench.serving.engine.predict import predict_goodput
+
+    t0 = time.perf_counter()
+    wl, args = result.workload, candidate.args
+    times, precision = checkpoint_step_times(candidate.bundle / "checkpoint", wl, args.max_num_seqs,
+                                             seconds_per_batch=seconds_per_batch, progress=progress)
+    measured_s = time.perf_counter() - t0
+    pred = predict_goodput(times, wl.new_tokens, args.max_num_seqs, result.slo_ttft_ms, result.slo_itl_ms,
+                           attainment=result.attainment, start_rate=candidate.start_rate, point_s=result.point_s,
+                           max_points=result.max_points, prompt_tokens=wl.prompt_tokens,
+                           max_num_batched_tokens=args.max_num_batched_tokens)
+    idle = getattr(result, "idle", None)
+    if idle and candidate.stage == "default":   # the served idle latency was measured on this candidate's engine
+        tpot1 = times.tpot_at(1) * 1e3
+        idle = {"served_idle_ttft_ms_p50": idle.get("ttft_ms_p50"), "served_idle_itl_ms_p50": idle.get("itl_ms_p50"),
+                "inprocess_over_served_idle_ttft": round(times.prefill_s * 1e3 / idle["ttft_ms_p50"], 3)
+                if idle.get("ttft_ms_p50") else None,
+                "inprocess_over_served_idle_itl": round(tpot1 / idle["itl_ms_p50"], 3) if idle.get("itl_ms_p50")
+                else None}
+    else:
+        idle = {}
+    return {"label": candidate.label, "stage": candidate.stage, "precision_inprocess": precision, **idle,
+            "served_goodput_per_s": candidate.goodput_per_s, **pred.as_dict(),
+            "predicted_vs_served_goodput_error_pct": pred.error_pct(candidate.goodput_per_s),
+            "predicted_bisect_vs_served_error_pct": pred.bisect_error_pct(candidate.goodput_per_s),
+            "measure_seconds": round(measured_s, 1),
+            "simulate_seconds": round(time.perf_counter() - t0 - measured_s, 2)}
+
+
+def predict_search(result, seconds_per_batch: float | None = None, progress=None) -> dict:
+    """:func:`predict_candidate` for a finished engine search's confirmed winner and its default (vLLM's defaults on
+    the first checkpoint), measured one after the other once no engine runs. Returns ``{"winner": ...,
+    "default": ...}``; a candidate that was not climbed, or whose prediction failed, is ``{"error": reason}``."""
+    say = progress or (lambda msg: None)
+    out = {}
+    for key, cand in (("winner", result.confirmed), ("default", result.default)):
+        if cand is None or cand.error or not cand.rows:
+            out[key] = {"error": f"no served climb to compare ({cand.error if cand else 'no candidate'})"}
+            continue
+        say(f"  in-process step times of {cand.label} ({cand.bundle / 'checkpoint'}) ...")
+        try:
+            out[key] = predict_candidate(cand, result, seconds_per_batch, progress=progress is not None)
+        except Exception as exc:   # the figure is then absent with the reason; the benchmark's other figures stay
+            out[key] = {"label": cand.label, "error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+            continue
+        p = out[key]
+        say(f"  {cand.label}: prefill {p['step_times']['prefill_ms']} ms, TPOT ms by batch "
+            f"{p['step_times']['tpot_ms']}; predicted {p['predicted_goodput_per_s']}/s (bisection "
+            f"{p['predicted_goodput_bisect_per_s']}/s) vs served {p['served_goodput_per_s']}/s: error "
+            f"{p['predicted_vs_served_goodput_error_pct']}%")
+    return out
+
+
+__all__ = ["checkpoint_model", "checkpoint_step_times", "predict_candidate", "predict_search"]
