@@ -62,13 +62,20 @@ def resume_check(args) -> dict:
     path = artifacts_root() / study / "results.jsonl"
     shutil.rmtree(path.parent, ignore_errors=True)   # else the first poll could count an earlier run's rows
     proc = subprocess.Popen(_child(study, args, redo=True), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen, interrupted = 0, False
+    seen, signals = 0, 0
     try:
         while proc.poll() is None:
             seen = len(path.read_text().splitlines()) if path.exists() else 0
             if seen >= args.kill_after_rows:
-                proc.send_signal(signal.SIGINT)
-                interrupted = True
+                # Ctrl-C, then again every 10 s while the run goes on, as a user would press it: a SIGINT that lands
+                # inside a torch.compile call can be swallowed there (seen once in a full-size run)
+                while proc.poll() is None and signals < 5:
+                    proc.send_signal(signal.SIGINT)
+                    signals += 1
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
                 break
             time.sleep(0.5)       # polling the file, not standing in for work
         proc.wait(timeout=120)
@@ -83,9 +90,11 @@ def resume_check(args) -> dict:
     keys = [(r.get("stage"), r.get("arm"), r.get("batch_size"), r.get("rung")) for r in rows
             if str(r.get("scenario", "")).startswith("optimize-")]
     decision = json.loads((path.parent / "decision.json").read_text())
-    return {"interrupted": interrupted, "interrupted_exit_code": proc.returncode,
+    # the check only counts when the interrupt stopped the run before it finished
+    took = bool(signals) and proc.returncode != 0 and stopped.get("complete") is False
+    return {"interrupted": took, "sigints_sent": signals, "interrupted_exit_code": proc.returncode,
             "complete_after_interrupt": stopped.get("complete"), "rows_before_interrupt": rows_before, "rows_after_resume": len(rows),
-            "resumed_rows_remeasured": len(keys) - len(set(keys)), "resume_exit_code": again.returncode,
+            "resumed_rows_remeasured": len(keys) - len(set(keys)) if took else None, "resume_exit_code": again.returncode,
             "resume_error": again.stderr[-800:] if again.returncode else None,
             "resumed_complete": decision.get("complete"), "resumed_pick": (decision.get("pick") or {}).get("arm")}
 

@@ -148,7 +148,8 @@ def build_arms(arms: Iterable[Arm], ctx: ArmContext, skip_kinds: Iterable[str] =
         raise ValueError(f"unknown arm(s) {sorted(unknown)}: choose from {names}")
     prepared = Prepared({a.name: a for a in arms})
     skip_kinds = set(skip_kinds)
-    for arm in tqdm(arms, desc="building arms", leave=False):
+    # one arm at a time (optimize's screen builds them so): no bar counting the whole catalogue for it
+    for arm in tqdm(arms, desc="building arms", leave=False, disable=only is not None and len(only) <= 1):
         if arm.skip_reason is not None:
             prepared.not_run[arm.name] = (NOT_AVAILABLE, arm.skip_reason)
         elif not arm.baseline and (arm.kind in skip_kinds or (only is not None and arm.name not in only)):

@@ -91,6 +91,7 @@ class Search:
     entries: dict = field(default_factory=dict)
     skipped_for_budget: list = field(default_factory=list)
     built: dict = field(default_factory=dict)
+    build_seconds: dict = field(default_factory=dict)   # arm -> seconds its build took in this run (screen rows)
     winner: str | None = None
     pick: dict = field(default_factory=dict)
     stage: str = "screen"
@@ -148,7 +149,9 @@ class Search:
         if hasattr(self.kind, "with_report_quality"):
             for b in self.built.values():
                 self.kind.with_report_quality(b, self.ctx)
-        self.budget.build_s.setdefault(arm.kind, []).append(time.perf_counter() - start)
+        took = time.perf_counter() - start
+        self.build_seconds[name] = round(took, 2)
+        self.budget.build_s.setdefault(arm.kind, []).append(took)
         return self.built[name]
 
     def close(self) -> None:
@@ -217,7 +220,7 @@ def screen(s: Search) -> None:
                     row = arm_row(arm, MEASURED, timing=run.timing[name], baseline_timing=base_t,
                                   first_ms=run.first_ms.get(name), meta=s.built[name].meta, isa=s.isa)
                 s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size, "seq_len": st.seq_len,
-                        **_variant_row(s.built[name]), **row})
+                        "build_s": s.build_seconds.get(name), **_variant_row(s.built[name]), **row})
     _judge_screen(s)
 
 
