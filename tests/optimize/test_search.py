@@ -74,3 +74,58 @@ def test_budget_too_small_for_the_baseline_says_how_much(small):
 
     with pytest.raises(BudgetError, match=r"needs ~\d+ s.*--budget \d+s"):
         _run(budget_s=3)
+
+
+class _FakeKind:
+    """Sweep points without a model: latency grows with the batch; "batch-one-only" cannot run a batch above 1 (as
+    llama.cpp's Llama, one sequence per context)."""
+
+    calls = []
+
+    def point(self, s, name, batch):
+        self.calls.append((name, batch))
+        if name == "batch-one-only" and batch > 1:
+            raise ValueError("decodes one sequence per context: batch 1 only")
+        ms = {"torch-fp32": 4.0, "fast": 1.0, "batch-one-only": 0.8}[name] * (1 + batch) / 2   # batching pays
+        return {"scenario": "batching", "batch_size": batch, "seq_len": 8, "variant_id": name, "n_calls": 500,
+                "stable": True, "latency_p50_ms": ms, "latency_p99_ms": ms, "throughput_per_s": batch * 1000 / ms}
+
+    @staticmethod
+    def cost(usd_per_hour, throughput):
+        return usd_per_hour / (throughput * 3600) * 1e6
+
+
+def test_a_batch_an_arm_cannot_run_is_a_failed_point_saved_and_the_sweep_goes_on(tmp_path):
+    from workbench.arms.base import Arm
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.search import Entry, Search, Settings, sweep
+    from workbench.optimize.store import Store
+
+    arms = [Arm("torch-fp32", "baseline", None, baseline=True), Arm("fast", "int8", None),
+            Arm("batch-one-only", "llama.cpp", None)]
+    settings = Settings(1, 8, 1, 0.1, 8, (1, 2, 4, 8), 0.1, 8, 1)
+
+    def search():
+        s = Search(task=None, task_kind="text-classification", arms=arms, ctx=None, settings=settings,
+                   store=Store(tmp_path, {"t": 1}), budget=Budget(600), slo_ms=1000.0, percentile="p99",
+                   max_drop=1.0, instances=("c7i.large",), emit=lambda event: None, isa={}, kind=_FakeKind())
+        s.entries = {a.name: Entry(a.name) for a in arms}
+        s.built = {a.name: object() for a in arms}     # built already: the sweep only times
+        return s
+
+    s = search()
+    sweep(s)
+    failed = [r for r in s.store.rows("sweep") if r.get("failed")]
+    # the coarse grid (1, 4, 8) fails at 4, so 8 is not tried; the rest of the grid (2) still is (a failure at 4
+    # says nothing of 2)
+    assert [(r["arm"], r["batch_size"], r["failure"]) for r in failed] == [("batch-one-only", 4, "error"),
+                                                                           ("batch-one-only", 2, "error")]
+    assert "batch 1 only" in failed[0]["reason"]
+    assert ("batch-one-only", 8) not in _FakeKind.calls    # no bigger batch after a failed one
+    assert s.entries["batch-one-only"].slo["batch_size"] == 1  # its reading is the batch it can run
+    assert s.winner == "fast"                                  # 1778/s at batch 8 beats 1250/s at batch 1
+    # resumed: the failed point is read back, not retried
+    _FakeKind.calls.clear()
+    again = search()
+    sweep(again)
+    assert _FakeKind.calls == [] and again.winner == "fast"

@@ -31,10 +31,12 @@ def _summary(out: dict, instances, start: float, build_s: float, prepared) -> di
             "not_run": {n: why for n, (_s, why) in prepared.not_run.items()}}
 
 
-def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
-    """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO."""
+def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None,
+               only=None) -> dict:
+    """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO.
+    ``only``: arm names to cover (the baseline always); default the whole catalogue."""
     if task_kind == "causal-lm":
-        return exhaustive_lm(slo_ms, percentile, max_drop, instances, threads)
+        return exhaustive_lm(slo_ms, percentile, max_drop, instances, threads, only)
     from workbench.arms.cpu import calibration_set, cpu_arms, cpu_context
     from workbench.arms.eligibility import within_tolerance
     from workbench.arms.rows import quality_drop
@@ -54,7 +56,7 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
     arms = cpu_arms(isa_summary(), calibration=calibration and str(calibration))
     ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"))
     t = time.perf_counter()
-    prepared = build_arms(arms, ctx)
+    prepared = build_arms(arms, ctx, only=only)
     build_s = time.perf_counter() - t
     baseline = next(a.name for a in arms if a.baseline)
     base_q = prepared.built[baseline].quality()
@@ -73,7 +75,7 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
     return _summary(out, instances, start, build_s, prepared)
 
 
-def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, threads=None) -> dict:
+def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, threads=None, only=None) -> dict:
     """:func:`exhaustive` for the demo LM: every LLM arm of the catalogue, its perplexity increase on the same
     validation blocks (eligible by the same rule, % perplexity), every arm x batch size timed as optimize times a
     point (``optimize.kinds.CausalLMKind.point``: whole greedy requests, ITL at the percentile), cost per 1M output
@@ -96,7 +98,7 @@ def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, th
     arms = kind.arms()
     ctx = kind.context(task, st, threads, folder, lambda message: None)
     t = time.perf_counter()
-    prepared = build_arms(arms, ctx)
+    prepared = build_arms(arms, ctx, only=only)
     build_s = time.perf_counter() - t
     baseline = next(a.name for a in arms if a.baseline)
     base_q = prepared.built[baseline].quality()

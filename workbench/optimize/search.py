@@ -344,7 +344,12 @@ def _point(s: Search, name: str, batch: int, stage: str, rung) -> dict:
         return saved
     s.build(name)
     start = time.perf_counter()
-    row = s.kind.point(s, name, batch)
+    try:
+        row = s.kind.point(s, name, batch)
+    except Exception as exc:  # noqa: BLE001 - a batch the arm cannot run (e.g. llama.cpp: batch 1 only) is a failed
+        # point with its reason, saved like any other (a resumed run does not retry it); the sweep stops going up
+        row = {"scenario": "optimize-point", "batch_size": batch, "failed": True, "failure": "error",
+               "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
     s.budget.point_s.append(time.perf_counter() - start)
     return s.save({**row, "sweep_scenario": row["scenario"], "scenario": f"optimize-{stage}", "stage": stage,
                    "arm": name, "rung": rung})
@@ -410,7 +415,7 @@ def sweep(s: Search) -> None:
                 continue
             rows = [r for r in s.store.rows("sweep") if r.get("arm") == name]
             for batch in grid:
-                if any(r.get("capped") or r.get("failure") in ("oom", "timeout") for r in rows
+                if any(r.get("capped") or r.get("failure") in ("oom", "timeout", "error") for r in rows
                        if r["batch_size"] < batch):
                     continue   # a smaller batch already missed the SLO (or failed): a bigger one only misses more
                 try:

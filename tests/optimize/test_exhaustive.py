@@ -1,0 +1,23 @@
+"""The exhaustive reference of benchmarks/optimize.py on two arms of the demo classifier (small mode): every batch size
+of the grid swept per arm, quality paired with the baseline's, the best arm the cheapest eligible one at the SLO."""
+import pytest
+
+
+@pytest.mark.slow
+def test_every_arm_and_batch_size_is_swept_and_the_cheapest_eligible_arm_is_best(monkeypatch, tmp_path):
+    from workbench.optimize.exhaustive import exhaustive
+    from workbench.optimize.search import Settings
+
+    monkeypatch.setenv("WORKBENCH_SMALL", "1")
+    monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path))
+    out = exhaustive("text-classification", 2000.0, "p50", 100.0, ("c7i.large",), only=["ort-int8-dynamic"])
+    assert set(out["arms"]) == {"torch-fp32", "ort-int8-dynamic"}
+    assert "torch-compile-fp32" in out["not_run"]                     # not asked for: listed, not dropped
+    grid = Settings.for_mode(True).grid
+    for name, arm in out["arms"].items():
+        assert arm["points"] == len(grid) and arm["eligible"] is True    # a 100-point tolerance takes any drop
+        assert arm["slo"]["feasible"] and arm["slo"]["batch_size"] in grid
+    costs = {n: a["slo"]["usd_per_1m"]["c7i.large"] for n, a in out["arms"].items()}
+    assert out["best"] == min(costs, key=costs.get) and out["best_usd_per_1m"] == costs[out["best"]]
+    assert out["wall_s"] >= out["build_seconds"] > 0
+
