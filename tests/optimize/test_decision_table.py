@@ -46,3 +46,33 @@ def test_no_pick_says_whether_the_budget_ran_out_or_no_arm_qualified():
     assert "PICK none: the budget ran out before" in ran_out
     none_qualified = decision_text(_decision(pick=None, skipped_for_budget=[]))
     assert "PICK none: no arm met the SLO within the quality limit" in none_qualified
+
+
+def _search_with_a_tested_pick(tmp_path, ci):
+    from workbench.arms.base import Arm
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.kinds import ClassifierKind
+    from workbench.optimize.search import Entry, Search, Settings
+    from workbench.optimize.store import Store
+
+    arms = [Arm("torch-fp32", "baseline", None, baseline=True), Arm("fast", "int8", None)]
+    s = Search(task=None, task_kind="text-classification", arms=arms, ctx=None, settings=Settings.for_mode(True),
+               store=Store(tmp_path / str(ci), {"t": 1}), budget=Budget(600), slo_ms=50.0, percentile="p99",
+               max_drop=1.0, instances=("c7i.large",), emit=lambda event: None, isa={}, kind=ClassifierKind())
+    s.entries = {a.name: Entry(a.name) for a in arms}
+    s.entries["fast"].slo = {"feasible": True, "batch_size": 8, "tail_ms": 5.0, "throughput_per_s": 100.0,
+                             "percentile_used": "p99", "usd_per_1m": {"c7i.large": 0.1}}
+    s.winner = "fast"
+    s.store.save({"stage": "confirm", "arm": "fast", "rung": "test", "split": "test", "metric": "accuracy",
+                  "quality": 0.8, "quality_n": 32, "drop_pts": 0.5, "drop_ci_pts": ci})
+    return s
+
+
+def test_a_pick_whose_test_split_ci_reaches_above_the_limit_is_flagged(tmp_path):
+    from workbench.optimize.decision import _pick
+
+    wide = _pick(_search_with_a_tested_pick(tmp_path, [-2.0, 3.0]), None, None)
+    assert "drop CI [-2.00, 3.00] pts reaches above the 1 limit (n=32)" in wide["quality_note"]
+    assert "note: on the test split the drop CI" in decision_text(_decision(pick={**_decision()["pick"],
+                                                                                  **wide}))
+    assert _pick(_search_with_a_tested_pick(tmp_path, [-0.5, 0.8]), None, None)["quality_note"] is None

@@ -40,6 +40,13 @@ def _pick(s, bundle, load_check) -> dict | None:
     if quality is None and q_row:
         quality = {"metric": q_row.get("metric"), "split": q_row.get("split"), "value": q_row.get("quality"),
                    "drop": q_row.get("drop_pts"), "ci": q_row.get("drop_ci_pts")}
+    quality_note = None
+    ci = (quality or {}).get("ci") if test is not None else None
+    if ci and ci[1] is not None and ci[1] > s.max_drop and name != s.baseline:
+        # chosen on validation, where the drop's CI was within the limit; the test split cannot show the same
+        quality_note = (f"on the test split the drop CI [{ci[0]:.2f}, {ci[1]:.2f}] {s.kind.drop_unit} reaches above the "
+                        f"{s.max_drop:g} limit (n={test.get('quality_n')}): the validation split showed it within, the "
+                        "test split cannot; more examples narrow the CI")
     confirmed = 1.0 if name == s.baseline else (conf or {}).get("confirmed_speedup")
     return {"arm": name, "batch_size": reading.get("batch_size"), "confirmed_speedup": confirmed,
             "selection_speedup": 1.0 if name == s.baseline else screen.get("speedup"),
@@ -48,7 +55,7 @@ def _pick(s, bundle, load_check) -> dict | None:
             "usd_per_1m": reading.get("usd_per_1m"),
             "lineage": s.kind.lineage(name, screen.get("lineage_steps") or q_row.get("lineage_steps")),
             "bundle": bundle, "load_check": load_check, "confirmed_point": point is not None and confirm_note is None,
-            "confirm_note": confirm_note}
+            "confirm_note": confirm_note, "quality_note": quality_note}
 
 
 def _pareto(s) -> list[dict]:
@@ -168,8 +175,9 @@ def decision_text(decision: dict) -> str:
                      f"{'%.2fx' % conf if conf else '-'} confirmed vs baseline, {pick['percentile_used'] or ''} "
                      f"{pick['tail_ms']} ms, {pick['throughput_per_s']}{tput_unit}, "
                      f"{_money(pick['usd_per_1m'], first)} per {per} on {first}; {drop}")
-        if pick.get("confirm_note"):
-            lines.append(f"  note: {pick['confirm_note']}")
+        for note in ("confirm_note", "quality_note"):
+            if pick.get(note):
+                lines.append(f"  note: {pick[note]}")
     else:
         ran_out = any(s.startswith(("quality of", "sweep of")) for s in decision.get("skipped_for_budget") or [])
         lines.append("PICK none: " + ("the budget ran out before any arm's quality and SLO point were both measured "
