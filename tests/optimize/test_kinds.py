@@ -50,6 +50,15 @@ def test_llm_call_times_another_batch_through_the_same_arm(lm):
     assert call().tokens.shape == (1, 8 + 6)       # the default call stays at the context's first batch
 
 
+def test_the_screen_times_the_lm_at_its_batch_and_the_classifier_as_built(lm):
+    built = lm.built["hf-generate-fp32"]
+    assert CausalLMKind.timed(built, 2).call().tokens.shape == (2, 8 + 6)
+    assert CausalLMKind.timed(built, 1) is built and ClassifierKind.timed(built, 2) is built
+    from workbench.optimize.search import Settings
+
+    assert CausalLMKind(small=True).settings(Settings.for_mode(True)).batch_size == 2     # grid (1, 2, 4)
+
+
 def test_point_reads_itl_per_output_token_and_output_tokens_per_s(lm):
     kind = CausalLMKind(small=True)
     kind.shape = {**kind.shape, "prompt": 8, "new": 6}

@@ -207,7 +207,7 @@ def screen(s: Search) -> None:
         if s.baseline not in timed:   # resumed: the baseline's screen row exists, but new arms need it beside them
             timed[s.baseline] = s.build(s.baseline)
         if len(timed) > 1 or s.store.get("screen", s.baseline, st.batch_size) is None:
-            run = time_arms(timed, rounds=st.screen_rounds,
+            run = time_arms({n: s.kind.timed(b, st.batch_size) for n, b in timed.items()}, rounds=st.screen_rounds,
                             seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
             base_t = run.timing.get(s.baseline)
             for name in timed:
@@ -476,7 +476,7 @@ def confirm(s: Search) -> None:
         s.skipped_for_budget.append(s.budget.why_not("confirmation of the pick (fresh timings, test quality)", need))
         return
     if name != s.baseline and s.store.get("confirm", name, st.batch_size, "speedup") is None:
-        built = {s.baseline: s.build(s.baseline), name: s.build(name)}
+        built = {n: s.kind.timed(s.build(n), st.batch_size) for n in (s.baseline, name)}
         run = time_arms(built, rounds=st.screen_rounds,
                         seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
         s.save({"stage": "confirm", "arm": name, "batch_size": st.batch_size, "rung": "speedup",
