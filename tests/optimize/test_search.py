@@ -95,7 +95,7 @@ class _FakeKind:
         return usd_per_hour / (throughput * 3600) * 1e6
 
 
-def test_a_batch_an_arm_cannot_run_is_a_failed_point_saved_and_the_sweep_goes_on(tmp_path):
+def test_sweep_walks_down_from_the_top_and_a_batch_an_arm_cannot_run_is_a_failed_point(tmp_path):
     from workbench.arms.base import Arm
     from workbench.optimize.budget import Budget
     from workbench.optimize.search import Entry, Search, Settings, sweep
@@ -113,16 +113,17 @@ def test_a_batch_an_arm_cannot_run_is_a_failed_point_saved_and_the_sweep_goes_on
         s.built = {a.name: object() for a in arms}     # built already: the sweep only times
         return s
 
+    _FakeKind.calls.clear()
     s = search()
     sweep(s)
     failed = [r for r in s.store.rows("sweep") if r.get("failed")]
-    # the coarse grid (1, 4, 8) fails at 4, so 8 is not tried; the rest of the grid (2) still is (a failure at 4
-    # says nothing of 2)
-    assert [(r["arm"], r["batch_size"], r["failure"]) for r in failed] == [("batch-one-only", 4, "error"),
-                                                                           ("batch-one-only", 2, "error")]
+    # walked from the top of the grid down: 8, 4 and 2 fail for the batch-1 arm, 1 runs and meets the SLO
+    assert [(r["arm"], r["batch_size"], r["failure"]) for r in failed] == [
+        ("batch-one-only", 8, "error"), ("batch-one-only", 4, "error"), ("batch-one-only", 2, "error")]
     assert "batch 1 only" in failed[0]["reason"]
-    assert ("batch-one-only", 8) not in _FakeKind.calls    # no bigger batch after a failed one
     assert s.entries["batch-one-only"].slo["batch_size"] == 1  # its reading is the batch it can run
+    # the others meet the SLO at the top: one point each, the points below would not change the reading
+    assert [b for n, b in _FakeKind.calls if n == "fast"] == [8] and s.entries["fast"].slo["batch_size"] == 8
     assert s.winner == "fast"                                  # 1778/s at batch 8 beats 1250/s at batch 1
     # resumed: the failed point is read back, not retried
     _FakeKind.calls.clear()

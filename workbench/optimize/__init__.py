@@ -174,10 +174,10 @@ def _start(task_kind, model, data, settings, store, budget, emit, log, threads):
     kind = kind_for(task_kind, small_mode())
     st = kind.settings(Settings.for_mode(small_mode()))
     floor = (budget.build_estimate(["baseline"]) + st.screen_rounds * st.screen_seconds
-             + budget.eval_estimate(1) + budget.sweep_estimate(len(st.coarse), st.point_seconds))
+             + budget.eval_estimate(1) + budget.sweep_estimate(st.sweep_reserve, st.point_seconds))
     if budget.left_s < floor:
         raise BudgetError(f"budget {budget.budget_s:.0f} s is too small for even the baseline: it needs ~{floor:.0f} s "
-                          f"(build, a short timing, one quality pass, {len(st.coarse)} sweep points)"
+                          f"(build, a short timing, one quality pass, {st.sweep_reserve} sweep points)"
                           + (f"; {budget.budget_s - budget.left_s:.0f} s were spent by earlier runs of this study"
                              if budget.spent_before_s else "") + f": pass --budget {int(floor + 0.999 + budget.spent_before_s)}s or more")
     task = get_task(task_kind, model, data)

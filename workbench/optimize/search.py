@@ -7,9 +7,9 @@
    paired with the baseline's on the same examples (eligible = the one rule, ``arms.eligibility``, with ``max_drop``
    as its tolerance), until ``CONTENDERS`` arms are eligible: the slower ones lose at the screen without a quality
    pass (successive halving's first cut; an arm that fails quality makes room for the next one).
-3. sweep: batching sweeps of the eligible arms at the SLO percentile. Rung 0 sweeps a coarse grid for every eligible
-   arm; the cheaper half at the SLO (``measure.slo.slo_point`` -> ``measure.cost.usd_per_1m_requests``) goes on to
-   the rest of the grid, the others lose there with their cost against the leader's.
+3. sweep: each contender's SLO point (``measure.slo.slo_point``: the largest batch that meets the SLO, priced by
+   ``measure.cost``), measured from the top of the grid down to the first batch that meets it; the points below
+   would not change the reading. The cheapest contender at the SLO wins; the others lose with their cost against it.
 4. confirm: the winner (cheapest at the SLO) against the baseline on fresh interleaved timings (the runner's
    confirmation), a fresh timing of its SLO point, and test-split quality for this final pick only.
 
@@ -50,10 +50,10 @@ class Settings:
         return cls(8, 128, 3, 0.6, None, (1, 2, 4, 8, 16, 32), 2.0, 128, 3)
 
     @property
-    def coarse(self) -> tuple[int, ...]:
-        """Rung 0 of the sweep: every other batch size of the grid, the largest included."""
-        pick = self.grid[::2]
-        return pick if pick[-1] == self.grid[-1] else pick + (self.grid[-1],)
+    def sweep_reserve(self) -> int:
+        """Sweep points one arm is planned with before any was measured (walked from the top of the grid down, an arm
+        meets the SLO within about half of it unless the SLO is tight)."""
+        return max(2, math.ceil(len(self.grid) / 2))
 
 
 @dataclass
@@ -226,8 +226,8 @@ def screen(s: Search) -> None:
 
 def _reserve(s: Search) -> float:
     """Seconds the screen keeps back for what a pick needs after it: the baseline's and one arm's quality pass, one
-    coarse sweep and the confirmation. Without them the run ends with arms screened and nothing picked."""
-    return (s.budget.eval_estimate(2) + s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds)
+    sweep and the confirmation. Without them the run ends with arms screened and nothing picked."""
+    return (s.budget.eval_estimate(2) + s.budget.sweep_estimate(s.settings.sweep_reserve, s.settings.point_seconds)
             + _confirm_estimate(s))
 
 
@@ -309,8 +309,8 @@ def _quality_of(s: Search, name: str, base_row: dict | None) -> dict | None:
     if row is not None:
         return row
     need = s.budget.eval_estimate(1)
-    # keep room for what a pick needs after this pass: one arm's coarse sweep and the confirmation
-    downstream = s.budget.sweep_estimate(len(s.settings.coarse), s.settings.point_seconds) + _confirm_estimate(s)
+    # keep room for what a pick needs after this pass: one arm's sweep and the confirmation
+    downstream = s.budget.sweep_estimate(s.settings.sweep_reserve, s.settings.point_seconds) + _confirm_estimate(s)
     if name != s.baseline and not s.budget.fits(need + downstream):
         s.lose(name, "quality", "skipped: " + s.budget.why_not("budget", need), "skipped")
         s.skipped_for_budget.append(s.budget.why_not(f"quality of {name}", need))
@@ -391,40 +391,21 @@ def sweep(s: Search) -> None:
     # leaders first and the baseline last: when the budget runs short, the arms most likely to win are swept
     alive = s.alive()
     names = [n for n in alive if n != s.baseline] + [n for n in alive if n == s.baseline]
-    rest = tuple(b for b in st.grid if b not in st.coarse)
-    eta = s.budget.sweep_estimate(len(names) * len(st.coarse) + math.ceil(len(names) / 2) * len(rest),
-                                  st.point_seconds)
-    s.enter("sweep", eta, len(names))
+    s.enter("sweep", s.budget.sweep_estimate(len(names) * 2, st.point_seconds), len(names))
     readings = {}
-    for rung, grid, group in ((0, st.coarse, names), (1, rest, None)):
-        if group is None:   # the cheaper half at the SLO goes on (successive halving)
-            ranked = sorted(readings, key=lambda n: _cost(readings[n], first))
-            feasible = [n for n in ranked if readings[n] and readings[n].get("feasible")]
-            keep = feasible[:max(1, math.ceil(len(feasible) / 2))]
-            for n in ranked:
-                if n not in keep:
-                    _lose_on_cost(s, n, readings, keep[0] if keep else None, first, "coarse grid")
-            group = keep
-        for name in group:
-            need = s.budget.sweep_estimate(len(grid), st.point_seconds)
-            # once one arm has a reading, each further sweep leaves room for the confirmation of the pick
-            if not s.budget.fits(need + (_confirm_estimate(s) if readings else 0.0)):
-                if rung == 0 and name != s.baseline:
-                    s.lose(name, "sweep", "skipped: " + s.budget.why_not("budget", need), "skipped")
-                s.skipped_for_budget.append(s.budget.why_not(f"sweep of {name} (rung {rung})", need))
-                continue
-            rows = [r for r in s.store.rows("sweep") if r.get("arm") == name]
-            for batch in grid:
-                if any(r.get("capped") or r.get("failure") in ("oom", "timeout", "error") for r in rows
-                       if r["batch_size"] < batch):
-                    continue   # a smaller batch already missed the SLO (or failed): a bigger one only misses more
-                try:
-                    rows.append(_point(s, name, batch, "sweep", rung))
-                except _BuildFailed as exc:
-                    s.lose(name, "sweep", f"failed to build: {exc}", "failed")
-                    break
-            readings[name] = slo_reading(s, [r for r in s.store.rows("sweep") if r.get("arm") == name])
-    for name, reading in readings.items():   # losers of rung 0 keep their coarse reading in the table
+    for name in names:
+        need = s.budget.sweep_estimate(2, st.point_seconds)
+        # once one arm has a reading, each further sweep leaves room for the confirmation of the pick
+        if not s.budget.fits(need + (_confirm_estimate(s) if readings else 0.0)):
+            if name != s.baseline:
+                s.lose(name, "sweep", "skipped: " + s.budget.why_not("budget", need), "skipped")
+            s.skipped_for_budget.append(s.budget.why_not(f"sweep of {name}", need))
+            continue
+        try:
+            readings[name] = _slo_from_the_top(s, name)
+        except _BuildFailed as exc:
+            s.lose(name, "sweep", f"failed to build: {exc}", "failed")
+    for name, reading in readings.items():
         s.entries[name].slo = reading
         s.entries[name].usd_per_1m = (reading or {}).get("usd_per_1m")
     alive = [n for n in s.alive() if n in readings]
@@ -439,6 +420,21 @@ def sweep(s: Search) -> None:
     for name in alive:
         if name != s.winner:
             _lose_on_cost(s, name, readings, s.winner, first, "")
+
+
+def _slo_from_the_top(s: Search, name: str) -> dict | None:
+    """``name``'s SLO reading, measured from the largest batch of the grid down to the first that meets the SLO.
+
+    The reading (:func:`measure.slo.slo_point`) is the largest batch that meets the SLO, so the points below it
+    would not change it: an exhaustive sweep of every batch size reads the same point from more measurements. A
+    point the arm cannot run (out of memory, a call over the timeout, batch 1 only) is a failed point; the walk goes
+    on down."""
+    for batch in sorted(s.settings.grid, reverse=True):
+        row = _point(s, name, batch, "sweep", 0)
+        one = None if row.get("failed") else slo_reading(s, [row])
+        if one and one.get("feasible"):
+            break
+    return slo_reading(s, [r for r in s.store.rows("sweep") if r.get("arm") == name])
 
 
 def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, instance: str, grid: str) -> None:
