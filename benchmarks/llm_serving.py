@@ -149,6 +149,8 @@ def main(argv=None) -> dict:
         "goodput_best_rps": conf.goodput_per_s if conf else None,
         "goodput_best_search_rps": search.winner.goodput_per_s if search.winner else None,
         "goodput_vllm_default_bf16_rps": search.default.goodput_per_s if search.default else None,
+        "goodput_vllm_default_bf16_confirmed_rps": (search.default_confirmed.goodput_per_s
+                                                    if search.default_confirmed else None),
         "goodput_ratio_best_vs_default": search.headline_ratio,
         "engine_vs_triton_python_goodput": None,
         "prefix_cache_ttft_ratio_under_load": prefix.get("prefix_cache_ttft_ratio"),

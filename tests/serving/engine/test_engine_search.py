@@ -119,14 +119,18 @@ def test_search_stages_confirm_and_write(tiny_llama_task, tmp_path, fake_engine,
     assert wide.precision == "int8" and wide.args.max_num_seqs == 16 and wide.goodput_per_s == 2.82
     assert kv.goodput_per_s is None and "fp8 KV not supported" in kv.error
     assert result.winner is wide and result.confirmed.args == wide.args and confirmed_on == [wide.args]
-    assert result.headline_ratio == round(result.confirmed.goodput_per_s / 1.0, 3)
+    # the default climbed again the same way, on its own fresh server: the ratio is confirmation over confirmation
+    again = result.default_confirmed
+    assert again is not default and again.stage == "confirm-default" and again.args == default.args
+    assert again.start_rate == default.goodput_per_s / 2
+    assert result.headline_ratio == round(result.confirmed.goodput_per_s / again.goodput_per_s, 3)
     # each climb's first rate is kept (a prediction climbs the same ladder): idle 1 / e2e, the confirmation half the
     # winner's goodput; and the climb's settings
     assert default.start_rate == max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
     assert result.confirmed.start_rate == wide.goodput_per_s / 2
     assert (result.attainment, result.point_s, result.max_points) == (0.99, 20.0, 6)
     summaries = [r for r in table.rows if r["scenario"] == "load-engine-search"]
-    assert [r["stage"] for r in summaries] == ["default", "precision", "batching", "kv", "confirm"]
+    assert [r["stage"] for r in summaries] == ["default", "precision", "batching", "kv", "confirm", "confirm-default"]
     assert summaries[0]["start_rate_per_s"] == default.start_rate
     assert all(r["search_stage"] for r in table.rows if r["scenario"] == "load-engine")
     with pytest.raises(ValueError, match="the winner is int8"):
@@ -149,6 +153,7 @@ def test_budget_skips_later_stages_but_confirms(tiny_llama_task, tmp_path, fake_
     bundle = _bundles(tiny_llama_task, tmp_path)["bf16"]
     result = search_engine(bundle, 100.0, 10.0, budget_s=1e-9, small=True, use_aiperf=False, point_s=20.0)
     assert [c.stage for c in result.candidates] == ["default"] and result.confirmed.stage == "confirm"
+    assert result.default_confirmed is result.confirmed and result.headline_ratio == 1.0   # the default won
     assert any("batching" in s for s in result.skipped) and (result.slo_ttft_ms, result.slo_itl_ms) == (100.0, 10.0)
     assert "not tried (time budget)" in result.to_text()
 
