@@ -162,7 +162,6 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
 
 def _start(task_kind, model, data, settings, store, budget, emit, log, threads):
     """The task, its arms and their context, and the search state (refuses a budget below the baseline's need)."""
-    from workbench.arms.cpu import calibration_set
     from workbench.optimize.budget import BudgetError
     from workbench.optimize.candidates import candidates
     from workbench.optimize.kinds import kind_for
@@ -183,8 +182,7 @@ def _start(task_kind, model, data, settings, store, budget, emit, log, threads):
     task = get_task(task_kind, model, data)
     cpu, flags = cpu_model_and_flags()
     isa = isa_summary(flags)
-    calibration = (calibration_set(task, st.calib_examples, store.folder / "calibration")[0]
-                   if task_kind == "text-classification" else None)   # static int8 calibrates; LM arms do not
+    calibration = kind.calibration(task, st, store.folder)
     arms, skipped = candidates(task_kind, isa, calibration, budget, settings["device"])
     ctx = kind.context(task, st, threads, store.folder, log)
     search = Search(task, task_kind, arms, ctx, st, store, budget, settings["slo_ms"], settings["percentile"],

@@ -34,6 +34,13 @@ class ClassifierKind:
         """The built arm as the screen and the confirmation time it: its call already runs the timing batch."""
         return built
 
+    @staticmethod
+    def calibration(task, st, folder):
+        """The calibration set the static int8 arms read (None when the task has none)."""
+        from workbench.arms.cpu import calibration_set
+
+        return calibration_set(task, st.calib_examples, folder / "calibration")[0]
+
     def context(self, task, st, threads, folder, log):
         from workbench.arms.cpu import cpu_context
 
@@ -124,6 +131,11 @@ class CausalLMKind:
         ctx.options["report_ids"] = task.token_blocks("test")[:st.eval_limit]
         ctx.options["split"], ctx.options["report_split"] = "validation", "test"
         return ctx
+
+    @staticmethod
+    def calibration(task, st, folder):
+        """None: no LLM arm calibrates."""
+        return None
 
     @staticmethod
     def timed(built, batch: int):

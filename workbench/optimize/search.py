@@ -419,7 +419,7 @@ def sweep(s: Search) -> None:
                                    f"(${r['usd_per_1m'][first]:.4g} per 1M on {first} at batch {r['batch_size']})")
     for name in alive:
         if name != s.winner:
-            _lose_on_cost(s, name, readings, s.winner, first, "")
+            _lose_on_cost(s, name, readings, s.winner, first)
 
 
 def _slo_from_the_top(s: Search, name: str) -> dict | None:
@@ -437,15 +437,14 @@ def _slo_from_the_top(s: Search, name: str) -> dict | None:
     return slo_reading(s, [r for r in s.store.rows("sweep") if r.get("arm") == name])
 
 
-def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, instance: str, grid: str) -> None:
+def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, instance: str) -> None:
     r = readings.get(name)
     if not r or not r.get("feasible"):
         reason = (r or {}).get("reason", "no sweep point measured")
         s.lose(name, "sweep", "misses the SLO: " + reason.split("no feasible point: ")[-1])   # the notes stay in rows
         return
     lr = readings[leader]
-    on = f" on {grid}" if grid else ""
-    s.lose(name, "sweep", f"costlier than {leader} at the {s.percentile} <= {s.slo_ms:g} ms SLO{on}: "
+    s.lose(name, "sweep", f"costlier than {leader} at the {s.percentile} <= {s.slo_ms:g} ms SLO: "
            f"${r['usd_per_1m'][instance]:.4g} vs ${lr['usd_per_1m'][instance]:.4g} per 1M on {instance} "
            f"(batch {r['batch_size']} vs {lr['batch_size']})")
 
