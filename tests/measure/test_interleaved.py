@@ -35,6 +35,9 @@ def test_a_time_budget_runs_at_least_min_rounds_and_at_most_ten_times_rounds():
     assert spent["a"].n_calls == spent["b"].n_calls == MIN_ROUNDS * 3
     roomy = time_interleaved(arms, rounds=2, seconds=60.0, calls_per_turn=1, warmup=0)
     assert roomy["a"].n_calls == roomy["b"].n_calls == 2 * 10
+    # a caller may lower the minimum (the optimize screen's first round: one turn per arm for slow whole requests)
+    one = time_interleaved(arms, rounds=1, seconds=1e-9, calls_per_turn=3, warmup=0, min_rounds=1)
+    assert one["a"].n_calls == one["b"].n_calls == 3
 
 
 def test_round_robin_and_cycling_walk_the_same_inputs_in_step():

@@ -59,6 +59,26 @@ def test_the_screen_times_the_lm_at_its_batch_and_the_classifier_as_built(lm):
     assert CausalLMKind(small=True).settings(Settings.for_mode(True)).batch_size == 2     # grid (1, 2, 4)
 
 
+def test_an_arm_of_one_sequence_serves_the_screens_batch_as_requests_one_after_another():
+    from workbench.arms.base import BuiltArm
+
+    served = []
+
+    def one_sequence(batch):
+        def call():
+            if batch > 1:
+                raise ValueError("decodes one sequence per context")
+            served.append(batch)
+        return call
+
+    call = one_sequence(1)
+    call.at_batch = one_sequence
+    built = BuiltArm(call=call, meta={"max_batch": 1})     # as llama.cpp's arm is built
+    CausalLMKind.timed(built, 4).call()
+    assert served == [1, 1, 1, 1]                          # the screen's 4 sequences, as 4 requests of 1
+    assert CausalLMKind.timed(built, 1) is built
+
+
 def test_point_reads_itl_per_output_token_and_output_tokens_per_s(lm):
     kind = CausalLMKind(small=True)
     kind.shape = {**kind.shape, "prompt": 8, "new": 6}

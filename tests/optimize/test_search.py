@@ -130,3 +130,52 @@ def test_sweep_walks_down_from_the_top_and_a_batch_an_arm_cannot_run_is_a_failed
     again = search()
     sweep(again)
     assert _FakeKind.calls == [] and again.winner == "fast"
+
+
+def _busy(work: int, counter: list):
+    def call():
+        counter.append(1)
+        return sum(range(work))     # real work: the arm's speed is the size of its loop
+    return call
+
+
+def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_path):
+    from types import SimpleNamespace
+
+    from workbench.arms.base import Arm, BuiltArm
+    from workbench.optimize import search as srch
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.kinds import ClassifierKind
+    from workbench.optimize.store import Store
+
+    work = {"torch-fp32": 40_000, **{f"fast-{i}": 8_000 + 1_000 * i for i in range(6)},
+            "slow-a": 80_000, "slow-b": 120_000, "slow-c": 160_000}
+    arms = [Arm(n, "baseline" if n == "torch-fp32" else "int8", None, baseline=n == "torch-fp32") for n in work]
+    calls = []
+
+    def search():
+        s = srch.Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
+                        settings=srch.Settings(8, 8, 3, 0.05, 8, (1, 8), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
+                        budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
+                        emit=lambda event: None, isa={}, kind=ClassifierKind())
+        s.built = {n: BuiltArm(call=_busy(w, calls)) for n, w in work.items()}   # built already: the screen times
+        return s
+
+    assert len(work) - 1 > srch.SCREEN_KEEP   # more arms than the full screen keeps: it halves
+    s = search()
+    srch.screen(s)
+    first = {r["arm"]: r for r in s.store.rows("screen") if r.get("rung") == srch.FIRST_ROUND}
+    final = {r["arm"]: r for r in s.store.rows("screen") if r.get("rung") is None}
+    assert set(first) == set(final) == set(work) and {r["rounds"] for r in first.values()} == {1}
+    cut = {n for n, r in final.items() if r.get("screen_cut")}
+    assert cut == {"slow-a", "slow-b", "slow-c"}      # below the SCREEN_KEEP fastest of the first round
+    for name in cut:   # figures of the first round, said so, and not a second measurement of the point
+        assert final[name]["measured_in"] == srch.FIRST_ROUND and "variant_id" not in final[name]
+        assert s.entries[name].outcome == "lost" and "first round" in s.entries[name].why
+    assert {final[n]["rounds"] for n in set(work) - cut} == {s.settings.screen_rounds - 1}
+    assert all(s.entries[n].outcome == "running" for n in work if n.startswith("fast"))
+    # resumed: every screen row is read back, nothing is timed again, the same arms are cut
+    calls.clear()
+    again = search()
+    srch.screen(again)
+    assert calls == [] and {n for n, e in again.entries.items() if e.outcome == "lost"} == cut

@@ -66,6 +66,25 @@ def test_dynamic_int8_pads_to_buckets_and_cuts_the_padding_off(base):
     assert (got - ref).abs().max() < 0.25 * ref.abs().max() + 0.05
 
 
+def test_a_quality_pass_runs_new_shapes_in_the_compiled_one_and_timing_compiles_them(base):
+    from workbench.runtime.compiled_shapes import reuse_compiled_shapes
+
+    int8 = apply(base, Pt2eConfig.dynamic())          # compiled at the example's 8 x 64
+    x = _batch(20, 40, 5)                              # its own bucket, 24 x 64, is not compiled
+    with reuse_compiled_shapes():
+        chunked = int8(x)                              # 3 chunks of 8 rows, padded to 8 x 64
+    assert set(int8.runner.compile_seconds) == {"8x64"} and chunked.shape == (20, 3)
+    longer = _batch(4, 100, 6)                         # no compiled shape holds 100 positions: it compiles
+    with reuse_compiled_shapes():
+        int8(longer)
+    assert "8x128" in int8.runner.compile_seconds
+    exact = int8(x)                                    # outside a quality pass the batch runs as itself
+    assert "24x64" in int8.runner.compile_seconds
+    # the same logits up to dynamic int8's per-call activation scales (they follow the batch a row is run in):
+    # the rows are independent and padded positions are masked
+    assert (chunked - exact).abs().max() < 0.02 * exact.abs().max() + 0.005
+
+
 def test_needs_a_torch_fp32_variant(base, tmp_path):
     bad = Variant(name="x", task="t", backend="onnxruntime", device="cpu", precision="fp32", runner=lambda x: x)
     with pytest.raises(ValueError, match="pt2e needs a torch variant"):

@@ -67,12 +67,16 @@ def built_variant(variant, ctx: ArmContext) -> BuiltArm:
 
     def evaluate(split):
         def run():
-            try:
-                return task.evaluate(variant, split=split, limit=limit)
-            except KeyError:
-                if split != "validation":
-                    raise
-                return task.evaluate(variant, split="test", limit=limit)   # a task without a validation split
+            from workbench.runtime.compiled_shapes import reuse_compiled_shapes
+
+            # a compiled arm evaluates in the shapes it compiled: the split's many batch shapes would each compile
+            with reuse_compiled_shapes():
+                try:
+                    return task.evaluate(variant, split=split, limit=limit)
+                except KeyError:
+                    if split != "validation":
+                        raise
+                    return task.evaluate(variant, split="test", limit=limit)   # a task without a validation split
         return run
 
     report = ctx.options.get("report_split")

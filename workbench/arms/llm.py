@@ -336,6 +336,7 @@ def _llama_cpp(outtype: str):
         meta = _meta(ctx, model, None, dec.label + ", greedy argmax of llama.cpp's logits, f16 KV cache",
                      weight_bytes=weight_bytes, convert_seconds=round(convert, 2), gguf_bytes=path.stat().st_size)
         meta["kv_bytes_per_position"] = kv // 2 if kv else None
+        meta["max_batch"] = 1   # llama-cpp-python's Llama decodes one sequence per context
         return BuiltArm(call=_request(ctx, dec.generate), meta=meta, close=dec.close,
                         quality=lambda: _quality(ctx, dec.score, "llama.cpp's own logits (llama-cpp-python eval), "
                                                                  "teacher forced one token per eval as timed"))

@@ -174,16 +174,18 @@ def build_arms(arms: Iterable[Arm], ctx: ArmContext, skip_kinds: Iterable[str] =
 
 def time_arms(built: dict[str, BuiltArm], rounds: int = 5, seconds: float | None = None, calls_per_turn: int = 3,
               warmup: int = 3, shuffle_seed: int | None = 0, threads: int | None = None,
-              device: str = "cpu") -> TimedRun:
+              device: str = "cpu", min_rounds: int | None = None) -> TimedRun:
     """Time the built arms interleaved, each with the same ``warmup`` untimed calls, the order shuffled (seeded) or
-    rotated every round; an arm whose call raises leaves the run with its reason in ``errors``."""
-    from workbench.measure.interleaved import time_interleaved
+    rotated every round; an arm whose call raises leaves the run with its reason in ``errors``. ``min_rounds``: the
+    fewest rounds a ``seconds`` budget runs (default ``measure.interleaved.MIN_ROUNDS``)."""
+    from workbench.measure.interleaved import MIN_ROUNDS, time_interleaved
 
     errors: dict[str, str] = {}
     first: dict[str, float] = {}
     timing = time_interleaved({name: b.call for name, b in built.items()}, rounds=rounds, seconds=seconds,
                               threads=threads, calls_per_turn=calls_per_turn, warmup=warmup, device=device,
-                              shuffle_seed=shuffle_seed, rotate=True, errors=errors, first_ms=first)
+                              shuffle_seed=shuffle_seed, rotate=True, errors=errors, first_ms=first,
+                              min_rounds=MIN_ROUNDS if min_rounds is None else min_rounds)
     return TimedRun(timing, errors, first, warmup)
 
 

@@ -147,19 +147,20 @@ def _arm_timing(times_ms: list[float]) -> ArmTiming:
                      n_calls=len(arr), stable=p50 <= CONTENDED * low, samples_ms=tuple(float(t) for t in arr))
 
 
-def _schedule(n_arms: int, rounds: int, seconds: float | None) -> tuple[int, Callable[[int], bool] | None]:
+def _schedule(n_arms: int, rounds: int, seconds: float | None, min_rounds: int = MIN_ROUNDS
+              ) -> tuple[int, Callable[[int], bool] | None]:
     """(most rounds, keep_going): ``rounds`` exactly, or rounds until a budget of ``seconds`` per arm per round."""
     if seconds is None:
         return rounds, None
     deadline = time.perf_counter() + seconds * n_arms * rounds
-    return rounds * MAX_ROUNDS_FACTOR, lambda r: r < MIN_ROUNDS - 1 or time.perf_counter() <= deadline
+    return rounds * MAX_ROUNDS_FACTOR, lambda r: r < min_rounds - 1 or time.perf_counter() <= deadline
 
 
 def time_interleaved(arms: dict[str, Callable[[], object]], rounds: int = 5, seconds: float | None = None,
                      threads: int | None = None, calls_per_turn: int = 3, warmup: int = 5, device: str = "cpu",
                      record: Callable[[str, object], None] | None = None, shuffle_seed: int | None = None,
                      rotate: bool = False, errors: dict[str, str] | None = None,
-                     first_ms: dict[str, float] | None = None) -> dict[str, ArmTiming]:
+                     first_ms: dict[str, float] | None = None, min_rounds: int = MIN_ROUNDS) -> dict[str, ArmTiming]:
     """Time every arm's calls interleaved: each round, each arm makes ``calls_per_turn`` calls in turn.
 
     Args:
@@ -167,7 +168,7 @@ def time_interleaved(arms: dict[str, Callable[[], object]], rounds: int = 5, sec
             a :class:`Timed` is counted at its own ``ms`` (and ``record`` gets its ``value``).
         rounds: without ``seconds``, exactly this many rounds.
         seconds: time budget per arm per round: rounds go on until ``seconds x arms x rounds`` have passed, at least
-            ``MIN_ROUNDS`` and at most ``MAX_ROUNDS_FACTOR x rounds`` of them.
+            ``min_rounds`` (default ``MIN_ROUNDS``) and at most ``MAX_ROUNDS_FACTOR x rounds`` of them.
         threads: intra-op threads for torch (the same for every arm).
         warmup: untimed calls per arm first, the same count for every arm (allocations, ORT arena, kernel choice).
         device: "cuda" synchronises around each call so the timer covers the GPU work.
@@ -209,7 +210,7 @@ def time_interleaved(arms: dict[str, Callable[[], object]], rounds: int = 5, sec
     names = list(arms)
     order = None if shuffle_seed is None and not rotate else (
         lambda r: [n for n in arm_order(names, r, shuffle_seed) if n not in failed])
-    n_rounds, keep_going = _schedule(len(arms), rounds, seconds)
+    n_rounds, keep_going = _schedule(len(arms), rounds, seconds, min_rounds)
     times: dict[str, list[float]] = {name: [] for name in arms}
     for _round, name, out in round_robin(timed, n_rounds, calls_per_turn, keep_going, order):
         if out is None:

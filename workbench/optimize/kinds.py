@@ -140,8 +140,19 @@ class CausalLMKind:
     @staticmethod
     def timed(built, batch: int):
         """The built arm as the screen and the confirmation time it: whole requests of ``batch`` sequences through
-        the arm's own call (its context's calls are batch 1); an arm that cannot run that batch raises when timed."""
+        the arm's own call (its context's calls are batch 1). An arm that runs at most ``meta["max_batch"]``
+        sequences (llama.cpp: 1) serves the same ``batch`` sequences as requests of that many one after another, so
+        its time per call is the time to serve the same tokens, as its sweep at batch 1 would price it."""
         at = getattr(built.call, "at_batch", None)
+        most = built.meta.get("max_batch")
+        if most and batch > most:
+            one = at(most) if at is not None else built.call
+            turns = -(-batch // most)
+
+            def serially():
+                for _ in range(turns):
+                    one()
+            return dataclasses.replace(built, call=serially)
         return built if at is None or batch == 1 else dataclasses.replace(built, call=at(batch))
 
     def arms(self, names=None, device="cpu"):

@@ -1,8 +1,9 @@
 """The staged search of ``workbench optimize``: successive halving, so the budget goes to contenders.
 
 1. screen: every applicable arm is built (a build failure is a "failed" entry with its reason) and timed side by side
-   with the baseline for a short interleaved run at the timing shape (``arms.runner.time_arms``); arms clearly slower
-   than the baseline or than the leader are dropped here (no quality pass is spent on them).
+   with the baseline for a short interleaved run at the timing shape (``arms.runner.time_arms``): one round for every
+   arm, the other rounds for the ``SCREEN_KEEP`` fastest of it; arms clearly slower than the baseline or than the
+   leader are dropped here (no quality pass is spent on them).
 2. quality: the baseline's quality on the validation split, then the survivors' in screen order (fastest first), each
    paired with the baseline's on the same examples (eligible = the one rule, ``arms.eligibility``, with ``max_drop``
    as its tolerance), until ``CONTENDERS`` arms are eligible: the slower ones lose at the screen without a quality
@@ -27,6 +28,10 @@ SCREEN_LEADER = 0.5     # ... or below half the leader's speed-up: a sweep would
 # The sweep gets the fastest eligible arms of the screen, this many (the baseline counts, at 1.0x). An exhaustive run
 # sweeping every arm picked one of the screen's three fastest arms in every run so far (benchmarks/optimize.py).
 CONTENDERS = 3
+# The screen halves too: one interleaved round for every arm, the other rounds for this many fastest of it (and the
+# baseline); the quality stage only reaches past them when more than CONTENDERS of them fail quality.
+SCREEN_KEEP = 2 * CONTENDERS
+FIRST_ROUND = "first-round"   # the rung of a screen row from that first round
 
 
 @dataclass(frozen=True)
@@ -174,17 +179,18 @@ def _variant_row(built) -> dict:
 
 # ---- stage 1: screen -------------------------------------------------------------------------------------------------
 def screen(s: Search) -> None:
-    from workbench.arms.rows import FAILED, MEASURED, arm_row
-    from workbench.arms.runner import time_arms
+    from workbench.arms.rows import FAILED, arm_row
 
     st = s.settings
     for arm in s.arms:
         e = s.entries.setdefault(arm.name, Entry(arm.name))
         if arm.skip_reason is not None:
             s.lose(arm.name, "screen", arm.skip_reason, "not-applicable")
+    halving = len(s.alive()) > SCREEN_KEEP + 1
     todo = [n for n in s.alive() if s.store.get("screen", n, st.batch_size) is None]
-    per_arm = st.screen_rounds * st.screen_seconds + st.warmup * 0.1
-    eta = s.budget.build_estimate(s.arm(n).kind for n in todo) + per_arm * len(todo) * 1.25
+    per_arm = (1 if halving else st.screen_rounds) * st.screen_seconds + st.warmup * 0.1
+    eta = (s.budget.build_estimate(s.arm(n).kind for n in todo) + per_arm * len(todo) * 1.25
+           + (st.screen_rounds - 1) * st.screen_seconds * (SCREEN_KEEP + 1) * 1.25 * halving)
     s.enter("screen", eta, len(s.alive()))
     if todo:
         # builds one after another, the baseline first and then the quickest to build (compile and PT2E last: on a
@@ -203,25 +209,77 @@ def screen(s: Search) -> None:
                 s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size,
                         **arm_row(s.arm(name), FAILED, str(exc), isa=s.isa)})
                 todo.remove(name)
-        timed = {n: s.built[n] for n in todo}
-        if s.baseline not in timed:   # resumed: the baseline's screen row exists, but new arms need it beside them
-            timed[s.baseline] = s.build(s.baseline)
-        if len(timed) > 1 or s.store.get("screen", s.baseline, st.batch_size) is None:
-            run = time_arms({n: s.kind.timed(b, st.batch_size) for n, b in timed.items()}, rounds=st.screen_rounds,
-                            seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
-            base_t = run.timing.get(s.baseline)
-            for name in timed:
-                if name == s.baseline and s.store.get("screen", name, st.batch_size) is not None:
-                    continue
-                arm = s.arm(name)
-                if name in run.errors or name not in run.timing:
-                    row = arm_row(arm, FAILED, f"crashed while timed: {run.errors.get(name)}", isa=s.isa)
-                else:
-                    row = arm_row(arm, MEASURED, timing=run.timing[name], baseline_timing=base_t,
-                                  first_ms=run.first_ms.get(name), meta=s.built[name].meta, isa=s.isa)
-                s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size, "seq_len": st.seq_len,
-                        "build_s": s.build_seconds.get(name), **_variant_row(s.built[name]), **row})
+        rounds = st.screen_rounds
+        if halving:
+            # successive halving inside the screen: one round for every arm, the rest of the rounds for the
+            # SCREEN_KEEP fastest (the quality stage never reaches past them unless that many fail quality)
+            _time_screen(s, [n for n in todo if s.store.get("screen", n, st.batch_size, FIRST_ROUND) is None],
+                         1, FIRST_ROUND)
+            for name, why in _first_round_cut(s, todo):
+                s.save(_final_from_first(s.store.get("screen", name, st.batch_size, FIRST_ROUND), screen_cut=why))
+                todo.remove(name)
+            rounds = st.screen_rounds - 1
+        _time_screen(s, [n for n in todo if s.store.get("screen", n, st.batch_size) is None], rounds, None)
     _judge_screen(s)
+
+
+def _final_from_first(row: dict, **extra) -> dict:
+    """An arm's final screen row read off its first-round row (cut there, or crashed there): the same figures, said
+    to come from that round, without the variant id that would make it look like a second measurement of them."""
+    drop = ("scenario", "variant_id", "measured_at", "environment_id", "remeasure")
+    return {**{k: v for k, v in row.items() if k not in drop}, "rung": None, "measured_in": FIRST_ROUND, **extra}
+
+
+def _first_round_cut(s: Search, names: list[str]) -> list[tuple[str, str]]:
+    """(arm, why) for the arms of ``names`` below the SCREEN_KEEP fastest of the first round: it ranks every arm
+    whose first-round row is saved, so a resumed run cuts the same arms."""
+    st = s.settings
+    firsts = {n: s.store.get("screen", n, st.batch_size, FIRST_ROUND) for n in s.alive() if n != s.baseline}
+    ranked = sorted((n for n, r in firsts.items() if r and r.get("speedup") is not None),
+                    key=lambda n: -firsts[n]["speedup"])
+    if len(ranked) <= SCREEN_KEEP:
+        return []
+    kth = ranked[SCREEN_KEEP - 1]
+    return [(n, f"behind the {SCREEN_KEEP} fastest arms of the screen's first round at batch {st.batch_size} "
+                f"({firsts[n]['speedup']:.2f}x vs {kth} {firsts[kth]['speedup']:.2f}x)")
+            for n in ranked[SCREEN_KEEP:] if n in names]
+
+
+def _time_screen(s: Search, names: list[str], rounds: int, rung) -> None:
+    """``names`` timed side by side with the baseline for ``rounds`` interleaved rounds; a row per arm not yet
+    saved at ``rung`` (a crash while timed is a failed row)."""
+    from workbench.arms.rows import FAILED, MEASURED, arm_row
+    from workbench.arms.runner import time_arms
+
+    st = s.settings
+    timed = {n: s.built[n] for n in names}
+    if s.baseline not in timed:   # resumed: the baseline's row exists, but the arms need it beside them
+        if not timed:
+            return
+        timed[s.baseline] = s.build(s.baseline)
+    if len(timed) == 1 and s.store.get("screen", s.baseline, st.batch_size, rung) is not None:
+        return
+    first = rung == FIRST_ROUND
+    # the first round runs its time budget with at least one turn per arm, not the usual several rounds (a whole
+    # LM request takes a tenth of a second and more: those minimum rounds were most of the LM's screen)
+    run = time_arms({n: s.kind.timed(b, st.batch_size) for n, b in timed.items()}, rounds=rounds,
+                    seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads,
+                    min_rounds=1 if first else None)
+    base_t = run.timing.get(s.baseline)
+    for name in timed:
+        if s.store.get("screen", name, st.batch_size, rung) is not None:
+            continue
+        arm = s.arm(name)
+        if name in run.errors or name not in run.timing:
+            row = arm_row(arm, FAILED, f"crashed while timed: {run.errors.get(name)}", isa=s.isa)
+        else:
+            row = arm_row(arm, MEASURED, timing=run.timing[name], baseline_timing=base_t,
+                          first_ms=run.first_ms.get(name), meta=s.built[name].meta, isa=s.isa)
+        saved = s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size, "seq_len": st.seq_len,
+                        "rung": rung, "rounds": rounds, "build_s": s.build_seconds.get(name),
+                        **_variant_row(s.built[name]), **row})
+        if first and row.get("status") == FAILED:   # a crash is final: no second round for it
+            s.save(_final_from_first(saved))
 
 
 def _reserve(s: Search) -> float:
@@ -243,6 +301,8 @@ def _judge_screen(s: Search) -> None:
             s.lose(name, "screen", why, "failed")
             continue
         s.entries[name].speedup = row.get("speedup")
+        if row.get("screen_cut"):
+            s.lose(name, "screen", row["screen_cut"])
     if s.store.get("screen", s.baseline, st.batch_size) is None or s.entries[s.baseline].outcome != "running":
         raise RuntimeError(f"the baseline arm {s.baseline} could not be timed: "
                            f"{s.entries[s.baseline].why or 'no screen row'}")

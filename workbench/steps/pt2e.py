@@ -10,6 +10,8 @@ Inductor bakes the OpenMP thread count and the shapes into its kernels, so a run
 its own thread count. To bound the compilations, the runner pads a batch to a shape bucket (batch 1, or multiples of
 8; sequence length to a multiple of 64) with masked positions, which leaves an encoder's logits unchanged, and cuts
 the padding off the output. The first call per bucket (the compilation) is timed apart (``runner.compile_seconds``).
+A quality pass (``runtime.compiled_shapes.reuse_compiled_shapes``) runs its batches in a compiled shape instead, rows in
+chunks, when one holds the sequence length: an evaluation's many batch shapes would otherwise each compile.
 
 Example:
     >>> calib = save_calibration_set(task.calibration_batches(128, batch_size=8))    # doctest: +SKIP
@@ -82,20 +84,51 @@ class Pt2eRunner:
         """A runner at another thread count: it compiles again (inductor fixes the count in its kernels)."""
         return Pt2eRunner(self.converted, self.input_names, threads)
 
-    def _pad(self, feed: dict[str, torch.Tensor]) -> tuple[dict, int, int]:
+    def _pad(self, feed: dict[str, torch.Tensor], to_b: int | None = None, to_s: int | None = None
+             ) -> tuple[dict, int, int]:
+        """``feed`` padded to its shape bucket, or to ``to_b`` x ``to_s``; the real batch and sequence length."""
         ids = next(iter(feed.values()))
         batch, seq = ids.shape[0], ids.shape[1] if ids.dim() > 1 else 0
-        if "attention_mask" not in feed or ids.dim() != 2:
+        if not self._paddable(feed):
             return feed, batch, seq  # no mask to hide padding: run the exact shape
-        to_b, to_s = _bucket(batch, BATCH_BUCKET), _bucket(seq, SEQ_BUCKET)
+        to_b, to_s = to_b or _bucket(batch, BATCH_BUCKET), to_s or _bucket(seq, SEQ_BUCKET)
         padded = {k: torch.nn.functional.pad(v, (0, to_s - seq, 0, to_b - batch)) for k, v in feed.items()}
         return padded, batch, seq
 
+    @staticmethod
+    def _paddable(feed: dict[str, torch.Tensor]) -> bool:
+        return "attention_mask" in feed and next(iter(feed.values())).dim() == 2
+
+    def _compiled_fit(self, feed: dict[str, torch.Tensor]) -> tuple[int, int] | None:
+        """(rows, seq) of an already-compiled shape to run ``feed`` in, in chunks of rows, when its own bucket is not
+        compiled yet and a compiled one holds its sequence length (the most rows first: the fewest chunks)."""
+        if not self._paddable(feed):
+            return None
+        ids = next(iter(feed.values()))
+        own = (_bucket(ids.shape[0], BATCH_BUCKET), _bucket(ids.shape[1], SEQ_BUCKET))
+        compiled = [shape for shape in (tuple(int(d) for d in key.split("x")) for key in self.compile_seconds)
+                    if len(shape) == 2]
+        if own in compiled:
+            return None
+        fits = [(b, s) for b, s in compiled if s >= ids.shape[1]]
+        return max(fits, key=lambda shape: (shape[0], -shape[1])) if fits else None
+
     def __call__(self, inputs: dict[str, Any]) -> torch.Tensor:
-        import torch._inductor.config as inductor_config
+        from workbench.runtime.compiled_shapes import reusing_compiled_shapes
 
         feed = {k: torch.as_tensor(v) for k, v in inputs.items() if self.input_names is None or k in self.input_names}
-        feed, batch, seq = self._pad(feed)
+        fit = self._compiled_fit(feed) if reusing_compiled_shapes() else None
+        if fit is None:
+            return self._run(feed)
+        rows, seq = fit
+        batch = next(iter(feed.values())).shape[0]
+        return torch.cat([self._run({k: v[i:i + rows] for k, v in feed.items()}, rows, seq)
+                          for i in range(0, batch, rows)])
+
+    def _run(self, feed: dict[str, torch.Tensor], to_b: int | None = None, to_s: int | None = None) -> torch.Tensor:
+        import torch._inductor.config as inductor_config
+
+        feed, batch, seq = self._pad(feed, to_b, to_s)
         key = "x".join(str(d) for d in next(iter(feed.values())).shape)
         # freezing: constant weights let torchao's patterns pre-pack them into oneDNN int8 kernels at compile time
         with torch_threads(self.threads), torch.inference_mode(), inductor_config.patch(freezing=True):
