@@ -1,6 +1,7 @@
 """End to end on the demo classifier (small mode) with a reduced candidate list: the baseline, a real int8 arm, an
 arm that fails to build and an arm doing twice the baseline's work. No Triton, no bundle: fast enough for CI."""
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -81,6 +82,7 @@ class _FakeKind:
     llama.cpp's Llama, one sequence per context)."""
 
     calls = []
+    throughput_unit = "requests/s"
 
     def point(self, s, name, batch):
         self.calls.append((name, batch))
@@ -94,6 +96,18 @@ class _FakeKind:
     def cost(usd_per_hour, throughput):
         return usd_per_hour / (throughput * 3600) * 1e6
 
+    def at_batch(self, s, name, batch):
+        """The side-by-side run's call: real work in proportion to the point's latency model above."""
+        from workbench.arms.base import BuiltArm
+
+        self.calls.append((name, batch, "side by side"))
+        work = int({"torch-fp32": 4.0, "fast": 1.0, "batch-one-only": 0.8}[name] * (1 + batch) / 2 * 20_000)
+        return BuiltArm(call=lambda: sum(range(work)))
+
+    @staticmethod
+    def units_per_call(batch):
+        return batch
+
 
 def test_sweep_walks_down_from_the_top_and_a_batch_an_arm_cannot_run_is_a_failed_point(tmp_path):
     from workbench.arms.base import Arm
@@ -106,9 +120,9 @@ def test_sweep_walks_down_from_the_top_and_a_batch_an_arm_cannot_run_is_a_failed
     settings = Settings(1, 8, 1, 0.1, 8, (1, 2, 4, 8), 0.1, 8, 1)
 
     def search():
-        s = Search(task=None, task_kind="text-classification", arms=arms, ctx=None, settings=settings,
-                   store=Store(tmp_path, {"t": 1}), budget=Budget(600), slo_ms=1000.0, percentile="p99",
-                   max_drop=1.0, instances=("c7i.large",), emit=lambda event: None, isa={}, kind=_FakeKind())
+        s = Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
+                   settings=settings, store=Store(tmp_path, {"t": 1}), budget=Budget(600), slo_ms=1000.0,
+                   percentile="p99", max_drop=1.0, instances=("c7i.large",), emit=lambda event: None, isa={}, kind=_FakeKind())
         s.entries = {a.name: Entry(a.name) for a in arms}
         s.built = {a.name: object() for a in arms}     # built already: the sweep only times
         return s
@@ -123,8 +137,13 @@ def test_sweep_walks_down_from_the_top_and_a_batch_an_arm_cannot_run_is_a_failed
     assert "batch 1 only" in failed[0]["reason"]
     assert s.entries["batch-one-only"].slo["batch_size"] == 1  # its reading is the batch it can run
     # the others meet the SLO at the top: one point each, the points below would not change the reading
-    assert [b for n, b in _FakeKind.calls if n == "fast"] == [8] and s.entries["fast"].slo["batch_size"] == 8
-    assert s.winner == "fast"                                  # 1778/s at batch 8 beats 1250/s at batch 1
+    assert [c[1] for c in _FakeKind.calls if c[0] == "fast" and len(c) == 2] == [8]
+    assert s.entries["fast"].slo["batch_size"] == 8
+    # the three meet the SLO: they are timed side by side, each at its SLO batch, and the cheapest there wins
+    side = {r["arm"]: r for r in s.store.rows("sweep") if r.get("rung") == "head-to-head"}
+    assert {(n, r["batch_size"]) for n, r in side.items()} == {("fast", 8), ("batch-one-only", 1), ("torch-fp32", 8)}
+    assert s.winner == "fast" == min(side, key=lambda n: side[n]["usd_per_1m"]["c7i.large"])   # 8 per 4.5 units
+    assert "side by side" in s.entries["torch-fp32"].why
     # resumed: the failed point is read back, not retried
     _FakeKind.calls.clear()
     again = search()
@@ -140,8 +159,6 @@ def _busy(work: int, counter: list):
 
 
 def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_path):
-    from types import SimpleNamespace
-
     from workbench.arms.base import Arm, BuiltArm
     from workbench.optimize import search as srch
     from workbench.optimize.budget import Budget

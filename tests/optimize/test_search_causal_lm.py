@@ -44,7 +44,8 @@ def test_optimize_causal_lm_decides_bundles_for_the_engine_and_resumes(monkeypat
     screen = [r for r in result.rows if r.get("stage") == "screen"]
     assert {r["batch_size"] for r in screen} == {kinds.LM_SMALL["grid"][1]} == {2}
     sweep = [r for r in result.rows if r.get("stage") == "sweep"]
-    assert sweep and all(r["throughput_unit"] == "output tokens/s" and r["slo_latency"] == "itl" for r in sweep)
+    assert sweep and all(r["throughput_unit"] == "output tokens/s" for r in sweep)
+    assert all(r["slo_latency"] == "itl" for r in sweep if r["rung"] == 0)     # the points (not the side-by-side run)
     # the engine bundle: the pick's weights in the spec the checkpoint carries, the load check skipped with a reason
     manifest = json.loads((result.bundle / "manifest.json").read_text())
     assert manifest["kind"] == "engine" and manifest["optimize"]["arm"] == pick["arm"]

@@ -59,6 +59,21 @@ class ClassifierKind:
         (row,) = sweep_batching(s.task, s.build(name).variant, config, progress=False)
         return row
 
+    @staticmethod
+    def at_batch(s, name: str, batch: int):
+        """``name`` built, its call timing a batch of ``batch`` inputs at the run's sequence length (the inputs a
+        sweep point times) instead of the screen's batch."""
+        built = s.build(name)
+        if batch == s.settings.batch_size or built.variant is None:
+            return built
+        inputs = s.task.example_inputs(batch, s.settings.seq_len)
+        return dataclasses.replace(built, call=lambda: built.variant(inputs))
+
+    @staticmethod
+    def units_per_call(batch: int) -> int:
+        """What one timed call at ``batch`` serves, in the cost's unit: ``batch`` requests."""
+        return batch
+
     def cost(self, usd_per_hour: float, throughput: float) -> float:
         from workbench.measure.cost import usd_per_1m_requests
 
@@ -202,6 +217,15 @@ class CausalLMKind:
                 "ttft_ms_p50": m.get("ttft_ms_p50"), "e2e_ms_mean": m.get("e2e_ms_mean"),
                 "throughput_per_s": round(tokens_s, 3) if tokens_s else None, "throughput_unit": "output tokens/s",
                 "requests_per_s": round(tokens_s / new, 4) if tokens_s else None}
+
+    def at_batch(self, s, name: str, batch: int):
+        """``name`` built, its call one whole request of ``batch`` sequences (:meth:`timed`)."""
+        return self.timed(s.build(name), batch)
+
+    def units_per_call(self, batch: int) -> int:
+        """What one timed call at ``batch`` serves, in the cost's unit: a whole request of ``batch`` sequences makes
+        ``batch x new`` output tokens."""
+        return batch * self.shape["new"]
 
     def cost(self, usd_per_hour: float, throughput: float) -> float:
         from workbench.measure.cost import usd_per_1m_tokens

@@ -10,7 +10,8 @@
    pass (successive halving's first cut; an arm that fails quality makes room for the next one).
 3. sweep: each contender's SLO point (``measure.slo.slo_point``: the largest batch that meets the SLO, priced by
    ``measure.cost``), measured from the top of the grid down to the first batch that meets it; the points below
-   would not change the reading. The cheapest contender at the SLO wins; the others lose with their cost against it.
+   would not change the reading. The contenders that meet the SLO are then timed side by side, each at its SLO
+   batch (:func:`head_to_head`), and the cheapest in that run wins; the others lose with their cost against it.
 4. confirm: the winner (cheapest at the SLO) against the baseline on fresh interleaved timings (the runner's
    confirmation), a fresh timing of its SLO point, and test-split quality for this final pick only.
 
@@ -469,17 +470,65 @@ def sweep(s: Search) -> None:
         s.entries[name].slo = reading
         s.entries[name].usd_per_1m = (reading or {}).get("usd_per_1m")
     alive = [n for n in s.alive() if n in readings]
-    feasible = sorted([n for n in alive if readings[n] and readings[n].get("feasible")],
-                      key=lambda n: _cost(readings[n], first))
+    feasible = [n for n in alive if readings[n] and readings[n].get("feasible")]
+    side = head_to_head(s, {n: readings[n]["batch_size"] for n in feasible}) if len(feasible) > 1 else {}
+    for name, row in side.items():   # the cost the choice is made on
+        readings[name] = {**readings[name], "usd_per_1m": row["usd_per_1m"], "side_by_side": True}
+        s.entries[name].usd_per_1m = row["usd_per_1m"]
+    feasible.sort(key=lambda n: _cost(readings[n], first))
     s.winner = feasible[0] if feasible else None
     if s.winner is not None:
         r = readings[s.winner]
         s.entries[s.winner].stage = "confirm"
         s.entries[s.winner].why = (f"picked: cheapest eligible arm at the {s.percentile} <= {s.slo_ms:g} ms SLO "
-                                   f"(${r['usd_per_1m'][first]:.4g} per 1M on {first} at batch {r['batch_size']})")
+                                   f"(${r['usd_per_1m'][first]:.4g} per 1M on {first} at batch {r['batch_size']}"
+                                   + (", timed side by side with the other contenders" if side else "") + ")")
     for name in alive:
         if name != s.winner:
             _lose_on_cost(s, name, readings, s.winner, first)
+
+
+HEAD_TO_HEAD = "head-to-head"   # the rung of a sweep row from the contenders' side-by-side run
+
+
+def head_to_head(s: Search, batches: dict[str, int]) -> dict[str, dict]:
+    """The contenders, each at its SLO batch size, timed side by side in one interleaved run; a row per arm with
+    its throughput and cost from that run (saved; a resumed run reads them back).
+
+    Each sweep point is timed alone, at its own moment; on a shared machine the speed drifts between moments by more
+    than the gap between close contenders (two runs of the same arm's point read 25% apart here). Side by side, the
+    drift falls on every contender alike, so the cheapest is chosen on a ratio, as every comparison here is. The
+    SLO reading (which batch meets the tail) stays the sweep's."""
+    from workbench.arms.runner import time_arms
+
+    st = s.settings
+    saved = {n: s.store.get("sweep", n, b, HEAD_TO_HEAD) for n, b in batches.items()}
+    todo = {n: b for n, b in batches.items() if saved[n] is None}
+    if not todo:
+        return saved
+    need = st.screen_rounds * st.screen_seconds * len(batches) * 1.25
+    if not s.budget.fits(need + _confirm_estimate(s)):
+        s.skipped_for_budget.append(s.budget.why_not("the contenders' side-by-side run (chosen on sweep points)",
+                                                     need))
+        return {}
+    run = time_arms({n: s.kind.at_batch(s, n, b) for n, b in batches.items()}, rounds=st.screen_rounds,
+                    seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
+    if run.errors or set(run.timing) != set(batches):
+        s.skipped_for_budget.append(f"the contenders' side-by-side run failed ({run.errors}): chosen on sweep points")
+        return {}
+    from workbench.measure.cost import get_price
+
+    out = {}
+    for name, batch in batches.items():
+        t = run.timing[name]
+        throughput = s.kind.units_per_call(batch) * 1e3 / t.p50_ms
+        out[name] = saved[name] or s.save({
+            "stage": "sweep", "arm": name, "batch_size": batch, "rung": HEAD_TO_HEAD, "p50_ms": round(t.p50_ms, 4),
+            "n_calls": t.n_calls, "stable": t.stable, "throughput_per_s": round(throughput, 3),
+            "throughput_unit": s.kind.throughput_unit,
+            "usd_per_1m": {i: round(s.kind.cost(get_price(i).usd_per_hour, throughput), 6) for i in s.instances},
+            "side_by_side": sorted(batches)})
+    return out
 
 
 def _slo_from_the_top(s: Search, name: str) -> dict | None:
@@ -494,7 +543,7 @@ def _slo_from_the_top(s: Search, name: str) -> dict | None:
         one = None if row.get("failed") else slo_reading(s, [row])
         if one and one.get("feasible"):
             break
-    return slo_reading(s, [r for r in s.store.rows("sweep") if r.get("arm") == name])
+    return slo_reading(s, [r for r in s.store.rows("sweep") if r.get("arm") == name and r.get("rung") == 0])
 
 
 def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, instance: str) -> None:
@@ -504,8 +553,9 @@ def _lose_on_cost(s: Search, name: str, readings: dict, leader: str | None, inst
         s.lose(name, "sweep", "misses the SLO: " + reason.split("no feasible point: ")[-1])   # the notes stay in rows
         return
     lr = readings[leader]
+    side = " side by side" if r.get("side_by_side") and lr.get("side_by_side") else ""
     s.lose(name, "sweep", f"costlier than {leader} at the {s.percentile} <= {s.slo_ms:g} ms SLO: "
-           f"${r['usd_per_1m'][instance]:.4g} vs ${lr['usd_per_1m'][instance]:.4g} per 1M on {instance} "
+           f"${r['usd_per_1m'][instance]:.4g} vs ${lr['usd_per_1m'][instance]:.4g} per 1M on {instance}{side} "
            f"(batch {r['batch_size']} vs {lr['batch_size']})")
 
 
