@@ -16,7 +16,9 @@ Figures (last line, one JSON object): ``regret_pct`` = (optimize's confirmed $ p
 exhaustive best's) / the exhaustive best's x 100 (target <= 5; negative: the confirmation timed faster than the
 exhaustive sweep did), ``time_fraction`` = optimize wall / exhaustive wall (target <= 0.35),
 ``resumed_rows_remeasured`` (target 0), ``choice_regret_pct`` (the picked arm's cost in the exhaustive run itself
-against that run's best: the choice without the drift between two runs), with the 1-min load average at start and end and the ISA. Both runs build
+against that run's best: the choice without the drift between two runs), ``regret_side_by_side_pct`` (the pick
+against the exhaustive best, each at its SLO batch, timed side by side in one interleaved run in a fresh process:
+separate points of one arm drift 25-35% apart between moments on a shared 2-core box, more than close arms differ), with the 1-min load average at start and end and the ISA. Both runs build
 every arm; ``build_seconds`` says how much of each wall that is. ``WORKBENCH_SMALL=1`` shrinks everything through the
 same code (32 eval examples, batch 1..8, short windows).
 """
@@ -114,10 +116,34 @@ def _side(name: str, argv: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
+def side_by_side(args, batches: dict) -> dict:
+    """The pick and the exhaustive best, each at its SLO batch, timed side by side in one interleaved run
+    (``optimize.search.head_to_head``): their cost ratio without the drift between the two runs' separate points."""
+    from workbench.optimize import _start
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.search import head_to_head
+    from workbench.optimize.store import Store
+    from workbench.util.files import artifacts_root
+
+    catalogue_only()
+    settings = {"task": args.task, "model": None, "data": None, "slo_ms": args.slo_ms, "percentile": args.percentile,
+                "max_drop": args.max_drop, "device": "cpu", "budget_s": 600.0,
+                "instances": args.instances.split(","), "threads": None}
+    store = Store(artifacts_root() / "bench-optimize-side-by-side", settings, redo=True)
+    s = _start(args.task, None, None, settings, store, Budget(600.0), lambda event: None, lambda message: None, None)
+    try:
+        rows = head_to_head(s, batches)
+    finally:
+        s.close()
+    return {n: r["usd_per_1m"][settings["instances"][0]] for n, r in rows.items()}
+
+
 def run_side(args) -> dict:
     """The body of one side, timed wall to wall from inside its process (imports included on both sides)."""
     from workbench.optimize.exhaustive import exhaustive
 
+    if args.side == "side-by-side":
+        return side_by_side(args, json.loads(args.pair))
     start, instances = time.perf_counter(), tuple(args.instances.split(","))
     if args.side == "exhaustive":
         ex = exhaustive(args.task, args.slo_ms, args.percentile, args.max_drop, instances)
@@ -149,7 +175,8 @@ def main(argv=None) -> dict:
     p.add_argument("--kill-after-rows", type=int, default=16, help="rows saved before the resume check's SIGINT")
     p.add_argument("--skip-resume", action="store_true")
     p.add_argument("--resume-only", action="store_true", help="only the kill-and-resume check")
-    p.add_argument("--side", choices=["optimize", "exhaustive"], help=argparse.SUPPRESS)   # a child's one side
+    p.add_argument("--side", choices=["optimize", "exhaustive", "side-by-side"], help=argparse.SUPPRESS)  # a child
+    p.add_argument("--pair", help=argparse.SUPPRESS)   # the side-by-side child's {arm: SLO batch}
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.side:
@@ -180,6 +207,15 @@ def main(argv=None) -> dict:
     # between two runs in it)
     choice_regret = (round((same - ex["best_usd_per_1m"]) / ex["best_usd_per_1m"] * 100, 2)
                      if same is not None and ex["best_usd_per_1m"] else None)
+    # the regret again, from one interleaved run of the two arms (0 when the pick is the exhaustive best)
+    best_batch = ((ex["arms"].get(ex["best"]) or {}).get("slo") or {}).get("batch_size")
+    paired = None
+    if ex["best"] and pick.get("arm") and pick["arm"] != ex["best"] and best_batch and pick.get("batch_size"):
+        costs = _side("side-by-side", argv + ["--pair", json.dumps({pick["arm"]: pick["batch_size"],
+                                                                     ex["best"]: best_batch})])
+        paired = round((costs[pick["arm"]] - costs[ex["best"]]) / costs[ex["best"]] * 100, 2)
+    elif ex["best"] and pick.get("arm") == ex["best"]:
+        paired = 0.0
     resume = None if args.skip_resume else resume_check(args)
     out = {"benchmark": "optimize", "task": args.task, "cost_unit": decision.get("cost_unit"),
            "drop_unit": decision.get("drop_unit"), "cpu": cpu, "isa": isa, "small_mode": small_mode(),
@@ -191,7 +227,7 @@ def main(argv=None) -> dict:
            "exhaustive_best_usd_per_1m": ex["best_usd_per_1m"],
            "exhaustive_pick_usd_per_1m": ((ex["arms"].get(pick.get("arm")) or {}).get("slo") or {}).get(
                "usd_per_1m", {}).get(instances[0]),
-           "regret_pct": regret, "choice_regret_pct": choice_regret, "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
+           "regret_pct": regret, "choice_regret_pct": choice_regret, "regret_side_by_side_pct": paired, "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
            "exhaustive_build_seconds": ex["build_seconds"], "optimize_build_seconds": decision.get("build_s"),
            "time_fraction_excluding_builds": (round((opt_wall - decision["build_s"]) / (ex["wall_s"] - ex["build_seconds"]), 3)
                                               if decision.get("build_s") is not None and ex["wall_s"] > ex["build_seconds"]
