@@ -116,35 +116,15 @@ def _side(name: str, argv: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def side_by_side(args, batches: dict) -> dict:
-    """The pick and the exhaustive best, each at its SLO batch, timed side by side in one interleaved run
-    (``optimize.search.head_to_head``): their cost ratio without the drift between the two runs' separate points."""
-    from workbench.optimize import _start
-    from workbench.optimize.budget import Budget
-    from workbench.optimize.search import head_to_head
-    from workbench.optimize.store import Store
-    from workbench.util.files import artifacts_root
-
-    catalogue_only()
-    settings = {"task": args.task, "model": None, "data": None, "slo_ms": args.slo_ms, "percentile": args.percentile,
-                "max_drop": args.max_drop, "device": "cpu", "budget_s": 600.0,
-                "instances": args.instances.split(","), "threads": None}
-    store = Store(artifacts_root() / "bench-optimize-side-by-side", settings, redo=True)
-    s = _start(args.task, None, None, settings, store, Budget(600.0), lambda event: None, lambda message: None, None)
-    try:
-        rows = head_to_head(s, batches)
-    finally:
-        s.close()
-    return {n: r["usd_per_1m"][settings["instances"][0]] for n, r in rows.items()}
-
-
 def run_side(args) -> dict:
     """The body of one side, timed wall to wall from inside its process (imports included on both sides)."""
-    from workbench.optimize.exhaustive import exhaustive
+    from workbench.optimize.exhaustive import exhaustive, side_by_side
 
-    if args.side == "side-by-side":
-        return side_by_side(args, json.loads(args.pair))
     start, instances = time.perf_counter(), tuple(args.instances.split(","))
+    if args.side == "side-by-side":   # the pick and the exhaustive best in one interleaved run
+        catalogue_only()
+        return side_by_side(args.task, args.slo_ms, args.percentile, args.max_drop, instances, json.loads(args.pair),
+                            study="bench-optimize-side-by-side")
     if args.side == "exhaustive":
         ex = exhaustive(args.task, args.slo_ms, args.percentile, args.max_drop, instances)
         return {**ex, "wall_s": round(time.perf_counter() - start, 1)}
@@ -227,7 +207,8 @@ def main(argv=None) -> dict:
            "exhaustive_best_usd_per_1m": ex["best_usd_per_1m"],
            "exhaustive_pick_usd_per_1m": ((ex["arms"].get(pick.get("arm")) or {}).get("slo") or {}).get(
                "usd_per_1m", {}).get(instances[0]),
-           "regret_pct": regret, "choice_regret_pct": choice_regret, "regret_side_by_side_pct": paired, "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
+           "regret_pct": regret, "choice_regret_pct": choice_regret, "regret_side_by_side_pct": paired,
+           "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
            "exhaustive_build_seconds": ex["build_seconds"], "optimize_build_seconds": decision.get("build_s"),
            "time_fraction_excluding_builds": (round((opt_wall - decision["build_s"]) / (ex["wall_s"] - ex["build_seconds"]), 3)
                                               if decision.get("build_s") is not None and ex["wall_s"] > ex["build_seconds"]

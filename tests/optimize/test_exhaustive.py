@@ -1,5 +1,7 @@
 """The exhaustive reference of benchmarks/optimize.py on two arms of the demo classifier (small mode): every batch size
 of the grid swept per arm, quality paired with the baseline's, the best arm the cheapest eligible one at the SLO."""
+import json
+
 import pytest
 
 
@@ -21,3 +23,18 @@ def test_every_arm_and_batch_size_is_swept_and_the_cheapest_eligible_arm_is_best
     assert out["best"] == min(costs, key=costs.get) and out["best_usd_per_1m"] == costs[out["best"]]
     assert out["wall_s"] >= out["build_seconds"] > 0
 
+
+
+@pytest.mark.slow
+def test_side_by_side_prices_each_arm_at_its_own_batch_from_one_run(monkeypatch, tmp_path):
+    from workbench.optimize.exhaustive import side_by_side
+    from workbench.optimize.search import HEAD_TO_HEAD
+
+    monkeypatch.setenv("WORKBENCH_SMALL", "1")
+    monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path))
+    costs = side_by_side("text-classification", 2000.0, "p50", 100.0, ("c7i.large",),
+                         {"torch-fp32": 8, "ort-int8-dynamic": 4}, study="sbs")
+    assert set(costs) == {"torch-fp32", "ort-int8-dynamic"} and all(c > 0 for c in costs.values())
+    rows = [json.loads(x) for x in (tmp_path / "sbs" / "results.jsonl").read_text().splitlines()]
+    assert {(r["arm"], r["batch_size"], r["rung"]) for r in rows} == {("torch-fp32", 8, HEAD_TO_HEAD),
+                                                                    ("ort-int8-dynamic", 4, HEAD_TO_HEAD)}

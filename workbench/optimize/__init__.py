@@ -46,6 +46,13 @@ def resume_command(task, model, data, slo_ms, percentile, max_drop, budget_s, de
     return " ".join(parts)
 
 
+def run_settings(task, model, data, slo_ms, percentile, max_drop, device, budget_s, instances, threads) -> dict:
+    """The settings a study is kept under (``run.json``): a re-run with other settings is refused, not mixed."""
+    return {"task": task, "model": str(model) if model else None, "data": str(data) if data else None,
+            "slo_ms": float(slo_ms), "percentile": percentile, "max_drop": float(max_drop), "device": device,
+            "budget_s": budget_s, "instances": list(instances), "threads": threads}
+
+
 def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile: str = "p99", max_drop: float = 1.0,
              budget_s: float = 1200.0, device: str = "cpu", instances=("c7i.large",), traffic_per_day=None,
              apis=None, study: str | None = None, redo: bool = False, bundle: bool = True, load_check: bool = True,
@@ -89,9 +96,7 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
                          "p99 (the request metrics' percentiles): use --percentile p99 or p50")
     study = study or f"optimize-{task}"
     folder = artifacts_root() / study
-    settings = {"task": task, "model": str(model) if model else None, "data": str(data) if data else None,
-                "slo_ms": float(slo_ms), "percentile": percentile, "max_drop": float(max_drop), "device": device,
-                "budget_s": budget_s, "instances": list(instances), "threads": threads}
+    settings = run_settings(task, model, data, slo_ms, percentile, max_drop, device, budget_s, instances, threads)
     store = Store(folder, settings, redo=redo)
     budget = Budget(budget_s, spent_before_s=store.spent_before_s)
     resume = resume_command(task, model, data, slo_ms, percentile, max_drop, budget_s, device, instances, traffic,

@@ -134,7 +134,7 @@ def decision(s, complete: bool, meta: dict, bundle=None, load_check=None, traffi
             "build_s": round(sum(sum(v) for v in s.budget.build_s.values()), 1), "complete": complete,
             "stage": s.stage, "cost_unit": s.kind.cost_unit, "drop_unit": s.kind.drop_unit,
             "drop_unit_long": s.kind.drop_unit_long, "throughput_unit": s.kind.throughput_unit,
-            "slo_latency": "per output token (ITL)" if s.task_kind == "causal-lm" else "per batch", "pick": pick, "pareto": _pareto(s),
+            "slo_latency": s.kind.slo_latency, "pick": pick, "pareto": _pareto(s),
             "arms": _arms(s), "build_vs_buy": build_vs_buy(s, pick, traffic_per_day, apis),
             "skipped_for_budget": list(dict.fromkeys(s.skipped_for_budget)), "resume": meta.get("resume")}
 

@@ -121,4 +121,30 @@ def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, th
     return _summary(out, instances, start, build_s, prepared)
 
 
-__all__ = ["exhaustive", "exhaustive_lm"]
+def side_by_side(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, batches: dict,
+                 study: str = "optimize-side-by-side") -> dict:
+    """Arms, each at its own batch size (``{arm: batch}``), timed side by side in one interleaved run by the
+    search's own :func:`optimize.search.head_to_head`: arm -> cost per 1M on the first instance.
+    ``benchmarks/optimize.py`` prices the pick against the exhaustive best with it, free of the drift between the two
+    runs' separate points."""
+    from workbench.optimize import _start, run_settings
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.search import head_to_head
+    from workbench.optimize.store import Store
+    from workbench.util.files import artifacts_root
+
+    budget_s = 600.0
+    settings = run_settings(task_kind, None, None, slo_ms, percentile, max_drop, "cpu", budget_s, instances, None)
+    store = Store(artifacts_root() / study, settings, redo=True)
+    s = _start(task_kind, None, None, settings, store, Budget(budget_s), lambda event: None, lambda message: None,
+               None)
+    try:
+        rows = head_to_head(s, batches)
+    finally:
+        s.close()
+    if not rows:
+        raise RuntimeError(f"the side-by-side run of {sorted(batches)} measured nothing: {s.skipped_for_budget}")
+    return {name: row["usd_per_1m"][settings["instances"][0]] for name, row in rows.items()}
+
+
+__all__ = ["exhaustive", "exhaustive_lm", "side_by_side"]

@@ -25,6 +25,7 @@ class ClassifierKind:
     drop_unit = "pts"                     # accuracy points
     drop_unit_long = "points of accuracy (paired 95% CI upper end)"
     throughput_unit = "requests/s"
+    slo_latency = "per batch"             # what the SLO's latency is read on
 
     def settings(self, st):
         return st
@@ -118,6 +119,7 @@ class CausalLMKind:
     drop_unit = "% ppl"                   # perplexity increase in % over the baseline
     drop_unit_long = "% perplexity increase over the baseline (paired 95% CI upper end)"
     throughput_unit = "output tokens/s"
+    slo_latency = "per output token (ITL)"
 
     def __init__(self, small: bool):
         self.small = small

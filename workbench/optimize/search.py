@@ -424,7 +424,7 @@ def slo_reading(s: Search, rows: list[dict]) -> dict | None:
 def read_slo(rows: list[dict], slo_ms: float, percentile: str, instances, cost=None) -> dict | None:
     """:func:`slo_reading` from plain arguments (the benchmark's exhaustive run reads its sweeps the same way);
     ``cost(usd_per_hour, throughput)`` is the kind's (default: USD per 1M requests)."""
-    from workbench.measure.cost import get_price, usd_per_1m_requests
+    from workbench.measure.cost import usd_per_1m_requests
     from workbench.measure.slo import slo_point
 
     cost = cost or usd_per_1m_requests
@@ -438,9 +438,15 @@ def read_slo(rows: list[dict], slo_ms: float, percentile: str, instances, cost=N
     out = {"feasible": res.feasible, "reason": res.reason, "batch_size": res.batch_size,
            "tail_ms": res.latency_ms, "throughput_per_s": res.throughput_per_s, "percentile_used": res.percentile_used}
     if res.feasible:
-        out["usd_per_1m"] = {i: round(cost(get_price(i).usd_per_hour, res.throughput_per_s), 6)
-                             for i in instances}
+        out["usd_per_1m"] = usd_per_1m(res.throughput_per_s, instances, cost)
     return out
+
+
+def usd_per_1m(throughput: float, instances, cost) -> dict:
+    """Instance -> the kind's ``cost(usd_per_hour, throughput)`` at that instance's hourly price."""
+    from workbench.measure.cost import get_price
+
+    return {i: round(cost(get_price(i).usd_per_hour, throughput), 6) for i in instances}
 
 
 def _cost(reading: dict | None, instance: str) -> float:
@@ -503,8 +509,7 @@ def head_to_head(s: Search, batches: dict[str, int]) -> dict[str, dict]:
 
     st = s.settings
     saved = {n: s.store.get("sweep", n, b, HEAD_TO_HEAD) for n, b in batches.items()}
-    todo = {n: b for n, b in batches.items() if saved[n] is None}
-    if not todo:
+    if all(row is not None for row in saved.values()):
         return saved
     need = st.screen_rounds * st.screen_seconds * len(batches) * 1.25
     if not s.budget.fits(need + _confirm_estimate(s)):
@@ -516,8 +521,6 @@ def head_to_head(s: Search, batches: dict[str, int]) -> dict[str, dict]:
     if run.errors or set(run.timing) != set(batches):
         s.skipped_for_budget.append(f"the contenders' side-by-side run failed ({run.errors}): chosen on sweep points")
         return {}
-    from workbench.measure.cost import get_price
-
     out = {}
     for name, batch in batches.items():
         t = run.timing[name]
@@ -526,7 +529,7 @@ def head_to_head(s: Search, batches: dict[str, int]) -> dict[str, dict]:
             "stage": "sweep", "arm": name, "batch_size": batch, "rung": HEAD_TO_HEAD, "p50_ms": round(t.p50_ms, 4),
             "n_calls": t.n_calls, "stable": t.stable, "throughput_per_s": round(throughput, 3),
             "throughput_unit": s.kind.throughput_unit,
-            "usd_per_1m": {i: round(s.kind.cost(get_price(i).usd_per_hour, throughput), 6) for i in s.instances},
+            "usd_per_1m": usd_per_1m(throughput, s.instances, s.kind.cost),
             "side_by_side": sorted(batches)})
     return out
 
@@ -607,4 +610,5 @@ def run(s: Search) -> None:
     confirm(s)
 
 
-__all__ = ["Search", "Settings", "Entry", "run", "screen", "quality", "sweep", "confirm", "slo_reading", "read_slo"]
+__all__ = ["Search", "Settings", "Entry", "run", "screen", "quality", "sweep", "confirm", "slo_reading", "read_slo",
+           "head_to_head", "usd_per_1m"]
