@@ -108,6 +108,8 @@ class _FakeKind:
     def units_per_call(batch):
         return batch
 
+    calls_per_turn = 3
+
 
 def test_sweep_walks_down_from_the_top_and_a_batch_an_arm_cannot_run_is_a_failed_point(tmp_path):
     from workbench.arms.base import Arm

@@ -265,7 +265,7 @@ def _time_screen(s: Search, names: list[str], rounds: int, rung) -> None:
     # LM request takes a tenth of a second and more: those minimum rounds were most of the LM's screen)
     run = time_arms({n: s.kind.timed(b, st.batch_size) for n, b in timed.items()}, rounds=rounds,
                     seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads,
-                    min_rounds=1 if first else None)
+                    calls_per_turn=s.kind.calls_per_turn, min_rounds=1 if first else None)
     base_t = run.timing.get(s.baseline)
     for name in timed:
         if s.store.get("screen", name, st.batch_size, rung) is not None:
@@ -517,7 +517,8 @@ def head_to_head(s: Search, batches: dict[str, int]) -> dict[str, dict]:
                                                      need))
         return {}
     run = time_arms({n: s.kind.at_batch(s, n, b) for n, b in batches.items()}, rounds=st.screen_rounds,
-                    seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
+                    seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads,
+                    calls_per_turn=s.kind.calls_per_turn)
     if run.errors or set(run.timing) != set(batches):
         s.skipped_for_budget.append(f"the contenders' side-by-side run failed ({run.errors}): chosen on sweep points")
         return {}
@@ -585,8 +586,8 @@ def confirm(s: Search) -> None:
         return
     if name != s.baseline and s.store.get("confirm", name, st.batch_size, "speedup") is None:
         built = {n: s.kind.timed(s.build(n), st.batch_size) for n in (s.baseline, name)}
-        run = time_arms(built, rounds=st.screen_rounds,
-                        seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads)
+        run = time_arms(built, rounds=st.screen_rounds, seconds=st.screen_seconds, warmup=st.warmup,
+                        threads=s.ctx.threads, calls_per_turn=s.kind.calls_per_turn)
         s.save({"stage": "confirm", "arm": name, "batch_size": st.batch_size, "rung": "speedup",
                 "confirmed_speedup": run.ratio(s.baseline, name), "errors": run.errors or None,
                 "p50_ms": run.timing[name].p50_ms if name in run.timing else None,
