@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 
 
-def _catalogue(task_kind: str, isa: dict, calibration, budget) -> tuple[list, list[str]]:
+def catalogue(task_kind: str, isa: dict, calibration, budget=None) -> tuple[list, list[str]]:
+    """The arm catalogue for this task kind and ISA (the exhaustive reference covers exactly these)."""
     if task_kind == "causal-lm":
         from workbench.arms.llm import llm_arms
         from workbench.util.settings import small_mode
@@ -46,7 +47,7 @@ def _distilled(task_kind: str, isa: dict, calibration, budget) -> tuple[list, li
 # leaves no time to check its quality or sweep any arm, and the run would end with no pick at all.
 DISTILL_SHARE = 0.35
 
-PROVIDERS = [("catalogue", _catalogue), ("distilled", _distilled)]
+PROVIDERS = [("catalogue", catalogue), ("distilled", _distilled)]
 
 
 def candidates(task_kind: str, isa: dict, calibration=None, budget=None, device: str = "cpu") -> tuple[list, list[str]]:
@@ -65,4 +66,4 @@ def candidates(task_kind: str, isa: dict, calibration=None, budget=None, device:
     return arms, skipped
 
 
-__all__ = ["candidates", "PROVIDERS"]
+__all__ = ["candidates", "catalogue", "PROVIDERS"]

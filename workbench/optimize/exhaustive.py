@@ -34,14 +34,17 @@ def _summary(out: dict, instances, start: float, build_s: float, prepared) -> di
 def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, threads=None,
                only=None) -> dict:
     """Every arm built, every arm's quality, every arm x batch size swept; the cheapest eligible arm at the SLO.
-    ``only``: arm names to cover (the baseline always); default the whole catalogue."""
-    if task_kind == "causal-lm":
-        return exhaustive_lm(slo_ms, percentile, max_drop, instances, threads, only)
-    from workbench.arms.cpu import calibration_set, cpu_arms, cpu_context
+    ``only``: arm names to cover (the baseline always); default the whole catalogue.
+
+    The task kind's adapter (``optimize.kinds``) says what the search says for it: the catalogue, the context, what
+    a sweep point is (a batch of inputs; a whole greedy request of B sequences, ITL at the percentile), the quality
+    drop and the cost unit, so both sides of the benchmark measure alike."""
+    from types import SimpleNamespace
+
     from workbench.arms.eligibility import within_tolerance
-    from workbench.arms.rows import quality_drop
     from workbench.arms.runner import build_arms
-    from workbench.measure.batching import SweepConfig, sweep_batching
+    from workbench.optimize.candidates import catalogue
+    from workbench.optimize.kinds import kind_for
     from workbench.optimize.search import Settings, read_slo
     from workbench.runtime.cpu import isa_summary
     from workbench.tasks import get_task
@@ -49,60 +52,19 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
     from workbench.util.settings import small_mode
 
     start = time.perf_counter()
-    st = Settings.for_mode(small_mode())
-    folder = artifacts_root() / "bench-optimize-exhaustive"
-    task = get_task(task_kind)
-    calibration, _ = calibration_set(task, st.calib_examples, folder / "calibration")
-    arms = cpu_arms(isa_summary(), calibration=calibration and str(calibration))
-    ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"))
-    t = time.perf_counter()
-    prepared = build_arms(arms, ctx, only=only)
-    build_s = time.perf_counter() - t
-    baseline = next(a.name for a in arms if a.baseline)
-    base_q = prepared.built[baseline].quality()
-    out = {}
-    try:
-        for name, built in prepared.built.items():
-            row = _quality_row(name, baseline, built, base_q, quality_drop)
-            config = SweepConfig(batch_sizes=st.grid, seq_lens=(st.seq_len,), point_seconds=st.point_seconds,
-                                 percentile=percentile, retries=0, threads=threads)
-            rows = sweep_batching(task, built.variant, config, progress=False)
-            reading = read_slo(rows, slo_ms, percentile, instances)
-            out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
-                         "slo": reading, "points": len(rows)}
-    finally:
-        prepared.close()
-    return _summary(out, instances, start, build_s, prepared)
-
-
-def exhaustive_lm(slo_ms: float, percentile: str, max_drop: float, instances, threads=None, only=None) -> dict:
-    """:func:`exhaustive` for the demo LM: every LLM arm of the catalogue, its perplexity increase on the same
-    validation blocks (eligible by the same rule, % perplexity), every arm x batch size timed as optimize times a
-    point (``optimize.kinds.CausalLMKind.point``: whole greedy requests, ITL at the percentile), cost per 1M output
-    tokens."""
-    from types import SimpleNamespace
-
-    from workbench.arms.eligibility import within_tolerance
-    from workbench.arms.runner import build_arms
-    from workbench.optimize.kinds import CausalLMKind
-    from workbench.optimize.search import Settings, read_slo
-    from workbench.tasks import get_task
-    from workbench.util.files import artifacts_root
-    from workbench.util.settings import small_mode
-
-    start = time.perf_counter()
-    kind = CausalLMKind(small_mode())
+    kind = kind_for(task_kind, small_mode())
     st = kind.settings(Settings.for_mode(small_mode()))
-    folder = artifacts_root() / "bench-optimize-exhaustive-lm"
-    task = get_task("causal-lm")
-    arms = kind.arms()
+    folder = artifacts_root() / f"bench-optimize-exhaustive-{task_kind}"
+    task = get_task(task_kind)
+    arms, _ = catalogue(task_kind, isa_summary(), kind.calibration(task, st, folder), None)
     ctx = kind.context(task, st, threads, folder, lambda message: None)
     t = time.perf_counter()
     prepared = build_arms(arms, ctx, only=only)
     build_s = time.perf_counter() - t
     baseline = next(a.name for a in arms if a.baseline)
     base_q = prepared.built[baseline].quality()
-    s = SimpleNamespace(settings=st, ctx=ctx, build=lambda n: prepared.built[n])
+    s = SimpleNamespace(task=task, settings=st, ctx=ctx, build=lambda n: prepared.built[n], slo_ms=slo_ms,
+                        percentile=percentile)
     out = {}
     try:
         for name, built in prepared.built.items():
@@ -147,4 +109,4 @@ def side_by_side(task_kind: str, slo_ms: float, percentile: str, max_drop: float
     return {name: row["usd_per_1m"][settings["instances"][0]] for name, row in rows.items()}
 
 
-__all__ = ["exhaustive", "exhaustive_lm", "side_by_side"]
+__all__ = ["exhaustive", "side_by_side"]
