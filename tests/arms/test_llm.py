@@ -122,3 +122,24 @@ def test_hf_static_compile_quality_is_scored_through_hf_compiled_forward(cheap_h
     row = arm_row(by["hf-static-compile-fp32"], MEASURED, quality=q, base_quality=base)
     assert row["quality_scored_by"] == q.extra["scored_by"] and row["quality_kl_vs_fp32"] == q.extra["kl_vs_fp32"]
     assert "eager forward" in arm_row(by[BASELINE], MEASURED, quality=base)["quality_scored_by"]
+
+
+def test_a_compiled_arm_compiles_the_named_batch_sizes_at_build_and_the_others_on_first_call(monkeypatch):
+    from workbench.decoding.fast_loop import FastDecoder
+
+    compiled = []
+
+    def eager_stand_in(self, batch):   # the compile call, recorded; the step runs eagerly (no minutes of inductor)
+        compiled.append(batch)
+        return lambda token, position, cache: FastDecoder._decode_step(self, token, position, cache)
+    monkeypatch.setattr(FastDecoder, "_compile_step", eager_stand_in)
+    model = tiny_llama()
+    with pytest.raises(ValueError, match="compile_batches"):
+        decode_context(model, prompt=6, new=4, batches=(1, 2), compile_batches=(8,))
+    ctx = decode_context(model, prompt=6, new=4, batches=(1, 2, 4), compile_batches=(2,), quality_seqs=1)
+    arm = next(a for a in llm_arms(["fast-loop-fp32"]) if a.name == "fast-loop-fp32")
+    built = arm.build(ctx)
+    assert compiled == [2]                                  # only the named batch size compiled at build
+    built.call.at_batch(4)()                                # another batch size: its graph on its first call
+    assert compiled == [2, 4]
+    assert decode_context(model, prompt=6, new=4, batches=(1, 2)).options["compile_batches"] == (1, 2)   # default

@@ -72,12 +72,18 @@ def random_llama(small: bool, vocab: int | None = None):
 def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = True, quality: str = "agreement",
                    task=None, threads: int | None = None, out=None, ppl_blocks: int | None = None,
                    quality_seqs: int = 8, log=lambda message: None, seed: int = 1,
-                   prompt_list: list | None = None, device: str = "cpu") -> ArmContext:
+                   prompt_list: list | None = None, device: str = "cpu", compile_batches=None) -> ArmContext:
     """The context every LLM arm builds from: ``model`` (fp32 parent), prompts of ``prompt`` tokens per batch size
     (random ids; ``prompt_list``: real [1, prompt] prompts that batch-1 calls take in turn), ``new`` tokens per
-    request. ``quality``: "agreement" (random weights) or "perplexity" (needs ``task``)."""
+    request. ``quality``: "agreement" (random weights) or "perplexity" (needs ``task``). ``compile_batches``: the
+    batch sizes a compiled arm compiles at build (default all ``batches``); any other one compiles on its first call,
+    which every timing path makes as an untimed warm-up (a search that screens at one batch size then compiles the
+    others only for the arms it keeps)."""
     if quality not in ("agreement", "perplexity"):
         raise ValueError(f"quality={quality!r}: use 'agreement' (random weights) or 'perplexity' (a trained model)")
+    compile_batches = tuple(batches) if compile_batches is None else tuple(compile_batches)
+    if not set(compile_batches) <= set(batches):
+        raise ValueError(f"compile_batches={compile_batches} must be among batches={tuple(batches)}")
     if quality == "perplexity" and task is None:
         raise ValueError("quality='perplexity' needs the task whose token_blocks it is measured on")
     vocab = model.config.vocab_size
@@ -87,7 +93,8 @@ def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = T
         prompts[1] = prompt_list[0]
     cache_len = prompt + new
     options = dict(model=model, prompts=prompts, new=new, compile=compile, quality=quality, out=out,
-                   batches=tuple(batches), ppl_blocks=ppl_blocks, prompt_list=prompt_list)
+                   batches=tuple(batches), compile_batches=compile_batches, ppl_blocks=ppl_blocks,
+                   prompt_list=prompt_list)
     if quality == "agreement":
         length = min(64, cache_len - 1)
         options["quality_ids"] = torch.randint(0, vocab, (quality_seqs, length), generator=gen)
@@ -173,6 +180,11 @@ def _variant_model(ctx: ArmContext, precision: str):
     return ctx.cache[precision]
 
 
+def _compile_batches(ctx: ArmContext) -> tuple:
+    """The batch sizes a compiled arm compiles at build (:func:`decode_context`'s ``compile_batches``)."""
+    return ctx.options.get("compile_batches") or ctx.options["batches"]
+
+
 def _request(ctx: ArmContext, generate, batch: int | None = None):
     """The zero-argument timed call: one whole request at ``batch`` (default: the context's first batch size).
     With ``options["prompt_list"]`` (batch-1 prompts), the k-th call takes the k-th prompt (every arm walks them in
@@ -215,7 +227,7 @@ def _hf(precision: str, static_compile: bool = False):
                      if static_compile else None, notes)
         if static_compile:   # compile before any clock: the first call builds the graph (time reported apart), at
             start = time.perf_counter()   # the timed length: HF sizes its static cache to prompt + new tokens
-            for b in ctx.options["batches"]:
+            for b in _compile_batches(ctx):
                 generate(ctx.options["prompts"][b], ctx.options["new"])
             meta["compile_seconds"] = round(time.perf_counter() - start, 2)
         if static_compile:   # HF's own generate, teacher forced: its compiled decode forward gives the logits
@@ -234,7 +246,7 @@ def _fast_loop(precision: str):
         dec = FastDecoder(model, max_batch_size=max(ctx.options["batches"]), max_cache_len=ctx.options["cache_len"],
                           compile=ctx.options["compile"])
         start = time.perf_counter()
-        for b in ctx.options["batches"]:   # one graph per batch size, compiled before any clock runs
+        for b in _compile_batches(ctx):   # one graph per batch size, compiled before any clock runs
             dec.generate(ctx.options["prompts"][b], 2)
         ctx.log(f"  {precision} fast loop ready in {time.perf_counter() - start:.1f}s "
                 f"(compile {dec.compile_seconds:.1f}s): {dec.label}")

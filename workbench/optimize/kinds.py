@@ -146,7 +146,11 @@ class CausalLMKind:
         # same arms eagerly (the decision says so through the arms' notes)
         ctx = decode_context(task.baseline().model, prompt=self.shape["prompt"], new=self.shape["new"],
                              batches=st.grid, compile=not self.small, quality="perplexity", task=task,
-                             threads=threads, out=str(folder / "arms" / "onnx"), ppl_blocks=st.eval_limit, log=log)
+                             threads=threads, out=str(folder / "arms" / "onnx"), ppl_blocks=st.eval_limit, log=log,
+                             # compiled at build: the screen's batch only; an arm the screen keeps compiles its sweep
+                             # batches in their warm-up calls (a fast loop's graph per batch size took ~10 s each here,
+                             # most of a full-size run's builds when every arm compiled the whole grid)
+                             compile_batches=(st.batch_size,))
         # chosen on validation blocks, reported on test blocks (the confirm stage's report_quality)
         ctx.options["quality_ids"] = task.token_blocks("validation")[:st.eval_limit]
         ctx.options["report_ids"] = task.token_blocks("test")[:st.eval_limit]
