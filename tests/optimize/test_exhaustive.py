@@ -33,7 +33,7 @@ def test_side_by_side_prices_each_arm_at_its_own_batch_from_one_run(monkeypatch,
     monkeypatch.setenv("WORKBENCH_SMALL", "1")
     monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path))
     costs = side_by_side("text-classification", 2000.0, "p50", 100.0, ("c7i.large",),
-                         {"torch-fp32": 8, "ort-int8-dynamic": 4}, study="sbs")
+                         {"torch-fp32": 8, "ort-int8-dynamic": 4}, study="sbs", rounds=2)
     assert set(costs) == {"torch-fp32", "ort-int8-dynamic"} and all(c > 0 for c in costs.values())
     rows = [json.loads(x) for x in (tmp_path / "sbs" / "results.jsonl").read_text().splitlines()]
     assert {(r["arm"], r["batch_size"], r["rung"]) for r in rows} == {("torch-fp32", 8, HEAD_TO_HEAD),

@@ -84,11 +84,11 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
 
 
 def side_by_side(task_kind: str, slo_ms: float, percentile: str, max_drop: float, instances, batches: dict,
-                 study: str = "optimize-side-by-side") -> dict:
+                 study: str = "optimize-side-by-side", rounds: int | None = None) -> dict:
     """Arms, each at its own batch size (``{arm: batch}``), timed side by side in one interleaved run by the
-    search's own :func:`optimize.search.head_to_head`: arm -> cost per 1M on the first instance.
-    ``benchmarks/optimize.py`` prices the pick against the exhaustive best with it, free of the drift between the two
-    runs' separate points."""
+    search's own :func:`optimize.search.head_to_head` (``rounds``: default the search's): arm -> cost per 1M on the
+    first instance. ``benchmarks/optimize.py`` prices the pick against the exhaustive best with it, free of the drift
+    between the two runs' separate points."""
     from workbench.optimize import _start, run_settings
     from workbench.optimize.budget import Budget
     from workbench.optimize.search import head_to_head
@@ -101,7 +101,7 @@ def side_by_side(task_kind: str, slo_ms: float, percentile: str, max_drop: float
     s = _start(task_kind, None, None, settings, store, Budget(budget_s), lambda event: None, lambda message: None,
                None)
     try:
-        rows = head_to_head(s, batches)
+        rows = head_to_head(s, batches, rounds)
     finally:
         s.close()
     if not rows:

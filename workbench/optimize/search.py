@@ -497,9 +497,9 @@ def sweep(s: Search) -> None:
 HEAD_TO_HEAD = "head-to-head"   # the rung of a sweep row from the contenders' side-by-side run
 
 
-def head_to_head(s: Search, batches: dict[str, int]) -> dict[str, dict]:
+def head_to_head(s: Search, batches: dict[str, int], rounds: int | None = None) -> dict[str, dict]:
     """The contenders, each at its SLO batch size, timed side by side in one interleaved run; a row per arm with
-    its throughput and cost from that run (saved; a resumed run reads them back).
+    its throughput and cost from that run (saved; a resumed run reads them back). ``rounds``: default the screen's.
 
     Each sweep point is timed alone, at its own moment; on a shared machine the speed drifts between moments by more
     than the gap between close contenders (two runs of the same arm's point read 25% apart here). Side by side, the
@@ -511,12 +511,13 @@ def head_to_head(s: Search, batches: dict[str, int]) -> dict[str, dict]:
     saved = {n: s.store.get("sweep", n, b, HEAD_TO_HEAD) for n, b in batches.items()}
     if all(row is not None for row in saved.values()):
         return saved
-    need = st.screen_rounds * st.screen_seconds * len(batches) * 1.25
+    rounds = rounds or st.screen_rounds
+    need = rounds * st.screen_seconds * len(batches) * 1.25
     if not s.budget.fits(need + _confirm_estimate(s)):
         s.skipped_for_budget.append(s.budget.why_not("the contenders' side-by-side run (chosen on sweep points)",
                                                      need))
         return {}
-    run = time_arms({n: s.kind.at_batch(s, n, b) for n, b in batches.items()}, rounds=st.screen_rounds,
+    run = time_arms({n: s.kind.at_batch(s, n, b) for n, b in batches.items()}, rounds=rounds,
                     seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads,
                     calls_per_turn=s.kind.calls_per_turn)
     if run.errors or set(run.timing) != set(batches):
