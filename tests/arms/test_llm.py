@@ -136,10 +136,12 @@ def test_a_compiled_arm_compiles_the_named_batch_sizes_at_build_and_the_others_o
     model = tiny_llama()
     with pytest.raises(ValueError, match="compile_batches"):
         decode_context(model, prompt=6, new=4, batches=(1, 2), compile_batches=(8,))
-    ctx = decode_context(model, prompt=6, new=4, batches=(1, 2, 4), compile_batches=(2,), quality_seqs=1)
+    ctx = decode_context(model, prompt=6, new=4, batches=(1, 2, 4), compile_batches=(2,), quality_seqs=3)
     arm = next(a for a in llm_arms(["fast-loop-fp32"]) if a.name == "fast-loop-fp32")
     built = arm.build(ctx)
     assert compiled == [2]                                  # only the named batch size compiled at build
+    q = built.quality()                 # 3 sequences scored 2 at a time through the batch-2 graph (the last one padded)
+    assert compiled == [2] and q.n_examples == 3 * 8 and q.value == 100.0 and q.extra["kl_vs_fp32"] < 1e-6
     built.call.at_batch(4)()                                # another batch size: its graph on its first call
     assert compiled == [2, 4]
     assert decode_context(model, prompt=6, new=4, batches=(1, 2)).options["compile_batches"] == (1, 2)   # default

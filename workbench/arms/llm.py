@@ -118,10 +118,12 @@ def _reference_logits(ctx: ArmContext) -> torch.Tensor:
     return ctx.cache["ref_logits"]
 
 
-def _quality(ctx: ArmContext, scorer, path: str | None = None):
-    """``scorer(ids [1, T]) -> logits [1, T - 1, V]`` over the quality sequences, one at a time (batch 1: the graph
-    the headline times), as a QualityResult (see the module doc); ``extra["scored_by"]`` names the path: ``path``,
-    or the one the scorer reports when it returns ``(logits, path)`` (a scorer that finds out which path ran)."""
+def _quality(ctx: ArmContext, scorer, path: str | None = None, rows: int = 1):
+    """``scorer(ids [rows, T]) -> logits [rows, T - 1, V]`` over the quality sequences, ``rows`` at a time (the last
+    group padded with copies of its last sequence, whose logits are dropped), as a QualityResult (see the module doc);
+    ``extra["scored_by"]`` names the path: ``path``, or the one the scorer reports when it returns ``(logits, path)``
+    (a scorer that finds out which path ran). A compiled arm scores at the batch size it compiled first
+    (:func:`_compile_batches`): the graph that is timed, and no graph compiled for quality alone."""
     import numpy as np
 
     from workbench.util.stats import bootstrap_ci
@@ -130,10 +132,13 @@ def _quality(ctx: ArmContext, scorer, path: str | None = None):
     ids = ctx.options["quality_ids"]
     scored, paths = [], []
     with torch.inference_mode():
-        for i in range(ids.shape[0]):
-            out = scorer(ids[i:i + 1].to(ctx.device))
+        for i in range(0, ids.shape[0], rows):
+            group = ids[i:i + rows]
+            real = group.shape[0]
+            group = torch.cat([group, group[-1:].expand(rows - real, -1)]) if real < rows else group
+            out = scorer(group.to(ctx.device))
             logits, ran = out if isinstance(out, tuple) else (out, path)
-            scored.append(logits.float().cpu())
+            scored.append(logits[:real].float().cpu())
             paths.append(ran)
     logits = torch.cat(scored)
     path = "; ".join(dict.fromkeys(paths))     # one path, unless a sequence ran another one (then both are named)
@@ -257,7 +262,8 @@ def _fast_loop(precision: str):
         meta = _meta(ctx, model, ctx.options["cache_len"], notes, compile_seconds=round(dec.compile_seconds, 2),
                      compiled=dec.compiled)
         return BuiltArm(call=_request(ctx, dec.generate),
-                        quality=lambda: _quality(ctx, dec.score, f"{dec.label}: prefill + the timed decode step"),
+                        quality=lambda: _quality(ctx, dec.score, f"{dec.label}: prefill + the timed decode step",
+                                                 rows=_compile_batches(ctx)[0] if dec.compiled else 1),
                         meta=meta)
     return build
 
