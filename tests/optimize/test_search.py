@@ -198,3 +198,52 @@ def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_
     again = search()
     srch.screen(again)
     assert calls == [] and {n for n, e in again.entries.items() if e.outcome == "lost"} == cut
+
+
+class _TwinKind(_FakeKind):
+    """Two arms at the same cost (their side-by-side calls time themselves: a fixed pattern, no machine noise), one
+    with a clearly smaller quality drop; a third clearly costlier."""
+
+    ms = {"torch-fp32": 4.0, "twin-lossy": 1.0, "twin-exact": 1.0}
+    wobble = {"torch-fp32": [0.0] * 6, "twin-lossy": [0.0, 0.1, -0.1, 0.05, 0.0, -0.05],
+              "twin-exact": [0.05, -0.05, 0.1, 0.0, -0.1, 0.05]}
+
+    def point(self, s, name, batch):
+        ms = self.ms[name] * batch
+        return {"scenario": "batching", "batch_size": batch, "seq_len": 8, "variant_id": name, "n_calls": 500,
+                "stable": True, "latency_p50_ms": ms, "latency_p99_ms": ms, "throughput_per_s": batch * 1000 / ms}
+
+    def at_batch(self, s, name, batch):
+        from workbench.arms.base import BuiltArm
+        from workbench.measure.interleaved import Timed
+
+        turn = iter(range(10**6))
+        return BuiltArm(call=lambda: Timed(self.ms[name] * batch * (1 + self.wobble[name][next(turn) % 6])))
+
+
+def test_contenders_tied_on_cost_go_to_the_clearly_better_quality(tmp_path):
+    from workbench.arms.base import Arm
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.search import Entry, Search, Settings, sweep
+    from workbench.optimize.store import Store
+
+    arms = [Arm("torch-fp32", "baseline", None, baseline=True), Arm("twin-lossy", "int4", None),
+            Arm("twin-exact", "int8", None)]
+    s = Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
+               settings=Settings(1, 8, 3, 0.05, 8, (1, 2), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
+               budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
+               emit=lambda event: None, isa={}, kind=_TwinKind())
+    s.entries = {a.name: Entry(a.name) for a in arms}
+    s.entries["torch-fp32"].drop_ci = [0.0, 0.0]
+    s.entries["twin-lossy"].drop_ci, s.entries["twin-exact"].drop_ci = [0.3, 0.45], [-0.03, 0.06]
+    s.built = {a.name: object() for a in arms}
+    sweep(s)
+    side = {r["arm"]: r for r in s.store.rows("sweep") if r.get("rung") == "head-to-head"}
+    # the lossy twin reads cheaper (median 1.0 vs 1.025 of its pattern), but within the run's noise: a tie, broken
+    # for the exact one
+    assert side["twin-exact"]["cheapest_side_by_side"] == "twin-lossy" and s.winner == "twin-exact"
+    assert side["twin-exact"]["cost_vs_cheapest"][1] <= 1.0 <= side["twin-exact"]["cost_vs_cheapest"][2]
+    assert "tied on cost with twin-lossy" in s.entries["twin-exact"].why
+    assert "lost on quality" in s.entries["twin-lossy"].why
+    assert side["torch-fp32"]["cost_vs_cheapest"][1] > 3.5        # 4x costlier: never tied
+    assert "costlier than twin-exact" in s.entries["torch-fp32"].why

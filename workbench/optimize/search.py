@@ -11,8 +11,9 @@
 3. sweep: each contender's SLO point (``measure.slo.slo_point``: the largest batch that meets the SLO, priced by
    ``measure.cost``), measured from the top of the grid down to the first batch that meets it; the points below
    would not change the reading. The contenders that meet the SLO are then timed side by side, each at its SLO
-   batch (:func:`head_to_head`), and the cheapest in that run wins; the others lose with their cost against it.
-4. confirm: the winner (cheapest at the SLO) against the baseline on fresh interleaved timings (the runner's
+   batch (:func:`head_to_head`), and the cheapest in that run wins, unless a contender tied with it on cost (within
+   that run's own noise) has a clearly smaller quality drop (``optimize.ties``); the others lose with their cost.
+4. confirm: the winner against the baseline on fresh interleaved timings (the runner's
    confirmation), a fresh timing of its SLO point, and test-split quality for this final pick only.
 
 Every measurement is saved as it comes (``optimize.store``); a resumed run builds only the arms whose next measurement
@@ -23,6 +24,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+
+from workbench.optimize import ties
 
 SCREEN_SLOWER = 0.9     # an arm below 0.9x the baseline at the timing shape is slower, not noise (interleaved run)
 SCREEN_LEADER = 0.5     # ... or below half the leader's speed-up: a sweep would not close that gap
@@ -482,15 +485,24 @@ def sweep(s: Search) -> None:
         readings[name] = {**readings[name], "usd_per_1m": row["usd_per_1m"], "side_by_side": True}
         s.entries[name].usd_per_1m = row["usd_per_1m"]
     feasible.sort(key=lambda n: _cost(readings[n], first))
-    s.winner = feasible[0] if feasible else None
+    s.winner, tie = (ties.break_tie(feasible, {n: row.get("cost_vs_cheapest") for n, row in side.items()},
+                                    {n: s.entries[n].drop_ci for n in feasible}) if feasible else (None, None))
     if s.winner is not None:
         r = readings[s.winner]
         s.entries[s.winner].stage = "confirm"
-        s.entries[s.winner].why = (f"picked: cheapest eligible arm at the {s.percentile} <= {s.slo_ms:g} ms SLO "
+        s.entries[s.winner].why = (f"picked: {tie}" if tie else
+                                   f"picked: cheapest eligible arm at the {s.percentile} <= {s.slo_ms:g} ms SLO "
                                    f"(${r['usd_per_1m'][first]:.4g} per 1M on {first} at batch {r['batch_size']}"
                                    + (", timed side by side with the other contenders" if side else "") + ")")
     for name in alive:
-        if name != s.winner:
+        if name == s.winner:
+            continue
+        if tie and name == feasible[0]:   # the cheapest, tied on cost, lost on quality
+            mine, theirs = s.entries[name].drop_ci, s.entries[s.winner].drop_ci
+            s.lose(name, "sweep", f"tied on cost with {s.winner} side by side (within the run's noise), lost on "
+                                  f"quality: drop CI [{mine[0]:.2f}, {mine[1]:.2f}] vs {s.winner}'s "
+                                  f"[{theirs[0]:.2f}, {theirs[1]:.2f}]")
+        else:
             _lose_on_cost(s, name, readings, s.winner, first)
 
 
@@ -523,6 +535,10 @@ def head_to_head(s: Search, batches: dict[str, int], rounds: int | None = None) 
     if run.errors or set(run.timing) != set(batches):
         s.skipped_for_budget.append(f"the contenders' side-by-side run failed ({run.errors}): chosen on sweep points")
         return {}
+    # each arm's cost relative to the run's cheapest, with its interval over the run's paired rounds (optimize.ties)
+    rounds_of = {n: ties.round_costs(run.timing[n].samples_ms, s.kind.calls_per_turn, s.kind.units_per_call(b))
+                 for n, b in batches.items()}
+    cheapest = min(batches, key=lambda n: run.timing[n].p50_ms / s.kind.units_per_call(batches[n]))
     out = {}
     for name, batch in batches.items():
         t = run.timing[name]
@@ -532,7 +548,8 @@ def head_to_head(s: Search, batches: dict[str, int], rounds: int | None = None) 
             "n_calls": t.n_calls, "stable": t.stable, "throughput_per_s": round(throughput, 3),
             "throughput_unit": s.kind.throughput_unit,
             "usd_per_1m": usd_per_1m(throughput, s.instances, s.kind.cost),
-            "side_by_side": sorted(batches)})
+            "side_by_side": sorted(batches), "cheapest_side_by_side": cheapest,
+            "cost_vs_cheapest": ties.cost_ratio(rounds_of[name], rounds_of[cheapest]) if name != cheapest else None})
     return out
 
 
