@@ -57,6 +57,11 @@ def test_compiled_loop_matches_and_does_not_recompile():
     res2 = dec.generate(second, 20)   # a new prompt length and positions: no new graph, the same tokens as HF
     assert counters["stats"]["unique_graphs"] == graphs == 1
     assert res2.tokens.shape == (2, 33) and torch.equal(res2.tokens, hf_generate(model, second, 20).tokens)
+    # quality through the same batch-2 graph: teacher forced, the logits of a full forward (no new graph)
+    with torch.inference_mode():
+        full = model(input_ids=second).logits[:, :-1]
+    assert torch.allclose(dec.score(second), full, atol=1e-3)
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 def test_two_decoders_in_one_process_each_run_their_own_graph():

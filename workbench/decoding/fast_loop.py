@@ -278,7 +278,9 @@ class FastDecoder:
         rows = [first.float()]
         positions = torch.arange(1, ids.shape[1] - 1, device=self.device)
         for i in range(ids.shape[1] - 2):
-            _, logits = self._call_step(ids[:, i + 1:i + 2], positions[i:i + 1], cache)
+            # contiguous, as generate() feeds its tokens: the guard-free graph assumes the strides it compiled with
+            # (a column sliced out of [B, T] has stride T in dim 0: wrong for B > 1)
+            _, logits = self._call_step(ids[:, i + 1:i + 2].contiguous(), positions[i:i + 1], cache)
             rows.append(logits.float())
         cache.reset()
         return torch.stack(rows, 1)
