@@ -123,7 +123,7 @@ def _quality(ctx: ArmContext, scorer, path: str | None = None, rows: int = 1):
     group padded with copies of its last sequence, whose logits are dropped), as a QualityResult (see the module doc);
     ``extra["scored_by"]`` names the path: ``path``, or the one the scorer reports when it returns ``(logits, path)``
     (a scorer that finds out which path ran). A compiled arm scores at the batch size it compiled first
-    (:func:`_compile_batches`): the graph that is timed, and no graph compiled for quality alone."""
+    (:func:`decode_context`'s ``compile_batches``): the graph that is timed, and no graph compiled for quality alone."""
     import numpy as np
 
     from workbench.util.stats import bootstrap_ci
@@ -185,11 +185,6 @@ def _variant_model(ctx: ArmContext, precision: str):
     return ctx.cache[precision]
 
 
-def _compile_batches(ctx: ArmContext) -> tuple:
-    """The batch sizes a compiled arm compiles at build (:func:`decode_context`'s ``compile_batches``)."""
-    return ctx.options.get("compile_batches") or ctx.options["batches"]
-
-
 def _request(ctx: ArmContext, generate, batch: int | None = None):
     """The zero-argument timed call: one whole request at ``batch`` (default: the context's first batch size).
     With ``options["prompt_list"]`` (batch-1 prompts), the k-th call takes the k-th prompt (every arm walks them in
@@ -232,7 +227,7 @@ def _hf(precision: str, static_compile: bool = False):
                      if static_compile else None, notes)
         if static_compile:   # compile before any clock: the first call builds the graph (time reported apart), at
             start = time.perf_counter()   # the timed length: HF sizes its static cache to prompt + new tokens
-            for b in _compile_batches(ctx):
+            for b in ctx.options["compile_batches"]:
                 generate(ctx.options["prompts"][b], ctx.options["new"])
             meta["compile_seconds"] = round(time.perf_counter() - start, 2)
         if static_compile:   # HF's own generate, teacher forced: its compiled decode forward gives the logits
@@ -251,7 +246,7 @@ def _fast_loop(precision: str):
         dec = FastDecoder(model, max_batch_size=max(ctx.options["batches"]), max_cache_len=ctx.options["cache_len"],
                           compile=ctx.options["compile"])
         start = time.perf_counter()
-        for b in _compile_batches(ctx):   # one graph per batch size, compiled before any clock runs
+        for b in ctx.options["compile_batches"]:   # one graph per batch size, compiled before any clock runs
             dec.generate(ctx.options["prompts"][b], 2)
         ctx.log(f"  {precision} fast loop ready in {time.perf_counter() - start:.1f}s "
                 f"(compile {dec.compile_seconds:.1f}s): {dec.label}")
@@ -263,7 +258,7 @@ def _fast_loop(precision: str):
                      compiled=dec.compiled)
         return BuiltArm(call=_request(ctx, dec.generate),
                         quality=lambda: _quality(ctx, dec.score, f"{dec.label}: prefill + the timed decode step",
-                                                 rows=_compile_batches(ctx)[0] if dec.compiled else 1),
+                                                 rows=ctx.options["compile_batches"][0] if dec.compiled else 1),
                         meta=meta)
     return build
 

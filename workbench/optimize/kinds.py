@@ -180,11 +180,6 @@ class CausalLMKind:
             return dataclasses.replace(built, call=serially)
         return built if at is None or batch == 1 else dataclasses.replace(built, call=at(batch))
 
-    def arms(self, names=None, device="cpu"):
-        from workbench.arms.llm import llm_arms
-
-        return llm_arms(names, compile=not self.small, device=device)
-
     @staticmethod
     def with_report_quality(built, ctx):
         """``built.report_quality``: the arm's own quality path on the test blocks instead of the validation ones."""
