@@ -2,9 +2,9 @@
 them) exported for vLLM (CPU build) in bf16 / int8 / int4, the engine config search under the SLO, the cost workloads
 and the prefix-cache trial on the confirmed winner's server, and served quality on the demo LM.
 
-All the work is the package's (:mod:`workbench.serving.engine`: ``footprint``, ``export``, ``search``, ``trials``,
-``quality``, ``inprocess`` + ``predict``: the served goodput predicted from in-process step times of each checkpoint
-and its error); this script builds the model, calls them and prints. Candidates are measured one after another (each
+All the work is the package's (:mod:`workbench.serving.engine`: ``synthetic`` (the model), ``footprint``, ``export``,
+``search``, ``trials``, ``quality``, ``inprocess`` + ``predict``: the served goodput predicted from in-process step
+times of each checkpoint and its error); this script calls them and prints. Candidates are measured one after another (each
 needs its own engine start-up), so the 1-min load average is printed at the start and the end.
 
     python benchmarks/llm_serving.py            # 134M Llama, full search (~30 min on idle cores)
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,51 +34,6 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def build_model_dir(folder: Path, small: bool) -> Path:
-    """The Llama shape of benchmarks/llm_decode.py in bf16 safetensors, with the demo tokenizer."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from workbench.serving.engine.checkpoint import TOKENIZER_FILES
-    from workbench.tasks.causal_lm import DEMO_TARGET_DIR
-
-    if (folder / "config.json").is_file():
-        return folder
-    torch.manual_seed(0)
-    shape = (dict(vocab_size=4096, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4)
-             if small else dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
-                                num_attention_heads=12))
-    model = LlamaForCausalLM(LlamaConfig(**shape, max_position_embeddings=1024)).eval().to(torch.bfloat16)
-    # The demo tokenizer has 4096 tokens: ids above it decode to nothing (AIPerf counts a stream without text as a
-    # failed request). Zero LM-head rows keep greedy decoding on ids the tokenizer has (same shape, same speed).
-    with torch.no_grad():
-        model.lm_head.weight[4096:] = 0
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    for name in TOKENIZER_FILES:
-        if (DEMO_TARGET_DIR / name).is_file() and name != "generation_config.json":
-            shutil.copy(DEMO_TARGET_DIR / name, tmp / name)
-    os.replace(tmp, folder)
-    return folder
-
-
-def served_quality_demo(work: Path, small: bool) -> dict:
-    """The demo LM exported bf16, served: prompt perplexity and greedy agreement against the workbench's own."""
-    from workbench.serving.engine.engine_args import EngineArgs
-    from workbench.serving.engine.export import export_engine
-    from workbench.serving.engine.quality import served_quality
-    from workbench.serving.engine.server import VllmServer, split_cpus
-    from workbench.tasks import get_task
-
-    task = get_task("causal-lm")
-    ckpt = export_engine(task.baseline(), task, to=work / "bundle-demo-bf16", overwrite=True) / "checkpoint"
-    blocks = task.token_blocks("test")[: 8 if small else 32]
-    with VllmServer(ckpt, EngineArgs(max_model_len=max(256, blocks.shape[1] + 8)), work / "vllm-demo.log",
-                    cpus=split_cpus()[0]) as server:
-        return served_quality(server.url, ckpt, blocks, n_prompts=8 if small else 16, new_tokens=32)
-
-
 def main(argv=None) -> dict:
     from workbench.core import apply
     from workbench.measure.cost import get_price
@@ -88,9 +42,11 @@ def main(argv=None) -> dict:
     from workbench.serving.engine.export import export_engine
     from workbench.serving.engine.footprint import export_peak_rss
     from workbench.serving.engine.inprocess import predict_search
+    from workbench.serving.engine.quality import served_quality_of_baseline
     from workbench.serving.engine.search import search_engine
-    from workbench.serving.engine.server import split_cpus
+    from workbench.serving.engine.synthetic import random_llama_checkpoint
     from workbench.steps.weight_only import WeightOnlyConfig
+    from workbench.tasks import get_task
     from workbench.tasks.causal_lm import CausalLMTask
     from workbench.util.files import artifacts_root
 
@@ -102,7 +58,7 @@ def main(argv=None) -> dict:
     mode = "small" if args.small else "quick" if args.quick else "full"
     work = Path(args.out) if args.out else artifacts_root() / "llm_serving" / mode
     work.mkdir(parents=True, exist_ok=True)
-    model_dir = build_model_dir(work / "llama-bf16", args.small)
+    model_dir = random_llama_checkpoint(work / "llama-bf16", args.small)
     log(f"model {model_dir}; peak RSS probe (load bf16 + int8 + export) ...")
     rss = export_peak_rss(model_dir, work / "rss-int8")
     log(f"  {rss}")
@@ -114,27 +70,20 @@ def main(argv=None) -> dict:
     bundles = {p: export_engine(v, task, to=work / f"bundle-{p}", overwrite=True) for p, v in precisions.items()}
     params_m = round(sum(p.numel() for p in task.load_model().parameters()) / 1e6, 1)
     del base, precisions
-    price, extra = get_price("c7i.large"), {}
 
-    def on_confirm(server, cand, res):   # the trials on the confirmed winner's engine: no extra start-up
-        ckpt, slo, out = cand.bundle / "checkpoint", (res.slo_ttft_ms, res.slo_itl_ms), work / "trials"
-        n = 10 if args.quick else 24
-        log("  cost workloads (long prompt / short answer and the reverse) ...")
-        extra["workload_rows"] = trials.workload_costs(server, ckpt, slo, split_cpus()[1], out, price, n=n)
-        rate = max(0.05, round((cand.goodput_per_s or 0.2) / 2, 3))
-        log(f"  prefix-cache trial at {rate}/s ...")
-        extra["prefix"] = trials.prefix_cache_trial(server, ckpt, rate, slo, split_cpus()[1], out, n=n)
-        log(f"  prefix-cache TTFT ratio {extra['prefix']['prefix_cache_ttft_ratio']} (idle "
-            f"{extra['prefix']['prefix_cache_ttft_ratio_idle']}, floor {extra['prefix']['ttft_floor_ms']} ms)")
-
+    extra: dict = {}   # the confirmed winner's trials (cost workloads, prefix cache), filled during the search
+    price = get_price("c7i.large")
     budget = args.budget_s or (420 if args.quick or args.small else 1500)
     search = search_engine(bundles, workload="chat", budget_s=budget, point_s=5.0 if args.quick else 8.0,
                            max_points=5, small=args.quick or args.small,
-                           work_dir=work / "search", progress=log, on_confirm=on_confirm)
+                           work_dir=work / "search", progress=log,
+                           on_confirm=trials.on_confirmed_engine(work / "trials", price, 10 if args.quick else 24,
+                                                                 extra, log))
     log(search.to_text())
     log("served quality (demo LM, bf16 checkpoint) ...")
     try:
-        quality = served_quality_demo(work, args.small)
+        quality = served_quality_of_baseline(get_task("causal-lm"), work / "demo", 8 if args.small else 32,
+                                             8 if args.small else 16)
     except Exception as exc:   # the figure is then absent, the rest kept
         quality = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
     log("predicted vs served goodput (in-process step times of each checkpoint, continuous-batching simulation) ...")

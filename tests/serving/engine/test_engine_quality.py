@@ -41,3 +41,30 @@ def test_tiny_llama_served_greedy_and_perplexity_match_the_workbench(tiny_llama_
     # bf16 engine kernels vs the workbench's fp32 on the same bf16 weights: near-ties may flip late tokens, not most
     assert q["greedy_token_agreement"] >= 0.5, q
     assert abs(q["served_ppl_diff_pct"]) < 2.0, q
+
+
+def test_served_quality_of_the_baseline_serves_its_exported_checkpoint_and_stops(tiny_llama_task, tmp_path,
+                                                                                 monkeypatch):
+    from workbench.serving.engine import quality, server
+
+    seen = {}
+
+    class FakeServer:   # what the engine would be given; the checks themselves are the integration test's
+        def __init__(self, checkpoint, args, log_path, cpus=None):
+            seen.update(checkpoint=checkpoint, max_model_len=args.max_model_len, cpus=cpus, log=log_path)
+            self.url = "http://127.0.0.1:1"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            seen["stopped"] = True
+
+    monkeypatch.setattr(server, "VllmServer", FakeServer)
+    monkeypatch.setattr(quality, "served_quality", lambda url, ckpt, blocks, n_prompts, new_tokens: {
+        "url": url, "blocks": tuple(blocks.shape), "n_prompts": n_prompts, "new_tokens": new_tokens})
+    out = quality.served_quality_of_baseline(tiny_llama_task, tmp_path, n_blocks=2, n_prompts=1, new_tokens=4)
+    blocks = tiny_llama_task.token_blocks("test")[:2]
+    assert out == {"url": "http://127.0.0.1:1", "blocks": tuple(blocks.shape), "n_prompts": 1, "new_tokens": 4}
+    assert seen["checkpoint"] == tmp_path / "bundle-bf16" / "checkpoint" and (seen["checkpoint"] / "config.json").is_file()
+    assert seen["max_model_len"] >= blocks.shape[1] + 8 and seen["stopped"]

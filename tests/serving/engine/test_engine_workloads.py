@@ -39,3 +39,25 @@ def test_shared_prefix_prompts_share_their_start(tiny_llama_task):
     assert 47 <= common <= 49 and all(63 <= n <= 66 for n in lens)   # 48 shared of 64, a join may move a token
     distinct, _ = wl.without_prefix().prompts(tiny_llama_task.model_dir, 3, seed=1)
     assert len({t[:20] for t in distinct}) == 3
+
+
+def test_confirmed_engine_trials_run_on_the_winners_server_at_half_its_goodput(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from workbench.serving.engine import trials
+
+    calls = []
+    monkeypatch.setattr(trials, "workload_costs", lambda server, ckpt, slo, client, out, price, n: calls.append(
+        ("workloads", server, ckpt, slo, n)) or [{"workload": "long-prompt"}])
+    monkeypatch.setattr(trials, "prefix_cache_trial", lambda server, ckpt, rate, slo, client, out, n: calls.append(
+        ("prefix", rate)) or {"prefix_cache_ttft_ratio": 0.5, "prefix_cache_ttft_ratio_idle": 0.4,
+                              "ttft_floor_ms": 9.0})
+    found = {}
+    hook = trials.on_confirmed_engine(tmp_path, price=None, n=7, found=found)
+    cand, res = SimpleNamespace(bundle=tmp_path / "b", goodput_per_s=0.9), SimpleNamespace(slo_ttft_ms=500,
+                                                                                          slo_itl_ms=80)
+    hook("server", cand, res)
+    assert calls == [("workloads", "server", tmp_path / "b" / "checkpoint", (500, 80), 7), ("prefix", 0.45)]
+    assert found["workload_rows"] == [{"workload": "long-prompt"}] and found["prefix"]["ttft_floor_ms"] == 9.0
+    hook("server", SimpleNamespace(bundle=tmp_path, goodput_per_s=None), res)   # no goodput: the floor rate
+    assert calls[-1] == ("prefix", 0.1)

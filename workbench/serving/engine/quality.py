@@ -124,4 +124,21 @@ def served_quality(url: str, checkpoint: Path, blocks, n_prompts: int = 8, promp
     return out
 
 
-__all__ = ["served_perplexity", "served_greedy", "greedy_agreement", "agreement", "served_quality", "own_model"]
+def served_quality_of_baseline(task, folder: Path, n_blocks: int = 32, n_prompts: int = 16,
+                               new_tokens: int = 32) -> dict:
+    """:func:`served_quality` of ``task``'s baseline: exported for the engine (bf16) into ``folder``, served on
+    loopback (pinned apart from this process's client cores) for as long as the two checks take, then stopped."""
+    from workbench.serving.engine.engine_args import EngineArgs
+    from workbench.serving.engine.export import export_engine
+    from workbench.serving.engine.server import VllmServer, split_cpus
+
+    folder = Path(folder)
+    ckpt = export_engine(task.baseline(), task, to=folder / "bundle-bf16", overwrite=True) / "checkpoint"
+    blocks = task.token_blocks("test")[:n_blocks]
+    with VllmServer(ckpt, EngineArgs(max_model_len=max(256, blocks.shape[1] + 8)), folder / "vllm.log",
+                    cpus=split_cpus()[0]) as server:
+        return served_quality(server.url, ckpt, blocks, n_prompts=n_prompts, new_tokens=new_tokens)
+
+
+__all__ = ["served_perplexity", "served_greedy", "greedy_agreement", "agreement", "served_quality", "own_model",
+           "served_quality_of_baseline"]

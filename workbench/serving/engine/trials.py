@@ -107,4 +107,23 @@ def workload_costs(server, ckpt: Path, slo: tuple[float, float], client_cpus, ou
     return rows
 
 
-__all__ = ["prefix_cache_trial", "workload_costs", "CPU_BLOCK_TOKENS"]
+def on_confirmed_engine(out: Path, price, n: int, found: dict, log=lambda message: None):
+    """A ``search_engine(on_confirm=...)`` callback running both trials on the confirmed winner's server (no extra
+    engine start-up): the cost workloads (``found["workload_rows"]``), then the prefix-cache trial at half the
+    winner's goodput (``found["prefix"]``); each under the confirmation's SLO, ``n`` requests a point."""
+    from workbench.serving.engine.server import split_cpus
+
+    def trials(server, cand, res) -> None:
+        ckpt, slo, client = cand.bundle / "checkpoint", (res.slo_ttft_ms, res.slo_itl_ms), split_cpus()[1]
+        log("  cost workloads (long prompt / short answer and the reverse) ...")
+        found["workload_rows"] = workload_costs(server, ckpt, slo, client, out, price, n=n)
+        rate = max(0.05, round((cand.goodput_per_s or 0.2) / 2, 3))
+        log(f"  prefix-cache trial at {rate}/s ...")
+        found["prefix"] = prefix = prefix_cache_trial(server, ckpt, rate, slo, client, out, n=n)
+        log(f"  prefix-cache TTFT ratio {prefix['prefix_cache_ttft_ratio']} (idle "
+            f"{prefix['prefix_cache_ttft_ratio_idle']}, floor {prefix['ttft_floor_ms']} ms)")
+
+    return trials
+
+
+__all__ = ["prefix_cache_trial", "workload_costs", "on_confirmed_engine", "CPU_BLOCK_TOKENS"]
