@@ -107,6 +107,8 @@ def main(argv=None) -> dict:
         "aiperf_vs_own_ttft_p50_diff_pct_all": diffs,
         "predicted_goodput_rps": prediction["winner"].get("predicted_goodput_per_s"),
         "predicted_vs_served_goodput_error_pct": prediction["winner"].get("predicted_vs_served_goodput_error_pct"),
+        "predicted_uncalibrated_vs_served_goodput_error_pct": prediction["winner"].get(
+            "predicted_uncalibrated_vs_served_goodput_error_pct"),
         "predicted_goodput_vllm_default_bf16_rps": prediction["default"].get("predicted_goodput_per_s"),
         "predicted_vs_served_goodput_error_pct_default": prediction["default"].get(
             "predicted_vs_served_goodput_error_pct"),

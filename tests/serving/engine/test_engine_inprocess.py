@@ -72,9 +72,10 @@ def test_step_times_on_the_engine_cores_restore_threads_and_affinity(bundles):
 
 def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles):
     cand = SimpleNamespace(label="bf16-x", stage="default", bundle=bundles["bf16"][1], goodput_per_s=2.0,
-                           args=EngineArgs(max_num_seqs=2), start_rate=1.0)
+                           args=EngineArgs(max_num_seqs=2), start_rate=1.0, idle={"ttft_ms_p50": 40.0,
+                                                                                  "itl_ms_p50": 8.0})
     result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
-                             point_s=2.0, max_points=3, idle={"ttft_ms_p50": 40.0, "itl_ms_p50": 8.0})
+                             point_s=2.0, max_points=3)
     out = predict_candidate(cand, result, seconds_per_batch=0.01)
     assert out["label"] == "bf16-x" and out["start_rate_per_s"] == 1.0
     assert set(out["step_times"]["tpot_ms"]) == {"1", "2"} and out["step_times"]["prefill_ms"] > 0
@@ -84,18 +85,30 @@ def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles)
     assert good == max(p["offered_rate_per_s"] for p in out["points"])
     assert out["predicted_vs_served_goodput_error_pct"] == round(100 * (good - 2.0) / 2.0, 1)
     assert out["predicted_goodput_bisect_per_s"] >= good
-    # the default's engine was measured idle: in-process over served idle, from the same step times
-    assert out["inprocess_over_served_idle_ttft"] == pytest.approx(out["step_times"]["prefill_ms"] / 40.0, abs=1e-3)
-    assert out["served_idle_itl_ms_p50"] == 8.0 and out["inprocess_over_served_idle_itl"] > 0
+    # its engine was measured idle: the prediction is calibrated to that point (prefill = idle TTFT, batch-1 step =
+    # idle ITL), the in-process times and the uncalibrated prediction kept beside it
+    assert out["calibrated_to_served_idle"] and out["step_times"]["prefill_ms"] == 40.0
+    assert out["step_times"]["tpot_ms"]["1"] == pytest.approx(8.0, abs=1e-3)
+    raw = out["step_times_inprocess"]
+    assert out["inprocess_over_served_idle_ttft"] == pytest.approx(raw["prefill_ms"] / 40.0, abs=1e-3)
+    assert out["inprocess_over_served_idle_itl"] == pytest.approx(raw["tpot_ms"]["1"] / 8.0, abs=1e-3)
+    assert out["predicted_goodput_uncalibrated_per_s"] is not None
+    assert out["predicted_uncalibrated_vs_served_goodput_error_pct"] == round(
+        100 * (out["predicted_goodput_uncalibrated_per_s"] - 2.0) / 2.0, 1)
+    # without an idle point the in-process times are the prediction, and it says so
+    bare = predict_candidate(SimpleNamespace(**{**vars(cand), "idle": None}), result, seconds_per_batch=0.01)
+    assert not bare["calibrated_to_served_idle"] and "served_idle_ttft_ms_p50" not in bare
+    assert bare["predicted_goodput_per_s"] == bare["predicted_goodput_uncalibrated_per_s"]
 
 
 def test_predict_search_measures_the_winner_and_says_why_the_default_is_absent(bundles):
     from workbench.serving.engine.inprocess import predict_search
 
     climbed = SimpleNamespace(label="int8-x", stage="confirm", bundle=bundles["int8"][1], goodput_per_s=1.0,
-                              args=EngineArgs(max_num_seqs=1), start_rate=0.5, rows=[{}], error=None)
+                              args=EngineArgs(max_num_seqs=1), start_rate=0.5, rows=[{}], error=None,
+                              idle={"ttft_ms_p50": 30.0, "itl_ms_p50": 6.0})
     failed = SimpleNamespace(label="bf16-d", stage="default", bundle=bundles["bf16"][1], goodput_per_s=None,
-                             args=EngineArgs(), start_rate=None, rows=[], error="RuntimeError: engine died")
+                             args=EngineArgs(), start_rate=None, rows=[], error="RuntimeError: engine died", idle=None)
     result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
                              point_s=2.0, max_points=2, confirmed=climbed, default=failed)
     said = []

@@ -109,3 +109,17 @@ def test_bad_simulation_input_is_refused():
         simulate(times, [1.0, 0.5], 4, 1)
     with pytest.raises(ValueError, match="prompt length"):
         simulate(times, [0.0], 4, 1, max_num_batched_tokens=64)
+
+
+def test_calibration_scales_to_the_served_idle_point_and_keeps_the_growth_with_the_batch():
+    from workbench.serving.engine.predict import calibrated
+
+    times = StepTimes(prefill_s=0.05, tpot_s={1: 0.010, 2: 0.012, 4: 0.016}, prompt_tokens=64)
+    cal = calibrated(times, idle_ttft_ms=40.0, idle_itl_ms=5.0)   # the engine: 0.8x prefill, 0.5x the decode step
+    assert cal.prefill_s == pytest.approx(0.040) and cal.prompt_tokens == 64
+    assert cal.tpot_s == pytest.approx({1: 0.005, 2: 0.006, 4: 0.008}) and "calibrated" in cal.notes
+    # a faster engine serves more under the same SLO
+    kw = dict(new_tokens=16, max_num_seqs=4, slo_ttft_ms=400.0, slo_itl_ms=30.0, start_rate=1.0)
+    assert predict_goodput(cal, **kw).bisect_per_s > predict_goodput(times, **kw).bisect_per_s
+    with pytest.raises(ValueError, match="idle_latency"):
+        calibrated(times, idle_ttft_ms=0.0, idle_itl_ms=5.0)

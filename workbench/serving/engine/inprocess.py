@@ -113,37 +113,47 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
     """Predict a served engine candidate's goodput from its checkpoint measured in-process, and the error.
 
     ``candidate``: an :class:`~workbench.serving.engine.search.EngineCandidate` the search climbed (its bundle,
-    engine arguments, start rate and served goodput); ``result``: the search's
-    :class:`~workbench.serving.engine.search.EngineSearchResult` (SLO, workload, attainment, point length, climb
-    length). Returns the prediction's figures, the in-process step times it used and
-    ``predicted_vs_served_goodput_error_pct`` = (predicted - served) / served x 100; for the default candidate (whose
-    engine the search measured idle) also in-process prefill / served idle TTFT p50 and in-process batch-1 TPOT /
-    served idle ITL p50, the two ratios the simulation's error starts from."""
-    from workbench.serving.engine.predict import predict_goodput
+    engine arguments, start rate, served goodput and, for the default and the confirmation, its engine's idle
+    latency); ``result``: the search's :class:`~workbench.serving.engine.search.EngineSearchResult` (SLO, workload,
+    attainment, point length, climb length).
+
+    Two predictions from the same in-process step times: ``predicted_goodput_per_s``, calibrated to the candidate's
+    served idle point (:func:`~workbench.serving.engine.predict.calibrated`: one idle request's TTFT and ITL on its
+    engine, no load), and ``predicted_goodput_uncalibrated_per_s`` from the in-process times alone; each with its
+    error = (predicted - served) / served x 100, and the two in-process over served idle ratios the uncalibrated
+    error starts from. A candidate without an idle point gets the uncalibrated prediction as its figure."""
+    from workbench.serving.engine.predict import calibrated, predict_goodput, prediction_error_pct
 
     t0 = time.perf_counter()
     wl, args = result.workload, candidate.args
     times, precision = checkpoint_step_times(candidate.bundle / "checkpoint", wl, args.max_num_seqs,
                                              seconds_per_batch=seconds_per_batch, progress=progress)
     measured_s = time.perf_counter() - t0
-    pred = predict_goodput(times, wl.new_tokens, args.max_num_seqs, result.slo_ttft_ms, result.slo_itl_ms,
-                           attainment=result.attainment, start_rate=candidate.start_rate, point_s=result.point_s,
-                           max_points=result.max_points, prompt_tokens=wl.prompt_tokens,
-                           max_num_batched_tokens=args.max_num_batched_tokens)
-    idle = getattr(result, "idle", None)
-    if idle and candidate.stage == "default":   # the served idle latency was measured on this candidate's engine
-        tpot1 = times.tpot_at(1) * 1e3
-        idle = {"served_idle_ttft_ms_p50": idle.get("ttft_ms_p50"), "served_idle_itl_ms_p50": idle.get("itl_ms_p50"),
-                "inprocess_over_served_idle_ttft": round(times.prefill_s * 1e3 / idle["ttft_ms_p50"], 3)
-                if idle.get("ttft_ms_p50") else None,
-                "inprocess_over_served_idle_itl": round(tpot1 / idle["itl_ms_p50"], 3) if idle.get("itl_ms_p50")
-                else None}
+
+    def predict(step_times):
+        return predict_goodput(step_times, wl.new_tokens, args.max_num_seqs, result.slo_ttft_ms, result.slo_itl_ms,
+                               attainment=result.attainment, start_rate=candidate.start_rate,
+                               point_s=result.point_s, max_points=result.max_points, prompt_tokens=wl.prompt_tokens,
+                               max_num_batched_tokens=args.max_num_batched_tokens)
+
+    raw = predict(times)
+    idle, out = candidate.idle or {}, {}
+    if idle.get("ttft_ms_p50") and idle.get("itl_ms_p50"):
+        pred = predict(calibrated(times, idle["ttft_ms_p50"], idle["itl_ms_p50"]))
+        out = {"served_idle_ttft_ms_p50": idle["ttft_ms_p50"], "served_idle_itl_ms_p50": idle["itl_ms_p50"],
+               "inprocess_over_served_idle_ttft": round(times.prefill_s * 1e3 / idle["ttft_ms_p50"], 3),
+               "inprocess_over_served_idle_itl": round(times.tpot_at(1) * 1e3 / idle["itl_ms_p50"], 3),
+               "calibrated_to_served_idle": True}
     else:
-        idle = {}
-    return {"label": candidate.label, "stage": candidate.stage, "precision_inprocess": precision, **idle,
-            "served_goodput_per_s": candidate.goodput_per_s, **pred.as_dict(),
-            "predicted_vs_served_goodput_error_pct": pred.error_pct(candidate.goodput_per_s),
-            "predicted_bisect_vs_served_error_pct": pred.bisect_error_pct(candidate.goodput_per_s),
+        pred, out = raw, {"calibrated_to_served_idle": False}
+    served = candidate.goodput_per_s
+    return {"label": candidate.label, "stage": candidate.stage, "precision_inprocess": precision, **out,
+            "served_goodput_per_s": served, **pred.as_dict(),
+            "predicted_vs_served_goodput_error_pct": pred.error_pct(served),
+            "predicted_bisect_vs_served_error_pct": pred.bisect_error_pct(served),
+            "predicted_goodput_uncalibrated_per_s": raw.goodput_per_s,
+            "predicted_uncalibrated_vs_served_goodput_error_pct": prediction_error_pct(raw.goodput_per_s, served),
+            "step_times_inprocess": times.as_dict(),
             "measure_seconds": round(measured_s, 1),
             "simulate_seconds": round(time.perf_counter() - t0 - measured_s, 2)}
 

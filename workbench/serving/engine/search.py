@@ -55,6 +55,8 @@ class EngineCandidate:
     error: str | None = None
     seconds: float = 0.0
     start_rate: float | None = None   # the climb's first rate (a prediction climbs the same ladder)
+    idle: dict | None = None          # its engine's idle latency (the default's and the confirmation's: a
+    #                                   prediction of their goodput is calibrated to it, serving.engine.predict)
 
     @property
     def label(self) -> str:
@@ -67,7 +69,7 @@ class EngineCandidate:
         return {"label": self.label, "precision": self.precision, "stage": self.stage,
                 "engine_args": self.args.as_dict(), "goodput_per_s": self.goodput_per_s,
                 "goodput": goodput_text(self.goodput_per_s, end), "points": len(self.rows),
-                "start_rate_per_s": self.start_rate,
+                "start_rate_per_s": self.start_rate, "idle": self.idle,
                 "startup_s": self.startup_s, "seconds": round(self.seconds, 1), "error": self.error}
 
 
@@ -333,6 +335,10 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                     result.slo_ttft_ms = round(SLO_TTFT_X * result.idle["ttft_ms_p50"], 1)
                     result.slo_itl_ms = round(SLO_ITL_X * result.idle["itl_ms_p50"], 2)
                 say(f"  idle {result.idle}; SLO TTFT p99 <= {result.slo_ttft_ms} ms, ITL p99 <= {result.slo_itl_ms} ms")
+                cand.idle = result.idle
+            elif cand.stage == "confirm":   # ~6 idle requests before the climb: what its prediction is scaled by
+                cand.idle = idle_latency(server, ckpt, wl, ctx["client_cpus"])
+                say(f"  idle {cand.idle}")
 
             def measure(rate: float, k: int) -> dict:
                 n = point_requests(rate, ctx["point_s"])
