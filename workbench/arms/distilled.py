@@ -152,35 +152,21 @@ def training_seconds_estimate(task, **distill_kw) -> float:
     """
     import torch
 
-    from workbench.steps.distill import data
+    from workbench.steps.distill import recipes
     from workbench.steps.distill.step import teacher_tokenizer
     from workbench.steps.distill.student import build_student, teacher_kind
-    from workbench.runtime.families import pad_id
     from workbench.tasks import get_task
 
     config = distill_config(**distill_kw)
     task = get_task(task) if isinstance(task, str) else task
     teacher = task.baseline().model.eval()
-    kind = teacher_kind(teacher)
     tokenizer, _path = teacher_tokenizer(teacher)
     t_cfg = teacher.config
     layers = config.num_layers or max(1, (t_cfg.num_hidden_layers + 1) // 2)
     student, _init = build_student(teacher, layers, config.hidden_size or t_cfg.hidden_size, config.layer_map,
                                    config.seed)
-    if kind == "classification":
-        splits = data.classification_splits(task.name, config.train_data, t_cfg, config.seed)
-        extra = data.extra_texts(config.extra_data) if config.alpha > 0 else []
-        seqs = data.tokenize(tokenizer, splits.train + extra, config.max_length)
-        n_transfer, n_val = len(seqs), len(splits.validation)
-        median = sorted(seqs, key=len)[len(seqs) // 2]
-        batch = data.pad_batch([median] * config.batch_size, pad_id(tokenizer, t_cfg))
-        forward = lambda model: model(**batch).logits  # noqa: E731
-    else:
-        train_docs, val_docs = data.lm_documents(task.name, config.train_data, config.seed)
-        blocks = data.lm_blocks(tokenizer, train_docs + data.extra_texts(config.extra_data), config.max_length)
-        n_transfer, n_val = len(blocks), min(64, len(data.lm_blocks(tokenizer, val_docs, config.max_length)))
-        ids = blocks[:1].repeat(config.batch_size, 1)
-        forward = lambda model: model(input_ids=ids).logits  # noqa: E731
+    size = recipes.SIZE[teacher_kind(teacher)](task.name, t_cfg, tokenizer, config)
+    forward = lambda model: model(**size.batch).logits  # noqa: E731
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr)
 
     def train_step():
@@ -193,13 +179,13 @@ def training_seconds_estimate(task, **distill_kw) -> float:
         teacher_fwd = _median_seconds(lambda: forward(teacher)) / config.batch_size
         student_fwd = _median_seconds(lambda: forward(student.eval())) / config.batch_size
     train_per_example = _median_seconds(train_step) / config.batch_size
-    per_epoch = math.ceil(n_transfer / config.batch_size)
+    per_epoch = math.ceil(size.transfer / config.batch_size)
     steps = min(config.epochs * per_epoch, config.max_steps or math.inf)
     validations = (steps // config.eval_every if config.eval_every else math.ceil(steps / per_epoch)) + 1
-    scored = n_transfer if kind == "classification" and config.alpha > 0 else (
-        steps * config.batch_size if config.alpha > 0 else 0)
+    scored = 0 if config.alpha <= 0 else steps * config.batch_size if size.teacher_scores_every_step \
+        else size.transfer
     return round(scored * teacher_fwd + steps * config.batch_size * train_per_example
-                 + validations * n_val * student_fwd, 1)
+                 + validations * size.validation * student_fwd, 1)
 
 
 __all__ = ["student_arms", "catalogue", "training_seconds_estimate", "student_variant", "distill_config",

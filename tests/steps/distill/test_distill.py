@@ -162,3 +162,17 @@ def test_distilled_lm_is_a_draft_with_the_teacher_tokenizer(tmp_path):
     plain = teacher.model.generate(prompt, max_new_tokens=8, do_sample=False)
     assisted = teacher.model.generate(prompt, max_new_tokens=8, do_sample=False, assistant_model=draft)
     assert torch.equal(plain, assisted)  # greedy speculative decoding keeps the target's output
+
+
+def test_the_lm_sizing_reads_the_blocks_prepare_trains_on():
+    from workbench.steps.distill import recipes
+    from workbench.steps.distill.step import teacher_tokenizer
+    from workbench.tasks import get_task
+
+    teacher = get_task("causal-lm").baseline().model.eval()
+    tokenizer, _ = teacher_tokenizer(teacher)
+    config = DistillConfig.lm_draft(num_layers=1, max_length=64, batch_size=4)
+    size = recipes.SIZE["causal-lm"]("causal-lm", teacher.config, tokenizer, config)
+    job = recipes.PREPARE["causal-lm"]("causal-lm", teacher, tokenizer, config)
+    assert (size.transfer, size.validation) == (job.facts["train_blocks"], job.facts["validation_blocks"])
+    assert size.batch["input_ids"].shape == (4, 64) and size.teacher_scores_every_step

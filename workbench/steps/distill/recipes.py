@@ -124,5 +124,33 @@ def prepare_lm(task_name: str, teacher, tokenizer, config) -> Job:
     return Job(epoch_batches, step_loss, validate, math.ceil(len(blocks) / config.batch_size), facts)
 
 
-# One recipe per teacher kind (see student.teacher_kind).
+@dataclass(frozen=True)
+class Sizing:
+    """What a job's training time depends on, read from the data its ``prepare_*`` would use, nothing scored."""
+
+    transfer: int                    # examples (classifiers) or token blocks (LMs) one epoch goes through
+    validation: int                  # examples (or blocks) each validation scores
+    batch: dict                      # one training batch of model inputs at the transfer set's typical length
+    teacher_scores_every_step: bool  # LMs: the teacher scores each training batch; classifiers: the set, once
+
+
+def size_classification(task_name: str, teacher_config, tokenizer, config) -> Sizing:
+    splits = data.classification_splits(task_name, config.train_data, teacher_config, config.seed)
+    extra = data.extra_texts(config.extra_data) if config.alpha > 0 else []
+    seqs = data.tokenize(tokenizer, splits.train + extra, config.max_length)
+    median = sorted(seqs, key=len)[len(seqs) // 2]
+    batch = data.pad_batch([median] * config.batch_size, pad_id(tokenizer, teacher_config))
+    return Sizing(len(seqs), len(splits.validation), batch, teacher_scores_every_step=False)
+
+
+def size_lm(task_name: str, teacher_config, tokenizer, config) -> Sizing:
+    train_docs, val_docs = data.lm_documents(task_name, config.train_data, config.seed)
+    blocks = data.lm_blocks(tokenizer, train_docs + data.extra_texts(config.extra_data), config.max_length)
+    validation = min(64, len(data.lm_blocks(tokenizer, val_docs, config.max_length)))   # prepare_lm's first 64
+    return Sizing(len(blocks), validation, {"input_ids": blocks[:1].repeat(config.batch_size, 1)},
+                  teacher_scores_every_step=True)
+
+
+# One recipe per teacher kind (see student.teacher_kind), and how to size its training without running it.
 PREPARE = {"classification": prepare_classification, "causal-lm": prepare_lm}
+SIZE = {"classification": size_classification, "causal-lm": size_lm}
