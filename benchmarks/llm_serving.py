@@ -4,7 +4,8 @@ and the prefix-cache trial on the confirmed winner's server, and served quality 
 
 All the work is the package's (:mod:`workbench.serving.engine`: ``synthetic`` (the model), ``footprint``, ``export``,
 ``search``, ``trials``, ``quality``, ``inprocess`` + ``predict``: the served goodput predicted from in-process step
-times of each checkpoint and its error); this script calls them and prints. Candidates are measured one after another (each
+times of each checkpoint and its error, ``versus_triton``: the Triton Python full-sequence path it replaces, same
+model and SLO); this script calls them and prints. Candidates are measured one after another (each
 needs its own engine start-up), so the 1-min load average is printed at the start and the end.
 
     python benchmarks/llm_serving.py            # 134M Llama, full search (~30 min on idle cores)
@@ -44,7 +45,9 @@ def main(argv=None) -> dict:
     from workbench.serving.engine.inprocess import predict_search
     from workbench.serving.engine.quality import served_quality_of_baseline
     from workbench.serving.engine.search import search_engine
+    from workbench.serving.engine.server import split_cpus
     from workbench.serving.engine.synthetic import random_llama_checkpoint
+    from workbench.serving.engine.versus_triton import triton_python_near_idle
     from workbench.steps.weight_only import WeightOnlyConfig
     from workbench.tasks import get_task
     from workbench.tasks.causal_lm import CausalLMTask
@@ -88,6 +91,15 @@ def main(argv=None) -> dict:
         quality = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
     log("predicted vs served goodput (in-process step times of each checkpoint, continuous-batching simulation) ...")
     prediction = predict_search(search, progress=log)
+    log("the Triton Python full-sequence path it replaces, same model and SLO, near idle ...")
+    try:
+        demo_text = get_task("causal-lm").documents["test"]   # prompts of the workload's length, same tokenizer
+        triton = triton_python_near_idle(CausalLMTask(model_dir, {"test": demo_text}), work / "triton",
+                                         search.workload, search.slo_ttft_ms, search.slo_itl_ms,
+                                         threads=len(split_cpus()[0]), progress=log)
+    except Exception as exc:   # the figure is then absent with the reason, the rest kept
+        triton = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    engine_good = search.default_confirmed.goodput_per_s if search.default_confirmed else None
     conf = search.confirmed
     diffs = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in (conf.rows if conf else [])
              if r.get("aiperf_vs_own_ttft_p50_diff_pct") is not None]
@@ -101,7 +113,13 @@ def main(argv=None) -> dict:
         "goodput_vllm_default_bf16_confirmed_rps": (search.default_confirmed.goodput_per_s
                                                     if search.default_confirmed else None),
         "goodput_ratio_best_vs_default": search.headline_ratio,
-        "engine_vs_triton_python_goodput": None,
+        # None when the Triton path meets the SLO at no rate (its goodput 0: no finite ratio; see triton_python)
+        "engine_vs_triton_python_goodput": (round(engine_good / triton["goodput_per_s"], 2)
+                                            if engine_good and triton.get("goodput_per_s") else None),
+        "triton_python_goodput_rps": triton.get("goodput_per_s"),
+        "triton_python_vs_engine_idle_tpot": (round(triton["tpot_ms_p50"] / search.idle["itl_ms_p50"], 2)
+                                              if triton.get("tpot_ms_p50") and search.idle else None),
+        "triton_python": triton,
         "prefix_cache_ttft_ratio_under_load": prefix.get("prefix_cache_ttft_ratio"),
         "aiperf_vs_own_ttft_p50_diff_pct": max(diffs, key=abs) if diffs else None,
         "aiperf_vs_own_ttft_p50_diff_pct_all": diffs,
@@ -121,7 +139,7 @@ def main(argv=None) -> dict:
         "peak_rss": rss, "mode": mode, "params_m": params_m, "cpu": cpu_isa(),
         "load_avg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "wall_s": round(time.perf_counter() - t_start, 1),
-        "not_measured": {"engine_vs_triton_python_goodput": "Triton Python full-sequence LM path not run here",
+        "not_measured": {**({"triton_python": triton["error"]} if "error" in triton else {}),
                          **{f"prediction_{k}": v["error"] for k, v in prediction.items() if "error" in v}},
     }
     (work / "result.json").write_text(json.dumps({**result, "trial_rows": extra, "confirm_rows": conf.rows if conf else []},

@@ -42,11 +42,12 @@ def classifier_bundles(out: Path, threads: int = 2, slo_ms: float | None = None,
 
 
 def causal_lm_bundle(out: Path, sweep_batch_sizes=(1,), seq_len: int = 16, threads: int | None = None,
-                     grid: tuple | None = None) -> Path:
-    """The demo causal LM as a streamable bundle under ``out``: ONNX without past-KV inputs (the streamed model re-runs
-    the whole prefix each token), a short forward-only sweep at ``seq_len`` tokens, a lax SLO (a load sweep judges
-    TTFT against its own). ``threads``: the export's and sweep's intra-op count (None: their defaults); ``grid``:
-    the export's validation (batch sizes, sequence lengths) (None: the default grid)."""
+                     grid: tuple | None = None, task=None) -> Path:
+    """The demo causal LM (or ``task``'s model) as a streamable bundle under ``out``: ONNX without past-KV inputs (the
+    streamed model re-runs the whole prefix each token), a short forward-only sweep at ``seq_len`` tokens, a lax SLO
+    (a load sweep judges TTFT against its own); its reference prompts are ``seq_len`` tokens of the task's test
+    text. ``threads``: the export's and sweep's intra-op count (None: their defaults); ``grid``: the export's
+    validation (batch sizes, sequence lengths) (None: the default grid)."""
     from workbench.core import apply
     from workbench.measure.batching import SweepConfig, sweep_batching
     from workbench.serving.bundle.export import export_bundle
@@ -54,7 +55,7 @@ def causal_lm_bundle(out: Path, sweep_batch_sizes=(1,), seq_len: int = 16, threa
     from workbench.tasks import get_task
 
     grid_kw = {} if grid is None else {"batch_sizes": tuple(grid[0]), "seq_lens": tuple(grid[1])}
-    task = get_task("causal-lm")
+    task = task or get_task("causal-lm")
     onnx = apply(task.baseline(), ExportOnnxConfig(with_past=False, threads=threads, out_dir=str(out / "onnx-lm"),
                                                    **grid_kw))
     rows = sweep_batching(task, onnx, SweepConfig(batch_sizes=tuple(sweep_batch_sizes), seq_lens=(seq_len,),

@@ -45,9 +45,11 @@ class StreamLoadResult:
     notes: list[str] = field(default_factory=list)
     ttft_ms: list[float] = field(default_factory=list, repr=False)   # per measured ok request (not a row column)
     ttft_sent_ms: list[float] = field(default_factory=list, repr=False)   # ... from the actual send
+    tpot_ms: list = field(default_factory=list, repr=False)   # per measured ok request (None: one token)
 
     def as_row(self) -> dict:
-        row = {k: v for k, v in self.__dict__.items() if k not in ("ttft", "tpot", "itl", "notes", "ttft_ms", "ttft_sent_ms", "client")}
+        row = {k: v for k, v in self.__dict__.items() if k not in ("ttft", "tpot", "itl", "notes", "ttft_ms", "ttft_sent_ms", "tpot_ms",
+                                                          "client")}
         return {**row, **self.ttft, **self.tpot, **self.itl, **self.client, "notes": "; ".join(self.notes)}
 
     def ttft_within(self, slo_ms: float) -> float:
@@ -82,7 +84,9 @@ def open_loop_stream(url: str, model: str, make_body, rate_per_s: float, n_reque
         raise ValueError(f"only {len(measured)} requests after the {warmup_s}s warm-up: send more or shorten it")
     ok = [i for i in measured if outcome[i] == "ok" and events[i]]
     ttft = [(events[i][0] - offsets[i]) * 1e3 for i in ok]
-    tpot = [(events[i][-1] - events[i][0]) * 1e3 / (len(events[i]) - 1) for i in ok if len(events[i]) > 1]
+    per_request_tpot = [(events[i][-1] - events[i][0]) * 1e3 / (len(events[i]) - 1) if len(events[i]) > 1 else None
+                        for i in ok]
+    tpot = [t for t in per_request_tpot if t is not None]
     itl = [g * 1e3 for i in ok for g in np.diff(events[i])]
     went = [i for i in measured if sent[i] == sent[i]]   # NaN: never sent
     lag = np.array([(sent[i] - offsets[i]) * 1e3 for i in went])
@@ -103,7 +107,8 @@ def open_loop_stream(url: str, model: str, make_body, rate_per_s: float, n_reque
         ttft=percentiles(ttft, "ttft") if ttft else {}, tpot=percentiles(tpot, "tpot") if tpot else {},
         itl=percentiles(itl, "itl") if itl else {}, send_lag_p99_ms=round(lag_p99, 3), client_limited=bool(why),
         valid=not why, send_lag_high=bool(lag_high), client=client, notes=notes,
-        ttft_ms=[round(t, 3) for t in ttft], ttft_sent_ms=[round((events[i][0] - sent[i]) * 1e3, 3) for i in ok])
+        ttft_ms=[round(t, 3) for t in ttft], ttft_sent_ms=[round((events[i][0] - sent[i]) * 1e3, 3) for i in ok],
+        tpot_ms=[None if t is None else round(t, 3) for t in per_request_tpot])
 
 
 __all__ = ["open_loop_stream", "StreamLoadResult"]
