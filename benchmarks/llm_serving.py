@@ -96,7 +96,7 @@ def main(argv=None) -> dict:
         demo_text = get_task("causal-lm").documents["test"]   # prompts of the workload's length, same tokenizer
         triton = triton_python_near_idle(CausalLMTask(model_dir, {"test": demo_text}), work / "triton",
                                          search.workload, search.slo_ttft_ms, search.slo_itl_ms,
-                                         threads=len(split_cpus()[0]), progress=log)
+                                         threads=len(split_cpus()[0]), attainment=search.attainment, progress=log)
     except Exception as exc:   # the figure is then absent with the reason, the rest kept
         triton = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
     engine_good = search.default_confirmed.goodput_per_s if search.default_confirmed else None

@@ -11,19 +11,12 @@ import importlib
 
 
 def catalogue(task_kind: str, isa: dict, calibration, budget=None) -> tuple[list, list[str]]:
-    """The arm catalogue for this task kind and ISA (the exhaustive reference covers exactly these)."""
-    if task_kind == "causal-lm":
-        from workbench.arms.llm import llm_arms
-        from workbench.util.settings import small_mode
+    """The arm catalogue for this task kind and ISA, from its kind adapter (the exhaustive reference covers exactly
+    these); a kind without one is refused."""
+    from workbench.optimize.kinds import kind_for
+    from workbench.util.settings import small_mode
 
-        # small mode times the fast loops eagerly (optimize.kinds.CausalLMKind): no compiled arms to wait minutes for
-        return list(llm_arms(compile=not small_mode())), []
-    if task_kind != "text-classification":
-        raise ValueError(f"optimize has no arm catalogue for task kind {task_kind!r} yet: use text-classification or "
-                         "causal-lm")
-    from workbench.arms.cpu import cpu_arms
-
-    return cpu_arms(isa, calibration=calibration and str(calibration)), []
+    return kind_for(task_kind, small_mode()).catalogue(isa, calibration), []
 
 
 def _distilled(task_kind: str, isa: dict, calibration, budget) -> tuple[list, list[str]]:

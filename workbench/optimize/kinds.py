@@ -36,6 +36,13 @@ class ClassifierKind:
         return dataclasses.replace(st, batch_size=st.grid[-1])
 
     @staticmethod
+    def catalogue(isa: dict, calibration) -> list:
+        """The CPU encoder arms for this ISA (the static int8 ones read ``calibration``)."""
+        from workbench.arms.cpu import cpu_arms
+
+        return cpu_arms(isa, calibration=calibration and str(calibration))
+
+    @staticmethod
     def timed(built, batch: int):
         """The built arm as the screen and the confirmation time it: its call already runs the timing batch."""
         return built
@@ -184,6 +191,12 @@ class CausalLMKind:
             return dataclasses.replace(built, call=serially)
         return built if at is None or batch == 1 else dataclasses.replace(built, call=at(batch))
 
+    def catalogue(self, isa: dict, calibration) -> list:
+        """The LLM decode arms; small mode times the fast loops eagerly: no compiled arms to wait minutes for."""
+        from workbench.arms.llm import llm_arms
+
+        return list(llm_arms(compile=not self.small))
+
     @staticmethod
     def with_report_quality(built, ctx):
         """``built.report_quality``: the arm's own quality path on the test blocks instead of the validation ones."""
@@ -280,13 +293,16 @@ def _r(x):
     return None if x is None else round(x, 3)
 
 
+# task kind -> its adapter given small mode (the classifier's shapes shrink through Settings.for_mode alone)
+KINDS = {ClassifierKind.name: lambda small: ClassifierKind(), CausalLMKind.name: CausalLMKind}
+
+
 def kind_for(task_kind: str, small: bool):
-    if task_kind == "causal-lm":
-        return CausalLMKind(small)
-    if task_kind == "text-classification":
-        return ClassifierKind()
-    raise ValueError(f"optimize has no arm catalogue for task kind {task_kind!r} yet: use text-classification or "
-                     "causal-lm")
+    """The adapter of ``task_kind`` (small mode: its shrunken shapes); a kind without one is refused."""
+    if task_kind not in KINDS:
+        raise ValueError(f"optimize has no arm catalogue for task kind {task_kind!r} yet: use "
+                         f"{' or '.join(KINDS)}")
+    return KINDS[task_kind](small)
 
 
-__all__ = ["ClassifierKind", "CausalLMKind", "kind_for", "LM_SMALL", "LM_FULL"]
+__all__ = ["ClassifierKind", "CausalLMKind", "kind_for", "KINDS", "LM_SMALL", "LM_FULL"]

@@ -36,6 +36,9 @@ CONTENDERS = 3
 # baseline); the quality stage only reaches past them when more than CONTENDERS of them fail quality.
 SCREEN_KEEP = 2 * CONTENDERS
 FIRST_ROUND = "first-round"   # the rung of a screen row from that first round
+# As in successive halving, the first round gives each arm this share of the time a survivor gets in each later
+# round: it only has to sort every arm coarsely around the cut; the contenders are ranked on the later rounds.
+FIRST_ROUND_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ def screen(s: Search) -> None:
             s.lose(arm.name, "screen", arm.skip_reason, "not-applicable")
     halving = len(s.alive()) > SCREEN_KEEP + 1
     todo = [n for n in s.alive() if s.store.get("screen", n, st.batch_size) is None]
-    per_arm = (0.5 if halving else st.screen_rounds) * st.screen_seconds + st.warmup * 0.1
+    per_arm = (FIRST_ROUND_SHARE if halving else st.screen_rounds) * st.screen_seconds + st.warmup * 0.1
     eta = (s.budget.build_estimate(s.arm(n).kind for n in todo) + per_arm * len(todo) * 1.25
            + (st.screen_rounds - 1) * st.screen_seconds * (SCREEN_KEEP + 1) * 1.25 * halving)
     s.enter("screen", eta, len(s.alive()))
@@ -265,11 +268,10 @@ def _time_screen(s: Search, names: list[str], rounds: int, rung) -> None:
         return
     first = rung == FIRST_ROUND
     # the first round runs its time budget with at least one turn per arm, not the usual several rounds (a whole
-    # LM request takes a tenth of a second and more: those minimum rounds were most of the LM's screen); as in
-    # successive halving, its rung gives each arm half the time a survivor gets in each later round: it only has
-    # to sort every arm coarsely around the cut, the contenders are ranked on the later rounds
+    # LM request takes a tenth of a second and more: those minimum rounds were most of the LM's screen), for
+    # FIRST_ROUND_SHARE of a later round's time
     run = time_arms({n: s.kind.timed(b, st.batch_size) for n, b in timed.items()}, rounds=rounds,
-                    seconds=st.screen_seconds / 2 if first else st.screen_seconds, warmup=st.warmup,
+                    seconds=st.screen_seconds * (FIRST_ROUND_SHARE if first else 1.0), warmup=st.warmup,
                     threads=s.ctx.threads,
                     calls_per_turn=s.kind.calls_per_turn, min_rounds=1 if first else None)
     base_t = run.timing.get(s.baseline)

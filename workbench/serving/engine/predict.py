@@ -140,8 +140,9 @@ def calibrated(times: StepTimes, idle_ttft_ms: float, idle_itl_ms: float) -> Ste
     p50 and every decode step time is multiplied by served idle ITL p50 / in-process batch-1 step time.
 
     Why: the in-process step times come from the workbench's kernels, not the engine's, and the two differ by a
-    factor (1.15x on prefill and 1.65x on the batch-1 step, in-process over served, on the 134M Llama here) that
-    puts every uncalibrated prediction one rung of the climb's ladder below the served figure. One idle request on
+    factor (in-process over served, 134M Llama here: bf16 1.05-1.15x on prefill and 1.5-1.65x on the batch-1 step;
+    int8 3.6x on prefill) that put every uncalibrated prediction one or two rungs of the climb's ladder below the
+    served figure. One idle request on
     the engine (no load, no climb) gives that factor; the in-process measurement still gives how the step time
     grows with the batch, which the idle point cannot. The simplification, reported rather than hidden: the engine
     over in-process ratio of the batch-1 step is taken for every batch size."""

@@ -15,11 +15,12 @@ from pathlib import Path
 
 
 def triton_python_near_idle(task, work: Path, workload, slo_ttft_ms: float, slo_itl_ms: float, threads: int = 1,
-                            n_requests: int = 3, progress=None) -> dict:
+                            n_requests: int = 3, attainment: float = 0.99, progress=None) -> dict:
     """Export ``task``'s model as the full-sequence Triton bundle (prompts of the workload's length), stream
     ``n_requests`` at half its synchronous capacity, and judge them by the SLO (module doc). Returns the point's
     TTFT / TPOT figures, the share of requests within the SLO and ``goodput_per_s`` (0.0 when that share is below
-    99%: no rate can do better than near idle; None when it passes, as one point cannot place the limit)."""
+    ``attainment``, the search's: no rate can do better than near idle; None when it passes, as one point cannot
+    place the limit)."""
     from workbench.serving.load.demo_bundles import causal_lm_bundle
     from workbench.serving.load.lm import sweep_lm
 
@@ -40,7 +41,7 @@ def triton_python_near_idle(task, work: Path, workload, slo_ttft_ms: float, slo_
             "offered_rate_per_s": row.get("offered_rate_per_s"), "n_measured": point.n_measured,
             "errors": row.get("errors"), "ttft_ms_p50": row.get("ttft_p50_ms"), "tpot_ms_p50": row.get("tpot_p50_ms"),
             "itl_ms_p50": row.get("itl_p50_ms"), "slo_ttft_ms": slo_ttft_ms, "slo_itl_ms": slo_itl_ms,
-            "within_slo_share": round(share, 4), "goodput_per_s": 0.0 if share < 0.99 else None}
+            "within_slo_share": round(share, 4), "goodput_per_s": 0.0 if share < attainment else None}
 
 
 __all__ = ["triton_python_near_idle"]

@@ -23,6 +23,10 @@ from workbench.serving.load.pinned import client_run
 from workbench.serving.load.schedule import run_schedule_blocking, schedule
 
 
+# fields a row spreads out (the percentile dicts, the client's facts, the notes) or leaves out (per-request lists)
+_NOT_COLUMNS = ("ttft", "tpot", "itl", "notes", "ttft_ms", "ttft_sent_ms", "tpot_ms", "client")
+
+
 @dataclass
 class StreamLoadResult:
     """One open-loop streaming point: TTFT / TPOT / ITL percentiles (ms) with their sample counts."""
@@ -48,8 +52,7 @@ class StreamLoadResult:
     tpot_ms: list = field(default_factory=list, repr=False)   # per measured ok request (None: one token)
 
     def as_row(self) -> dict:
-        row = {k: v for k, v in self.__dict__.items() if k not in ("ttft", "tpot", "itl", "notes", "ttft_ms", "ttft_sent_ms", "tpot_ms",
-                                                          "client")}
+        row = {k: v for k, v in self.__dict__.items() if k not in _NOT_COLUMNS}
         return {**row, **self.ttft, **self.tpot, **self.itl, **self.client, "notes": "; ".join(self.notes)}
 
     def ttft_within(self, slo_ms: float) -> float:

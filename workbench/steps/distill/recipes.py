@@ -18,6 +18,9 @@ from workbench.runtime.families import pad_id
 from workbench.tasks.hf_loading import context_length
 
 
+LM_VALIDATION_BLOCKS = 64   # an LM job validates on the first this many held-out blocks
+
+
 @dataclass
 class Job:
     epoch_batches: Callable
@@ -98,7 +101,7 @@ def prepare_lm(task_name: str, teacher, tokenizer, config) -> Job:
         raise ValueError(f"max_length={config.max_length} exceeds the teacher's {limit} positions: lower it")
     train_docs, val_docs = data.lm_documents(task_name, config.train_data, config.seed)
     blocks = data.lm_blocks(tokenizer, train_docs + data.extra_texts(config.extra_data), config.max_length)
-    val_blocks = data.lm_blocks(tokenizer, val_docs, config.max_length)[:64]
+    val_blocks = data.lm_blocks(tokenizer, val_docs, config.max_length)[:LM_VALIDATION_BLOCKS]
 
     def epoch_batches(epoch):
         for idx in _shuffled(len(blocks), config.batch_size, config.seed, epoch):
@@ -146,7 +149,7 @@ def size_classification(task_name: str, teacher_config, tokenizer, config) -> Si
 def size_lm(task_name: str, teacher_config, tokenizer, config) -> Sizing:
     train_docs, val_docs = data.lm_documents(task_name, config.train_data, config.seed)
     blocks = data.lm_blocks(tokenizer, train_docs + data.extra_texts(config.extra_data), config.max_length)
-    validation = min(64, len(data.lm_blocks(tokenizer, val_docs, config.max_length)))   # prepare_lm's first 64
+    validation = min(LM_VALIDATION_BLOCKS, len(data.lm_blocks(tokenizer, val_docs, config.max_length)))
     return Sizing(len(blocks), validation, {"input_ids": blocks[:1].repeat(config.batch_size, 1)},
                   teacher_scores_every_step=True)
 
