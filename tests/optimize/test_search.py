@@ -247,3 +247,33 @@ def test_contenders_tied_on_cost_go_to_the_clearly_better_quality(tmp_path):
     assert "lost on quality" in s.entries["twin-lossy"].why
     assert side["torch-fp32"]["cost_vs_cheapest"][1] > 3.5        # 4x costlier: never tied
     assert "costlier than twin-exact" in s.entries["torch-fp32"].why
+
+
+def test_contenders_at_the_screen_batch_are_priced_off_the_screens_paired_rounds(tmp_path):
+    from workbench.arms.base import Arm, BuiltArm
+    from workbench.optimize import search as srch
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.kinds import ClassifierKind
+    from workbench.optimize.store import Store
+
+    work = {"torch-fp32": 40_000, "fast": 8_000, "close": 9_000}
+    arms = [Arm(n, "baseline" if n == "torch-fp32" else "int8", None, baseline=n == "torch-fp32") for n in work]
+    calls = []
+    s = srch.Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
+                    settings=srch.Settings(8, 8, 3, 0.05, 8, (1, 8), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
+                    budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
+                    emit=lambda event: None, isa={}, kind=ClassifierKind())
+    s.built = {n: BuiltArm(call=_busy(w, calls)) for n, w in work.items()}
+    srch.screen(s)   # three arms: no halving, one interleaved run of every round
+    screen = {r["arm"]: r for r in s.store.rows("screen")}
+    assert len({r["screen_run"] for r in screen.values()}) == 1 and len(screen["fast"]["round_ms"]) >= 3
+    calls.clear()
+    side = srch._side_by_side_of_screen(s, dict.fromkeys(work, 8))
+    assert calls == []                                  # read off the screen's rounds: nothing timed again
+    assert {r["timed_in"] for r in side.values()} == {"screen"} and side["fast"]["cheapest_side_by_side"] == "fast"
+    assert side["torch-fp32"]["cost_vs_cheapest"][1] > 1.0    # 5x the work: clearly costlier over the paired rounds
+    assert side["fast"]["p50_ms"] == screen["fast"]["p50_ms"]
+    # an SLO batch other than the screen's, or rows of two screen runs (a resumed screen), get their own run
+    assert srch._side_by_side_of_screen(s, {"fast": 8, "close": 1}) == {}
+    s.store.save({**screen["close"], "screen_run": "another run"})
+    assert srch._side_by_side_of_screen(s, {"fast": 8, "close": 8}) == {}

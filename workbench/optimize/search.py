@@ -11,7 +11,8 @@
 3. sweep: each contender's SLO point (``measure.slo.slo_point``: the largest batch that meets the SLO, priced by
    ``measure.cost``), measured from the top of the grid down to the first batch that meets it; the points below
    would not change the reading. The contenders that meet the SLO are then timed side by side, each at its SLO
-   batch (:func:`head_to_head`), and the cheapest in that run wins, unless a contender tied with it on cost (within
+   batch (:func:`head_to_head`; read off the screen's last run when every SLO batch is the screen's), and the
+   cheapest in that run wins, unless a contender tied with it on cost (within
    that run's own noise) has a clearly smaller quality drop (``optimize.ties``); the others lose with their cost.
 4. confirm: the winner against the baseline on fresh interleaved timings (the runner's
    confirmation), a fresh timing of its SLO point, and test-split quality for this final pick only.
@@ -275,6 +276,9 @@ def _time_screen(s: Search, names: list[str], rounds: int, rung) -> None:
                     threads=s.ctx.threads,
                     calls_per_turn=s.kind.calls_per_turn, min_rounds=1 if first else None)
     base_t = run.timing.get(s.baseline)
+    # the run's paired rounds (each arm's mean call ms per round) and an id shared by its rows: the contenders'
+    # side-by-side pricing can read them back (:func:`_side_by_side_of_screen`), after a resume too
+    run_id = f"{time.time():.6f}"
     for name in timed:
         if s.store.get("screen", name, st.batch_size, rung) is not None:
             continue
@@ -284,6 +288,8 @@ def _time_screen(s: Search, names: list[str], rounds: int, rung) -> None:
         else:
             row = arm_row(arm, MEASURED, timing=run.timing[name], baseline_timing=base_t,
                           first_ms=run.first_ms.get(name), meta=s.built[name].meta, isa=s.isa)
+            row.update(screen_run=run_id, round_ms=[round(float(ms), 4) for ms in ties.round_costs(
+                run.timing[name].samples_ms, s.kind.calls_per_turn, 1)])
         saved = s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size, "seq_len": st.seq_len,
                         "rung": rung, "rounds": rounds, "build_s": s.build_seconds.get(name),
                         **_variant_row(s.built[name]), **row})
@@ -485,7 +491,8 @@ def sweep(s: Search) -> None:
         s.entries[name].usd_per_1m = (reading or {}).get("usd_per_1m")
     alive = [n for n in s.alive() if n in readings]
     feasible = [n for n in alive if readings[n] and readings[n].get("feasible")]
-    side = head_to_head(s, {n: readings[n]["batch_size"] for n in feasible}) if len(feasible) > 1 else {}
+    batches = {n: readings[n]["batch_size"] for n in feasible}
+    side = (_side_by_side_of_screen(s, batches) or head_to_head(s, batches)) if len(feasible) > 1 else {}
     for name, row in side.items():   # the cost the choice is made on
         readings[name] = {**readings[name], "usd_per_1m": row["usd_per_1m"], "side_by_side": True}
         s.entries[name].usd_per_1m = row["usd_per_1m"]
@@ -540,18 +547,48 @@ def head_to_head(s: Search, batches: dict[str, int], rounds: int | None = None) 
     if run.errors or set(run.timing) != set(batches):
         s.skipped_for_budget.append(f"the contenders' side-by-side run failed ({run.errors}): chosen on sweep points")
         return {}
-    # each arm's cost relative to the run's cheapest, with its interval over the run's paired rounds (optimize.ties)
-    rounds_of = {n: ties.round_costs(run.timing[n].samples_ms, s.kind.calls_per_turn, s.kind.units_per_call(b))
-                 for n, b in batches.items()}
-    cheapest = min(batches, key=lambda n: run.timing[n].p50_ms / s.kind.units_per_call(batches[n]))
+    timings = {n: {"p50_ms": run.timing[n].p50_ms, "n_calls": run.timing[n].n_calls, "stable": run.timing[n].stable,
+                   "round_ms": ties.round_costs(run.timing[n].samples_ms, s.kind.calls_per_turn, 1)}
+               for n in batches}
+    return _price_side_by_side(s, batches, timings, saved)
+
+
+def _side_by_side_of_screen(s: Search, batches: dict[str, int]) -> dict[str, dict]:
+    """:func:`head_to_head`'s rows read off the screen's last interleaved run instead of a second run, when every
+    contender's SLO batch is the screen's batch (a classifier that meets the SLO at the top of its grid): that run
+    timed exactly these calls side by side, in paired rounds, with the baseline and the other survivors. {} when a
+    batch differs, or the contenders' rows come from two runs (a resumed screen): then the contenders get their
+    own run."""
+    st = s.settings
+    if any(b != st.batch_size for b in batches.values()):
+        return {}
+    rows = {n: s.store.get("screen", n, st.batch_size) for n in batches}
+    if any(r is None or not r.get("round_ms") for r in rows.values()) or \
+            len({r.get("screen_run") for r in rows.values()}) != 1:
+        return {}
+    saved = {n: s.store.get("sweep", n, b, HEAD_TO_HEAD) for n, b in batches.items()}
+    timings = {n: {"p50_ms": r["p50_ms"], "n_calls": r.get("n_calls"), "stable": r.get("stable"),
+                   "round_ms": r["round_ms"], "timed_in": "screen"} for n, r in rows.items()}
+    return _price_side_by_side(s, batches, timings, saved)
+
+
+def _price_side_by_side(s: Search, batches: dict[str, int], timings: dict[str, dict], saved: dict) -> dict[str, dict]:
+    """A head-to-head row per contender from one interleaved run's ``timings`` (arm -> p50_ms, n_calls, stable,
+    round_ms: its mean call ms in each of the run's paired rounds): throughput and cost at its batch, and its cost
+    relative to the run's cheapest with the interval over the rounds (optimize.ties)."""
+    import numpy as np
+
+    units = {n: s.kind.units_per_call(b) for n, b in batches.items()}
+    rounds_of = {n: np.asarray(timings[n]["round_ms"], dtype=np.float64) / units[n] for n in batches}
+    cheapest = min(batches, key=lambda n: timings[n]["p50_ms"] / units[n])
     out = {}
     for name, batch in batches.items():
-        t = run.timing[name]
-        throughput = s.kind.units_per_call(batch) * 1e3 / t.p50_ms
+        t = timings[name]
+        throughput = units[name] * 1e3 / t["p50_ms"]
         out[name] = saved[name] or s.save({
-            "stage": "sweep", "arm": name, "batch_size": batch, "rung": HEAD_TO_HEAD, "p50_ms": round(t.p50_ms, 4),
-            "n_calls": t.n_calls, "stable": t.stable, "throughput_per_s": round(throughput, 3),
-            "throughput_unit": s.kind.throughput_unit,
+            "stage": "sweep", "arm": name, "batch_size": batch, "rung": HEAD_TO_HEAD, "p50_ms": round(t["p50_ms"], 4),
+            "n_calls": t["n_calls"], "stable": t["stable"], "throughput_per_s": round(throughput, 3),
+            "throughput_unit": s.kind.throughput_unit, "timed_in": t.get("timed_in", "side-by-side run"),
             "usd_per_1m": usd_per_1m(throughput, s.instances, s.kind.cost),
             "side_by_side": sorted(batches), "cheapest_side_by_side": cheapest,
             "cost_vs_cheapest": ties.cost_ratio(rounds_of[name], rounds_of[cheapest]) if name != cheapest else None})
