@@ -41,6 +41,7 @@ def main(argv=None) -> dict:
     from workbench.runtime.cpu import cpu_isa
     from workbench.serving.engine import envs, trials
     from workbench.serving.engine.export import export_engine
+    from workbench.serving.engine.figures import measured_or_reason, serving_figures
     from workbench.serving.engine.footprint import export_peak_rss
     from workbench.serving.engine.inprocess import predict_search
     from workbench.serving.engine.quality import served_quality_of_baseline
@@ -84,64 +85,19 @@ def main(argv=None) -> dict:
                                                                  extra, log))
     log(search.to_text())
     log("served quality (demo LM, bf16 checkpoint) ...")
-    try:
-        quality = served_quality_of_baseline(get_task("causal-lm"), work / "demo", 8 if args.small else 32,
-                                             8 if args.small else 16)
-    except Exception as exc:   # the figure is then absent, the rest kept
-        quality = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    quality = measured_or_reason(lambda: served_quality_of_baseline(
+        get_task("causal-lm"), work / "demo", 8 if args.small else 32, 8 if args.small else 16))
     log("predicted vs served goodput (in-process step times of each checkpoint, continuous-batching simulation) ...")
     prediction = predict_search(search, progress=log)
     log("the Triton Python full-sequence path it replaces, same model and SLO, near idle ...")
-    try:
-        demo_text = get_task("causal-lm").documents["test"]   # prompts of the workload's length, same tokenizer
-        triton = triton_python_near_idle(CausalLMTask(model_dir, {"test": demo_text}), work / "triton",
-                                         search.workload, search.slo_ttft_ms, search.slo_itl_ms,
-                                         threads=len(split_cpus()[0]), attainment=search.attainment, progress=log)
-    except Exception as exc:   # the figure is then absent with the reason, the rest kept
-        triton = {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
-    engine_good = search.default_confirmed.goodput_per_s if search.default_confirmed else None
+    triton = measured_or_reason(lambda: triton_python_near_idle(   # the demo's text: prompts of the workload's length
+        CausalLMTask(model_dir, {"test": get_task("causal-lm").documents["test"]}), work / "triton", search.workload, search.slo_ttft_ms,
+        search.slo_itl_ms, threads=len(split_cpus()[0]), attainment=search.attainment, progress=log))
     conf = search.confirmed
-    diffs = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in (conf.rows if conf else [])
-             if r.get("aiperf_vs_own_ttft_p50_diff_pct") is not None]
-    prefix = extra.get("prefix") or {}
-    cols = ("workload", "input_tokens_per_s", "prompt_len", "max_new_tokens", "offered_rate_per_s", "ttft_ms_p50",
-            "itl_ms_p50", "output_tokens_per_s", "usd_per_1m_input_tokens", "usd_per_1m_output_tokens", "meets_slo")
-    result = {
-        "goodput_best_rps": conf.goodput_per_s if conf else None,
-        "goodput_best_search_rps": search.winner.goodput_per_s if search.winner else None,
-        "goodput_vllm_default_bf16_rps": search.default.goodput_per_s if search.default else None,
-        "goodput_vllm_default_bf16_confirmed_rps": (search.default_confirmed.goodput_per_s
-                                                    if search.default_confirmed else None),
-        "goodput_ratio_best_vs_default": search.headline_ratio,
-        # None when the Triton path meets the SLO at no rate (its goodput 0: no finite ratio; see triton_python)
-        "engine_vs_triton_python_goodput": (round(engine_good / triton["goodput_per_s"], 2)
-                                            if engine_good and triton.get("goodput_per_s") else None),
-        "triton_python_goodput_rps": triton.get("goodput_per_s"),
-        "triton_python_vs_engine_idle_tpot": (round(triton["tpot_ms_p50"] / search.idle["itl_ms_p50"], 2)
-                                              if triton.get("tpot_ms_p50") and search.idle else None),
-        "triton_python": triton,
-        "prefix_cache_ttft_ratio_under_load": prefix.get("prefix_cache_ttft_ratio"),
-        "aiperf_vs_own_ttft_p50_diff_pct": max(diffs, key=abs) if diffs else None,
-        "aiperf_vs_own_ttft_p50_diff_pct_all": diffs,
-        "predicted_goodput_rps": prediction["winner"].get("predicted_goodput_per_s"),
-        "predicted_vs_served_goodput_error_pct": prediction["winner"].get("predicted_vs_served_goodput_error_pct"),
-        "predicted_uncalibrated_vs_served_goodput_error_pct": prediction["winner"].get(
-            "predicted_uncalibrated_vs_served_goodput_error_pct"),
-        "predicted_goodput_vllm_default_bf16_rps": prediction["default"].get("predicted_goodput_per_s"),
-        "predicted_vs_served_goodput_error_pct_default": prediction["default"].get(
-            "predicted_vs_served_goodput_error_pct"),
-        "served_ppl_diff_pct": quality.get("served_ppl_diff_pct"),
-        "greedy_token_agreement": quality.get("greedy_token_agreement"),
-        "winner": conf.label if conf else None, "search": search.as_dict(), "served_quality": quality,
-        "prediction": prediction,
-        "prefix_trial": {k: v for k, v in prefix.items() if k != "prefix_trial_rows"},
-        "workloads": [{k: r.get(k) for k in cols} for r in extra.get("workload_rows", [])],
-        "peak_rss": rss, "mode": mode, "params_m": params_m, "cpu": cpu_isa(),
-        "load_avg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
-        "wall_s": round(time.perf_counter() - t_start, 1),
-        "not_measured": {**({"triton_python": triton["error"]} if "error" in triton else {}),
-                         **{f"prediction_{k}": v["error"] for k, v in prediction.items() if "error" in v}},
-    }
+    result = {**serving_figures(search, prediction, triton, quality, extra),
+              "peak_rss": rss, "mode": mode, "params_m": params_m, "cpu": cpu_isa(),
+              "load_avg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+              "wall_s": round(time.perf_counter() - t_start, 1)}
     (work / "result.json").write_text(json.dumps({**result, "trial_rows": extra, "confirm_rows": conf.rows if conf else []},
                                               indent=2, default=str))
     print(json.dumps(result, default=str))
