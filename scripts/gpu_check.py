@@ -11,6 +11,10 @@ call one whole request; random weights (speed only, quality not measured):
   ``hf-generate-bf16`` (HF ``generate`` eager, bf16), whole-request time ratio (prefill + decode).
 - ``int4_speedup_vs_bf16_b1``: ``fast-loop-int4-wo`` vs ``fast-loop-bf16`` on the ~1B decoder, batch 1.
 - ``encoder_fp16_speedup_b64``: a BERT-base-shape encoder, batch 64 x 128, fp32 / fp16 median forward latency.
+- ``optimize_cuda_pick`` / ``optimize_cuda_confirmed_speedup``: ``workbench optimize --device cuda`` on the demo
+  classifier (the GPU encoder arms of ``arms.gpu``, priced on g6.xlarge, a few minutes' budget, no bundle): the pick
+  and its speed-up over eager fp32 on fresh timings; the decision table goes under ``details``. On CPU this section
+  lists the GPU catalogue with each arm's skip reason (the search itself needs the GPU).
 
 ``--cpu`` runs the same arms at tiny shapes on CPU in well under a minute, so the script is tested where no GPU is;
 there the fast loop runs its static-cache loop uncompiled (inductor's C++ build of four graphs would take minutes on
@@ -30,14 +34,14 @@ from pathlib import Path
 import torch
 
 KEYS = ("mbu_bf16_b1", "speedup_b1_vs_hf_eager", "speedup_b64_vs_hf_eager", "int4_speedup_vs_bf16_b1",
-        "encoder_fp16_speedup_b64", "device")
+        "encoder_fp16_speedup_b64", "optimize_cuda_pick", "optimize_cuda_confirmed_speedup", "device")
 
 GPU = {"llama": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
                      intermediate_size=8192, vocab_size=128256, max_position_embeddings=2048),
        "gpt2": dict(n_embd=1024, n_layer=24, n_head=16, vocab_size=50257, n_positions=1024),
        "bert": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
        "prompt": 128, "new": 128, "big_batch": 64, "enc_batch": 64, "enc_len": 128, "repeats": 3,
-       "compile": True}
+       "compile": True, "optimize_budget_s": 240}
 CPU = {"llama": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                      intermediate_size=256, vocab_size=512, max_position_embeddings=128),
        "gpt2": dict(n_embd=64, n_layer=2, n_head=4, vocab_size=512, n_positions=128),
@@ -133,6 +137,25 @@ def encoder_arm(cfg: dict, device: str, out: dict, notes: list) -> None:
         notes.append("encoder fp16 on CPU: plumbing check only (no fp16 GEMM speed-up expected)")
 
 
+def optimize_cuda(cfg: dict, device: str, out: dict, notes: list) -> None:
+    """The optimize search on the GPU catalogue; on CPU, that catalogue's arms and why none runs here."""
+    from workbench.arms.gpu import gpu_arms
+
+    out["details"]["gpu_arms"] = {a.name: a.reason for a in gpu_arms()}
+    if device != "cuda":
+        notes.append("optimize_cuda: not run on CPU (the GPU catalogue needs a GPU); details.gpu_arms lists why")
+        return
+    from workbench.optimize import decision_text, optimize
+
+    result = optimize("text-classification", device="cuda", budget_s=cfg["optimize_budget_s"],
+                      study="gpu-check-optimize", redo=True, bundle=False, load_check=False, progress=False)
+    d = result.decision
+    pick = d.get("pick") or {}
+    out["optimize_cuda_pick"] = pick.get("arm")
+    out["optimize_cuda_confirmed_speedup"] = pick.get("confirmed_speedup")
+    out["details"]["optimize_cuda"] = decision_text(d)
+
+
 def run(out_dir: Path, cpu: bool, compile: bool = False) -> dict:
     device = "cpu" if cpu else "cuda"
     if not cpu and not torch.cuda.is_available():
@@ -143,7 +166,7 @@ def run(out_dir: Path, cpu: bool, compile: bool = False) -> dict:
                device=torch.cuda.get_device_name(0) if not cpu else "cpu",
                versions={"torch": torch.__version__, "transformers": __import__("transformers").__version__})
     t0 = time.perf_counter()
-    for arm in (llama_arms, gpt2_arms, encoder_arm):
+    for arm in (llama_arms, gpt2_arms, encoder_arm, optimize_cuda):
         start = time.perf_counter()
         try:
             arm(cfg, device, out, out["notes"])

@@ -18,7 +18,7 @@ def _double(ctx):
     return built
 
 
-def _provider(task_kind, isa, calibration, budget):
+def _provider(task_kind, isa, calibration, budget, device="cpu"):
     from workbench.arms.cpu import cpu_arms
 
     keep = {a.name: a for a in cpu_arms(isa, calibration=calibration and str(calibration))}

@@ -40,5 +40,18 @@ def test_distilled_students_join_only_when_their_training_fits(monkeypatch):
 def test_unknown_kind_and_device_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="text-classification or causal-lm"):
         candidates("text2text", ISA)
-    with pytest.raises(ValueError, match="--device cpu"):
-        candidates("text-classification", ISA, device="cuda")
+    with pytest.raises(ValueError, match=r"device 'tpu': use one of \('cpu', 'cuda'\)"):
+        candidates("text-classification", ISA, device="tpu")
+
+
+def test_cuda_takes_the_gpu_catalogues_and_leaves_the_cpu_students_out(monkeypatch):
+    _fake_distilled(monkeypatch, 10.0)
+    arms, skipped = candidates("text-classification", ISA, budget=Budget(1000.0), device="cuda")
+    names = [a.name for a in arms]
+    assert names[0] == "torch-fp32" and "torch-compile-fp16" in names and "ov-int8-static" not in names
+    assert "student-fp32" not in names and "CPU catalogue's" in skipped[0]
+    lm, _ = candidates("causal-lm", ISA, device="cuda")
+    by_name = {a.name: a for a in lm}
+    assert by_name["ort-int8-matmulnbits"].skip_reason == "the ORT arms run on CPU here (device cuda)"
+    assert "llama.cpp arms run on CPU" in by_name["llama-cpp-bf16"].skip_reason
+    assert by_name["fast-loop-bf16"].applies and sum(a.baseline for a in lm) == 1

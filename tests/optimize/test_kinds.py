@@ -82,7 +82,8 @@ def test_an_arm_of_one_sequence_serves_the_screens_batch_as_requests_one_after_a
 def test_point_reads_itl_per_output_token_and_output_tokens_per_s(lm):
     kind = CausalLMKind(small=True)
     kind.shape = {**kind.shape, "prompt": 8, "new": 6}
-    s = SimpleNamespace(settings=SimpleNamespace(point_seconds=0.05), ctx=lm.ctx, build=lambda n: lm.built[n])
+    s = SimpleNamespace(settings=SimpleNamespace(point_seconds=0.05), ctx=lm.ctx, device="cpu",
+                        build=lambda n: lm.built[n])
     row = kind.point(s, "hf-generate-fp32", 2)
     assert row["batch_size"] == 2 and row["scenario"] == "generation-batching" and row["slo_latency"] == "itl"
     assert row["n_calls"] == row["n_requests"] * 5          # 6 tokens: 5 intervals per request, the ITL samples
@@ -163,3 +164,21 @@ def test_lm_decision_table_names_the_units():
     assert "max drop 1 % ppl" in text.splitlines()[0] and "per output token (ITL)" in text.splitlines()[0]
     assert "150.0 output tokens/s, $0.16 per 1M output tokens on c7i.large" in text
     assert "drop 0.10 [-0.10, 0.30] on test (% ppl)" in text
+
+
+def test_the_classifier_on_cuda_takes_the_gpu_arms_a_longer_grid_and_no_calibration(tmp_path):
+    from workbench.optimize.kinds import GPU_GRID_TOP
+    from workbench.optimize.search import Settings
+
+    gpu, cpu = kind_for("text-classification", False, "cuda"), kind_for("text-classification", False)
+    st = gpu.settings(Settings.for_mode(False))
+    assert st.grid == (1, 2, 4, 8, 16, 32, 64, 128, 256) and st.batch_size == GPU_GRID_TOP   # screened at the top
+    assert cpu.settings(Settings.for_mode(False)).grid[-1] == 32
+    assert gpu.calibration(None, st, tmp_path) is None       # no GPU arm calibrates: no calibration set is made
+    names = [a.name for a in gpu.catalogue({}, None)]
+    assert names[0] == "torch-fp32" and "torch-compile-bf16" in names and "ov-int8-static" not in names
+    lm = kind_for("causal-lm", True, "cuda")
+    assert lm.device == "cuda" and "run on CPU here" in {a.name: a for a in lm.catalogue({}, None)}[
+        "ort-int8-matmulnbits"].skip_reason
+    with pytest.raises(ValueError, match=r"device 'tpu': use one of"):
+        kind_for("text-classification", True, "tpu")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 
-def _provider(task_kind, isa, calibration, budget):
+def _provider(task_kind, isa, calibration, budget, device="cpu"):
     from workbench.arms.llm import llm_arms
 
     return llm_arms(["hf-generate-fp32", "hf-int4-wo"], compile=False), []

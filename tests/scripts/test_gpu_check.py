@@ -33,6 +33,8 @@ def test_cpu_mode_writes_sane_json(tmp_path):
         detail = out["details"][arm]
         assert detail["fast_tokens_per_s"] > 0 and detail["hf_tokens_per_s"] > 0
         assert "static cache" in detail["fast_loop"]
+    assert out["optimize_cuda_pick"] is None and "no CUDA device" in out["details"]["gpu_arms"]["torch-fp16"]
+    assert any(note.startswith("optimize_cuda: not run on CPU") for note in out["notes"])
     bf16 = out["details"]["llama_fast-loop-bf16_b1"]
     assert bf16["bytes_per_token"] > 0 and (bf16["bandwidth_utilisation"] <= 1 or bf16["bandwidth_flag"])
 

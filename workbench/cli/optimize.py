@@ -23,7 +23,8 @@ def _arguments(p) -> None:
                         "causal-lm: %% perplexity increase")
     p.add_argument("--budget", default="20m", help="wall-time budget: seconds or 90s / 20m / 1h (default 20m)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--instances", default="c7i.large", help="comma-separated price-table instances to cost on")
+    p.add_argument("--instances", default=None, help="comma-separated price-table instances to cost on, of the "
+                   "device's kind (default: c7i.large on cpu, g6.xlarge on cuda)")
     p.add_argument("--traffic", default=None, help="requests per day for build vs buy, e.g. 5M/day")
     p.add_argument("--api", action="append", default=None, help="hosted API to compare with (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for every arm (default: torch's)")
@@ -43,7 +44,8 @@ def cmd_optimize(args) -> int:
     try:
         result = optimize(args.task, args.model, args.data, slo_ms=args.slo_ms, percentile=args.percentile,
                           max_drop=args.max_drop, budget_s=args.budget, device=args.device,
-                          instances=[i.strip() for i in args.instances.split(",") if i.strip()],
+                          instances=([i.strip() for i in args.instances.split(",") if i.strip()]
+                                     if args.instances else None),
                           traffic_per_day=args.traffic, apis=args.api, study=args.study, redo=args.redo,
                           bundle=not args.no_bundle, load_check=not args.no_load, threads=args.threads)
     except KeyboardInterrupt:

@@ -54,7 +54,7 @@ def run_settings(task, model, data, slo_ms, percentile, max_drop, device, budget
 
 
 def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile: str = "p99", max_drop: float = 1.0,
-             budget_s: float = 1200.0, device: str = "cpu", instances=("c7i.large",), traffic_per_day=None,
+             budget_s: float = 1200.0, device: str = "cpu", instances=None, traffic_per_day=None,
              apis=None, study: str | None = None, redo: bool = False, bundle: bool = True, load_check: bool = True,
              on_event=None, progress: bool = True, threads: int | None = None) -> OptimizeResult:
     """Search the arms for ``task`` under ``budget_s`` seconds and write ``artifacts/<study>/decision.json``.
@@ -66,7 +66,10 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
         max_drop: the largest quality drop accepted, the upper end of the paired 95% CI: points of accuracy for a
             classifier, % perplexity increase over the baseline for a causal LM (``decision["drop_unit"]``).
         budget_s: wall seconds for the whole run (resumed runs count the earlier runs' time too).
-        instances: price-table instances to cost the SLO point on (the first one ranks the arms).
+        device: "cpu" (the CPU catalogue for this ISA) or "cuda" (the GPU catalogues: ``arms.gpu`` for a
+            classifier, the LLM arms on the GPU for a causal LM).
+        instances: price-table instances to cost the SLO point on (the first one ranks the arms); of the device's
+            kind (a CPU instance prices CPU throughput). Default: c7i.large on cpu, g6.xlarge on cuda.
         traffic_per_day, apis: requests per day and hosted APIs for the build-vs-buy lines.
         study: the folder under the artifacts root (default ``optimize-<task>``); redo: start it over.
         bundle, load_check: hand-off steps (skipped with a reason when not possible or not within budget).
@@ -86,11 +89,7 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
         raise ValueError(f"slo_ms {slo_ms!r} must be a positive number of milliseconds (e.g. --slo-ms 50)")
     if max_drop is None or max_drop < 0:
         raise ValueError(f"max_drop {max_drop!r} must be >= 0 points (e.g. --max-drop 1.0)")
-    instances = tuple(instances) if not isinstance(instances, str) else tuple(instances.split(","))
-    from workbench.measure.cost import get_price
-
-    for instance in instances:
-        get_price(instance)   # an unknown instance fails here, before any work, naming the price table
+    instances = _instances_for(device, instances)
     if task == "causal-lm" and percentile not in ("p50", "p99"):
         raise ValueError(f"percentile {percentile!r}: the causal-LM search reads per-token latency (ITL) at p50 or "
                          "p99 (the request metrics' percentiles): use --percentile p99 or p50")
@@ -110,6 +109,10 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
 
     meta = {"task": task, "model": str(model) if model else "demo", "device": device, "cpu": search._cpu,
             "isa": search.isa, "resume": resume, "study": study}
+    if device == "cuda":
+        from workbench.runtime.gpu import gpu_summary
+
+        meta["gpu"] = gpu_summary()
     bundle_path = load = None
     notes = []
 
@@ -165,6 +168,36 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
                           Path(bundle_path) if bundle_path else None)
 
 
+DEFAULT_INSTANCE = {"cpu": "c7i.large", "cuda": "g6.xlarge"}
+
+
+def _instances_for(device: str, instances) -> tuple[str, ...]:
+    """The instances to price on, checked before any work: a device the search cannot run on, an unknown
+    instance (naming the price table) or one of another kind than the device (GPU throughput priced at a CPU
+    instance's hour, or the reverse) is refused with the fix."""
+    from workbench.measure.cost import get_price
+
+    if device not in DEFAULT_INSTANCE:
+        raise ValueError(f"device {device!r}: use cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda': torch sees no GPU here (torch.cuda.is_available() is False): run on a "
+                             "GPU machine with a CUDA build of torch, or use --device cpu")
+    if instances is None:
+        instances = (DEFAULT_INSTANCE[device],)
+    instances = tuple(instances) if not isinstance(instances, str) else tuple(instances.split(","))
+    want = "gpu" if device == "cuda" else "cpu"
+    for instance in instances:
+        price = get_price(instance)   # an unknown instance fails here, naming the price table
+        if price.kind and price.kind != want:
+            raise ValueError(f"instance {instance} is a {price.kind} instance but the search runs on {device}: the "
+                             f"cost prices the throughput measured here at that instance's hour; pass {want} "
+                             f"instances (e.g. --instances {DEFAULT_INSTANCE[device]})")
+    return instances
+
+
 def _start(task_kind, model, data, settings, store, budget, emit, log, threads):
     """The task, its arms and their context, and the search state (refuses a budget below the baseline's need)."""
     from workbench.optimize.budget import BudgetError
@@ -175,7 +208,7 @@ def _start(task_kind, model, data, settings, store, budget, emit, log, threads):
     from workbench.tasks import get_task
     from workbench.util.settings import small_mode
 
-    kind = kind_for(task_kind, small_mode())
+    kind = kind_for(task_kind, small_mode(), settings["device"])
     st = kind.settings(Settings.for_mode(small_mode()))
     floor = (budget.build_estimate(["baseline"]) + st.screen_rounds * st.screen_seconds
              + budget.eval_estimate(1) + budget.sweep_estimate(st.sweep_reserve, st.point_seconds))

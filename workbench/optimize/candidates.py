@@ -1,8 +1,8 @@
 """Which arms an optimize run considers: the arm catalogues for this task kind and device / ISA, plus pluggable
 providers (distillation) that join only when their module imports and their extra time fits the budget.
 
-A provider is ``(name, provider(task_kind, isa, calibration, budget) -> (arms, skipped))``: ``skipped`` lists what it
-left out for lack of budget (it goes to ``skipped_for_budget``). ``PROVIDERS`` is the list the search reads; a new
+A provider is ``(name, provider(task_kind, isa, calibration, budget, device) -> (arms, skipped))``: ``skipped`` lists
+what it left out and why (for lack of budget, or not on this device; it goes to ``skipped_for_budget``). ``PROVIDERS`` is the list the search reads; a new
 family of candidates is one more entry, nothing else changes.
 """
 from __future__ import annotations
@@ -10,17 +10,19 @@ from __future__ import annotations
 import importlib
 
 
-def catalogue(task_kind: str, isa: dict, calibration, budget=None) -> tuple[list, list[str]]:
-    """The arm catalogue for this task kind and ISA, from its kind adapter (the exhaustive reference covers exactly
-    these); a kind without one is refused."""
+def catalogue(task_kind: str, isa: dict, calibration, budget=None, device: str = "cpu") -> tuple[list, list[str]]:
+    """The arm catalogue for this task kind, ISA and device, from its kind adapter (the exhaustive reference covers
+    exactly these); a kind without one is refused."""
     from workbench.optimize.kinds import kind_for
     from workbench.util.settings import small_mode
 
-    return kind_for(task_kind, small_mode()).catalogue(isa, calibration), []
+    return kind_for(task_kind, small_mode(), device).catalogue(isa, calibration), []
 
 
-def _distilled(task_kind: str, isa: dict, calibration, budget) -> tuple[list, list[str]]:
+def _distilled(task_kind: str, isa: dict, calibration, budget, device: str = "cpu") -> tuple[list, list[str]]:
     """The distilled-student arms (``workbench.arms.distilled``) when that module exists and its training fits."""
+    if device != "cpu":
+        return [], [f"distilled student: its arms are the CPU catalogue's in this version, not {device}'s"]
     try:
         module = importlib.import_module("workbench.arms.distilled")
     except ImportError:
@@ -45,12 +47,9 @@ PROVIDERS = [("catalogue", catalogue), ("distilled", _distilled)]
 
 def candidates(task_kind: str, isa: dict, calibration=None, budget=None, device: str = "cpu") -> tuple[list, list[str]]:
     """(arms, skipped_for_budget) for this run; exactly one baseline, names unique (first provider wins)."""
-    if device != "cpu":
-        raise ValueError(f"optimize runs its search on device {device!r} only through the GPU catalogues, which this "
-                         "version does not search yet: use --device cpu")
     arms, skipped, seen = [], [], set()
     for _name, provider in PROVIDERS:
-        found, left = provider(task_kind, isa, calibration, budget)
+        found, left = provider(task_kind, isa, calibration, budget, device)
         skipped += left
         for arm in found:
             if arm.name not in seen:

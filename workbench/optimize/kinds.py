@@ -18,6 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 
+# A classifier's batch grid on a GPU goes on doubling up to this batch (a GPU's throughput keeps rising well past the
+# CPU grid's 32)
+GPU_GRID_TOP = 256
+
 
 class ClassifierKind:
     name = "text-classification"
@@ -28,16 +32,28 @@ class ClassifierKind:
     slo_latency = "per batch"             # what the SLO's latency is read on
     calls_per_turn = 3                    # interleaved turns: a call is a ~10 ms batch; three per turn amortise the switch
 
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+
     def settings(self, st):
         # the screen times every arm at the top of the grid, where the sweep starts walking down: an arm compiled per
         # input shape (torch.compile, PT2E) compiles that shape at build, so its first sweep point (and the SLO point
         # of every contender that meets the SLO there) costs no further ~10 s compile; it also ranks the arms at the
-        # batch whose throughput the cost is usually read at, not at a batch the sweep passes over
+        # batch whose throughput the cost is usually read at, not at a batch the sweep passes over. A GPU is fed
+        # larger batches before its throughput levels off: its grid goes on to GPU_GRID_TOP.
+        if self.device == "cuda":
+            top = st.grid[-1]
+            st = dataclasses.replace(st, grid=st.grid + tuple(top * 2 ** k for k in range(1, 8)
+                                                                  if top * 2 ** k <= GPU_GRID_TOP))
         return dataclasses.replace(st, batch_size=st.grid[-1])
 
-    @staticmethod
-    def catalogue(isa: dict, calibration) -> list:
-        """The CPU encoder arms for this ISA (the static int8 ones read ``calibration``)."""
+    def catalogue(self, isa: dict, calibration) -> list:
+        """The CPU encoder arms for this ISA (the static int8 ones read ``calibration``), or the GPU encoder arms
+        on cuda (``arms.gpu``)."""
+        if self.device == "cuda":
+            from workbench.arms.gpu import gpu_arms
+
+            return gpu_arms()
         from workbench.arms.cpu import cpu_arms
 
         return cpu_arms(isa, calibration=calibration and str(calibration))
@@ -47,18 +63,25 @@ class ClassifierKind:
         """The built arm as the screen and the confirmation time it: its call already runs the timing batch."""
         return built
 
-    @staticmethod
-    def calibration(task, st, folder):
-        """The calibration set the static int8 arms read (None when the task has none)."""
+    def calibration(self, task, st, folder):
+        """The calibration set the static int8 arms read (None when the task has none, and on cuda: no GPU arm
+        calibrates)."""
         from workbench.arms.cpu import calibration_set
 
+        if self.device == "cuda":
+            return None
         return calibration_set(task, st.calib_examples, folder / "calibration")[0]
 
     def context(self, task, st, threads, folder, log):
         from workbench.arms.cpu import cpu_context
+        from workbench.arms.gpu import gpu_context
 
-        ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"),
-                          report_split="test", log=log)
+        if self.device == "cuda":
+            ctx = gpu_context(task, st.batch_size, st.seq_len, st.eval_limit, str(folder / "arms"),
+                              report_split="test", log=log)
+        else:
+            ctx = cpu_context(task, st.batch_size, st.seq_len, threads, st.eval_limit, str(folder / "arms"),
+                              report_split="test", log=log)
         ctx.options["split"] = "validation"
         return ctx
 
@@ -136,8 +159,9 @@ class CausalLMKind:
     # call each overshoots a time budget by less (three per turn ran the LM screen's first round 2x over its budget)
     calls_per_turn = 1
 
-    def __init__(self, small: bool):
+    def __init__(self, small: bool, device: str = "cpu"):
         self.small = small
+        self.device = device
         self.shape = LM_SMALL if small else LM_FULL
 
     def settings(self, st):
@@ -155,13 +179,13 @@ class CausalLMKind:
 
         # torch.compile of a fast loop per batch size takes minutes on a loaded 2-core box: small mode times the
         # same arms eagerly (the decision says so through the arms' notes)
-        ctx = decode_context(task.baseline().model, prompt=self.shape["prompt"], new=self.shape["new"],
+        ctx = decode_context(task.baseline(self.device).model, prompt=self.shape["prompt"], new=self.shape["new"],
                              batches=st.grid, compile=not self.small, quality="perplexity", task=task,
                              threads=threads, out=str(folder / "arms" / "onnx"), ppl_blocks=st.eval_limit, log=log,
                              # compiled at build: the screen's batch only; an arm the screen keeps compiles its sweep
                              # batches in their warm-up calls (a fast loop's graph per batch size took ~10 s each here,
                              # most of a full-size run's builds when every arm compiled the whole grid)
-                             compile_batches=(st.batch_size,))
+                             compile_batches=(st.batch_size,), device=self.device)
         # chosen on validation blocks, reported on test blocks (the confirm stage's report_quality)
         ctx.options["quality_ids"] = task.token_blocks("validation")[:st.eval_limit]
         ctx.options["report_ids"] = task.token_blocks("test")[:st.eval_limit]
@@ -192,10 +216,11 @@ class CausalLMKind:
         return built if at is None or batch == 1 else dataclasses.replace(built, call=at(batch))
 
     def catalogue(self, isa: dict, calibration) -> list:
-        """The LLM decode arms; small mode times the fast loops eagerly: no compiled arms to wait minutes for."""
+        """The LLM decode arms on this kind's device (each says why it does not run there: llama.cpp and ORT are
+        CPU arms here); small mode times the fast loops eagerly: no compiled arms to wait minutes for."""
         from workbench.arms.llm import llm_arms
 
-        return list(llm_arms(compile=not self.small))
+        return list(llm_arms(compile=not self.small, device=self.device))
 
     @staticmethod
     def with_report_quality(built, ctx):
@@ -228,6 +253,7 @@ class CausalLMKind:
             raise RuntimeError(f"arm {name} cannot time another batch size (no at_batch on its call)")
         results = []
         timing = time_interleaved({name: at(batch)}, rounds=3, seconds=st.point_seconds, threads=s.ctx.threads,
+                                  device=s.device,
                                   calls_per_turn=1, warmup=1, record=lambda _n, res: results.append(res))
         t = timing[name]
         m = request_metrics([req for r in results for req in r.requests()])
@@ -293,16 +319,22 @@ def _r(x):
     return None if x is None else round(x, 3)
 
 
-# task kind -> its adapter given small mode (the classifier's shapes shrink through Settings.for_mode alone)
-KINDS = {ClassifierKind.name: lambda small: ClassifierKind(), CausalLMKind.name: CausalLMKind}
+# task kind -> its adapter given small mode and the device (the classifier's shapes shrink through
+# Settings.for_mode alone)
+KINDS = {ClassifierKind.name: lambda small, device: ClassifierKind(device),
+         CausalLMKind.name: lambda small, device: CausalLMKind(small, device)}
+DEVICES = ("cpu", "cuda")
 
 
-def kind_for(task_kind: str, small: bool):
-    """The adapter of ``task_kind`` (small mode: its shrunken shapes); a kind without one is refused."""
+def kind_for(task_kind: str, small: bool, device: str = "cpu"):
+    """The adapter of ``task_kind`` on ``device`` (small mode: its shrunken shapes); a kind without one is
+    refused."""
     if task_kind not in KINDS:
         raise ValueError(f"optimize has no arm catalogue for task kind {task_kind!r} yet: use "
                          f"{' or '.join(KINDS)}")
-    return KINDS[task_kind](small)
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: use one of {DEVICES}")
+    return KINDS[task_kind](small, device)
 
 
-__all__ = ["ClassifierKind", "CausalLMKind", "kind_for", "KINDS", "LM_SMALL", "LM_FULL"]
+__all__ = ["ClassifierKind", "CausalLMKind", "kind_for", "KINDS", "DEVICES", "LM_SMALL", "LM_FULL", "GPU_GRID_TOP"]

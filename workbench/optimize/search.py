@@ -118,6 +118,11 @@ class Search:
 
     # ---- helpers --------------------------------------------------------------------------------------------------
     @property
+    def device(self) -> str:
+        """Where the arms run ("cpu" or "cuda": a GPU call is synchronised before its timer stops)."""
+        return getattr(self.ctx, "device", "cpu")
+
+    @property
     def baseline(self) -> str:
         return next(a.name for a in self.arms if a.baseline)
 
@@ -273,7 +278,7 @@ def _time_screen(s: Search, names: list[str], rounds: int, rung) -> None:
     # FIRST_ROUND_SHARE of a later round's time
     run = time_arms({n: s.kind.timed(b, st.batch_size) for n, b in timed.items()}, rounds=rounds,
                     seconds=st.screen_seconds * (FIRST_ROUND_SHARE if first else 1.0), warmup=st.warmup,
-                    threads=s.ctx.threads,
+                    threads=s.ctx.threads, device=s.device,
                     calls_per_turn=s.kind.calls_per_turn, min_rounds=1 if first else None)
     base_t = run.timing.get(s.baseline)
     # the run's paired rounds (each arm's mean call ms per round) and an id shared by its rows: the contenders'
@@ -542,7 +547,7 @@ def head_to_head(s: Search, batches: dict[str, int], rounds: int | None = None) 
                                                      need))
         return {}
     run = time_arms({n: s.kind.at_batch(s, n, b) for n, b in batches.items()}, rounds=rounds,
-                    seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads,
+                    seconds=st.screen_seconds, warmup=st.warmup, threads=s.ctx.threads, device=s.device,
                     calls_per_turn=s.kind.calls_per_turn)
     if run.errors or set(run.timing) != set(batches):
         s.skipped_for_budget.append(f"the contenders' side-by-side run failed ({run.errors}): chosen on sweep points")
@@ -647,7 +652,7 @@ def confirm(s: Search) -> None:
     if name != s.baseline and s.store.get("confirm", name, st.batch_size, "speedup") is None:
         built = {n: s.kind.timed(s.build(n), st.batch_size) for n in (s.baseline, name)}
         run = time_arms(built, rounds=st.screen_rounds, seconds=st.screen_seconds, warmup=st.warmup,
-                        threads=s.ctx.threads, calls_per_turn=s.kind.calls_per_turn)
+                        threads=s.ctx.threads, device=s.device, calls_per_turn=s.kind.calls_per_turn)
         s.save({"stage": "confirm", "arm": name, "batch_size": st.batch_size, "rung": "speedup",
                 "confirmed_speedup": run.ratio(s.baseline, name), "errors": run.errors or None,
                 "p50_ms": run.timing[name].p50_ms if name in run.timing else None,
