@@ -11,6 +11,45 @@ def _provider(task_kind, isa, calibration, budget, device="cpu"):
     return llm_arms(["hf-generate-fp32", "hf-int4-wo"], compile=False), []
 
 
+def _fake_engine(monkeypatch) -> dict:
+    """vLLM stood in for: the engine 'starts' on the bundle's checkpoint, its idle request takes 1 s, and a point's
+    requests see ITL p99 12 ms; what the load check sent is recorded."""
+    import numpy as np
+
+    import workbench.serving.engine.envs as envs
+    import workbench.serving.engine.openai_client as client
+    import workbench.serving.engine.search as engine_search
+    import workbench.serving.engine.server as server
+    from workbench.serving.engine.openai_client import OwnClientResult
+
+    seen = {}
+
+    class FakeServer:
+        def __init__(self, checkpoint, args, log_path, cpus=None, **kw):
+            seen["checkpoint"], self.url, self.startup_s = checkpoint, "http://127.0.0.1:1", 1.0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def check_alive(self):
+            return None
+
+    def fake_schedule(url, prompts, offsets, max_tokens, **kw):
+        seen.update(n_prompts=len(prompts), max_tokens=max_tokens, rate=(len(offsets) - 1) / float(np.max(offsets)))
+        return OwnClientResult({"itl_ms_p50": 5.0, "itl_ms_p99": 12.0, "ttft_ms_p50": 30.0}, len(prompts),
+                               len(prompts), 0, 1.0, 0.2, 2.0)
+
+    monkeypatch.setattr(envs, "available", lambda: (True, ""))
+    monkeypatch.setattr(server, "VllmServer", FakeServer)
+    monkeypatch.setattr(client, "run_schedule", fake_schedule)
+    monkeypatch.setattr(engine_search, "idle_latency",
+                        lambda *a: {"ttft_ms_p50": 30.0, "itl_ms_p50": 5.0, "e2e_s_p50": 1.0})
+    return seen
+
+
 @pytest.mark.slow
 def test_optimize_causal_lm_decides_bundles_for_the_engine_and_resumes(monkeypatch, tmp_path):
     import workbench as wb
@@ -22,6 +61,7 @@ def test_optimize_causal_lm_decides_bundles_for_the_engine_and_resumes(monkeypat
     monkeypatch.setenv("WORKBENCH_SMALL", "1")
     monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path))
     monkeypatch.setattr(candidates, "PROVIDERS", [("test", _provider)])
+    served = _fake_engine(monkeypatch)
     events = []
     kw = dict(slo_ms=200.0, max_drop=2.0, budget_s=900, study="lm", load_check=True, progress=False)
     result = wb.optimize("causal-lm", on_event=events.append, **kw)
@@ -46,11 +86,18 @@ def test_optimize_causal_lm_decides_bundles_for_the_engine_and_resumes(monkeypat
     sweep = [r for r in result.rows if r.get("stage") == "sweep"]
     assert sweep and all(r["throughput_unit"] == "output tokens/s" for r in sweep)
     assert all(r["slo_latency"] == "itl" for r in sweep if r["rung"] == 0)     # the points (not the side-by-side run)
-    # the engine bundle: the pick's weights in the spec the checkpoint carries, the load check skipped with a reason
+    # the engine bundle: the pick's weights in the spec the checkpoint carries, served by the engine for the load
+    # check: one Poisson point at half the idle engine's capacity in the search's request shape, judged on its ITL SLO
     manifest = json.loads((result.bundle / "manifest.json").read_text())
     assert manifest["kind"] == "engine" and manifest["optimize"]["arm"] == pick["arm"]
     assert any(n.startswith("vLLM engine bundle of") for n in d["notes"])
-    assert any(n.startswith("load check skipped:") for n in d["notes"]) and pick["load_check"] is None
+    assert served["checkpoint"] == result.bundle / "checkpoint" and served["max_tokens"] == kinds.LM_SMALL["new"]
+    assert served["n_prompts"] == 40 and served["rate"] == pytest.approx(0.5, rel=0.35)   # 0.5 / 1 s idle request
+    check = pick["load_check"]
+    assert check["slo_met"] is True and check["tail_ms"] == 12.0 and check["latency"] == "ITL per output token"
+    assert "p99 ITL per output token 12.0 ms: SLO met, 0 errors" in wb.optimize.decision_text(d)
+    load_rows = [r for r in result.rows if r.get("stage") == "load"]
+    assert len(load_rows) == 1 and load_rows[0]["scenario"] == "optimize-load" and load_rows[0]["itl_ms_p99"] == 12.0
     assert {e["stage"] for e in events if e["type"] == "stage"} >= {"screen", "quality", "sweep", "confirm"}
     # the same command again measures nothing new
     again = wb.optimize("causal-lm", bundle=False, **kw)

@@ -104,7 +104,6 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
     log = print if progress else (lambda message: None)
     search = _start(task, model, data, settings, store, budget, emit, log, threads)
     from workbench.optimize import decision as dec
-    from workbench.optimize import handoff
     from workbench.optimize.search import confirm, quality, screen, sweep
 
     meta = {"task": task, "model": str(model) if model else "demo", "device": device, "cpu": search._cpu,
@@ -141,14 +140,14 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
             missing = search.kind.load_check_missing()
             if missing:
                 notes.append(f"load check skipped: {missing}")
-            elif not budget.fits(90):
-                search.skipped_for_budget.append(budget.why_not("the open-loop load check", 90))
+            elif not budget.fits(search.kind.load_check_s):
+                search.skipped_for_budget.append(budget.why_not("the open-loop load check", search.kind.load_check_s))
             elif search.store.get("load", search.winner or search.baseline) is not None:
                 saved = search.store.get("load", search.winner or search.baseline)
                 load = saved.get("load_check")
             else:
-                search.enter("load", 90, 1)
-                load, row = handoff.load_check(Path(bundle_path), slo_ms, percentile)
+                search.enter("load", search.kind.load_check_s, 1)
+                load, row = search.kind.load_check(search, Path(bundle_path))
                 search.save({**row, "stage": "load", "arm": search.winner or search.baseline, "load_check": load,
                              "batch_size": None})
         search.stage = "done"

@@ -178,6 +178,12 @@ def decision_text(decision: dict) -> str:
         for note in ("confirm_note", "quality_note"):
             if pick.get(note):
                 lines.append(f"  note: {pick[note]}")
+        load = pick.get("load_check")
+        if load:
+            met = {True: "SLO met", False: "SLO missed"}.get(load.get("slo_met"), load.get("outcome") or "-")
+            lines.append(f"load check (open loop, served bundle): {load.get('rate_per_s')} requests/s, "
+                         f"{decision['slo']['percentile']} {load.get('latency') or 'latency'} {load.get('tail_ms')} ms: "
+                         f"{met}, {load.get('errors')} errors")
     else:
         ran_out = any(s.startswith(("quality of", "sweep of")) for s in decision.get("skipped_for_budget") or [])
         lines.append("PICK none: " + ("the budget ran out before any arm's quality and SLO point were both measured "

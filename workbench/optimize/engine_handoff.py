@@ -5,12 +5,20 @@ technique it carries ships as that spec; a pick it cannot carry as measured (an 
 a compiled loop) ships the nearest spec it can, and the note says which and why: the engine runs its own kernels, so
 the bundle carries the pick's weights, not its CPU decode loop.
 
-The load check starts vLLM, which takes minutes on CPU: it is optional (``.engine-venv`` must exist) and skipped with
-the reason here; ``workbench load --engine`` on the bundle measures it.
+The load check (:func:`load_check`) serves the bundle on vLLM (loopback, its own process group, pinned apart from the
+client) and offers one open-loop Poisson point at half the idle engine's one-at-a-time capacity, in the search's own
+request shape, judged on the search's SLO (ITL at its percentile, every token interval of the point's requests). It
+needs the engine venv (``make serve-env``) and the time to start vLLM (about 90 s on a 2-core CPU): optimize runs it
+when the budget holds ``LOAD_CHECK_S`` and says why not otherwise; ``workbench load --engine`` measures the whole
+rate ladder.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+LOAD_CHECK_S = 240        # the check's budget: vLLM's start-up on CPU (~90 s here), the idle requests and one point
+LOAD_REQUESTS = 40        # requests of the point: an ITL p99 over ~40 x (new - 1) token intervals
+LOAD_FRACTION = 0.5       # of the idle engine's one-at-a-time capacity (1 / idle request time), as the Triton check
 
 # arm -> (engine spec, note when the spec is not exactly what was measured)
 SPECS = {
@@ -69,15 +77,57 @@ def bundle(s, dest: Path) -> tuple[str | None, str]:
 
 
 def load_check_missing() -> str | None:
-    """Why optimize runs no engine load check here (always a reason in this version: starting vLLM on CPU takes
-    minutes, more than a short check; the bundle's own ``workbench load`` measures it)."""
+    """Why no engine can be started here (the engine venv is missing: ``make serve-env``), else None."""
     from workbench.serving.engine.envs import available
 
     ok, why = available()
-    if not ok:
-        return why
-    return ("starting vLLM takes minutes on this CPU, beyond a short check: run `workbench load --engine` on the "
-            "bundle to measure it under load")
+    return None if ok else why
 
 
-__all__ = ["bundle", "engine_spec", "load_check_missing", "SPECS"]
+def load_check(bundle_dir: Path, slo_ms: float, percentile: str, prompt_tokens: int,
+               new_tokens: int) -> tuple[dict, dict]:
+    """(the decision's ``load_check``, the load row): the bundle served by vLLM, ``LOAD_REQUESTS`` Poisson arrivals
+    at ``LOAD_FRACTION`` of the idle engine's capacity, each a ``prompt_tokens`` prompt and ``new_tokens`` streamed
+    tokens (the own stream client), the SLO met when no request failed and the ITL at ``percentile`` is within
+    ``slo_ms``."""
+    import json
+    import tempfile
+
+    from workbench.serving.engine.engine_args import EngineArgs
+    from workbench.serving.engine.load import SCENARIO, pinned
+    from workbench.serving.engine.openai_client import run_schedule
+    from workbench.serving.engine.search import idle_latency
+    from workbench.serving.engine.server import VllmServer, split_cpus
+    from workbench.serving.engine.workloads import Workload
+    from workbench.serving.load.schedule import schedule
+
+    bundle_dir = Path(bundle_dir)
+    ckpt = bundle_dir / "checkpoint"
+    args = EngineArgs.from_dict(json.loads((bundle_dir / "engine_args.json").read_text()))
+    workload = Workload("optimize", prompt_tokens, new_tokens)
+    engine_cpus, client_cpus, shared = split_cpus()
+    with tempfile.TemporaryDirectory(prefix="workbench-optimize-engine-") as tmp, \
+            VllmServer(ckpt, args, Path(tmp) / "vllm.log", cpus=engine_cpus) as server:
+        idle = idle_latency(server, ckpt, workload, client_cpus)
+        rate = LOAD_FRACTION / idle["e2e_s_p50"]
+        prompts, _lens = workload.prompts(ckpt, LOAD_REQUESTS, seed=0)
+        with pinned(client_cpus):
+            own = run_schedule(server.url, prompts, schedule(rate, LOAD_REQUESTS, "poisson", seed=0), new_tokens)
+        server.check_alive()
+        startup_s = server.startup_s
+    tail = own.metrics.get(f"itl_ms_{percentile}")
+    met = own.errors == 0 and tail is not None and tail <= slo_ms
+    row = {"scenario": SCENARIO, "bundle": str(bundle_dir), "engine": "vllm", "client": "own", "arrival": "poisson",
+           **workload.columns(), "offered_rate_per_s": round(rate, 4), "n_requests": LOAD_REQUESTS,
+           "errors": own.errors, "client_cpu_share": round(own.client_cpu_s / own.wall_s, 3) if own.wall_s else None,
+           "send_lag_p99_ms": own.send_lag_p99_ms, "engine_startup_s": startup_s, "idle": idle,
+           "slo_itl_ms": slo_ms, "slo_percentile": percentile, "meets_slo": met,
+           **{k: v for k, v in own.metrics.items() if k.startswith(("ttft", "itl", "tpot", "e2e", "output_tokens"))
+              and not k.endswith("_note")}}
+    check = {"rate_per_s": round(rate, 3), "tail_ms": tail, "percentile": percentile, "latency": "ITL per output token",
+             "slo_met": met, "outcome": "pass" if met else "miss", "errors": own.errors,
+             "engine_startup_s": startup_s, **({"note": shared} if shared else {})}
+    return check, row
+
+
+__all__ = ["bundle", "engine_spec", "load_check", "load_check_missing", "SPECS", "LOAD_CHECK_S"]

@@ -142,6 +142,14 @@ class ClassifierKind:
 
         return handoff.triton_missing()
 
+    load_check_s = 90                     # Triton's start-up and one open-loop point
+
+    def load_check(self, s, bundle_dir):
+        """(the decision's load check, its row): one open-loop point on the served Triton bundle."""
+        from workbench.optimize import handoff
+
+        return handoff.load_check(bundle_dir, s.slo_ms, s.percentile)
+
 
 # Settings of the LM search: whole requests of ``new`` tokens after a ``prompt``-token prompt, batch B sequences.
 LM_SMALL = dict(prompt=16, new=24, grid=(1, 2, 4), point_seconds=1.0, screen_seconds=0.4, eval_limit=16)
@@ -313,6 +321,19 @@ class CausalLMKind:
         from workbench.optimize import engine_handoff
 
         return engine_handoff.load_check_missing()
+
+    @property
+    def load_check_s(self) -> float:
+        from workbench.optimize.engine_handoff import LOAD_CHECK_S
+
+        return LOAD_CHECK_S
+
+    def load_check(self, s, bundle_dir):
+        """(the decision's load check, its row): one open-loop point on vLLM serving the engine bundle, in the
+        search's request shape, judged on its ITL SLO."""
+        from workbench.optimize import engine_handoff
+
+        return engine_handoff.load_check(bundle_dir, s.slo_ms, s.percentile, self.shape["prompt"], self.shape["new"])
 
 
 def _r(x):

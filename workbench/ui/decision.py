@@ -175,8 +175,9 @@ def _load(load: dict, slo: dict) -> str:
     verdict = ABSENT if met is None else ("SLO met" if met else "<span class='fail'>SLO missed</span>")
     if met is None and load.get("outcome"):            # e.g. client-limited: the load client could not keep up
         verdict += f" ({html.escape(str(load['outcome']))})"
-    return (f"open loop at {_v(load.get('rate_per_s'), 'req/s')}: {slo['percentile']} {_v(load.get('tail_ms'), 'ms')}, "
-            f"{verdict}, {_v(load.get('errors'))} errors")
+    latency = f" {html.escape(load['latency'])}" if load.get("latency") else ""   # an LM's: ITL per output token
+    return (f"open loop at {_v(load.get('rate_per_s'), 'req/s')}: {slo['percentile']}{latency} "
+            f"{_v(load.get('tail_ms'), 'ms')}, {verdict}, {_v(load.get('errors'))} errors")
 
 
 def _arms(arms: list[dict], unit: str, drop_head: str) -> list[str]:
