@@ -24,6 +24,21 @@ def test_every_arm_and_batch_size_is_swept_and_the_cheapest_eligible_arm_is_best
     assert out["wall_s"] >= out["build_seconds"] > 0
 
 
+@pytest.mark.slow
+def test_the_causal_lm_reference_sweeps_whole_requests_of_each_batch(monkeypatch, tmp_path):
+    from workbench.optimize import kinds
+    from workbench.optimize.exhaustive import exhaustive
+
+    for key, value in (("point_seconds", 0.2), ("eval_limit", 8), ("new", 8)):   # the path, not the figures
+        monkeypatch.setitem(kinds.LM_SMALL, key, value)
+    monkeypatch.setenv("WORKBENCH_SMALL", "1")
+    monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path))
+    out = exhaustive("causal-lm", 1000.0, "p99", 100.0, ("c7i.large",), only=[])
+    (name, arm), = out["arms"].items()
+    assert name == "hf-generate-fp32" and arm["points"] == len(kinds.LM_SMALL["grid"])
+    assert arm["slo"]["feasible"] and out["best"] == name and out["best_usd_per_1m"] > 0
+
+
 
 @pytest.mark.slow
 def test_side_by_side_prices_each_arm_at_its_own_batch_from_one_run(monkeypatch, tmp_path):

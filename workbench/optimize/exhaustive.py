@@ -64,7 +64,7 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
     baseline = next(a.name for a in arms if a.baseline)
     base_q = prepared.built[baseline].quality()
     s = SimpleNamespace(task=task, settings=st, ctx=ctx, build=lambda n: prepared.built[n], slo_ms=slo_ms,
-                        percentile=percentile)
+                        percentile=percentile, device=ctx.device)
     out = {}
     try:
         for name, built in prepared.built.items():
