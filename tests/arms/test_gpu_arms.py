@@ -1,5 +1,6 @@
 """The GPU encoder arms: gated on the GPU's facts, built by casting the baseline's model on the context's device (the
 same code runs here on CPU with a stand-in task)."""
+import dataclasses
 from types import SimpleNamespace
 
 from workbench.arms.base import ArmContext
@@ -25,6 +26,14 @@ def test_bf16_arms_need_ampere_fp16_runs_from_volta():
     assert all(a.applies for a in gpu_arms(H100))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Variant:
+    device: str
+    precision: str
+    model: object
+    meta: dict = dataclasses.field(default_factory=dict)
+
+
 class _Task:
     """Stand-in task: its baseline(device, precision, source) records the cast and returns a variant-like object."""
 
@@ -33,15 +42,15 @@ class _Task:
 
     def baseline(self, device, precision, source=None):
         self.casts.append((device, precision, source))
-        return SimpleNamespace(device=device, precision=precision, model=source, lineage=(), meta={},
-                               __call__=None)
+        return _Variant(device, precision, source)
 
 
 def test_a_precision_is_cast_once_on_the_contexts_device_and_shared_by_its_arms():
     task = _Task()
     base = SimpleNamespace(model="fp32-model", device="cpu")
-    ctx = ArmContext(base=base, task=task, device="cpu")
+    ctx = ArmContext(base=base, inputs={"input_ids": [[1, 2]]}, task=task, device="cpu")
     assert OnDevice().variant(ctx) is base                     # fp32: the baseline itself
     first = OnDevice("fp16").variant(ctx)
     assert OnDevice("fp16").variant(ctx) is first              # the eager and compiled arm share one cast
     assert task.casts == [("cpu", "fp16", "fp32-model")]
+    assert first.meta["example_inputs"] == {"input_ids": [[1, 2]]}   # a compile step compiles the timing batch at build

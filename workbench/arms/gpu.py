@@ -13,6 +13,7 @@ stands in, the half-precision arms then say why they do not apply).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from workbench.arms.base import Arm, ArmContext, BuiltArm
@@ -34,7 +35,9 @@ class OnDevice:
         else:
             key = ("cast", self.precision)
             if key not in ctx.cache:
-                ctx.cache[key] = ctx.task.baseline(ctx.device, self.precision, source=ctx.base.model)
+                cast = ctx.task.baseline(ctx.device, self.precision, source=ctx.base.model)
+                # the timing batch travels with it, as on the baseline: a compile step warms up (compiles) at build
+                ctx.cache[key] = dataclasses.replace(cast, meta={**cast.meta, "example_inputs": ctx.inputs})
             variant = ctx.cache[key]
         for config in self.steps:
             variant = apply(variant, config)
