@@ -501,7 +501,10 @@ def sweep(s: Search) -> None:
     for name, row in side.items():   # the cost the choice is made on
         readings[name] = {**readings[name], "usd_per_1m": row["usd_per_1m"], "side_by_side": True}
         s.entries[name].usd_per_1m = row["usd_per_1m"]
-    feasible.sort(key=lambda n: _cost(readings[n], first))
+    # by cost; the side-by-side run's own cheapest first (the arm its cost ratios are taken against, which
+    # ties.break_tie reads as order[0]; the rounded costs could only disagree with it on an exact tie)
+    run_cheapest = next(iter(side.values()))["cheapest_side_by_side"] if side else None
+    feasible.sort(key=lambda n: (n != run_cheapest, _cost(readings[n], first)))
     s.winner, tie = (ties.break_tie(feasible, {n: row.get("cost_vs_cheapest") for n, row in side.items()},
                                     {n: s.entries[n].drop_ci for n in feasible}) if feasible else (None, None))
     if s.winner is not None:
