@@ -62,15 +62,22 @@ def _classifier_logits(model, seqs: list[list[int]], pad_id: int, batch_size: in
     return out
 
 
+def _classification_transfer_set(task_name: str, teacher_config, tokenizer, config):
+    """(splits, tokenised train examples, tokenised extra texts): what the classification student trains on, for its
+    recipe and its sizing alike (the unlabelled extra text only with KD: no-KD cannot use it)."""
+    splits = data.classification_splits(task_name, config.train_data, teacher_config, config.seed)
+    extra = data.extra_texts(config.extra_data) if config.alpha > 0 else []
+    return (splits, data.tokenize(tokenizer, splits.train, config.max_length),
+            data.tokenize(tokenizer, extra, config.max_length))
+
+
 def prepare_classification(task_name: str, teacher, tokenizer, config) -> Job:
-    splits = data.classification_splits(task_name, config.train_data, teacher.config, config.seed)
+    splits, train_x, extra = _classification_transfer_set(task_name, teacher.config, tokenizer, config)
     if splits.train_labels is None and config.alpha < 1:
         raise ValueError(f"{config.train_data} has no 'label' column but alpha={config.alpha} needs labels: "
                          "add labels, or set alpha=1.0 to distil from the teacher alone")
     pad = pad_id(tokenizer, teacher.config)
-    train_x = data.tokenize(tokenizer, splits.train, config.max_length)
-    extra = data.extra_texts(config.extra_data) if config.alpha > 0 else []  # no-KD cannot use unlabelled text
-    seqs = train_x + data.tokenize(tokenizer, extra, config.max_length)
+    seqs = train_x + extra
     lengths = [len(x) for x in seqs]
     labels = torch.tensor((splits.train_labels or [-100] * len(train_x)) + [-100] * len(extra))
     soft = _classifier_logits(teacher, seqs, pad) if config.alpha > 0 else None
@@ -138,9 +145,8 @@ class Sizing:
 
 
 def size_classification(task_name: str, teacher_config, tokenizer, config) -> Sizing:
-    splits = data.classification_splits(task_name, config.train_data, teacher_config, config.seed)
-    extra = data.extra_texts(config.extra_data) if config.alpha > 0 else []
-    seqs = data.tokenize(tokenizer, splits.train + extra, config.max_length)
+    splits, train_x, extra = _classification_transfer_set(task_name, teacher_config, tokenizer, config)
+    seqs = train_x + extra
     median = sorted(seqs, key=len)[len(seqs) // 2]
     batch = data.pad_batch([median] * config.batch_size, pad_id(tokenizer, teacher_config))
     return Sizing(len(seqs), len(splits.validation), batch, teacher_scores_every_step=False)
