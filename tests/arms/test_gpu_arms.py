@@ -54,3 +54,18 @@ def test_a_precision_is_cast_once_on_the_contexts_device_and_shared_by_its_arms(
     assert OnDevice("fp16").variant(ctx) is first              # the eager and compiled arm share one cast
     assert task.casts == [("cpu", "fp16", "fp32-model")]
     assert first.meta["example_inputs"] == {"input_ids": [[1, 2]]}   # a compile step compiles the timing batch at build
+
+
+def test_the_gpu_context_and_baseline_arm_run_on_the_device_named(monkeypatch):
+    """The GPU path on the demo classifier with the device the context names (cpu here): the fp32 baseline arm
+    times a host batch and measures quality on that very variant."""
+    from workbench.arms.gpu import gpu_context
+    from workbench.tasks import get_task
+
+    monkeypatch.setenv("WORKBENCH_SMALL", "1")
+    ctx = gpu_context(get_task("text-classification"), 2, 16, eval_limit=8, report_split="test", device="cpu")
+    assert ctx.device == "cpu" and ctx.base.device == "cpu" and ctx.inputs["input_ids"].shape == (2, 16)
+    baseline = gpu_arms(H100)[0]
+    built = baseline.build(ctx)
+    assert built.variant is ctx.base and built.call().shape[0] == 2
+    assert built.report_quality().n_examples == 8
