@@ -58,6 +58,18 @@ def test_static_int8_fuses_qlinear_and_stays_close_to_fp32(base, tmp_path):
     assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.75
 
 
+@pytest.mark.slow
+def test_static_int8_from_a_batch_one_example_takes_larger_calibration_batches(base, tmp_path):
+    import dataclasses
+
+    one = dataclasses.replace(base, meta={"example_inputs": _batch(1, 64, 1)})   # a batch-1 timing context
+    calib = save_calibration_set([_batch(8, 64, s) for s in range(2, 4)], tmp_path)
+    int8 = apply(one, Pt2eConfig.static(calib))
+    x = _batch(1, 64, 9)
+    got, ref = int8(x), base(x)
+    assert got.shape == (1, 3) and (got - ref).abs().max() < 0.25 * ref.abs().max() + 0.05
+
+
 def test_dynamic_int8_pads_to_buckets_and_cuts_the_padding_off(base):
     int8 = apply(base, Pt2eConfig.dynamic())
     x = _batch(3, 40, 4)   # runs as 8 x 64 with masked padding

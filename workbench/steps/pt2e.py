@@ -151,6 +151,9 @@ def _quantize(module, example: dict, config: Pt2eConfig) -> torch.nn.Module:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     dims = {k: {i: Dim.AUTO for i in range(min(v.dim(), 2))} for k, v in example.items()}
+    # export specialises a dimension of size 1 to 1 (its 0/1 rule), so a batch-1 example would give a graph that
+    # refuses the calibration batches: export from two copies of it (the rows are independent)
+    example = {k: v.repeat(2, *([1] * (v.dim() - 1))) if v.dim() and v.shape[0] == 1 else v for k, v in example.items()}
     exported = torch.export.export(copy.deepcopy(module).eval(), (), example, dynamic_shapes=dims, strict=False)
     quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config(
         is_dynamic=config.mode == "dynamic", reduce_range=config.reduce_range))
