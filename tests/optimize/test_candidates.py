@@ -37,6 +37,14 @@ def test_distilled_students_join_only_when_their_training_fits(monkeypatch):
     assert "--budget 858s" in skipped[0]
 
 
+def test_a_causal_lm_takes_no_encoder_students(monkeypatch):
+    _fake_distilled(monkeypatch, 10.0)
+    arms, skipped = candidates("causal-lm", ISA, budget=Budget(5000.0))
+    assert not any(a.name.startswith("student") for a in arms)
+    assert skipped == ["distilled student: its arms are the CPU encoder catalogue's in this version; none decodes a "
+                       "causal LM"]
+
+
 def test_unknown_kind_and_device_are_refused_with_the_fix():
     with pytest.raises(ValueError, match="text-classification or causal-lm"):
         candidates("text2text", ISA)

@@ -20,9 +20,14 @@ def catalogue(task_kind: str, isa: dict, calibration, budget=None, device: str =
 
 
 def _distilled(task_kind: str, isa: dict, calibration, budget, device: str = "cpu") -> tuple[list, list[str]]:
-    """The distilled-student arms (``workbench.arms.distilled``) when that module exists and its training fits."""
-    if device != "cpu":
-        return [], [f"distilled student: its arms are the CPU catalogue's in this version, not {device}'s"]
+    """The distilled-student arms (``workbench.arms.distilled``) when that module exists, the kind's adapter takes
+    them on this device, and their training fits."""
+    from workbench.optimize.kinds import kind_for
+    from workbench.util.settings import small_mode
+
+    why = kind_for(task_kind, small_mode(), device).students_missing
+    if why:
+        return [], [f"distilled student: {why}"]
     try:
         module = importlib.import_module("workbench.arms.distilled")
     except ImportError:

@@ -35,6 +35,13 @@ class ClassifierKind:
     def __init__(self, device: str = "cpu"):
         self.device = device
 
+    @property
+    def students_missing(self) -> str | None:
+        """Why the distilled-student arms (``arms.distilled``: the CPU encoder arms on the student) are no
+        candidates here, else None."""
+        return None if self.device == "cpu" else (f"its arms are the CPU catalogue's in this version, not "
+                                                  f"{self.device}'s")
+
     def settings(self, st):
         # the screen times every arm at the top of the grid, where the sweep starts walking down: an arm compiled per
         # input shape (torch.compile, PT2E) compiles that shape at build, so its first sweep point (and the SLO point
@@ -171,6 +178,9 @@ class CausalLMKind:
         self.small = small
         self.device = device
         self.shape = LM_SMALL if small else LM_FULL
+
+    # the distilled-student arms are the CPU encoder arms on the student: none decodes an LM
+    students_missing = "its arms are the CPU encoder catalogue's in this version; none decodes a causal LM"
 
     def settings(self, st):
         # the screen times whole requests at the middle of the grid: at batch 1 decode is bound by weight traffic
