@@ -25,6 +25,9 @@ from pathlib import Path
 
 DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "assets" / "data" / "prices.csv"
 REQUIRED_COLUMNS = ("instance", "usd_per_hour", "source", "date")
+# The instance a figure is priced on when none is named, per device the throughput was measured on (the panel's $
+# columns, optimize's cost): a 2-vCPU CPU instance for CPU figures, one L4 for GPU figures.
+DEFAULT_INSTANCES = {"cpu": "c7i.large", "cuda": "g6.xlarge"}
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,6 @@ def prefix_cache_saving(usd_per_hour: float, trial: dict, utilisation: float = 1
     return out
 
 
-__all__ = ["ApiPrice", "load_api_prices", "prefix_cache_saving",
+__all__ = ["DEFAULT_INSTANCES", "ApiPrice", "load_api_prices", "prefix_cache_saving",
            "Price", "load_price_table", "get_price", "usd_per_1m_tokens", "usd_per_1k_requests", "usd_per_1m_requests",
            "break_even_utilisation", "add_costs", "DEFAULT_PRICES"]

@@ -167,16 +167,13 @@ def optimize(task: str, model=None, data=None, slo_ms: float = 50.0, percentile:
                           Path(bundle_path) if bundle_path else None)
 
 
-DEFAULT_INSTANCE = {"cpu": "c7i.large", "cuda": "g6.xlarge"}
-
-
 def _instances_for(device: str, instances) -> tuple[str, ...]:
     """The instances to price on, checked before any work: a device the search cannot run on, an unknown
     instance (naming the price table) or one of another kind than the device (GPU throughput priced at a CPU
     instance's hour, or the reverse) is refused with the fix."""
-    from workbench.measure.cost import get_price
+    from workbench.measure.cost import DEFAULT_INSTANCES, get_price
 
-    if device not in DEFAULT_INSTANCE:
+    if device not in DEFAULT_INSTANCES:
         raise ValueError(f"device {device!r}: use cpu or cuda")
     if device == "cuda":
         import torch
@@ -185,7 +182,7 @@ def _instances_for(device: str, instances) -> tuple[str, ...]:
             raise ValueError("device 'cuda': torch sees no GPU here (torch.cuda.is_available() is False): run on a "
                              "GPU machine with a CUDA build of torch, or use --device cpu")
     if instances is None:
-        instances = (DEFAULT_INSTANCE[device],)
+        instances = (DEFAULT_INSTANCES[device],)
     instances = tuple(instances) if not isinstance(instances, str) else tuple(instances.split(","))
     want = "gpu" if device == "cuda" else "cpu"
     for instance in instances:
@@ -193,7 +190,7 @@ def _instances_for(device: str, instances) -> tuple[str, ...]:
         if price.kind and price.kind != want:
             raise ValueError(f"instance {instance} is a {price.kind} instance but the search runs on {device}: the "
                              f"cost prices the throughput measured here at that instance's hour; pass {want} "
-                             f"instances (e.g. --instances {DEFAULT_INSTANCE[device]})")
+                             f"instances (e.g. --instances {DEFAULT_INSTANCES[device]})")
     return instances
 
 

@@ -20,16 +20,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from workbench.core import apply, registered_steps
+from workbench.measure.cost import DEFAULT_INSTANCES
 from workbench.runtime import torch_module
 from workbench.ui.find_best import FindBest
 from workbench.ui.live_plot import LivePlot
 from workbench.ui.step_options import StepOption, as_option, discover_step_options, isa_step_options
 from workbench.util.numbers import format_value
 from workbench.util.settings import small_mode
-
-# Price-table instance per device for the $ columns: the reference 2-vCPU CPU box, and a 1-GPU L4 box.
-DEFAULT_INSTANCES = {"cpu": "c7i.large", "cuda": "g6.xlarge"}
-
 
 class WorkbenchPanel:
     """Task, steps and devices in; live Pareto plot, results table and an exported bundle out.
@@ -42,7 +39,7 @@ class WorkbenchPanel:
         batch_size: timing batch size; eval_limit: test examples for quality (default: all, 64 in small mode).
         threads: intra-op threads for every arm (default 2, the reference machine's cores).
         instances: price-table instance per device for the $ columns (``workbench/assets/data/prices.csv``);
-            default ``DEFAULT_INSTANCES``.
+            default ``measure.cost.DEFAULT_INSTANCES``.
 
     Example:
         >>> panel = WorkbenchPanel("quickstart"); panel.tick("quantize_dynamic"); panel.run()   # doctest: +SKIP
@@ -358,4 +355,4 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
-__all__ = ["WorkbenchPanel", "DEFAULT_INSTANCES"]
+__all__ = ["WorkbenchPanel"]
