@@ -222,8 +222,9 @@ def cpu_context(task, batch_size: int, seq_len: int, threads: int | None = None,
 
 
 def context_for(base, inputs, task=None, threads=None, eval_limit=None, out_dir=None, report_split=None,
-                calibration_batches=None, log=None) -> ArmContext:
-    """:func:`cpu_context` for a given baseline variant and timing batch (e.g. a model that is not a task's)."""
+                calibration_batches=None, log=None, device: str = "cpu") -> ArmContext:
+    """:func:`cpu_context` for a given baseline variant and timing batch (e.g. a model that is not a task's), on
+    ``device`` (the GPU arms' context is the same one on cuda)."""
     if threads is not None:
         from workbench.runtime import with_threads
 
@@ -231,7 +232,7 @@ def context_for(base, inputs, task=None, threads=None, eval_limit=None, out_dir=
     base = dataclasses.replace(base, meta={**base.meta, "example_inputs": inputs})
     options = {"eval_limit": eval_limit, "out_dir": out_dir, "report_split": report_split,
                "calibration_batches": calibration_batches}
-    return ArmContext(base=base, inputs=inputs, task=task, threads=threads, device="cpu", cache={},
+    return ArmContext(base=base, inputs=inputs, task=task, threads=threads, device=device, cache={},
                       log=log or (lambda message: None), options=options)
 
 

@@ -73,13 +73,10 @@ def gpu_context(task, batch_size: int, seq_len: int, eval_limit: int | None = No
                 report_split: str | None = None, log=None, device: str = "cuda") -> ArmContext:
     """The context of the GPU arms of ``task``: the fp32 baseline on ``device``, a ``batch_size x seq_len`` batch of
     real data (host tensors: each call copies them over, as a server's request does), quality on validation."""
-    import dataclasses
-
     from workbench.arms.cpu import context_for
 
-    ctx = context_for(task.baseline(device), task.example_inputs(batch_size=batch_size, seq_len=seq_len), task,
-                      None, eval_limit, out_dir, report_split, None, log)
-    return dataclasses.replace(ctx, device=device)
+    return context_for(task.baseline(device), task.example_inputs(batch_size=batch_size, seq_len=seq_len), task,
+                       eval_limit=eval_limit, out_dir=out_dir, report_split=report_split, log=log, device=device)
 
 
 __all__ = ["gpu_arms", "gpu_context", "OnDevice"]

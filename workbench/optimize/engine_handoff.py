@@ -18,7 +18,6 @@ from pathlib import Path
 
 LOAD_CHECK_S = 240        # the check's budget: vLLM's start-up on CPU (~90 s here), the idle requests and one point
 LOAD_REQUESTS = 40        # requests of the point: an ITL p99 over ~40 x (new - 1) token intervals
-LOAD_FRACTION = 0.5       # of the idle engine's one-at-a-time capacity (1 / idle request time), as the Triton check
 
 # arm -> (engine spec, note when the spec is not exactly what was measured)
 SPECS = {
@@ -86,28 +85,26 @@ def load_check_missing() -> str | None:
 
 def load_check(bundle_dir: Path, slo_ms: float, percentile: str, prompt_tokens: int,
                new_tokens: int) -> tuple[dict, dict]:
-    """(the decision's ``load_check``, the load row): the bundle served by vLLM, ``LOAD_REQUESTS`` Poisson arrivals
-    at ``LOAD_FRACTION`` of the idle engine's capacity, each a ``prompt_tokens`` prompt and ``new_tokens`` streamed
-    tokens (the own stream client), the SLO met when no request failed and the ITL at ``percentile`` is within
-    ``slo_ms``."""
-    import json
+    """(the decision's ``load_check``, the load row): the bundle served by vLLM with its own engine arguments,
+    ``LOAD_REQUESTS`` Poisson arrivals at the Triton check's ``LOAD_FRACTION`` of the idle engine's capacity, each a
+    ``prompt_tokens`` prompt and ``new_tokens`` streamed tokens (the own stream client), the SLO met when no request
+    failed and the ITL at ``percentile`` is within ``slo_ms``."""
     import tempfile
 
-    from workbench.serving.engine.engine_args import EngineArgs
-    from workbench.serving.engine.load import SCENARIO, pinned
+    from workbench.optimize.handoff import LOAD_FRACTION
+    from workbench.serving.engine.load import LATENCY_PREFIXES, SCENARIO, metric_columns, pinned
     from workbench.serving.engine.openai_client import run_schedule
     from workbench.serving.engine.search import idle_latency
-    from workbench.serving.engine.server import VllmServer, split_cpus
+    from workbench.serving.engine.server import split_cpus, start_server
     from workbench.serving.engine.workloads import Workload
     from workbench.serving.load.schedule import schedule
 
     bundle_dir = Path(bundle_dir)
     ckpt = bundle_dir / "checkpoint"
-    args = EngineArgs.from_dict(json.loads((bundle_dir / "engine_args.json").read_text()))
     workload = Workload("optimize", prompt_tokens, new_tokens)
     engine_cpus, client_cpus, shared = split_cpus()
     with tempfile.TemporaryDirectory(prefix="workbench-optimize-engine-") as tmp, \
-            VllmServer(ckpt, args, Path(tmp) / "vllm.log", cpus=engine_cpus) as server:
+            start_server(bundle_dir, Path(tmp) / "vllm.log", cpus=engine_cpus) as server:
         idle = idle_latency(server, ckpt, workload, client_cpus)
         rate = LOAD_FRACTION / idle["e2e_s_p50"]
         prompts, _lens = workload.prompts(ckpt, LOAD_REQUESTS, seed=0)
@@ -122,8 +119,7 @@ def load_check(bundle_dir: Path, slo_ms: float, percentile: str, prompt_tokens: 
            "errors": own.errors, "client_cpu_share": round(own.client_cpu_s / own.wall_s, 3) if own.wall_s else None,
            "send_lag_p99_ms": own.send_lag_p99_ms, "engine_startup_s": startup_s, "idle": idle,
            "slo_itl_ms": slo_ms, "slo_percentile": percentile, "meets_slo": met,
-           **{k: v for k, v in own.metrics.items() if k.startswith(("ttft", "itl", "tpot", "e2e", "output_tokens"))
-              and not k.endswith("_note")}}
+           **metric_columns(own.metrics, LATENCY_PREFIXES + ("output_tokens",))}
     check = {"rate_per_s": round(rate, 3), "tail_ms": tail, "percentile": percentile, "latency": "ITL per output token",
              "slo_met": met, "outcome": "pass" if met else "miss", "errors": own.errors,
              "engine_startup_s": startup_s, **({"note": shared} if shared else {})}

@@ -5,6 +5,9 @@ Elsewhere they still run, without tensor cores: slower, not a serving choice.
 """
 from __future__ import annotations
 
+# precision -> the compute capability (major) from which its GEMMs run on tensor cores
+TENSOR_CORES_FROM = {"fp16": 7, "bf16": 8}
+
 
 def gpu_summary() -> dict:
     """{"available", "name", "capability" (major, minor) or None, "fp16_tensor_cores", "bf16"} of CUDA device 0."""
@@ -14,7 +17,7 @@ def gpu_summary() -> dict:
         return {"available": False, "name": None, "capability": None, "fp16_tensor_cores": False, "bf16": False}
     major, minor = torch.cuda.get_device_capability(0)
     return {"available": True, "name": torch.cuda.get_device_name(0), "capability": (major, minor),
-            "fp16_tensor_cores": major >= 7, "bf16": major >= 8}
+            "fp16_tensor_cores": major >= TENSOR_CORES_FROM["fp16"], "bf16": major >= TENSOR_CORES_FROM["bf16"]}
 
 
 def native_half(gpu: dict, precision: str) -> tuple[bool, str]:
@@ -22,10 +25,10 @@ def native_half(gpu: dict, precision: str) -> tuple[bool, str]:
     if not gpu.get("available"):
         return False, "no CUDA device is visible to torch here"
     cap = "%d.%d" % tuple(gpu["capability"])
-    need = {"fp16": 7, "bf16": 8}[precision]
+    need = TENSOR_CORES_FROM[precision]
     if gpu["capability"][0] < need:
         return False, f"{gpu['name']} (compute capability {cap}) has no {precision} tensor cores (needs {need}.0)"
     return True, f"{precision} GEMMs on {gpu['name']}'s tensor cores (compute capability {cap})"
 
 
-__all__ = ["gpu_summary", "native_half"]
+__all__ = ["gpu_summary", "native_half", "TENSOR_CORES_FROM"]

@@ -89,6 +89,15 @@ def cost_columns(price, rate_per_s: float, prompt_tokens: float, output_tokens_p
             "usd_per_1m_output_tokens": usd(output_tokens_per_s)}
 
 
+LATENCY_PREFIXES = ("ttft", "itl", "tpot", "e2e")
+
+
+def metric_columns(metrics: dict, prefixes: tuple = LATENCY_PREFIXES) -> dict:
+    """The own client's metric columns whose names start with ``prefixes`` (default: the request latencies, TTFT /
+    ITL / TPOT / e2e percentiles and their sample counts), without the explanatory ``*_note`` entries."""
+    return {k: v for k, v in metrics.items() if k.startswith(prefixes) and not k.endswith("_note")}
+
+
 def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: list[int], offsets, new_tokens: int,
                   slo_ttft_ms: float, slo_itl_ms: float, attainment: float, client_cpus, out_dir: Path,
                   price=None, own_client: bool = True, use_aiperf: bool = True) -> dict:
@@ -125,7 +134,7 @@ def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: 
         after = engine_counters(server.url)
         server.check_alive()
         m = own.metrics
-        cols = {k: v for k, v in m.items() if k.startswith(("ttft", "itl", "tpot", "e2e")) and not k.endswith("_note")}
+        cols = metric_columns(m)
         row.update({f"own_{k}": v for k, v in cols.items()}, own_errors=own.errors,
                    own_client_cpu_share=round(own.client_cpu_s / own.wall_s, 3),
                    own_send_lag_p99_ms=own.send_lag_p99_ms, own_within_slo=round(own.within(slo_ttft_ms, slo_itl_ms), 4))
@@ -244,5 +253,5 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
                             notes + ([cpu_note] if cpu_note else []))
 
 
-__all__ = ["sweep_engine", "measure_point", "make_prompts", "engine_counters", "reset_prefix_cache", "EngineLoadResult",
+__all__ = ["sweep_engine", "measure_point", "metric_columns", "LATENCY_PREFIXES", "make_prompts", "engine_counters", "reset_prefix_cache", "EngineLoadResult",
            "SCENARIO", "DEFAULT_NEW_TOKENS", "DEFAULT_PROMPT_TOKENS", "DEFAULT_REQUESTS"]
