@@ -70,14 +70,20 @@ def test_static_int8_arms_need_a_calibration_set_and_carry_it():
     assert not arms["ov-bf16"].applies and "emulated" in arms["ov-bf16"].reason
 
 
-def test_extended_adds_the_ort_study_arms_after_the_isa_arms():
+def test_extended_adds_the_autotune_and_ort_study_arms_after_the_isa_arms():
     arms = _arms(AVX512_VNNI, extended=True)
     assert list(arms)[:len(NAMES)] == NAMES
-    assert list(arms)[len(NAMES):] == ["ort-fp32", "ort-fp32-o3", "ort-int8-dynamic-o3", "ort-int8-static-minmax",
-                                       "ort-int8-static-entropy", "ort-int8-static-percentile"]
+    assert list(arms)[len(NAMES):] == ["torch-compile-bf16-autotune", "ov-bf16-streams", "ort-fp32", "ort-fp32-o3",
+                                       "ort-int8-dynamic-o3", "ort-int8-static-minmax", "ort-int8-static-entropy",
+                                       "ort-int8-static-percentile"]
     assert [type(c).__name__ for c in arms["ort-int8-dynamic-o3"].steps] == ["ExportOnnxConfig", "OptimizeConfig",
                                                                           "QuantizeDynamicConfig"]
     assert not _arms([], extended=True)["ort-int8-static-minmax"].applies
+    autotune = _arms(AMX, extended=True)["torch-compile-bf16-autotune"]
+    assert autotune.applies and autotune.config.freezing and autotune.config.mode == "max-autotune-no-cudagraphs"
+    assert "emulated" in arms["torch-compile-bf16-autotune"].reason   # VNNI without bf16 hardware
+    streams = _arms(AMX, extended=True)["ov-bf16-streams"]
+    assert streams.applies and streams.config.streams == 2 and streams.config.precision == "bf16"
 
 
 def test_a_missing_library_makes_the_arm_not_available_here(monkeypatch):

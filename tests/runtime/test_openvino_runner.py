@@ -67,3 +67,18 @@ def test_kernel_profile_shares_sum_to_one_and_group_by_precision(onnx_path):
     assert abs(sum(profile.values()) - 1) < 0.01 and any("f32" in k for k in profile)
     assert precision_shares({"FullyConnected:brgemm_avx512_amx_I8": 0.6, "MVN:jit_avx512_f32": 0.3, "Input:unknown": 0.1}) \
         == {"int8": 0.6, "f32": 0.3, "other": 0.1}
+
+
+def test_streams_split_the_batch_into_shaped_blocks_with_the_same_logits(onnx_path):
+    from workbench.runtime.openvino import _row_blocks
+
+    assert _row_blocks(8, 2) == [slice(0, 4), slice(4, 8)] and _row_blocks(1, 2) == [slice(0, 1)]
+    assert sorted(s.stop - s.start for s in _row_blocks(5, 2)) == [2, 3]
+    one, two = OpenVinoRunner(onnx_path, threads=2), OpenVinoRunner(onnx_path, threads=2, streams=2)
+    for rows in (5, 1, 5):   # odd split (two block shapes), a single row on one stream, a shape seen before
+        ids = torch.randint(0, 50, (rows, 6), generator=torch.Generator().manual_seed(rows))
+        torch.testing.assert_close(two({"input_ids": ids}), one({"input_ids": ids}), rtol=1e-4, atol=1e-5)
+    assert len(two._by_shape) == 3   # (3, 6) and (2, 6) blocks of 5 rows, (1, 6): each compiled once
+    assert two.with_threads(1).streams == 1 and two.__getstate__()["streams"] == 2
+    with pytest.raises(ValueError, match="streams=3 must be an integer from 1 to the thread count"):
+        OpenVinoRunner(onnx_path, threads=2, streams=3)

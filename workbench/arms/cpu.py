@@ -175,6 +175,16 @@ def cpu_arms(isa: dict | None = None, calibration: str | None = None, extended: 
              f"{int8_why}; NNCF static int8 (SmoothQuant)"),
     ]
     if extended:
+        # Autotuning times every GEMM's candidate kernels (~30 s per shape on 2 cores): a study arm, not a screen one.
+        arms.append(_arm("torch-compile-bf16-autotune", "compile",
+                         (CpuPrecisionConfig(), CompileConfig(mode="max-autotune-no-cudagraphs", freezing=True)),
+                         _gate(bf16_ok and vector is not None, bf16_why if not bf16_ok else compile_why),
+                         f"{bf16_why}; frozen, max-autotune: inductor times its C++ GEMM templates (AMX micro-kernels "
+                         "where the CPU has them) against oneDNN per GEMM shape"))
+        arms.append(_arm("ov-bf16-streams", "openvino", (onnx, OpenVinoConfig.bf16_streams(2)),
+                         _gate(bf16_ok, bf16_why, "openvino"),
+                         f"{bf16_why}; {ov_kernels}; each batch split across 2 streams of half the cores, each "
+                         "compiled for its block's shape (batch 1 runs on one stream)"))
         arms += _ort_study_arms(int8_ok, int8_why)
     return arms
 

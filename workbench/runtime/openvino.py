@@ -2,9 +2,10 @@
 
 ``OpenVinoRunner`` is the OpenVINO twin of :class:`workbench.runtime.ort.OrtRunner`: same inputs dict in
 (input_ids, attention_mask, ...), same fp32 logits tensor out. Its thread count is fixed when it is built
-(``INFERENCE_NUM_THREADS``, one stream, latency hint) and read back from the compiled model. The precision the CPU
-plugin computes in is asked for explicitly (``INFERENCE_PRECISION_HINT``): f32, or bf16 only where the plugin reports
-BF16 among its capabilities; an int8 model (NNCF) runs its int8 kernels whatever the hint.
+(``INFERENCE_NUM_THREADS``, one stream and the latency hint, or N streams that split each batch) and read back from
+the compiled model. The precision the CPU plugin computes in is asked for explicitly (``INFERENCE_PRECISION_HINT``):
+f32, or bf16 only where the plugin reports BF16 among its capabilities; an int8 model (NNCF) runs its int8 kernels
+whatever the hint.
 
 openvino is imported inside the functions so that ``import workbench`` stays light.
 """
@@ -54,13 +55,18 @@ class OpenVinoRunner:
         path: the model (.xml with its .bin, or .onnx).
         threads: intra-op threads, fixed for the compiled model's life (default: torch's count when built).
         precision: "f32" or "bf16" inference precision for float ops (bf16 needs :func:`bf16_capable`).
+        streams: 1 runs each call on one stream with all ``threads``. N > 1 is the plugin's throughput mode used for
+            one call: the batch is split into up to N row blocks that run at once, one per stream of threads / N
+            cores, each on a model compiled for its exact input shape (compiled on the first call of a shape). On
+            few cores this avoids the per-op thread barriers a tiny model pays on every layer; batch 1 runs on one
+            stream (threads / N cores), so it is slower there.
 
     Example:
         >>> runner = OpenVinoRunner("model.xml", threads=2)                  # doctest: +SKIP
         >>> logits = runner(dict(tokenizer(["hello"], return_tensors="pt")))
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32"):
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "f32", streams: int = 1):
         import openvino as ov
 
         if precision not in HINTS:
@@ -73,20 +79,39 @@ class OpenVinoRunner:
         if not self.path.is_file():
             raise FileNotFoundError(f"OpenVINO model {self.path} does not exist: apply OpenVinoConfig to an ONNX "
                                     "variant to convert it")
-        core = ov.Core()
-        self.compiled = core.compile_model(str(self.path), "CPU", {
-            "INFERENCE_NUM_THREADS": check_threads(threads) or default_threads(),
-            "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision})
+        threads = check_threads(threads) or default_threads()
+        if not isinstance(streams, int) or streams < 1 or streams > threads:
+            raise ValueError(f"streams={streams!r} must be an integer from 1 to the thread count ({threads}): each "
+                             "stream needs at least one core")
+        self.streams, self._core = streams, ov.Core()
+        self.compiled = self._compile(str(self.path), threads)
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))  # what the plugin really uses
         self.request = self.compiled.create_infer_request()
         self.inputs = {i.get_any_name(): i for i in self.compiled.inputs}
+        self._by_shape: dict[tuple, list] = {}   # streams > 1: input shape -> that shape's infer requests
+
+    def _compile(self, model, threads: int):
+        return self._core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": self.streams,
+            "PERFORMANCE_HINT": "LATENCY" if self.streams == 1 else "THROUGHPUT",
+            "INFERENCE_PRECISION_HINT": self.precision})
+
+    def _requests_for(self, feed: dict[str, np.ndarray]) -> list:
+        """One infer request per stream on a model compiled for exactly these input shapes (cached per shape)."""
+        shape = tuple(sorted((k, v.shape) for k, v in feed.items()))
+        if shape not in self._by_shape:
+            model = self._core.read_model(str(self.path))
+            model.reshape({k: list(v.shape) for k, v in feed.items()})
+            compiled = self._compile(model, self.threads)
+            self._by_shape[shape] = [compiled.create_infer_request() for _ in range(self.streams)]
+        return self._by_shape[shape]
 
     def with_threads(self, threads: int) -> "OpenVinoRunner":
         """A new compiled model on the same file at another thread count (this runner is unchanged)."""
-        return OpenVinoRunner(self.path, threads, self.precision)
+        return OpenVinoRunner(self.path, threads, self.precision, min(self.streams, threads))
 
     def __getstate__(self):  # compiled models do not pickle: rebuild from the file
-        return {"path": self.path, "threads": self.threads, "precision": self.precision}
+        return {"path": self.path, "threads": self.threads, "precision": self.precision, "streams": self.streams}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -106,8 +131,21 @@ class OpenVinoRunner:
         return {k: v.astype(np.int64, copy=False) if v.dtype.kind in "iu" else v for k, v in arrays.items()}
 
     def __call__(self, inputs: dict[str, Any]) -> torch.Tensor:
-        out = self.request.infer(self.feed(inputs))
-        return torch.from_numpy(np.asarray(out[self.compiled.outputs[0]], dtype=np.float32).copy())
+        feed = self.feed(inputs)
+        if self.streams == 1:
+            out = self.request.infer(feed)
+            return torch.from_numpy(np.asarray(out[self.compiled.outputs[0]], dtype=np.float32).copy())
+        rows = len(next(iter(feed.values())))
+        blocks = [{k: v[sl] for k, v in feed.items()} for sl in _row_blocks(rows, self.streams)]
+        started = []
+        for i, block in enumerate(blocks):   # same-shape blocks take distinct requests of that shape's model
+            request = self._requests_for(block)[i]
+            request.start_async(block)
+            started.append(request)
+        for request in started:
+            request.wait()
+        return torch.from_numpy(np.concatenate([np.asarray(r.get_output_tensor(0).data, dtype=np.float32).copy()
+                                                for r in started]))
 
     def kernel_profile(self, inputs: dict[str, Any], runs: int = 5) -> dict[str, float]:
         """Share of node time per (node type, kernel) over ``runs`` calls, from the plugin's performance counters.
@@ -129,6 +167,13 @@ class OpenVinoRunner:
                 per_kernel[f"{info.node_type}:{info.exec_type}"] += info.real_time.total_seconds()
         total = sum(per_kernel.values()) or 1.0
         return {k: round(v / total, 4) for k, v in per_kernel.most_common()}
+
+
+def _row_blocks(rows: int, parts: int) -> list[slice]:
+    """``rows`` split into at most ``parts`` contiguous blocks, sizes differing by at most one (none empty)."""
+    parts = max(1, min(parts, rows))
+    bounds = np.linspace(0, rows, parts + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def precision_shares(profile: dict[str, float]) -> dict[str, float]:

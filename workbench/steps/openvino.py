@@ -73,6 +73,7 @@ class OpenVinoConfig:
             "int8-static" (NNCF post-training quantisation: int8 weights and activations, needs ``calibration``).
         calibration: .npz from :func:`save_calibration_set` (int8-static only).
         threads: intra-op threads of the new variant (default: torch's count).
+        streams: CPU streams one call's batch is split across (``OpenVinoRunner``'s throughput mode); 1: one stream.
         out_dir: parent folder of the IR (default ``$WORKBENCH_ARTIFACTS/onnx``).
     """
 
@@ -80,6 +81,7 @@ class OpenVinoConfig:
     calibration: str | None = None
     threads: int | None = None
     out_dir: str | None = None
+    streams: int = 1
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -90,6 +92,8 @@ class OpenVinoConfig:
         if self.precision != "int8-static" and self.calibration is not None:
             raise ValueError(f"calibration is used by precision='int8-static' only, not {self.precision!r}: "
                              "drop it or ask for int8-static")
+        if not isinstance(self.streams, int) or self.streams < 1:
+            raise ValueError(f"streams={self.streams!r} must be a positive integer (1: one stream per call)")
 
     @classmethod
     def fp32(cls) -> "OpenVinoConfig":
@@ -98,6 +102,11 @@ class OpenVinoConfig:
     @classmethod
     def bf16(cls) -> "OpenVinoConfig":
         return cls(precision="bf16")
+
+    @classmethod
+    def bf16_streams(cls, streams: int = 2) -> "OpenVinoConfig":
+        """bf16 with each batch split across ``streams`` CPU streams (a throughput arm for few cores)."""
+        return cls(precision="bf16", streams=streams)
 
     @classmethod
     def int8_weights(cls) -> "OpenVinoConfig":
@@ -167,13 +176,16 @@ def openvino_step(variant: Variant, config: OpenVinoConfig) -> Variant:
         ov.save_model(_convert(onnx_path, config, input_names), str(tmp / "model.xml"), compress_to_fp16=False)
         sums = write_checksums(tmp)
     hint = "bf16" if config.precision == "bf16" else "f32"
-    runner = OpenVinoRunner(dest / "model.xml", config.threads or getattr(variant.runner, "threads", None), hint)
+    runner = OpenVinoRunner(dest / "model.xml", config.threads or getattr(variant.runner, "threads", None), hint,
+                            config.streams)
     size_mb = sum(f.stat().st_size for f in dest.glob("model.*")) / 1e6
     meta = {**{k: variant.meta[k] for k in CARRIED_META if k in variant.meta}, "ir_path": str(dest / "model.xml"),
-            "ov_threads": runner.threads, "ov_precision": config.precision, "inference_precision": hint,
+            "ov_threads": runner.threads, "ov_streams": runner.streams, "ov_precision": config.precision,
+            "inference_precision": hint,
             "size_mb": round(size_mb, 3), "sha256": sums.get("model.xml"), "openvino": ov.__version__}
     precision = {"fp32": "fp32", "bf16": "bf16"}.get(config.precision, "int8")
-    return dataclasses.replace(variant, name=f"ov-{config.precision}", backend="openvino", precision=precision,
+    name = f"ov-{config.precision}" + (f"-streams{config.streams}" if config.streams > 1 else "")
+    return dataclasses.replace(variant, name=name, backend="openvino", precision=precision,
                                runner=runner, model=None, artifact_path=None, meta=meta, id="")
 
 
