@@ -16,6 +16,11 @@ def _fake_distilled(monkeypatch, seconds):
     mod.student_arms = lambda isa, calibration=None, **kw: [Arm("student-fp32", "distilled"),
                                                             Arm("student-int8", "distilled")]
     monkeypatch.setitem(sys.modules, "workbench.arms.distilled", mod)
+    lm = types.ModuleType("workbench.arms.distilled_llm")
+    lm.training_seconds_estimate = lambda task, **kw: seconds
+    lm.lm_student_arms = lambda compile=True, device="cpu", **kw: [Arm("student+hf-generate-fp32", "distill"),
+                                                                   Arm("student+fast-loop-int4-wo", "weight-only")]
+    monkeypatch.setitem(sys.modules, "workbench.arms.distilled_llm", lm)
 
 
 def test_catalogue_arms_one_baseline():
@@ -37,12 +42,14 @@ def test_distilled_students_join_only_when_their_training_fits(monkeypatch):
     assert "--budget 858s" in skipped[0]
 
 
-def test_a_causal_lm_takes_no_encoder_students(monkeypatch):
-    _fake_distilled(monkeypatch, 10.0)
+def test_a_causal_lm_takes_its_lm_student_through_the_decode_arms_when_it_fits(monkeypatch):
+    _fake_distilled(monkeypatch, 300.0)
     arms, skipped = candidates("causal-lm", ISA, budget=Budget(5000.0))
-    assert not any(a.name.startswith("student") for a in arms)
-    assert skipped == ["distilled student: its arms are the CPU encoder catalogue's in this version; none decodes a "
-                       "causal LM"]
+    names = [a.name for a in arms]
+    assert names[-2:] == ["student+hf-generate-fp32", "student+fast-loop-int4-wo"] and skipped == []
+    assert "student-fp32" not in names and names[0] == "hf-generate-fp32" and sum(a.baseline for a in arms) == 1
+    arms, skipped = candidates("causal-lm", ISA, budget=Budget(500.0))
+    assert not any(a.name.startswith("student") for a in arms) and "its training needs ~300 s" in skipped[0]
 
 
 def test_unknown_kind_and_device_are_refused_with_the_fix():
@@ -64,3 +71,5 @@ def test_cuda_takes_the_gpu_catalogues_and_leaves_the_cpu_students_out(monkeypat
     # llama.cpp: a CPU arm here, or not installed at all (its reason comes first then)
     assert any(why in by_name["llama-cpp-bf16"].skip_reason for why in ("llama.cpp arms run on CPU", "not installed"))
     assert by_name["fast-loop-bf16"].applies and sum(a.baseline for a in lm) == 1
+    lm, skipped = candidates("causal-lm", ISA, budget=Budget(5000.0), device="cuda")
+    assert not any(a.name.startswith("student") for a in lm) and "LM student trains on CPU" in skipped[0]

@@ -130,9 +130,9 @@ def _median_seconds(fn, calls: int = 2) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def training_seconds_estimate(task, **distill_kw) -> float:
-    """Seconds ``apply(task.baseline(), DistillConfig.half_depth(**distill_kw))`` should take here, at torch's current
-    thread count, measured rather than guessed:
+def training_seconds_estimate(task, config=None, **distill_kw) -> float:
+    """Seconds ``apply(task.baseline(), config)`` should take here (``config``: a ``DistillConfig``, default
+    ``DistillConfig.half_depth(**distill_kw)``), at torch's current thread count, measured rather than guessed:
 
         scoring     teacher forward over the transfer set (classifiers: once, the logits are cached;
                     causal LMs: once per training batch)
@@ -148,7 +148,8 @@ def training_seconds_estimate(task, **distill_kw) -> float:
 
     Args:
         task: a task or a built-in task name ("text-classification", "causal-lm").
-        distill_kw: the same overrides as :func:`student_arms`.
+        config: the recipe (``arms.distilled_llm`` passes its LM one); None: :func:`distill_config`.
+        distill_kw: the same overrides as :func:`student_arms` (when ``config`` is None).
     """
     import torch
 
@@ -157,7 +158,7 @@ def training_seconds_estimate(task, **distill_kw) -> float:
     from workbench.steps.distill.student import build_student, teacher_kind
     from workbench.tasks import get_task
 
-    config = distill_config(**distill_kw)
+    config = distill_config(**distill_kw) if config is None else config
     task = get_task(task) if isinstance(task, str) else task
     teacher = task.baseline().model.eval()
     tokenizer, _path = teacher_tokenizer(teacher)

@@ -7,8 +7,6 @@ family of candidates is one more entry, nothing else changes.
 """
 from __future__ import annotations
 
-import importlib
-
 
 def catalogue(task_kind: str, isa: dict, calibration, budget=None, device: str = "cpu") -> tuple[list, list[str]]:
     """The arm catalogue for this task kind, ISA and device, from its kind adapter (the exhaustive reference covers
@@ -20,16 +18,17 @@ def catalogue(task_kind: str, isa: dict, calibration, budget=None, device: str =
 
 
 def _distilled(task_kind: str, isa: dict, calibration, budget, device: str = "cpu") -> tuple[list, list[str]]:
-    """The distilled-student arms (``workbench.arms.distilled``) when that module exists, the kind's adapter takes
-    them on this device, and their training fits."""
+    """The distilled-student arms of this task kind (its adapter's ``student_arms``: the student through the kind's
+    own arms) when the adapter takes them on this device and their training fits."""
     from workbench.optimize.kinds import kind_for
     from workbench.util.settings import small_mode
 
-    why = kind_for(task_kind, small_mode(), device).students_missing
+    kind = kind_for(task_kind, small_mode(), device)
+    why = kind.students_missing
     if why:
         return [], [f"distilled student: {why}"]
     try:
-        module = importlib.import_module("workbench.arms.distilled")
+        arms, module = kind.student_arms(isa, calibration)
     except ImportError:
         return [], []
     try:
@@ -40,7 +39,7 @@ def _distilled(task_kind: str, isa: dict, calibration, budget, device: str = "cp
         return [], [f"distilled student: its training needs ~{need:.0f} s, more than {DISTILL_SHARE:.0%} of the "
                     f"{max(budget.left_s, 0):.0f} s left (the rest is kept for quality, sweeps and confirmation); "
                     f"pass --budget {int(need / DISTILL_SHARE + budget.elapsed_s) + 1}s or more to include it"]
-    return [a for a in module.student_arms(isa, calibration=calibration and str(calibration)) if not a.baseline], []
+    return arms, []
 
 
 # Training is admitted only when it takes at most this share of the budget left: a student that eats the budget

@@ -46,14 +46,38 @@ SPECS = {
 
 
 def engine_spec(arm: str) -> tuple[str, str | None]:
-    """(``export --engine vllm --variant`` spec, note) for an LLM arm; unknown arms ship the baseline, said so."""
+    """(``export --engine vllm --variant`` spec, note) for an LLM arm (a distilled student's arm: the spec of the arm
+    it stacks, on the student's weights); unknown arms ship the baseline, said so."""
+    from workbench.arms.distilled import PREFIX
+
+    if arm.startswith(PREFIX) and arm[len(PREFIX):] in SPECS:
+        return SPECS[arm[len(PREFIX):]]
     return SPECS.get(arm, ("baseline", f"{arm} is not an arm the engine checkpoint knows: float weights written bf16"))
+
+
+def _engine_variant(s, name: str, spec: str):
+    """The torch variant the bundle ships for arm ``name`` at ``spec``: the task's model, or for a student arm the
+    student this run trained (the weight-only specs applied to it as the export applies them to the teacher)."""
+    from workbench.arms.distilled import PREFIX
+    from workbench.serving.engine.export import WEIGHT_ONLY_SPECS, engine_variant
+
+    if not name.startswith(PREFIX):
+        return engine_variant(s.task, spec)
+    from workbench.arms.distilled_llm import lm_student
+    from workbench.core import apply
+    from workbench.steps.weight_only import WeightOnlyConfig
+
+    student, _model = lm_student(s.ctx, s.arm(name).build.config)
+    if spec == "baseline":
+        return student
+    bits, group = WEIGHT_ONLY_SPECS[spec]
+    return apply(student, WeightOnlyConfig(bits=bits, group_size=group or 128))
 
 
 def bundle(s, dest: Path) -> tuple[str | None, str]:
     """(bundle folder, what was shipped and why): the pick's spec (or the nearest), the baseline when no arm met the
     SLO; an export that fails falls back to the baseline with the reason."""
-    from workbench.serving.engine.export import engine_variant, export_engine
+    from workbench.serving.engine.export import export_engine
 
     name = s.winner or s.baseline
     spec, note = engine_spec(name)
@@ -63,13 +87,14 @@ def bundle(s, dest: Path) -> tuple[str | None, str]:
                           "usd_per_1m_output_tokens": (e.usd_per_1m if e else None)}}
     notes = [note] if note else []
     try:
-        path = export_engine(engine_variant(s.task, spec), s.task, to=dest, overwrite=True, extra_facts=facts)
+        path = export_engine(_engine_variant(s, name, spec), s.task, to=dest, overwrite=True, extra_facts=facts)
     except Exception as exc:  # noqa: BLE001 - e.g. an int4 layout vLLM refuses: ship the baseline with the reason
         if spec == "baseline":
             raise
-        notes.append(f"exporting {spec} failed ({type(exc).__name__}: {str(exc)[:200]}); shipped the baseline")
+        notes.append(f"exporting {spec} failed ({type(exc).__name__}: {str(exc)[:200]}); shipped its float "
+                     "weights (spec baseline)")
         spec = "baseline"
-        path = export_engine(engine_variant(s.task, spec), s.task, to=dest, overwrite=True, extra_facts=facts)
+        path = export_engine(_engine_variant(s, name, spec), s.task, to=dest, overwrite=True, extra_facts=facts)
     what = "the pick" if s.winner else "the baseline (no arm met the SLO)"
     return str(path), f"vLLM engine bundle of {what} {name} as --variant {spec}" + (
         f" ({'; '.join(notes)})" if notes else "")

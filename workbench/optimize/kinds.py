@@ -17,6 +17,7 @@ of cost is, and what the hand-off ships:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 # A classifier's batch grid on a GPU goes on doubling up to this batch (a GPU's throughput keeps rising well past the
 # CPU grid's 32)
@@ -41,6 +42,16 @@ class ClassifierKind:
         candidates here, else None."""
         return None if self.device == "cpu" else (f"its arms are the CPU catalogue's in this version, not "
                                                   f"{self.device}'s")
+
+    @staticmethod
+    def student_arms(isa: dict, calibration) -> tuple[list, Any]:
+        """(the student arms, the module whose ``training_seconds_estimate(task_kind)`` says how long their student
+        trains): the student stacked with every CPU encoder arm."""
+        import importlib
+
+        distilled = importlib.import_module("workbench.arms.distilled")
+        return [a for a in distilled.student_arms(isa, calibration=calibration and str(calibration))
+                if not a.baseline], distilled
 
     def settings(self, st):
         # the screen times every arm at the top of the grid, where the sweep starts walking down: an arm compiled per
@@ -179,8 +190,18 @@ class CausalLMKind:
         self.device = device
         self.shape = LM_SMALL if small else LM_FULL
 
-    # the distilled-student arms are the CPU encoder arms on the student: none decodes an LM
-    students_missing = "its arms are the CPU encoder catalogue's in this version; none decodes a causal LM"
+    @property
+    def students_missing(self) -> str | None:
+        """Why the LM student arms (``arms.distilled_llm``: the student through the LLM decode arms) are no
+        candidates here, else None: the student trains on CPU, so a GPU run leaves it out."""
+        return None if self.device == "cpu" else f"the LM student trains on CPU in this version, not {self.device}"
+
+    def student_arms(self, isa: dict, calibration) -> tuple[list, Any]:
+        """(the student through every LLM decode arm of this kind's catalogue, the module estimating its training)."""
+        import importlib
+
+        distilled_llm = importlib.import_module("workbench.arms.distilled_llm")
+        return distilled_llm.lm_student_arms(compile=not self.small, device=self.device), distilled_llm
 
     def settings(self, st):
         # the screen times whole requests at the middle of the grid: at batch 1 decode is bound by weight traffic
