@@ -200,6 +200,45 @@ def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_
     assert calls == [] and {n for n, e in again.entries.items() if e.outcome == "lost"} == cut
 
 
+def test_arms_the_screen_cut_get_their_quality_pass_when_the_faster_ones_fail_it(tmp_path):
+    from workbench.arms.base import Arm, BuiltArm
+    from workbench.optimize import search as srch
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.kinds import ClassifierKind
+    from workbench.optimize.store import Store
+    from workbench.tasks.base import QualityResult
+
+    # six fast arms that all fail a 1-point limit (like LM students on a tight perplexity limit), three slower ones
+    # that the first round cuts but that keep the baseline's answers
+    work = {"torch-fp32": 40_000, **{f"lossy-{i}": 8_000 + 1_000 * i for i in range(6)},
+            "exact-a": 20_000, "exact-b": 24_000, "exact-c": 36_000}
+    right = [1.0] * 40
+
+    def quality_of(name):
+        per = right if not name.startswith("lossy") else [0.0] * 20 + right[20:]
+        return lambda: QualityResult("accuracy", sum(per) / len(per), 0.0, 1.0, len(per), per_example=tuple(per))
+
+    arms = [Arm(n, "baseline" if n == "torch-fp32" else "int8", None, baseline=n == "torch-fp32") for n in work]
+    calls = []
+    s = srch.Search(task=None, task_kind="text-classification", arms=arms,
+                    ctx=SimpleNamespace(threads=None, options={}),
+                    settings=srch.Settings(8, 8, 3, 0.05, 8, (1, 8), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
+                    budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
+                    emit=lambda event: None, isa={}, kind=ClassifierKind())
+    s.built = {n: BuiltArm(call=_busy(w, calls), quality=quality_of(n)) for n, w in work.items()}
+    srch.screen(s)
+    cut = {n for n, e in s.entries.items() if e.outcome == "lost"}
+    assert cut and cut <= {"exact-a", "exact-b", "exact-c"} and all(s.entries[n].behind_faster for n in cut)
+    srch.quality(s)
+    lossy = [n for n in work if n.startswith("lossy")]
+    assert all(s.entries[n].outcome == "lost" and s.entries[n].stage == "quality" for n in lossy)
+    running = [n for n, e in s.entries.items() if e.outcome == "running"]
+    # the baseline and two exact arms go on to the sweep: before, the baseline alone did (a 1.0x pick)
+    assert len(running) == srch.CONTENDERS and "torch-fp32" in running
+    revived = set(running) & cut
+    assert revived and all("taken up again" in s.entries[n].why for n in revived)
+
+
 class _TwinKind(_FakeKind):
     """Two arms at the same cost (their side-by-side calls time themselves: a fixed pattern, no machine noise), one
     with a clearly smaller quality drop; a third clearly costlier."""

@@ -7,7 +7,8 @@
 2. quality: the baseline's quality on the validation split, then the survivors' in screen order (fastest first), each
    paired with the baseline's on the same examples (eligible = the one rule, ``arms.eligibility``, with ``max_drop``
    as its tolerance), until ``CONTENDERS`` arms are eligible: the slower ones lose at the screen without a quality
-   pass (successive halving's first cut; an arm that fails quality makes room for the next one).
+   pass (successive halving's first cut; an arm that fails quality makes room for the next one, down to the arms
+   the screen cut for being behind faster ones when too few of those are eligible).
 3. sweep: each contender's SLO point (``measure.slo.slo_point``: the largest batch that meets the SLO, priced by
    ``measure.cost``), measured from the top of the grid down to the first batch that meets it; the points below
    would not change the reading. The contenders that meet the SLO are then timed side by side, each at its SLO
@@ -77,6 +78,9 @@ class Entry:
     outcome: str = "running"           # lost | picked | failed | skipped | not-applicable
     stage: str = "screen"
     why: str = ""
+    # cut at the screen for being behind faster arms (not behind the baseline): the quality stage takes it up again
+    # when too few of those faster arms turn out eligible
+    behind_faster: bool = False
     speedup: float | None = None
     drop: float | None = None
     drop_ci: list | None = None
@@ -323,6 +327,7 @@ def _judge_screen(s: Search) -> None:
         s.entries[name].speedup = row.get("speedup")
         if row.get("screen_cut"):
             s.lose(name, "screen", row["screen_cut"])
+            s.entries[name].behind_faster = True
     if s.store.get("screen", s.baseline, st.batch_size) is None or s.entries[s.baseline].outcome != "running":
         raise RuntimeError(f"the baseline arm {s.baseline} could not be timed: "
                            f"{s.entries[s.baseline].why or 'no screen row'}")
@@ -337,6 +342,7 @@ def _judge_screen(s: Search) -> None:
             s.lose(name, "screen", f"slower than {s.baseline} at batch {st.batch_size} ({sp:.2f}x)")
         elif sp < SCREEN_LEADER * top:
             s.lose(name, "screen", f"slower than {leader} at batch {st.batch_size} ({sp:.2f}x vs {top:.2f}x)")
+            s.entries[name].behind_faster = True
         elif row.get("stable") is False:
             s.entries[name].why = "unstable timing at the screen (kept: its speed-up is not clearly behind)"
 
@@ -355,8 +361,6 @@ def _per_example(q) -> list:
 
 
 def quality(s: Search) -> None:
-    from workbench.arms.eligibility import eligibility
-
     names = s.alive()
     s.enter("quality", s.budget.eval_estimate(min(len(names), CONTENDERS + 1)), len(names))
     base_row = _quality_of(s, s.baseline, None)
@@ -368,18 +372,35 @@ def quality(s: Search) -> None:
             s.lose(name, "screen", f"behind the {CONTENDERS} fastest eligible arms at batch {s.settings.batch_size} "
                    f"({s.entries[name].speedup or 1.0:.2f}x vs {kth} {s.entries[kth].speedup or 1.0:.2f}x)")
             continue
-        row = base_row if name == s.baseline else _quality_of(s, name, base_row)
-        if row is None:
-            continue   # skipped for budget or failed: lost with the reason already
+        _judge_quality(s, name, base_row, contenders)
+    # The screen cut these for being behind faster arms, a bet that those are eligible. Where too few of them are,
+    # the bet is off: the cut arms get their quality pass in screen order (fastest first) until CONTENDERS are found
+    # (students that all fail a tight drop limit once left only the baseline, and a 1.0x pick).
+    revivable = sorted((n for n, e in s.entries.items() if e.behind_faster and e.outcome == "lost"),
+                       key=lambda n: -(s.entries[n].speedup or 0.0))
+    for name in revivable:
+        if len(contenders) == CONTENDERS:
+            break
         e = s.entries[name]
-        e.drop, e.drop_ci = row.get("drop_pts"), row.get("drop_ci_pts")
-        if eligibility(row, s.max_drop):
-            contenders.append(name)
-            continue
-        ci = row.get("drop_ci_pts")
-        s.lose(name, "quality", f"quality drop CI [{ci[0]:.2f}, {ci[1]:.2f}] {s.kind.drop_unit} above the "
-               f"{s.max_drop:g} limit"
-               if ci else "quality not measured: cannot be shown within the limit")
+        e.outcome, e.why = "running", f"taken up again after faster arms failed quality (screen: {e.why})"
+        _judge_quality(s, name, base_row, contenders)
+
+
+def _judge_quality(s: Search, name: str, base_row: dict, contenders: list) -> None:
+    """``name``'s quality pass (saved or measured now): a contender when eligible, else lost with its drop CI."""
+    from workbench.arms.eligibility import eligibility
+
+    row = base_row if name == s.baseline else _quality_of(s, name, base_row)
+    if row is None:
+        return   # skipped for budget or failed: lost with the reason already
+    e = s.entries[name]
+    e.drop, e.drop_ci = row.get("drop_pts"), row.get("drop_ci_pts")
+    if eligibility(row, s.max_drop):
+        contenders.append(name)
+        return
+    ci = row.get("drop_ci_pts")
+    s.lose(name, "quality", f"quality drop CI [{ci[0]:.2f}, {ci[1]:.2f}] {s.kind.drop_unit} above the "
+           f"{s.max_drop:g} limit" if ci else "quality not measured: cannot be shown within the limit")
 
 
 def _quality_of(s: Search, name: str, base_row: dict | None) -> dict | None:
