@@ -59,19 +59,14 @@ def _engine_variant(s, name: str, spec: str):
     """The torch variant the bundle ships for arm ``name`` at ``spec``: the task's model, or for a student arm the
     student this run trained (the weight-only specs applied to it as the export applies them to the teacher)."""
     from workbench.arms.distilled import PREFIX
-    from workbench.serving.engine.export import WEIGHT_ONLY_SPECS, engine_variant
+    from workbench.serving.engine.export import engine_variant
 
     if not name.startswith(PREFIX):
         return engine_variant(s.task, spec)
     from workbench.arms.distilled_llm import lm_student
-    from workbench.core import apply
-    from workbench.steps.weight_only import WeightOnlyConfig
 
     student, _model = lm_student(s.ctx, s.arm(name).build.config)
-    if spec == "baseline":
-        return student
-    bits, group = WEIGHT_ONLY_SPECS[spec]
-    return apply(student, WeightOnlyConfig(bits=bits, group_size=group or 128))
+    return engine_variant(s.task, spec, base=student)
 
 
 def bundle(s, dest: Path) -> tuple[str | None, str]:

@@ -100,3 +100,16 @@ def test_onnx_variant_refused_before_writing(tiny_llama_task, tmp_path):
     with pytest.raises(ValueError, match="not ONNX"):
         engine_variant(tiny_llama_task, "onnx")
     assert not (tmp_path / "b").exists()
+
+
+def test_the_float_and_weight_only_specs_start_from_a_given_base(tiny_llama_task):
+    import copy
+    import dataclasses
+
+    from workbench.serving.engine.export import engine_variant
+
+    teacher = tiny_llama_task.baseline()
+    other = dataclasses.replace(teacher, model=copy.deepcopy(teacher.model), id="")   # e.g. a distilled student
+    assert engine_variant(tiny_llama_task, "baseline", base=other) is other
+    int8 = engine_variant(tiny_llama_task, "int8-wo", base=other)
+    assert int8.lineage[:-1] == other.lineage and int8.model is not teacher.model

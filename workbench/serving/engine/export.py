@@ -156,18 +156,20 @@ def rewrite_engine_facts(bundle: Path, updates: dict, engine_args: EngineArgs | 
 WEIGHT_ONLY_SPECS = {"int8-wo": (8, None), "int4-wo": (4, 128), "int4-wo-g32": (4, 32)}
 
 
-def engine_variant(task, spec: str, rows=None, device: str = "cpu"):
+def engine_variant(task, spec: str, rows=None, device: str = "cpu", base=None):
     """The variant ``workbench export --engine vllm --variant SPEC`` ships: ``baseline`` (float, written bf16),
     ``int8-wo`` / ``int4-wo`` / ``int4-wo-g32`` (the workbench's weight-only step on the baseline), or a variant id
-    from the study's results."""
+    from the study's results. ``base``: the float variant those specs start from instead of ``task.baseline(device)``
+    (a distilled student of the task's model)."""
     from workbench.core import apply
     from workbench.steps.weight_only import WeightOnlyConfig
 
     if spec == "baseline":
-        return task.baseline(device)
+        return task.baseline(device) if base is None else base
     if spec in WEIGHT_ONLY_SPECS:
         bits, group = WEIGHT_ONLY_SPECS[spec]
-        return apply(task.baseline(device), WeightOnlyConfig(bits=bits, group_size=group or 128))
+        return apply(task.baseline(device) if base is None else base,
+                     WeightOnlyConfig(bits=bits, group_size=group or 128))
     if spec == "onnx":
         raise ValueError("vLLM loads Hugging Face weights, not ONNX: --variant baseline, int8-wo, int4-wo or a torch "
                          "variant id")
