@@ -73,6 +73,13 @@ def test_gpu_request_without_gpu_provider_falls_back_with_a_note(tiny_onnx):
         create_session(tiny_onnx[1], level="max")
 
 
+def test_sessions_do_not_leave_threads_spinning_after_a_call(tiny_onnx):
+    # a spinning intra-op pool takes a core from whatever runs next (the next arm of an interleaved run)
+    sess = create_session(tiny_onnx[1], threads=2)
+    assert sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert sess.get_session_options().intra_op_num_threads == 2
+
+
 def test_missing_input_ids_is_a_clear_error(tiny_onnx):
     runner = OrtRunner(tiny_onnx[1], threads=1)
     with pytest.raises(ValueError, match="input_ids"):
