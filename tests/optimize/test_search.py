@@ -200,6 +200,53 @@ def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_
     assert calls == [] and {n for n, e in again.entries.items() if e.outcome == "lost"} == cut
 
 
+def test_a_compile_arm_whose_eager_twin_cannot_reach_the_contenders_is_not_built(tmp_path):
+    from workbench.arms.base import Arm, BuiltArm
+    from workbench.optimize import search as srch
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.kinds import ClassifierKind
+    from workbench.optimize.store import Store
+
+    work = {"torch-fp32": 40_000, **{f"fast-{i}": 8_000 + 1_000 * i for i in range(6)}, "compiled-fast": 6_000}
+    twins = {"compiled-fp32": "torch-fp32", "compiled-fast": "fast-0"}
+    built_here = []
+
+    def never(ctx):
+        built_here.append("compiled-fp32")
+        raise AssertionError("compiled-fp32 was built")
+
+    arms = [Arm(n, "baseline" if n == "torch-fp32" else "int8", None, baseline=n == "torch-fp32") for n in work
+            if n not in twins]
+    arms += [Arm("compiled-fp32", "compile", never, twin="torch-fp32"),
+             Arm("compiled-fast", "compile", None, twin="fast-0")]
+    calls = []
+
+    def search():
+        s = srch.Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
+                        settings=srch.Settings(8, 8, 3, 0.05, 8, (1, 8), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
+                        budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
+                        emit=lambda event: None, isa={}, kind=ClassifierKind())
+        s.built = {n: BuiltArm(call=_busy(w, calls)) for n, w in work.items()}   # compiled-fp32 is not built
+        return s
+
+    s = search()
+    srch.screen(s)
+    # 1.0x (its twin, the baseline) x COMPILE_GAIN_BOUND stays below the third fastest arm that compiles nothing
+    e = s.entries["compiled-fp32"]
+    assert built_here == [] and e.outcome == "lost" and e.behind_faster and e.why.startswith("not built")
+    assert "torch-fp32" in e.why and f"{srch.COMPILE_GAIN_BOUND:g}x" in e.why
+    row = s.store.get("screen", "compiled-fp32", 8)
+    assert row["status"] == "skipped" and row["screen_cut"] == e.why
+    # the twin of the other one is fast: that one is built and screened after its twin's first round
+    assert s.store.get("screen", "compiled-fast", 8, srch.FIRST_ROUND)["speedup"] > 1
+    assert s.entries["compiled-fast"].outcome == "running"
+    # resumed: the same arm is left out, nothing is timed again
+    calls.clear()
+    again = search()
+    srch.screen(again)
+    assert calls == [] and built_here == [] and again.entries["compiled-fp32"].why == e.why
+
+
 def test_arms_the_screen_cut_get_their_quality_pass_when_the_faster_ones_fail_it(tmp_path):
     from workbench.arms.base import Arm, BuiltArm
     from workbench.optimize import search as srch

@@ -107,6 +107,9 @@ class Arm:
         records: the runner keeps what each call returns, warm-up calls first, in ``ctx.cache["results"][name]``
             (in the parent also when the arm runs in its own process: the child sends it back with its time), so
             figures such as an LLM request's TTFT / ITL come from the very calls that were timed.
+        twin: the eager arm of the technique this one compiles (same weights, same precision; e.g. "torch-bf16"
+            for "torch-compile-bf16"), or None. The optimize screen times the twin first and builds this arm only when
+            the twin's speed-up times the most compiling has gained could still reach the contenders.
     """
 
     name: str
@@ -117,6 +120,7 @@ class Arm:
     notes: str = ""
     steps: tuple = ()
     records: bool = False
+    twin: str | None = None
 
     @property
     def applies(self) -> bool:

@@ -152,15 +152,18 @@ def cpu_arms(isa: dict | None = None, calibration: str | None = None, extended: 
         _arm("ort-int8-dynamic", "int8", (onnx, ort_preset), _gate(int8_ok, int8_why, "onnxruntime"),
              f"{int8_why}; {preset_why}"),
         _arm("torch-bf16", "bf16", (CpuPrecisionConfig(),), _gate(bf16_ok, bf16_why), bf16_why),
-        _arm("torch-compile-fp32", "compile", (CompileConfig(),), _gate(vector is not None, compile_why), compile_why),
+        _arm("torch-compile-fp32", "compile", (CompileConfig(),), _gate(vector is not None, compile_why), compile_why,
+             twin="torch-fp32"),
         _arm("torch-compile-bf16", "compile", (CpuPrecisionConfig(), CompileConfig()),
              _gate(bf16_ok and vector is not None, bf16_why if not bf16_ok else compile_why),
-             f"{bf16_why}; {compile_why}"),
+             f"{bf16_why}; {compile_why}", twin="torch-bf16"),
         _arm("torch-compile-bf16-frozen", "compile", (CpuPrecisionConfig(), CompileConfig.frozen()),
              _gate(bf16_ok and vector is not None, bf16_why if not bf16_ok else compile_why),
-             f"{bf16_why}; inductor freezing: bf16 weights folded and pre-packed for oneDNN GEMMs at compile time"),
+             f"{bf16_why}; inductor freezing: bf16 weights folded and pre-packed for oneDNN GEMMs at compile time",
+             twin="torch-bf16"),
         _arm("torch-int8-pt2e-dynamic", "compile", (Pt2eConfig(reduce_range=not full_int8),),
-             _gate(int8_ok, int8_why, "torchao"), f"{int8_why}; PT2E x86 inductor quantizer, oneDNN qlinear"),
+             _gate(int8_ok, int8_why, "torchao"), f"{int8_why}; PT2E x86 inductor quantizer, oneDNN qlinear",
+             twin="torch-int8-dynamic"),
         _arm("torch-int8-pt2e-static", "compile",
              (Pt2eConfig(mode="static", calibration=str(calibration), reduce_range=not full_int8),) if calib_ok else (),
              _gate(int8_ok and calib_ok, int8_why if calib_ok else no_calib, "torchao"),
@@ -180,7 +183,7 @@ def cpu_arms(isa: dict | None = None, calibration: str | None = None, extended: 
                          (CpuPrecisionConfig(), CompileConfig(mode="max-autotune-no-cudagraphs", freezing=True)),
                          _gate(bf16_ok and vector is not None, bf16_why if not bf16_ok else compile_why),
                          f"{bf16_why}; frozen, max-autotune: inductor times its C++ GEMM templates (AMX micro-kernels "
-                         "where the CPU has them) against oneDNN per GEMM shape"))
+                         "where the CPU has them) against oneDNN per GEMM shape", twin="torch-bf16"))
         arms.append(_arm("ov-bf16-streams", "openvino", (onnx, OpenVinoConfig.bf16_streams(2)),
                          _gate(bf16_ok, bf16_why, "openvino"),
                          f"{bf16_why}; {ov_kernels}; each batch split across 2 streams of half the cores, each "

@@ -94,11 +94,15 @@ def student_arms(isa: dict | None = None, calibration: str | None = None, **dist
     student_notes = f"KD student ({shape}, T={config.temperature}, alpha={config.alpha}), fp32 eager"
     arms = [Arm(TEACHER, "baseline", StepChain(()), None, baseline=True, notes="baseline: the teacher, eager fp32"),
             Arm(STUDENT, "distill", OnStudent(config), None, notes=student_notes)]
-    for arm in cpu_arms(isa, calibration):
+    cpu = cpu_arms(isa, calibration)
+    teacher_arm = next(a.name for a in cpu if a.baseline)
+    for arm in cpu:
         if arm.baseline:
             continue
+        # an arm that compiles the eager fp32 model compiles the eager student here
+        twin = None if arm.twin is None else STUDENT if arm.twin == teacher_arm else PREFIX + arm.twin
         arms.append(Arm(PREFIX + arm.name, arm.kind, OnStudent(config, arm.build), arm.skip_reason,
-                        notes=f"KD student + {arm.notes}" if arm.notes else "KD student", steps=arm.steps))
+                        notes=f"KD student + {arm.notes}" if arm.notes else "KD student", steps=arm.steps, twin=twin))
     return arms
 
 

@@ -3,7 +3,9 @@
 1. screen: every applicable arm is built (a build failure is a "failed" entry with its reason) and timed side by side
    with the baseline for a short interleaved run at the timing shape (``arms.runner.time_arms``): one round for every
    arm, the other rounds for the ``SCREEN_KEEP`` fastest of it; arms clearly slower than the baseline or than the
-   leader are dropped here (no quality pass is spent on them).
+   leader are dropped here (no quality pass is spent on them). An arm that compiles an eager twin (``Arm.twin``:
+   torch-compile-bf16 of torch-bf16, ...) is built after its twin's first round, and not at all when the twin's
+   speed-up times ``COMPILE_GAIN_BOUND`` stays behind the contenders: compile builds are the screen's slow ones.
 2. quality: the baseline's quality on the validation split, then the survivors' in screen order (fastest first), each
    paired with the baseline's on the same examples (eligible = the one rule, ``arms.eligibility``, with ``max_drop``
    as its tolerance), until ``CONTENDERS`` arms are eligible: the slower ones lose at the screen without a quality
@@ -41,6 +43,11 @@ FIRST_ROUND = "first-round"   # the rung of a screen row from that first round
 # As in successive halving, the first round gives each arm this share of the time a survivor gets in each later
 # round: it only has to sort every arm coarsely around the cut; the contenders are ranked on the later rounds.
 FIRST_ROUND_SHARE = 0.5
+# The most an arm that compiles an eager twin (``Arm.twin``) is taken to gain over it, a prior: inductor over eager on
+# the demo classifier measured 1.07-1.36x (fp32), 1.24-1.60x (bf16) and PT2E dynamic int8 over eager dynamic int8
+# 1.2-1.43x at batch 8 and 1 (benchmarks/quantization.py, an AMX Xeon). A compile arm whose twin times this below the
+# contenders is not built at the screen (compile builds take tens of seconds; the eager twins take under one).
+COMPILE_GAIN_BOUND = 2.0
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,7 @@ def _variant_row(built) -> dict:
 
 # ---- stage 1: screen -------------------------------------------------------------------------------------------------
 def screen(s: Search) -> None:
-    from workbench.arms.rows import FAILED, arm_row
+    from workbench.arms.rows import SKIPPED, arm_row
 
     st = s.settings
     for arm in s.arms:
@@ -213,23 +220,22 @@ def screen(s: Search) -> None:
         # builds one after another, the baseline first and then the quickest to build (compile and PT2E last: on a
         # short budget the arms that build in seconds are screened first); each checked against what is left
         todo.sort(key=lambda n: (n != s.baseline, s.budget.build_estimate([s.arm(n).kind])))
-        for name in list(todo):
-            need = s.budget.build_estimate([s.arm(name).kind]) + per_arm
-            if name != s.baseline and not s.budget.fits(need + _reserve(s)):
-                s.lose(name, "screen", "skipped: " + s.budget.why_not("budget", need), "skipped")
-                s.skipped_for_budget.append(s.budget.why_not(f"arm {name}", need))
-                todo.remove(name)
-                continue
-            try:
-                s.build(name)
-            except _BuildFailed as exc:
-                s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size,
-                        **arm_row(s.arm(name), FAILED, str(exc), isa=s.isa)})
-                todo.remove(name)
+        # with halving, an arm that compiles an eager twin waits for the twin's first round (_twin_bound_cut)
+        waiting = [n for n in todo if halving and s.arm(n).twin is not None]
+        _build_for_screen(s, todo, [n for n in todo if n not in waiting], per_arm)
         rounds = st.screen_rounds
         if halving:
             # successive halving inside the screen: one round for every arm, the rest of the rounds for the
             # SCREEN_KEEP fastest (the quality stage never reaches past them unless that many fail quality)
+            _time_screen(s, [n for n in todo if n not in waiting
+                             and s.store.get("screen", n, st.batch_size, FIRST_ROUND) is None], 1, FIRST_ROUND)
+            for name in waiting:
+                why = _twin_bound_cut(s, name)
+                if why:
+                    s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size, "seq_len": st.seq_len,
+                            "rung": None, **arm_row(s.arm(name), SKIPPED, why, isa=s.isa), "screen_cut": why})
+                    todo.remove(name)
+            _build_for_screen(s, todo, [n for n in waiting if n in todo], per_arm)
             _time_screen(s, [n for n in todo if s.store.get("screen", n, st.batch_size, FIRST_ROUND) is None],
                          1, FIRST_ROUND)
             for name, why in _first_round_cut(s, todo):
@@ -238,6 +244,50 @@ def screen(s: Search) -> None:
             rounds = st.screen_rounds - 1
         _time_screen(s, [n for n in todo if s.store.get("screen", n, st.batch_size) is None], rounds, None)
     _judge_screen(s)
+
+
+def _build_for_screen(s: Search, todo: list[str], names: list[str], per_arm: float) -> None:
+    """Build ``names`` one after another, each checked against the budget left; an arm skipped for budget or failed
+    to build leaves ``todo`` (a failure is saved as its screen row, with the reason)."""
+    from workbench.arms.rows import FAILED, arm_row
+
+    st = s.settings
+    for name in names:
+        need = s.budget.build_estimate([s.arm(name).kind]) + per_arm
+        if name != s.baseline and not s.budget.fits(need + _reserve(s)):
+            s.lose(name, "screen", "skipped: " + s.budget.why_not("budget", need), "skipped")
+            s.skipped_for_budget.append(s.budget.why_not(f"arm {name}", need))
+            todo.remove(name)
+            continue
+        try:
+            s.build(name)
+        except _BuildFailed as exc:
+            s.save({"stage": "screen", "arm": name, "batch_size": st.batch_size,
+                    **arm_row(s.arm(name), FAILED, str(exc), isa=s.isa)})
+            todo.remove(name)
+
+
+def _twin_bound_cut(s: Search, name: str) -> str | None:
+    """Why ``name`` is not worth its build, or None. ``name`` compiles an eager twin (``Arm.twin``): at best it runs
+    COMPILE_GAIN_BOUND x the twin's first-round speed-up. Below the CONTENDERS-th fastest first-round arm that
+    compiles nothing (a set that does not depend on what was built before a resume), it could not be a contender, and
+    compile builds are the slow ones (tens of seconds each). The arm stays revivable, as any arm behind faster ones."""
+    st = s.settings
+    twin_row = s.store.get("screen", s.arm(name).twin, st.batch_size, FIRST_ROUND)
+    if not twin_row or twin_row.get("speedup") is None:
+        return None       # the twin did not run (not applicable, failed): nothing bounds this arm
+    firsts = {a.name: s.store.get("screen", a.name, st.batch_size, FIRST_ROUND) for a in s.arms
+              if a.twin is None and not a.baseline}
+    ranked = sorted((r["speedup"], n) for n, r in firsts.items() if r and r.get("speedup") is not None)[::-1]
+    if len(ranked) < CONTENDERS:
+        return None
+    kth, kth_name = ranked[CONTENDERS - 1]
+    bound = twin_row["speedup"] * COMPILE_GAIN_BOUND
+    if bound >= kth:
+        return None
+    return (f"not built: its eager twin {s.arm(name).twin} screened at {twin_row['speedup']:.2f}x, and compiling "
+            f"gains at most ~{COMPILE_GAIN_BOUND:g}x over eager (a prior); {bound:.2f}x stays behind the "
+            f"{CONTENDERS} fastest arms of the first round at batch {st.batch_size} ({kth_name} {kth:.2f}x)")
 
 
 def _final_from_first(row: dict, **extra) -> dict:
