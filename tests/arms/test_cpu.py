@@ -86,6 +86,15 @@ def test_extended_adds_the_autotune_and_ort_study_arms_after_the_isa_arms():
     assert streams.applies and streams.config.streams == 2 and streams.config.precision == "bf16"
 
 
+def test_each_compile_arm_names_its_eager_twin_in_the_same_catalogue():
+    arms = _arms(AMX, calibration="c.npz", extended=True)
+    twins = {n: a.twin for n, a in arms.items() if a.twin}
+    assert twins["torch-compile-fp32"] == "torch-fp32" and twins["torch-compile-bf16-frozen"] == "torch-bf16"
+    assert twins["torch-int8-pt2e-dynamic"] == "torch-int8-dynamic"
+    for name, twin in twins.items():   # the twin runs eager: it compiles nothing and has no twin itself
+        assert arms[name].kind == "compile" and arms[twin].kind != "compile" and arms[twin].twin is None
+
+
 def test_a_missing_library_makes_the_arm_not_available_here(monkeypatch):
     import importlib.util
 

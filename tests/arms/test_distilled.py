@@ -41,6 +41,9 @@ def test_student_arms_mirror_the_cpu_catalogue_with_its_skip_reasons():
     vnni = {a.name: a for a in student_arms(isa_summary(AVX512_VNNI), calibration="c.npz")}
     assert vnni["student+ov-int8-static"].config.calibration == "c.npz"
     assert {a.build.config.num_layers for a in arms[1:]} == {2}                  # one recipe for every student arm
+    # a compile arm's eager twin is the student's own: the eager student for fp32, student+<twin> otherwise
+    assert by_name["student+torch-compile-fp32"].twin == STUDENT
+    assert by_name["student+torch-compile-bf16"].twin == "student+torch-bf16"
 
 
 def test_student_arms_reject_a_bad_recipe_before_training():
