@@ -97,6 +97,26 @@ def test_bad_sweep_configs_say_what_is_wrong(kwargs, message):
         SweepConfig(**kwargs)
 
 
+def test_a_first_call_that_compiles_past_the_timeout_is_not_the_points_time(monkeypatch):
+    # a compiled variant compiles for each new shape on its first call: that call alone reads 17 s here
+    from workbench.measure import batching, timing
+
+    first_of = set()
+
+    def compiling_timed_call(fn, device="cpu"):
+        ms, out = timing.timed_call(fn, device)
+        batch = len(out)
+        if batch not in first_of:
+            first_of.add(batch)
+            return 17_000.0, out
+        return ms, out
+
+    monkeypatch.setattr(batching, "timed_call", compiling_timed_call)
+    rows = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1, 2), timeout_s=10.0,
+                                                                 point_seconds=0.2), progress=False)
+    assert [r["batch_size"] for r in rows] == [1, 2] and not any(r.get("failed") for r in rows)
+
+
 def test_a_point_past_its_timeout_fails_and_stops_the_line():
     rows = sweep_batching(_TinyTask(), _variant({}), SweepConfig(batch_sizes=(1, 2, 4), timeout_s=1e-9), progress=False)
     assert len(rows) == 1 and rows[0]["failed"] and rows[0]["failure"] == "timeout"
