@@ -160,12 +160,26 @@ def _busy(work: int, counter: list):
     return call
 
 
-def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_path):
-    from workbench.arms.base import Arm, BuiltArm
+def _screen_search(tmp_path, arms, work: dict, calls: list, ctx=None):
+    """A classifier search over ``arms`` whose arms in ``work`` are built already (busy loops of that size): the
+    screen only times them."""
+    from workbench.arms.base import BuiltArm
     from workbench.optimize import search as srch
     from workbench.optimize.budget import Budget
     from workbench.optimize.kinds import ClassifierKind
     from workbench.optimize.store import Store
+
+    s = srch.Search(task=None, task_kind="text-classification", arms=arms, ctx=ctx or SimpleNamespace(threads=None),
+                    settings=srch.Settings(8, 8, 3, 0.05, 8, (1, 8), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
+                    budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
+                    emit=lambda event: None, isa={}, kind=ClassifierKind())
+    s.built = {n: BuiltArm(call=_busy(w, calls)) for n, w in work.items()}
+    return s
+
+
+def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_path):
+    from workbench.arms.base import Arm
+    from workbench.optimize import search as srch
 
     work = {"torch-fp32": 40_000, **{f"fast-{i}": 8_000 + 1_000 * i for i in range(6)},
             "slow-a": 80_000, "slow-b": 120_000, "slow-c": 160_000}
@@ -173,12 +187,7 @@ def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_
     calls = []
 
     def search():
-        s = srch.Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
-                        settings=srch.Settings(8, 8, 3, 0.05, 8, (1, 8), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
-                        budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
-                        emit=lambda event: None, isa={}, kind=ClassifierKind())
-        s.built = {n: BuiltArm(call=_busy(w, calls)) for n, w in work.items()}   # built already: the screen times
-        return s
+        return _screen_search(tmp_path, arms, work, calls)
 
     assert len(work) - 1 > srch.SCREEN_KEEP   # more arms than the full screen keeps: it halves
     s = search()
@@ -201,11 +210,8 @@ def test_the_screen_halves_one_round_for_every_arm_the_rest_for_the_fastest(tmp_
 
 
 def test_a_compile_arm_whose_eager_twin_cannot_reach_the_contenders_is_not_built(tmp_path):
-    from workbench.arms.base import Arm, BuiltArm
+    from workbench.arms.base import Arm
     from workbench.optimize import search as srch
-    from workbench.optimize.budget import Budget
-    from workbench.optimize.kinds import ClassifierKind
-    from workbench.optimize.store import Store
 
     work = {"torch-fp32": 40_000, **{f"fast-{i}": 8_000 + 1_000 * i for i in range(6)}, "compiled-fast": 6_000}
     twins = {"compiled-fp32": "torch-fp32", "compiled-fast": "fast-0"}
@@ -222,12 +228,7 @@ def test_a_compile_arm_whose_eager_twin_cannot_reach_the_contenders_is_not_built
     calls = []
 
     def search():
-        s = srch.Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
-                        settings=srch.Settings(8, 8, 3, 0.05, 8, (1, 8), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
-                        budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
-                        emit=lambda event: None, isa={}, kind=ClassifierKind())
-        s.built = {n: BuiltArm(call=_busy(w, calls)) for n, w in work.items()}   # compiled-fp32 is not built
-        return s
+        return _screen_search(tmp_path, arms, work, calls)     # compiled-fp32 is not in work: never built
 
     s = search()
     srch.screen(s)
