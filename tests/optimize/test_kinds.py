@@ -56,7 +56,7 @@ def test_the_screen_times_the_lm_at_its_batch_and_the_classifier_as_built(lm):
     assert CausalLMKind.timed(built, 1) is built and ClassifierKind.timed(built, 2) is built
     from workbench.optimize.search import Settings
 
-    assert CausalLMKind(small=True).settings(Settings.for_mode(True)).batch_size == 2     # grid (1, 2, 4)
+    assert CausalLMKind(small=True).settings(Settings.for_mode(True)).batch_size == 4     # the top of (1, 2, 4)
 
 
 def test_an_arm_of_one_sequence_serves_the_screens_batch_as_requests_one_after_another():

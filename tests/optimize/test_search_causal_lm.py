@@ -80,9 +80,9 @@ def test_optimize_causal_lm_decides_bundles_for_the_engine_and_resumes(monkeypat
         if name != "hf-generate-fp32":
             assert row["drop_pts"] == row["ppl_increase_pct"]
             assert row["drop_ci_pts"][0] <= row["drop_pts"] <= row["drop_ci_pts"][1]
-    # the screen times whole requests at the middle of the grid (batch 2 of 1, 2, 4), not the context's batch 1
+    # the screen times whole requests at the top of the grid (batch 4 of 1, 2, 4), not the context's batch 1
     screen = [r for r in result.rows if r.get("stage") == "screen"]
-    assert {r["batch_size"] for r in screen} == {kinds.LM_SMALL["grid"][1]} == {2}
+    assert {r["batch_size"] for r in screen} == {kinds.LM_SMALL["grid"][-1]} == {4}
     sweep = [r for r in result.rows if r.get("stage") == "sweep"]
     assert sweep and all(r["throughput_unit"] == "output tokens/s" for r in sweep)
     assert all(r["slo_latency"] == "itl" for r in sweep if r["rung"] == 0)     # the points (not the side-by-side run)
