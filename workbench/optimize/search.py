@@ -276,12 +276,10 @@ def _twin_bound_cut(s: Search, name: str) -> str | None:
     twin_row = s.store.get("screen", s.arm(name).twin, st.batch_size, FIRST_ROUND)
     if not twin_row or twin_row.get("speedup") is None:
         return None       # the twin did not run (not applicable, failed): nothing bounds this arm
-    firsts = {a.name: s.store.get("screen", a.name, st.batch_size, FIRST_ROUND) for a in s.arms
-              if a.twin is None and not a.baseline}
-    ranked = sorted((r["speedup"], n) for n, r in firsts.items() if r and r.get("speedup") is not None)[::-1]
+    ranked = _first_round_ranking(s, [a.name for a in s.arms if a.twin is None and not a.baseline])
     if len(ranked) < CONTENDERS:
         return None
-    kth, kth_name = ranked[CONTENDERS - 1]
+    kth_name, kth = ranked[CONTENDERS - 1]
     bound = twin_row["speedup"] * COMPILE_GAIN_BOUND
     if bound >= kth:
         return None
@@ -301,15 +299,21 @@ def _first_round_cut(s: Search, names: list[str]) -> list[tuple[str, str]]:
     """(arm, why) for the arms of ``names`` below the SCREEN_KEEP fastest of the first round: it ranks every arm
     whose first-round row is saved, so a resumed run cuts the same arms."""
     st = s.settings
-    firsts = {n: s.store.get("screen", n, st.batch_size, FIRST_ROUND) for n in s.alive() if n != s.baseline}
-    ranked = sorted((n for n, r in firsts.items() if r and r.get("speedup") is not None),
-                    key=lambda n: -firsts[n]["speedup"])
+    ranked = _first_round_ranking(s, [n for n in s.alive() if n != s.baseline])
     if len(ranked) <= SCREEN_KEEP:
         return []
-    kth = ranked[SCREEN_KEEP - 1]
+    kth, kth_speedup = ranked[SCREEN_KEEP - 1]
     return [(n, f"behind the {SCREEN_KEEP} fastest arms of the screen's first round at batch {st.batch_size} "
-                f"({firsts[n]['speedup']:.2f}x vs {kth} {firsts[kth]['speedup']:.2f}x)")
-            for n in ranked[SCREEN_KEEP:] if n in names]
+                f"({speedup:.2f}x vs {kth} {kth_speedup:.2f}x)")
+            for n, speedup in ranked[SCREEN_KEEP:] if n in names]
+
+
+def _first_round_ranking(s: Search, names) -> list[tuple[str, float]]:
+    """(arm, first-round speed-up) of the arms of ``names`` whose first-round row is saved with one, fastest first."""
+    st = s.settings
+    firsts = {n: s.store.get("screen", n, st.batch_size, FIRST_ROUND) for n in names}
+    timed = [(n, r["speedup"]) for n, r in firsts.items() if r and r.get("speedup") is not None]
+    return sorted(timed, key=lambda pair: -pair[1])
 
 
 def _time_screen(s: Search, names: list[str], rounds: int, rung) -> None:

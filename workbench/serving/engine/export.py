@@ -164,12 +164,12 @@ def engine_variant(task, spec: str, rows=None, device: str = "cpu", base=None):
     from workbench.core import apply
     from workbench.steps.weight_only import WeightOnlyConfig
 
-    if spec == "baseline":
-        return task.baseline(device) if base is None else base
-    if spec in WEIGHT_ONLY_SPECS:
+    if spec == "baseline" or spec in WEIGHT_ONLY_SPECS:
+        start = task.baseline(device) if base is None else base
+        if spec == "baseline":
+            return start
         bits, group = WEIGHT_ONLY_SPECS[spec]
-        return apply(task.baseline(device) if base is None else base,
-                     WeightOnlyConfig(bits=bits, group_size=group or 128))
+        return apply(start, WeightOnlyConfig(bits=bits, group_size=group or 128))
     if spec == "onnx":
         raise ValueError("vLLM loads Hugging Face weights, not ONNX: --variant baseline, int8-wo, int4-wo or a torch "
                          "variant id")
