@@ -92,48 +92,63 @@ def _wait(predicate, timeout: float, what: str, page) -> None:
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_quickstart_in_real_browser(lab, tmp_path):
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless chromium for the module's tests (each opens its own page): launching it took ~3 s per test."""
     from playwright.sync_api import sync_playwright
 
-    shots = Path(os.environ["WORKBENCH_ARTIFACTS"]) / "browser"
-    shots.mkdir(parents=True, exist_ok=True)
+    path = _chromium()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page.goto(lab, timeout=120_000)
-            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext?.session?.kernel",
-                                   timeout=120_000)
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            news = page.locator(".jp-toast-button", has_text="No")   # "get Jupyter news?" toast over the page
-            if news.count():
-                news.first.click()
-            # Run-all stops at a failing cell, leaving later cells unexecuted: stop waiting on the first error too.
-            _wait(lambda: page.evaluate(CELLS_DONE) or page.evaluate(CELL_ERRORS), 600, "all cells to run", page)
-            assert page.evaluate(CELL_ERRORS) == [], "a notebook cell raised in the browser"
-            page.wait_for_selector(POINTS, timeout=60_000)
-            before = page.locator(POINTS).count()
-            assert before > 0, "the live Pareto plot shows no points after running the notebook"
-
-            run = page.locator("button.jupyter-button", has_text="Run").first
-            run.scroll_into_view_if_needed()
-            run.click()
-            _wait(lambda: page.locator(POINTS).count() > before, 300, "new points after pressing Run", page)
-            _wait(lambda: not run.is_disabled(), 300, "the run to finish", page)
-            plot = page.locator(".js-plotly-plot").first
-            plot.scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "quickstart.png"))
-            after = page.locator(POINTS).count()
-            status = page.locator(".widget-html-content", has_text="done:").first.inner_text()
-        except Exception:
-            page.screenshot(path=str(shots / "failure.png"))
-            raise
+            yield browser
         finally:
             browser.close()
+
+
+def _shots() -> Path:
+    shots = Path(os.environ["WORKBENCH_ARTIFACTS"]) / "browser"
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def test_quickstart_in_real_browser(chromium, lab, tmp_path):
+    shots = _shots()
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(lab, timeout=120_000)
+        page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                               " && window.jupyterapp.shell.currentWidget.sessionContext?.session?.kernel",
+                               timeout=120_000)
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        news = page.locator(".jp-toast-button", has_text="No")   # "get Jupyter news?" toast over the page
+        if news.count():
+            news.first.click()
+        # Run-all stops at a failing cell, leaving later cells unexecuted: stop waiting on the first error too.
+        _wait(lambda: page.evaluate(CELLS_DONE) or page.evaluate(CELL_ERRORS), 600, "all cells to run", page)
+        assert page.evaluate(CELL_ERRORS) == [], "a notebook cell raised in the browser"
+        page.wait_for_selector(POINTS, timeout=60_000)
+        before = page.locator(POINTS).count()
+        assert before > 0, "the live Pareto plot shows no points after running the notebook"
+
+        run = page.locator("button.jupyter-button", has_text="Run").first
+        run.scroll_into_view_if_needed()
+        run.click()
+        _wait(lambda: page.locator(POINTS).count() > before, 300, "new points after pressing Run", page)
+        _wait(lambda: not run.is_disabled(), 300, "the run to finish", page)
+        plot = page.locator(".js-plotly-plot").first
+        plot.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "quickstart.png"))
+        after = page.locator(POINTS).count()
+        status = page.locator(".widget-html-content", has_text="done:").first.inner_text()
+    except Exception:
+        page.screenshot(path=str(shots / "failure.png"))
+        raise
+    finally:
+        page.close()
     assert after > before
     assert "done:" in status
     assert (shots / "quickstart.png").stat().st_size > 20_000
@@ -215,7 +230,7 @@ STUDY_FIGURES = [("quickstart", 3, None), ("02_quantisation", 2, None), ("batchi
 
 
 @pytest.mark.parametrize("study, figures, rewrite", STUDY_FIGURES)
-def test_notebook_study_reports_draw_every_figure_on_sane_axes(tmp_path, study, figures, rewrite):
+def test_notebook_study_reports_draw_every_figure_on_sane_axes(chromium, tmp_path, study, figures, rewrite):
     import json
 
     from workbench.ui.report import build_report
@@ -227,30 +242,24 @@ def test_notebook_study_reports_draw_every_figure_on_sane_axes(tmp_path, study, 
     rows = rewrite(rows) if rewrite else rows
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     shutil.copy(studies / f"{study}.environments.json", folder / "environments.json")
-    drawn = _render(build_report(folder), figures, f"report-{study}{'-rewritten' if rewrite else ''}.png")
+    drawn = _render(chromium, build_report(folder), figures, f"report-{study}{'-rewritten' if rewrite else ''}.png")
     assert len(drawn) == figures, [f["title"] for f in drawn]
     assert [p for f in drawn for p in _check_axes(f)] == []
 
 
-def _render(page_path: Path, figures: int, shot: str, script: str = AXES):
-    """Open a report in headless chromium, wait for ``figures`` plots, return ``script``'s reading of them."""
-    from playwright.sync_api import sync_playwright
-
-    shots = Path(os.environ["WORKBENCH_ARTIFACTS"]) / "browser"
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(page_path.as_uri())
-            page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {figures}",
-                                   timeout=60_000)
-            drawn = page.evaluate(script)
-            page.screenshot(path=str(shots / shot), full_page=True)
-        finally:
-            browser.close()
+def _render(chromium, page_path: Path, figures: int, shot: str, script: str = AXES):
+    """Open a report in a page of the module's chromium, wait for ``figures`` plots, return ``script``'s reading."""
+    page = chromium.new_page(viewport={"width": 1300, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(page_path.as_uri())
+        page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {figures}",
+                               timeout=60_000)
+        drawn = page.evaluate(script)
+        page.screenshot(path=str(_shots() / shot), full_page=True)
+    finally:
+        page.close()
     assert not errors, errors
     return drawn
 
@@ -268,7 +277,7 @@ DECISION_REPORTS = [("decision.json", "quickstart", 4), ("decision_lm.json", Non
 
 
 @pytest.mark.parametrize("fixture, rows_of, figures", DECISION_REPORTS)
-def test_decision_report_draws_the_pareto_front_on_sane_axes(tmp_path, fixture, rows_of, figures):
+def test_decision_report_draws_the_pareto_front_on_sane_axes(chromium, tmp_path, fixture, rows_of, figures):
     """workbench optimize's decision section (tests/ui/fixtures) above a study's rows: every y axis as the notebook
     reports', and the Pareto front's x axis spans its points and the SLO line without running far past them."""
     import json
@@ -282,7 +291,7 @@ def test_decision_report_draws_the_pareto_front_on_sane_axes(tmp_path, fixture, 
         studies = REPO / "tests" / "ui" / "studies"
         shutil.copy(studies / f"{rows_of}.jsonl", folder / "results.jsonl")
         shutil.copy(studies / f"{rows_of}.environments.json", folder / "environments.json")
-    drawn, x_axes = _render(build_report(folder), figures, f"report-decision-{Path(fixture).stem}.png",
+    drawn, x_axes = _render(chromium, build_report(folder), figures, f"report-decision-{Path(fixture).stem}.png",
                             f"() => [({AXES})(), ({X_AXES})()]")
     assert len(drawn) == figures, [f["title"] for f in drawn]
     assert [p for f in drawn for p in _check_axes(f)] == []

@@ -19,6 +19,9 @@ def test_every_arm_and_batch_size_is_swept_and_the_cheapest_eligible_arm_is_best
     for name, arm in out["arms"].items():
         assert arm["points"] == len(grid) and arm["eligible"] is True    # a 100-point tolerance takes any drop
         assert arm["slo"]["feasible"] and arm["slo"]["batch_size"] in grid
+        # every swept batch priced; the SLO batch's price is the reading's
+        assert set(arm["usd_per_1m_by_batch"]) == set(grid)
+        assert arm["usd_per_1m_by_batch"][arm["slo"]["batch_size"]] == arm["slo"]["usd_per_1m"]["c7i.large"]
     costs = {n: a["slo"]["usd_per_1m"]["c7i.large"] for n, a in out["arms"].items()}
     assert out["best"] == min(costs, key=costs.get) and out["best_usd_per_1m"] == costs[out["best"]]
     assert out["wall_s"] >= out["build_seconds"] > 0

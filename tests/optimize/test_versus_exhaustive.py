@@ -8,8 +8,9 @@ import pytest
 from workbench.optimize import versus_exhaustive as vs
 
 
-def _sides(pick, pick_batch, best, ex_costs, side_costs=None):
-    """fresh_side stand-in: optimize picked ``pick`` at $1.00; the exhaustive run priced every arm (``ex_costs``)."""
+def _sides(pick, pick_batch, best, ex_costs, side_costs=None, by_batch=None):
+    """fresh_side stand-in: optimize picked ``pick`` at $1.00; the exhaustive run priced every arm (``ex_costs``,
+    read at batch 8; ``by_batch``: every arm's cost at each batch of its sweep, keys as JSON gives them back)."""
     calls = []
 
     def fresh_side(side, setup, pair=None):
@@ -19,7 +20,8 @@ def _sides(pick, pick_batch, best, ex_costs, side_costs=None):
                                                           {"c7i.large": 1.0}}, "build_s": 10.0,
                                                  "cost_unit": "USD per 1M requests"}}
         if side == "exhaustive":
-            arms = {n: {"slo": {"batch_size": 8, "usd_per_1m": {"c7i.large": c}}} for n, c in ex_costs.items()}
+            arms = {n: {"slo": {"batch_size": 8, "usd_per_1m": {"c7i.large": c}},
+                        "usd_per_1m_by_batch": by_batch or {"8": c}} for n, c in ex_costs.items()}
             return {"wall_s": 100.0, "build_seconds": 10.0, "arms": arms, "best": best,
                     "best_usd_per_1m": ex_costs[best]}
         return side_costs
@@ -30,9 +32,9 @@ def test_figures_come_from_the_two_sides_and_a_side_by_side_run_when_the_picks_d
     fresh, calls = _sides("a", 16, "b", {"a": 1.1, "b": 0.8}, side_costs={"a": 0.9, "b": 1.0})
     monkeypatch.setattr(vs, "fresh_side", fresh)
     out = vs.compare(vs.Setup(), resume=False)
-    assert out["regret_pct"] == 25.0                      # $1.00 confirmed vs the exhaustive best's $0.80
+    assert out["regret_pct"] == -10.0                     # side by side the pick was the cheaper one
+    assert out["regret_across_runs_pct"] == 25.0          # $1.00 confirmed vs the exhaustive best's $0.80
     assert out["choice_regret_pct"] == 37.5               # the pick's own exhaustive cost ($1.10) vs $0.80
-    assert out["regret_side_by_side_pct"] == -10.0        # side by side the pick was the cheaper one
     assert calls[-1] == ("side-by-side", {"a": 16, "b": 8})
     assert out["time_fraction"] == 0.3 and out["time_fraction_excluding_builds"] == 0.222
     assert out["resume"] is None and out["resumed_rows_remeasured"] is None
@@ -42,7 +44,15 @@ def test_the_same_pick_needs_no_side_by_side_run(monkeypatch):
     fresh, calls = _sides("b", 8, "b", {"b": 0.8})
     monkeypatch.setattr(vs, "fresh_side", fresh)
     out = vs.compare(vs.Setup(), resume=False)
-    assert out["regret_side_by_side_pct"] == 0.0 and [c[0] for c in calls] == ["optimize", "exhaustive"]
+    assert out["regret_pct"] == 0.0 and [c[0] for c in calls] == ["optimize", "exhaustive"]
+    assert out["regret_across_runs_pct"] == 25.0          # the drift between the two runs, not a regret
+
+
+def test_the_same_arm_at_another_batch_is_priced_on_the_exhaustive_sweep(monkeypatch):
+    fresh, calls = _sides("b", 4, "b", {"b": 0.8}, by_batch={"4": 1.0, "8": 0.8})
+    monkeypatch.setattr(vs, "fresh_side", fresh)
+    out = vs.compare(vs.Setup(), resume=False)
+    assert out["regret_pct"] == 25.0 and [c[0] for c in calls] == ["optimize", "exhaustive"]
 
 
 def test_a_child_side_reads_back_the_setup_it_was_given(monkeypatch, capsys):

@@ -21,6 +21,15 @@ def _quality_row(name: str, baseline: str, built, base_q, figures) -> dict:
     return row
 
 
+def _costs_by_batch(rows: list[dict], instance: str, cost) -> dict:
+    """Batch size -> the cost per 1M on ``instance`` at that sweep point's throughput (SLO met or not): what the
+    benchmark prices a pick of the best arm at another batch size with."""
+    from workbench.optimize.search import usd_per_1m
+
+    return {r["batch_size"]: usd_per_1m(r["throughput_per_s"], (instance,), cost)[instance]
+            for r in rows if not r.get("failed") and r.get("throughput_per_s")}
+
+
 def _summary(out: dict, instances, start: float, build_s: float, prepared) -> dict:
     """The exhaustive run's result: the cheapest eligible arm at the SLO on the first instance, and every arm."""
     first = instances[0]
@@ -77,7 +86,8 @@ def exhaustive(task_kind: str, slo_ms: float, percentile: str, max_drop: float, 
                     rows.append({"batch_size": batch, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
             reading = read_slo(rows, slo_ms, percentile, instances, kind.cost)
             out[name] = {"eligible": within_tolerance(row, max_drop), "drop_ci_pts": row.get("drop_ci_pts"),
-                         "slo": reading, "points": len(rows)}
+                         "slo": reading, "points": len(rows), "usd_per_1m_by_batch": _costs_by_batch(
+                             rows, instances[0], kind.cost)}
     finally:
         prepared.close()
     return _summary(out, instances, start, build_s, prepared)

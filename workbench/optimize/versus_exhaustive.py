@@ -160,8 +160,13 @@ def _pct(a, b):
 
 
 def compare(setup: Setup, kill_after_rows: int = 16, resume: bool = True) -> dict:
-    """Both sides, the side-by-side regret and the resume check: the benchmark's figures (``regret_pct``,
-    ``choice_regret_pct``, ``regret_side_by_side_pct``, ``time_fraction``, ``resumed_rows_remeasured``)."""
+    """Both sides, the regret and the resume check: the benchmark's figures (``regret_pct``,
+    ``regret_across_runs_pct``, ``choice_regret_pct``, ``time_fraction``, ``resumed_rows_remeasured``).
+
+    ``regret_pct`` prices the pick against the exhaustive best on one footing (see below), as every comparison here
+    is a ratio measured side by side. ``regret_across_runs_pct`` divides optimize's confirmed cost by the exhaustive
+    run's, two runs minutes apart: it carries the drift between them (the same arm at batch 16 on the demo LM read
+    2573 to 3810 output tokens/s at different moments of one hour on a 2-core AMX Xeon)."""
     first = setup.instance_list[0]
     opt = fresh_side("optimize", setup)
     decision, opt_wall = opt["decision"], opt["wall_s"]
@@ -174,16 +179,19 @@ def compare(setup: Setup, kill_after_rows: int = 16, resume: bool = True) -> dic
     def ex_slo(name):
         return (ex["arms"].get(name) or {}).get("slo") or {}
 
-    # the choice alone: the picked arm's cost in the exhaustive run itself against that run's best (no timing drift
-    # between two runs in it)
+    # the choice alone: the picked arm's cost in the exhaustive run itself against that run's best
     same = ex_slo(pick.get("arm")).get("usd_per_1m", {}).get(first)
-    # the regret again, from one interleaved run of the two arms (0 when the pick is the exhaustive best)
+    # the regret (the headline): the pick priced against the exhaustive best on one footing. Different arms: one
+    # interleaved run of the two, each at its SLO batch. The same arm at the same batch: 0, nothing differs. The same
+    # arm at another batch: the exhaustive run's own sweep points of that arm at both batches.
     best_batch, paired = ex_slo(ex["best"]).get("batch_size"), None
     if ex["best"] and pick.get("arm") and pick["arm"] != ex["best"] and best_batch and pick.get("batch_size"):
         costs = fresh_side("side-by-side", setup, {pick["arm"]: pick["batch_size"], ex["best"]: best_batch})
         paired = _pct(costs[pick["arm"]], costs[ex["best"]])
     elif ex["best"] and pick.get("arm") == ex["best"]:
-        paired = 0.0
+        by_batch = (ex["arms"].get(ex["best"]) or {}).get("usd_per_1m_by_batch") or {}
+        at_pick = by_batch.get(str(pick.get("batch_size")), by_batch.get(pick.get("batch_size")))
+        paired = 0.0 if pick.get("batch_size") == best_batch else _pct(at_pick, ex["best_usd_per_1m"])
     checked = resume_check(setup, kill_after_rows) if resume else None
     build_s = decision.get("build_s")
     return {
@@ -191,8 +199,8 @@ def compare(setup: Setup, kill_after_rows: int = 16, resume: bool = True) -> dic
         "pick": pick.get("arm"), "pick_batch_size": pick.get("batch_size"), "pick_usd_per_1m": picked,
         "pick_confirmed_speedup": pick.get("confirmed_speedup"), "exhaustive_best": ex["best"],
         "exhaustive_best_usd_per_1m": ex["best_usd_per_1m"], "exhaustive_pick_usd_per_1m": same,
-        "regret_pct": _pct(picked, ex["best_usd_per_1m"]), "choice_regret_pct": _pct(same, ex["best_usd_per_1m"]),
-        "regret_side_by_side_pct": paired, "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
+        "regret_pct": paired, "regret_across_runs_pct": _pct(picked, ex["best_usd_per_1m"]),
+        "choice_regret_pct": _pct(same, ex["best_usd_per_1m"]), "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
         "exhaustive_build_seconds": ex["build_seconds"], "optimize_build_seconds": build_s,
         "time_fraction_excluding_builds": (round((opt_wall - build_s) / (ex["wall_s"] - ex["build_seconds"]), 3)
                                            if build_s is not None and ex["wall_s"] > ex["build_seconds"] else None),
