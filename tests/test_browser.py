@@ -134,6 +134,12 @@ def test_quickstart_in_real_browser(chromium, lab, tmp_path):
         before = page.locator(POINTS).count()
         assert before > 0, "the live Pareto plot shows no points after running the notebook"
 
+        # untick two of the three steps the notebook ticked, as a user would: Run then measures the baseline and
+        # the ONNX export only (the kernel reads the boxes' state from the browser; and Run takes half as long)
+        for label in ("quantize_dynamic", "cpu: ov-int8-static"):
+            box = page.get_by_role("checkbox", name=label, exact=True)
+            box.scroll_into_view_if_needed()
+            box.uncheck()
         run = page.locator("button.jupyter-button", has_text="Run").first
         run.scroll_into_view_if_needed()
         run.click()
@@ -150,7 +156,7 @@ def test_quickstart_in_real_browser(chromium, lab, tmp_path):
     finally:
         page.close()
     assert after > before
-    assert "done:" in status
+    assert status.strip().splitlines()[-1].startswith("done: 2 rows"), status   # the baseline and the export
     assert (shots / "quickstart.png").stat().st_size > 20_000
     assert not [e for e in errors if "plotly" in e.lower() or "widget" in e.lower()], errors
 

@@ -36,7 +36,8 @@ def model(request, tmp_path_factory):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("rho,n", [(0.5, 400), (0.8, 700), (0.9, 1000)])
+# two utilisations bracket the curve: the queue term at 0.9 is 9x that at 0.5 (a third point at 0.8 cost 14 s of CI)
+@pytest.mark.parametrize("rho,n", [(0.5, 400), (0.9, 1000)])
 def test_poisson_latency_matches_md1_mean_and_tail(model, rho, n):
     mode, server, over = model
     if mode == "spin" and rho > 0.5:
