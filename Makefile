@@ -7,7 +7,8 @@ TORCH_SPEC ?= torch==2.13.0
 PORT ?= 8888
 # Notebooks (run from notebooks/ by Jupyter and nbval) write into the repo's artifacts/ like the CLI does.
 export WORKBENCH_ARTIFACTS ?= $(CURDIR)/artifacts
-# Every notebook under notebooks/ runs under nbval (outputs not compared unless a cell asks: --nbval-lax).
+# Every notebook under notebooks/ runs under nbval (outputs not compared unless a cell asks: --nbval-lax); in make test
+# the quickstart runs in the browser test instead when chromium is there (tests/conftest.py).
 NBVAL := --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=600
 
 $(BIN)/.installed: pyproject.toml
