@@ -188,10 +188,12 @@ def compare(setup: Setup, kill_after_rows: int = 16, resume: bool = True) -> dic
     if ex["best"] and pick.get("arm") and pick["arm"] != ex["best"] and best_batch and pick.get("batch_size"):
         costs = fresh_side("side-by-side", setup, {pick["arm"]: pick["batch_size"], ex["best"]: best_batch})
         paired = _pct(costs[pick["arm"]], costs[ex["best"]])
+    elif ex["best"] and pick.get("arm") == ex["best"] and pick.get("batch_size") == best_batch:
+        paired = 0.0
     elif ex["best"] and pick.get("arm") == ex["best"]:
+        # keys are batch sizes as JSON gives them back from the exhaustive child process (strings)
         by_batch = (ex["arms"].get(ex["best"]) or {}).get("usd_per_1m_by_batch") or {}
-        at_pick = by_batch.get(str(pick.get("batch_size")), by_batch.get(pick.get("batch_size")))
-        paired = 0.0 if pick.get("batch_size") == best_batch else _pct(at_pick, ex["best_usd_per_1m"])
+        paired = _pct(by_batch.get(str(pick.get("batch_size"))), ex["best_usd_per_1m"])
     checked = resume_check(setup, kill_after_rows) if resume else None
     build_s = decision.get("build_s")
     return {
@@ -200,7 +202,8 @@ def compare(setup: Setup, kill_after_rows: int = 16, resume: bool = True) -> dic
         "pick_confirmed_speedup": pick.get("confirmed_speedup"), "exhaustive_best": ex["best"],
         "exhaustive_best_usd_per_1m": ex["best_usd_per_1m"], "exhaustive_pick_usd_per_1m": same,
         "regret_pct": paired, "regret_across_runs_pct": _pct(picked, ex["best_usd_per_1m"]),
-        "choice_regret_pct": _pct(same, ex["best_usd_per_1m"]), "optimize_wall_s": round(opt_wall, 1), "exhaustive_wall_s": ex["wall_s"],
+        "choice_regret_pct": _pct(same, ex["best_usd_per_1m"]), "optimize_wall_s": round(opt_wall, 1),
+        "exhaustive_wall_s": ex["wall_s"],
         "exhaustive_build_seconds": ex["build_seconds"], "optimize_build_seconds": build_s,
         "time_fraction_excluding_builds": (round((opt_wall - build_s) / (ex["wall_s"] - ex["build_seconds"]), 3)
                                            if build_s is not None and ex["wall_s"] > ex["build_seconds"] else None),
