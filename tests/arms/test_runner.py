@@ -27,6 +27,19 @@ def test_every_arm_gets_the_same_untimed_warm_up_and_the_first_call_is_reported_
     assert run.ratio("base", "fast") == 5.0 and run.ratio("base", "mid") == 2.0
 
 
+def test_references_are_timed_in_the_same_rounds_as_the_arms_and_come_back_apart_from_them():
+    calls = []
+    arms = [fake_arm("base", 10.0, baseline=True, calls=calls), fake_arm("fast", 2.0, calls=calls)]
+    run = time_arms(_built(arms), rounds=3, calls_per_turn=1, warmup=1, shuffle_seed=None,
+                    references={"probe": lambda: calls.append("probe")})
+    assert set(run.timing) == {"base", "fast"} and set(run.reference) == {"probe"}
+    assert run.reference["probe"].n_calls == run.timing["base"].n_calls == 3
+    timed = calls[3:]                               # after each one's warm-up call: every round has all three
+    assert all(sorted(timed[i:i + 3]) == ["base", "fast", "probe"] for i in (0, 3, 6))
+    with pytest.raises(ValueError, match="also arm names"):
+        time_arms(_built(arms), rounds=1, references={"fast": lambda: None})
+
+
 def test_rotation_moves_every_arm_one_place_per_round():
     calls = []
     arms = [fake_arm(n, 1.0, baseline=n == "a", calls=calls) for n in "abc"]

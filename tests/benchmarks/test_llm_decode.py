@@ -58,6 +58,8 @@ def test_small_run_prints_the_headline_json(bench, tmp_path, capsys):
     assert last["pick"] == "checked" and arms[last["best_variant"]]["eligible"]
     assert last["best_speedup_vs_hf"] is not None and last["selection_speedup_vs_hf"] is not None
     assert last["best_ppl_increase_pct"] is not None and last["prefix_cache_ttft_ratio"] > 0
+    # MBU's peak: the read reference timed in the arms' own rounds (no row of its own), the best-of-10 beside it
+    assert last["read_gb_per_s"] > 0 and last["read_gb_per_s_best"] > 0 and "median of" in last["read_measured"]
 
 
 def test_skip_ppl_leaves_the_pick_unchecked_and_isolated_arms_run_in_their_own_processes(bench, tmp_path):

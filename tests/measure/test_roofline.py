@@ -93,3 +93,13 @@ def test_weight_only_model_keeps_fp32_kv():
             return self.emb
 
     assert compute_dtype(Packed()) == torch.float32
+
+
+def test_read_probe_reads_its_bytes_each_call_and_converts_a_call_time_to_gb_per_s():
+    from workbench.measure.roofline import ReadProbe
+
+    probe = ReadProbe("cpu", megabytes=4, repeats=3)
+    assert probe.bytes_per_call == 3 * 4 * 2**20
+    probe()                                                         # a plain call: what the runner times
+    assert probe.gb_per_s(1000.0) == pytest.approx(3 * 4 * 2**20 / 1e9)   # its bytes in one second
+    assert probe.gb_per_s(500.0) == pytest.approx(2 * probe.gb_per_s(1000.0))

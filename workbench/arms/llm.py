@@ -471,18 +471,45 @@ def ppl_increase(base_quality, quality) -> dict:
             "ppl_change_measurable": measurable(low - 1, high - 1), "n_blocks": len(a)}
 
 
+READ_REFERENCE = "read-bandwidth (reference)"
+
+
+def read_reference(ctx: ArmContext) -> dict:
+    """The reference call a decode run times beside its arms: ``{READ_REFERENCE: ReadProbe}`` on the run's device
+    (see :class:`workbench.measure.roofline.ReadProbe`); pass it as ``references`` to ``compare`` / ``time_arms``."""
+    from workbench.measure.roofline import ReadProbe
+
+    return {READ_REFERENCE: ReadProbe(ctx.device)}
+
+
+def read_bandwidth_of_run(run, references: dict, ctx: ArmContext) -> dict:
+    """The device's read bandwidth during ``run`` (a TimedRun whose rounds timed ``references``): ``read_gb_per_s``
+    from the reference's median call, the peak MBU divides by; and ``read_gb_per_s_best``, the best of 10 reads
+    measured once apart from the run (what the MBU figures used before; kept beside it)."""
+    from workbench.measure.roofline import run_read_bandwidth
+
+    best = run_read_bandwidth(ctx.device, ctx.threads or torch.get_num_threads())
+    timing = run.reference.get(READ_REFERENCE)
+    if timing is None:   # the reference crashed (out of memory?): the once-measured peak, and say so
+        return {"read_gb_per_s": round(best, 2), "read_gb_per_s_best": round(best, 2),
+                "read_measured": f"best of 10 reads apart from the run ({run.errors.get(READ_REFERENCE)})"}
+    return {"read_gb_per_s": round(references[READ_REFERENCE].gb_per_s(timing.p50_ms), 2),
+            "read_gb_per_s_best": round(best, 2), "read_measured": f"median of {timing.n_calls} reference calls "
+            "timed in the arms' interleaved rounds"}
+
+
 def measure_llm_arms(arms: list, ctx: ArmContext, rounds: int, measure_quality: bool = True) -> list[dict]:
     """Build, time (the one runner: equal warm-up, rotated order) and score ``arms`` without picking one: a row per
     arm with the request metrics of its timed calls, the roofline, and its quality on its own weights (perplexity
     increase % vs the baseline where ``ctx`` measures perplexity). For panels, which show every arm."""
     from workbench.arms.rows import FAILED, MEASURED, arm_row
     from workbench.arms.runner import build_arms, time_arms
-    from workbench.measure.roofline import run_read_bandwidth
 
     prepared = build_arms(arms, ctx)
+    references = read_reference(ctx)
     try:
         run = time_arms(prepared.built, rounds=rounds, calls_per_turn=1, warmup=1, shuffle_seed=None,
-                        threads=ctx.threads, device=ctx.device)
+                        threads=ctx.threads, device=ctx.device, references=references)
         qualities, rows = {}, []
         for arm in arms:
             if arm.name in prepared.not_run:
@@ -507,7 +534,7 @@ def measure_llm_arms(arms: list, ctx: ArmContext, rounds: int, measure_quality: 
         row["available"] = row["status"] == MEASURED
     batch = ctx.options["batches"][0]
     request_rows(rows, ctx.cache.get("results", {}), run.warmup, ctx.options["prompts"][batch].shape[1],
-                 ctx.options["new"], run_read_bandwidth(ctx.device, ctx.threads or torch.get_num_threads()), batch)
+                 ctx.options["new"], read_bandwidth_of_run(run, references, ctx)["read_gb_per_s"], batch)
     return rows
 
 
@@ -548,4 +575,5 @@ def request_rows(rows: list[dict], results: dict, warmup: int, prompt: int, new:
 
 
 __all__ = ["LLM_ARMS", "BENCHMARK_ARMS", "BASELINE", "llm_arms", "decode_context", "random_llama", "recipe",
-           "request_rows", "demo_lm_perplexity", "measure_llm_arms", "ppl_increase"]
+           "request_rows", "demo_lm_perplexity", "measure_llm_arms", "ppl_increase", "READ_REFERENCE",
+           "read_reference", "read_bandwidth_of_run"]

@@ -51,12 +51,14 @@ class Prepared:
 @dataclass
 class TimedRun:
     """One interleaved run: ``timing`` (name -> ArmTiming) of the arms that finished, ``errors`` (name -> why an arm
-    crashed while timed), ``first_ms`` (first warm-up call per arm) and ``warmup`` (untimed calls each arm made)."""
+    crashed while timed), ``first_ms`` (first warm-up call per arm) and ``warmup`` (untimed calls each arm made).
+    ``reference``: name -> ArmTiming of the reference calls timed in the same rounds (never arms: no row, no pick)."""
 
     timing: dict
     errors: dict[str, str]
     first_ms: dict[str, float]
     warmup: int
+    reference: dict = field(default_factory=dict)
 
     def ratio(self, baseline: str, arm: str, figure: str = "p50_ms") -> float | None:
         """``baseline``'s figure / ``arm``'s (how many times faster), None when either did not finish."""
@@ -174,19 +176,27 @@ def build_arms(arms: Iterable[Arm], ctx: ArmContext, skip_kinds: Iterable[str] =
 
 def time_arms(built: dict[str, BuiltArm], rounds: int = 5, seconds: float | None = None, calls_per_turn: int = 3,
               warmup: int = 3, shuffle_seed: int | None = 0, threads: int | None = None,
-              device: str = "cpu", min_rounds: int | None = None) -> TimedRun:
+              device: str = "cpu", min_rounds: int | None = None,
+              references: dict | None = None) -> TimedRun:
     """Time the built arms interleaved, each with the same ``warmup`` untimed calls, the order shuffled (seeded) or
     rotated every round; an arm whose call raises leaves the run with its reason in ``errors``. ``min_rounds``: the
-    fewest rounds a ``seconds`` budget runs (default ``measure.interleaved.MIN_ROUNDS``)."""
+    fewest rounds a ``seconds`` budget runs (default ``measure.interleaved.MIN_ROUNDS``). ``references``: name ->
+    a zero-argument call timed in the same rounds as one more arm (e.g. ``measure.roofline.ReadProbe``: the device's
+    read bandwidth at the arms' moments); their timings come back in ``TimedRun.reference``."""
     from workbench.measure.interleaved import MIN_ROUNDS, time_interleaved
 
+    references = references or {}
+    clash = set(references) & set(built)
+    if clash:
+        raise ValueError(f"reference names {sorted(clash)} are also arm names: name the references apart")
     errors: dict[str, str] = {}
     first: dict[str, float] = {}
-    timing = time_interleaved({name: b.call for name, b in built.items()}, rounds=rounds, seconds=seconds,
-                              threads=threads, calls_per_turn=calls_per_turn, warmup=warmup, device=device,
-                              shuffle_seed=shuffle_seed, rotate=True, errors=errors, first_ms=first,
+    timing = time_interleaved({**{name: b.call for name, b in built.items()}, **references}, rounds=rounds,
+                              seconds=seconds, threads=threads, calls_per_turn=calls_per_turn, warmup=warmup,
+                              device=device, shuffle_seed=shuffle_seed, rotate=True, errors=errors, first_ms=first,
                               min_rounds=MIN_ROUNDS if min_rounds is None else min_rounds)
-    return TimedRun(timing, errors, first, warmup)
+    reference = {name: timing.pop(name) for name in references if name in timing}
+    return TimedRun(timing, errors, first, warmup, reference)
 
 
 @dataclass
@@ -241,7 +251,8 @@ def compare(arms: Iterable[Arm], ctx: ArmContext, tolerance: float, measure_qual
             skip_kinds: Iterable[str] = (), only: Iterable[str] | None = None, rounds: int = 5,
             seconds: float | None = None, calls_per_turn: int = 3, warmup: int = 3, shuffle_seed: int | None = 0,
             confirm_rounds: int | None = None, confirm_seconds: float | None = None, isolate: bool = False,
-            recipe: tuple[str, str, dict] | None = None, isa: dict | None = None, keep: bool = False) -> Comparison:
+            recipe: tuple[str, str, dict] | None = None, isa: dict | None = None, keep: bool = False,
+            references: dict | None = None) -> Comparison:
     """Build, select, confirm.
 
     Args:
@@ -254,6 +265,7 @@ def compare(arms: Iterable[Arm], ctx: ArmContext, tolerance: float, measure_qual
         isolate, recipe: each arm in its own process (see the module docstring).
         isa: the ISA summary stamped on every row.
         keep: leave the built arms open (``Comparison.built``; call ``close()``), e.g. to profile the winner.
+        references: calls timed in the selection run beside the arms (``time_arms``), in ``selection.reference``.
     """
     arms = list(arms)
     prepared = build_arms(arms, ctx, skip_kinds, only, isolate, recipe)
@@ -264,7 +276,7 @@ def compare(arms: Iterable[Arm], ctx: ArmContext, tolerance: float, measure_qual
         settings = dict(calls_per_turn=calls_per_turn, warmup=warmup, shuffle_seed=shuffle_seed, threads=ctx.threads,
                         device=ctx.device)
         ctx.log(f"selection run: {len(prepared.built)} arms interleaved")
-        selection = time_arms(prepared.built, rounds=rounds, seconds=seconds, **settings)
+        selection = time_arms(prepared.built, rounds=rounds, seconds=seconds, references=references, **settings)
         if baseline not in selection.timing:
             raise RuntimeError(f"the baseline arm {baseline!r} crashed while timed: {selection.errors[baseline]}")
         alive = {n: b for n, b in prepared.built.items() if n in selection.timing}

@@ -71,6 +71,33 @@ def read_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10
     return src.numel() * 4 / seconds / 1e9
 
 
+class ReadProbe:
+    """A call that reads a buffer far larger than any cache ``repeats`` times: the read bandwidth as an arm of the
+    interleaved run it is compared with.
+
+    Timed among the decode arms (``arms.runner.time_arms(references=...)``), its median call gives what this device
+    read per second at the same moments, under the same load, as the arms' median calls: MBU is then a ratio of two
+    figures measured side by side. A peak measured once, the best of 10 reads at another moment
+    (:func:`run_read_bandwidth`), is the machine's best, not its state during the run: on a shared 2-core box the
+    same arm's decode speed moves by 20-30% between moments, so MBU against a best-of peak reads low and moves with
+    the moment (0.70 for a fast loop whose matmuls ran at that peak in a profile here).
+    """
+
+    def __init__(self, device: str = "cpu", megabytes: int = 256, repeats: int = 32):
+        self.device = resolve_device(device)
+        self.src = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32, device=self.device)
+        self.repeats = repeats
+        self.bytes_per_call = self.src.numel() * 4 * repeats
+
+    def __call__(self) -> None:
+        for _ in range(self.repeats):
+            self.src.sum()
+
+    def gb_per_s(self, call_ms: float) -> float:
+        """GB/s read by a call that took ``call_ms`` (the run's median call)."""
+        return self.bytes_per_call / (call_ms / 1e3) / 1e9
+
+
 @functools.lru_cache(maxsize=None)
 def run_read_bandwidth(device: str, threads: int) -> float:
     """:func:`read_bandwidth` for a run at ``threads`` on ``device``, measured once per process and pair."""
