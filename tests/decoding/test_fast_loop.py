@@ -148,6 +148,29 @@ def test_headline_int4_path_compiled_frozen_gives_hf_greedy_tokens_on_the_demo_l
     assert torch.equal(logits[0, -20:].argmax(-1), res2.tokens[0, -20:])
 
 
+def test_bf16_batch_one_step_compiles_to_gemv_reductions_with_the_full_forwards_logits():
+    from torch._dynamo.utils import counters
+
+    from workbench.decoding.fast_loop import gemv_kernels
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = llama(seed=4).to(torch.bfloat16)
+    cpu = torch.device("cpu")
+    # bf16 / fp16 at batch 1 on CPU only: fp32 keeps aten's kernel, other batch sizes their prepacked one
+    assert gemv_kernels(model, cpu, 1) and not gemv_kernels(model, cpu, 2)
+    assert not gemv_kernels(llama(seed=4), cpu, 1)
+    ids = prompts(1, 10, seed=5)
+    dec = FastDecoder(model, max_batch_size=1, max_cache_len=24)
+    res = dec.generate(ids, 6)
+    assert dec.compiled and dec.gemv and "GEMV" in dec.label and res.tokens.shape == (1, 16)
+    assert counters["inductor"]["decompose_mm"] > 0      # the step's matmuls became reductions
+    with torch.inference_mode():
+        full = model(input_ids=ids).logits[:, :-1].float()
+    scored = dec.score(ids)                               # through the very GEMV graph that was timed
+    assert (scored - full).abs().max() < 0.05 and (scored.argmax(-1) == full.argmax(-1)).float().mean() > 0.85
+
+
 def test_score_teacher_forces_through_the_step_and_matches_a_full_forward():
     model = llama(seed=3)
     ids = prompts(2, 10, seed=4)
