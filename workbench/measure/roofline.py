@@ -78,9 +78,10 @@ class ReadProbe:
     Timed among the decode arms (``arms.runner.time_arms(references=...)``), its median call gives what this device
     read per second at the same moments, under the same load, as the arms' median calls: MBU is then a ratio of two
     figures measured side by side. A peak measured once, the best of 10 reads at another moment
-    (:func:`run_read_bandwidth`), is the machine's best, not its state during the run: on a shared 2-core box the
-    same arm's decode speed moves by 20-30% between moments, so MBU against a best-of peak reads low and moves with
-    the moment (0.70 for a fast loop whose matmuls ran at that peak in a profile here).
+    (:func:`run_read_bandwidth`), is the machine's best at one other moment, not its state during the run: on a
+    shared 2-core box the same arm's decode speed moves by 20-30% between moments. (In one decode benchmark here the
+    two agreed within 3%: 19.8 GB/s side by side, 20.3 best of 10 apart; the side-by-side figure is the one that
+    cannot drift apart from the arms.)
     """
 
     def __init__(self, device: str = "cpu", megabytes: int = 256, repeats: int = 32):
