@@ -18,13 +18,14 @@ already assume the model does not change, so on CPU it runs guard-free (``torch.
 decode 115 -> 140 tok/s on that decoder.
 
 bf16 / fp16 weights on CPU at batch 1: each matmul of the step is a GEMV (one row times the weight), and the aten
-kernel (oneDNN) runs it far below the bandwidth it reaches in fp32: on a 2-core AMX Xeon the bf16 step read its
-176 MB at ~10 GB/s while the fp32 step read 352 MB at ~20 GB/s, so bf16 was barely faster than fp32. The batch-1
-step is therefore compiled with inductor's own GEMV: its ``decompose_mm_pass`` rewrites each ``mm`` into a
-multiply + sum that inductor fuses into one vectorised reduction reading the bf16 weights once (accumulating in
-fp32), and weight prepacking is off (the pass matches the plain ``mm`` that prepacking would replace): the bf16
-step ran 1.5-1.6x faster, side by side with the prepacked one (``gemv_kernels``). fp32 is left on aten's kernel,
-which already reads at the bandwidth (the same change measured 1.00x there), and so are other batch sizes.
+kernel (oneDNN) runs it far below the bandwidth: on a 2-core AMX Xeon (12 x 768 Llama) the bf16 step, reading 176 MB,
+took longer than the fp32 step reading 352 MB (28.9 vs 22.8 ms). The batch-1 step is therefore compiled with
+inductor's own GEMV: its ``decompose_mm_pass`` rewrites each ``mm`` into a multiply + sum that inductor fuses into
+one vectorised reduction reading the bf16 weights once (accumulating in fp32), and weight prepacking is off (the
+pass matches the plain ``mm`` that prepacking would replace). Side by side with the prepacked step, the bf16 step
+ran 1.46-1.63x faster (``gemv_kernels``). It is still not at the bandwidth: inductor's kernel keeps one
+accumulator chain per output row. fp32 stays on aten's kernel (the same change measured 1.00x there), and so do
+other batch sizes.
 
 Compilation happens before the clock starts (a warm-up on a dummy token for each new batch size) and is reported
 apart in ``compile_seconds``. Output is greedy and token-identical to HF ``model.generate(do_sample=False)``; no EOS
