@@ -142,8 +142,7 @@ def gemv_width_limit(limit: int = GEMV_MAX_DIM):
     try:
         from torch._inductor.fx_passes import decompose_mem_bound_mm as pass_module
     except ImportError:
-        yield
-        return
+        pass_module = None
     before = getattr(pass_module, "cpu_max_other_dimension_decomposition", None)
     if before is None:
         yield
@@ -214,7 +213,11 @@ class FastDecoder:
         self._caches: dict = {}        # batch size -> StaticCache (its tensors keep their addresses: CUDA graphs)
         self._steps: dict = {}         # batch size -> that batch's compiled step (see _compile_step)
         self.compiled = bool(self.supported and compile)
-        self.gemv = False              # a step compiled with inductor's GEMV (see gemv_kernels)
+
+    @property
+    def gemv(self) -> bool:
+        """Whether a compiled step of this decoder runs inductor's GEMV (see :func:`gemv_kernels`)."""
+        return self.compiled and any(gemv_kernels(self.model, self.device, batch) for batch in self._steps)
 
     @property
     def label(self) -> str:
@@ -244,10 +247,8 @@ class FastDecoder:
 
     def _compile_step(self, batch: int):
         """``torch.compile`` of a private copy of :meth:`_decode_step` for one batch size (see the module doc)."""
-        gemv = gemv_kernels(self.model, self.device, batch)
-        self.gemv = self.gemv or gemv
         return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device, self.frozen,
-                               gemv=gemv)
+                               gemv=gemv_kernels(self.model, self.device, batch))
 
     def _call_step(self, token, position, cache) -> tuple:
         """(next token [B], logits [B, V]) of one decode step, through the compiled graph when compiled."""
@@ -275,7 +276,7 @@ class FastDecoder:
                     for i in range(3):   # CUDA graph trees record on the 2nd-3rd call
                         token, _ = self._call_step(token[:, None], positions[i:i + 1], cache)
             except Exception as err:   # a backend/compiler missing here: run eager, and say so
-                self.compiled, self.frozen, self.gemv = False, False, False
+                self.compiled, self.frozen = False, False
                 self.reason = f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eager"
             self.compile_seconds += clock(self.device) - t0
             cache.reset()

@@ -61,16 +61,6 @@ def run_copy_bandwidth(device: str, threads: int) -> float:
     return copy_bandwidth(device, threads=threads)
 
 
-def read_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10, threads: int | None = None) -> float:
-    """GB/s this device READS: ``src.sum()`` over a buffer far larger than any cache (bytes read per second; the
-    one scalar written is nothing). The peak a decode step's reads are compared with. ``threads`` as in
-    :func:`copy_bandwidth`."""
-    device = resolve_device(device)
-    src = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32, device=device)
-    seconds = _best_seconds(lambda: src.sum(), repeats, device, threads)
-    return src.numel() * 4 / seconds / 1e9
-
-
 class ReadProbe:
     """A call that reads a buffer far larger than any cache ``repeats`` times: the read bandwidth as an arm of the
     interleaved run it is compared with.
@@ -95,8 +85,16 @@ class ReadProbe:
             self.src.sum()
 
     def gb_per_s(self, call_ms: float) -> float:
-        """GB/s read by a call that took ``call_ms`` (the run's median call)."""
+        """GB/s read by a call of this probe that took ``call_ms``."""
         return self.bytes_per_call / (call_ms / 1e3) / 1e9
+
+
+def read_bandwidth(device: str = "auto", megabytes: int = 256, repeats: int = 10, threads: int | None = None) -> float:
+    """GB/s this device READS: the best of ``repeats`` single reads of a :class:`ReadProbe` buffer (bytes read per
+    second; the one scalar written is nothing). The peak a decode step's reads are compared with. ``threads`` as in
+    :func:`copy_bandwidth`."""
+    probe = ReadProbe(device, megabytes, repeats=1)
+    return probe.gb_per_s(_best_seconds(probe, repeats, probe.device, threads) * 1e3)
 
 
 @functools.lru_cache(maxsize=None)
