@@ -1,5 +1,6 @@
 """The one readiness poll: ready once the probe answers, bounded in time, fails fast (with the log tail) when the
 watched process dies; a tiny local HTTP server stands in for Triton / vLLM."""
+import socket
 import subprocess
 import sys
 import threading
@@ -8,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from workbench.util.net import HOST, ProcessExited, free_port, http_ok, wait_until_ready
+from workbench.util.net import HOST, ProcessExited, free_port, free_ports, http_ok, wait_until_ready
 
 
 @pytest.fixture
@@ -81,3 +82,12 @@ def test_a_dead_process_fails_at_once_with_its_exit_code_and_log_tail():
     assert err.value.returncode == 3 and isinstance(err.value, RuntimeError)
     assert "vLLM exited with code 3" in str(err.value) and "boom: no kernel" in str(err.value)
     assert probes == []   # a dead process is not probed
+
+
+def test_one_servers_ports_are_distinct_and_free():
+    for _ in range(200):   # one at a time, the OS handed a just-closed port out again (HTTP == metrics on Triton)
+        ports = free_ports(3)
+        assert len(set(ports)) == 3
+    for port in ports:
+        with socket.socket() as s:
+            s.bind((HOST, port))   # nothing holds it after the call

@@ -16,6 +16,19 @@ def free_port(host: str = HOST) -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int, host: str = HOST) -> list[int]:
+    """``n`` distinct free ports for one server. Each socket stays bound until all are picked: closed one at a time,
+    the OS may hand the same port out again (a Triton start here once got one port for HTTP and metrics)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 class ProcessExited(RuntimeError):
     """The process being waited for exited before it was ready (``returncode`` says how)."""
 
@@ -72,4 +85,4 @@ def wait_until_ready(what: str, probe: Callable[[], bool], *, timeout_s: float, 
         time.sleep(interval_s)   # polling a starting server, not standing in for work
 
 
-__all__ = ["free_port", "HOST", "http_ok", "wait_until_ready", "ProcessExited"]
+__all__ = ["free_port", "free_ports", "HOST", "http_ok", "wait_until_ready", "ProcessExited"]

@@ -21,7 +21,7 @@ import sysconfig
 from pathlib import Path
 
 from workbench.serving.bundle.verify import model_paths
-from workbench.util.net import ProcessExited, free_port, http_ok, wait_until_ready
+from workbench.util.net import ProcessExited, free_port, free_ports, http_ok, wait_until_ready
 
 
 class ServeCheckError(RuntimeError):
@@ -105,7 +105,7 @@ class TritonServer:
         self.repo, self.backends, self.dist, self.log_path = repo, backends, dist, log_path
         self.start_timeout = start_timeout
         self.cpus = tuple(sorted(cpus)) if cpus is not None else cpu_split()["server_cpus"]
-        self.ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+        self.ports = dict(zip(("http", "grpc", "metrics"), free_ports(3)))
         self.process: subprocess.Popen | None = None
 
     @property
@@ -125,7 +125,10 @@ class TritonServer:
                "--http-address=127.0.0.1", f"--http-port={self.ports['http']}",
                "--grpc-address=127.0.0.1", f"--grpc-port={self.ports['grpc']}",
                "--metrics-address=127.0.0.1", f"--metrics-port={self.ports['metrics']}",
-               "--allow-gpu-metrics=false", "--exit-timeout-secs=5"]
+               # Stopped only once its figures are read: no request is in flight to wait for. With the default
+               # wait Triton polls its unloading models once a second, and a stop took 2.8 s here; with 0, 0.75 s
+               # (still a clean stop: the Python backend's shared-memory region is removed, unlike with SIGKILL).
+               "--allow-gpu-metrics=false", "--exit-timeout-secs=0"]
         self._log = open(self.log_path, "w")
         # Own session/process group: stopping it also stops the Python-backend stub processes it spawned.
         cpus = self.cpus
