@@ -1,5 +1,6 @@
-"""End to end on the real engine: tiny Llama -> int4 compressed-tensors bundle -> vLLM on loopback -> AIPerf and the
-own client on one Poisson schedule -> one load-engine row -> server stopped. ~2-3 minutes (vLLM start-up ~90 s)."""
+"""End to end on the real engine: tiny Llama -> int4 compressed-tensors bundle -> vLLM on loopback -> served quality
+against the workbench's own compute on the same weights -> AIPerf and the own client on one Poisson schedule -> one
+load-engine row -> server stopped. About a minute here, most of it vLLM's start."""
 from __future__ import annotations
 
 import subprocess
@@ -18,19 +19,38 @@ def _engine_processes(bundle) -> list[str]:
     return [line for line in out.splitlines() if "vllm.entrypoints" in line and str(bundle) in line]
 
 
-def test_int4_bundle_served_by_vllm_and_measured(tiny_llama_task, tmp_path):
+def test_int4_bundle_served_by_vllm_matches_the_workbench_and_is_measured(tiny_llama_task, tmp_path):
     ok, why = envs.available()
     if not ok:
         pytest.skip(why)
+    import torch
+
     from workbench.results import ResultsTable
     from workbench.serving.engine.export import export_engine
     from workbench.serving.engine.load import sweep_engine
+    from workbench.serving.engine.quality import served_quality
+    from workbench.serving.engine.server import split_cpus, start_server
 
     variant = apply(tiny_llama_task.baseline(), WeightOnlyConfig(bits=4, group_size=32))
     bundle = export_engine(variant, tiny_llama_task, to=tmp_path / "bundle")
     table = ResultsTable(tmp_path / "study" / "results.jsonl")
-    result = sweep_engine(bundle, slo_ttft_ms=5000, slo_itl_ms=1000, rates=[2.0], new_tokens=8, prompt_tokens=32,
-                          n_requests=8, table=table)
+    torch.manual_seed(1)
+    blocks = torch.randint(4, 4096, (4, 48))
+    # One engine start (~40 s here: three processes each import vLLM) serves both checks.
+    with start_server(bundle, tmp_path / "vllm.log", cpus=split_cpus()[0]) as server:
+        q = served_quality(server.url, bundle / "checkpoint", blocks, n_prompts=4, prompt_len=16, new_tokens=16)
+        result = sweep_engine(bundle, slo_ttft_ms=5000, slo_itl_ms=1000, rates=[2.0], new_tokens=8, prompt_tokens=32,
+                              n_requests=8, table=table, server=server)
+    assert not _engine_processes(bundle), "vLLM left running"
+
+    # Served quality: the engine's int4 kernels against the workbench's fp32 compute on the same int4 weights
+    # (dequantised from the checkpoint): near-ties may flip late tokens, not most.
+    assert q["greedy_sequences"] == 4 and len(q["greedy_first_divergence"]) == 4
+    assert len(q["greedy_divergence_logprob_gaps"]) == 4 - q["greedy_exact_sequences"]
+    assert all(g >= -1e-3 for g in q["greedy_divergence_logprob_gaps"])   # the own pick is its own argmax
+    assert q["greedy_token_agreement"] >= 0.5, q
+    assert abs(q["served_ppl_diff_pct"]) < 2.0, q
+
     (row,) = result.rows
     assert row["scenario"] == "load-engine" and row["precision"] == "int4" and row["workload"] == "custom"
     assert (row["workload_prompt_tokens"], row["workload_new_tokens"], row["max_new_tokens"]) == (32, 8, 8)
@@ -40,4 +60,3 @@ def test_int4_bundle_served_by_vllm_and_measured(tiny_llama_task, tmp_path):
     assert row["usd_per_1m_output_tokens"] > 0 and 0 < row["aiperf_cpu_share"] <= 1.5
     assert row["meets_slo"] and result.goodput_per_s == 2.0
     assert table.rows and table.rows[-1]["scenario"] == "load-engine"
-    assert not _engine_processes(bundle), "vLLM left running"

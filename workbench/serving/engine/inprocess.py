@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 
-def _dequantised_state(ckpt: Path, bits: int, group_size: int | None) -> dict:
-    """The checkpoint's tensors with every compressed-tensors weight turned back into a bf16 ``weight``."""
+def _dequantised_state(ckpt: Path, bits: int, group_size: int | None, dtype) -> dict:
+    """The checkpoint's tensors with every compressed-tensors weight turned back into a ``dtype`` ``weight``
+    (q x scale computed in fp32)."""
     import torch
     from safetensors.torch import load_file
 
@@ -39,21 +40,22 @@ def _dequantised_state(ckpt: Path, bits: int, group_size: int | None) -> dict:
         if key.endswith(".weight_packed"):              # int4, symmetric groups along the input axis
             rows, cols = state[f"{prefix}.weight_shape"].tolist()
             q = unpack_int32(value, bits, cols).float().view(rows, -1, group_size or cols)
-            out[f"{prefix}.weight"] = (q * scale.float()[..., None]).view(rows, cols).to(torch.bfloat16)
+            out[f"{prefix}.weight"] = (q * scale.float()[..., None]).view(rows, cols).to(dtype)
         elif key.endswith(".weight") and scale is not None:   # int8 per output channel
-            out[key] = (value.float() * scale.float()).to(torch.bfloat16)
+            out[key] = (value.float() * scale.float()).to(dtype)
         else:
             out[key] = value
     return out
 
 
-def checkpoint_model(checkpoint: str | Path):
-    """``(model, precision)``: the engine checkpoint loaded for in-process timing (module doc); safetensors only."""
+def dequantised_model(checkpoint: str | Path, dtype=None):
+    """``(model, bits, group_size)``: the engine checkpoint loaded by transformers in ``dtype`` (default bf16),
+    safetensors only. A compressed-tensors int8 / int4 one (the layout :mod:`workbench.serving.engine.checkpoint`
+    writes) comes back with every weight dequantised (q x scale); ``bits`` is None for a float checkpoint."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from workbench.steps.weight_only import apply_weight_only
-
+    dtype = dtype or torch.bfloat16
     ckpt = Path(checkpoint)
     if not (ckpt / "config.json").is_file():
         raise FileNotFoundError(f"{ckpt} has no config.json: pass an engine bundle's checkpoint folder "
@@ -61,16 +63,15 @@ def checkpoint_model(checkpoint: str | Path):
     cfg = json.loads((ckpt / "config.json").read_text())
     quant = cfg.pop("quantization_config", None)
     if quant is None:
-        model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.bfloat16, use_safetensors=True)
-        return model.eval(), "bf16"
+        return AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=dtype, use_safetensors=True).eval(), None, None
     if quant.get("quant_method") != "compressed-tensors" or "group_0" not in quant.get("config_groups", {}):
         raise ValueError(f"{ckpt}: quantization_config {quant.get('quant_method')!r} is not the compressed-tensors "
                          "layout the workbench writes: export the checkpoint with `workbench export --engine vllm`")
     weights = quant["config_groups"]["group_0"]["weights"]
     bits, group = int(weights["num_bits"]), weights.get("group_size")
     config = AutoConfig.for_model(**cfg)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
-    missing, unexpected = model.load_state_dict(_dequantised_state(ckpt, bits, group), strict=False)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    missing, unexpected = model.load_state_dict(_dequantised_state(ckpt, bits, group, dtype), strict=False)
     tied = bool(getattr(config, "tie_word_embeddings", False))
     missing = [k for k in missing if not (tied and k == "lm_head.weight")]
     if missing or unexpected:
@@ -78,6 +79,16 @@ def checkpoint_model(checkpoint: str | Path):
                          f"{unexpected[:4]}): re-export it")
     if tied:
         model.tie_weights()
+    return model, bits, group
+
+
+def checkpoint_model(checkpoint: str | Path):
+    """``(model, precision)``: the engine checkpoint loaded for in-process timing (module doc); safetensors only."""
+    from workbench.steps.weight_only import apply_weight_only
+
+    model, bits, group = dequantised_model(checkpoint)
+    if bits is None:
+        return model, "bf16"
     return apply_weight_only(model, bits, group or 128), f"int{bits}"
 
 
@@ -182,4 +193,4 @@ def predict_search(result, seconds_per_batch: float | None = None, progress=None
     return out
 
 
-__all__ = ["checkpoint_model", "checkpoint_step_times", "predict_candidate", "predict_search"]
+__all__ = ["dequantised_model", "checkpoint_model", "checkpoint_step_times", "predict_candidate", "predict_search"]

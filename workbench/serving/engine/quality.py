@@ -3,7 +3,7 @@ same checkpoint (the weights in ``checkpoint/``, loaded by transformers, not the
 
 - **Prompt perplexity** (:func:`served_perplexity`): vLLM's prompt log-probabilities (``prompt_logprobs``) over the
   same token blocks as the workbench's own NLL (:func:`workbench.tasks.causal_lm.block_nll`, fp32 compute from the
-  checkpoint's bf16 weights); the difference in percent.
+  checkpoint's bf16 weights, or from its int8 / int4 weights dequantised); the difference in percent.
 - **Greedy agreement** (:func:`greedy_agreement`): the engine's greedy tokens (temperature 0, ``ignore_eos``, token
   ids returned by the server) against the workbench's own greedy decode
   (:func:`workbench.decoding.fast_loop.hf_generate`, no EOS stop) from the same prompt ids. After the first
@@ -30,11 +30,13 @@ def _complete(url: str, body: dict, timeout_s: float = 300.0) -> dict:
 
 
 def own_model(checkpoint: Path):
-    """The exported checkpoint loaded by transformers in fp32 (safetensors only)."""
+    """The exported checkpoint loaded by transformers in fp32 (safetensors only); an int8 / int4 one with its
+    weights dequantised exactly (q x scale in fp32): the same weights the engine's kernels read."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32, use_safetensors=True).eval()
+    from workbench.serving.engine.inprocess import dequantised_model
+
+    return dequantised_model(checkpoint, torch.float32)[0]
 
 
 def served_perplexity(url: str, model, blocks) -> dict:
