@@ -11,9 +11,7 @@ HOST = "127.0.0.1"   # servers the workbench starts listen on loopback only
 
 def free_port(host: str = HOST) -> int:
     """A port nothing listens on right now (the OS picks it): never a fixed port, other servers may share the machine."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def free_ports(n: int, host: str = HOST) -> list[int]:

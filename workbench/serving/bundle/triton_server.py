@@ -21,7 +21,7 @@ import sysconfig
 from pathlib import Path
 
 from workbench.serving.bundle.verify import model_paths
-from workbench.util.net import ProcessExited, free_port, free_ports, http_ok, wait_until_ready
+from workbench.util.net import ProcessExited, free_ports, http_ok, wait_until_ready
 
 
 class ServeCheckError(RuntimeError):
@@ -182,5 +182,4 @@ class TritonServer:
             self._log.close()
 
 
-__all__ = ["TritonServer", "ServeCheckError", "triton_distribution", "twin_repository", "python_backend_dir",
-           "free_port"]
+__all__ = ["TritonServer", "ServeCheckError", "triton_distribution", "twin_repository", "python_backend_dir"]
