@@ -4,7 +4,11 @@ The arms (HF generate / assisted / prompt lookup, our eager loop and engine, the
 the fast loop), what "the same work" means and how each figure is defined are in ``workbench/arms/speculative.py``.
 This script parses, calls ``compare_speculative`` and prints; the last line is one JSON object.
 
-    python benchmarks/speculative.py [--gamma 4] [--prompts 8] [--max-new-tokens 64] [--threads 2] [--repeats 2]
+    python benchmarks/speculative.py [--gamma auto|4] [--prompts 8] [--max-new-tokens 64] [--threads 2] [--repeats 2]
+
+``--gamma auto`` (the default) first times the speculative fast loop at each of ``--gamma-candidates`` on the
+validation split's prompts (``measure.speculative_gamma.choose_gamma``) and runs every arm at the fastest; the arms
+are then measured on the test split's prompts, so the choice's own sample is never a headline.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import os
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--gamma", type=int, default=4)
+    p.add_argument("--gamma", type=gamma_arg, default="auto", help="drafts per round, or auto (timed on validation)")
+    p.add_argument("--gamma-candidates", type=lambda v: tuple(int(g) for g in v.split(",")), default=(2, 3, 4, 5, 6))
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -24,6 +29,14 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto: where target and draft run")
     p.add_argument("--no-compile", action="store_true", help="fast-loop arms eager (static caches, no compile)")
     return p.parse_args(argv)
+
+
+def gamma_arg(value: str):
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--gamma {value!r}: give a number of drafts per round >= 1, or auto")
+    return int(value)
 
 
 def fmt(value, unit="x"):
@@ -70,13 +83,23 @@ def main(argv=None) -> dict:
     prompts = [p.to(device) for p in task.prompts(args.prompts, args.prompt_tokens)]
     isa = isa_summary()
     load_before = os.getloadavg()[0]
-    result = compare_speculative(target, draft, prompts, args.gamma, args.max_new_tokens, args.repeats, args.threads,
+    choice = None
+    if args.gamma == "auto":
+        from workbench.measure.speculative_gamma import choose_gamma
+
+        calibration = [p.to(device) for p in task.prompts(args.prompts, args.prompt_tokens, split="validation")]
+        choice = choose_gamma(target, draft, calibration, args.gamma_candidates, args.max_new_tokens,
+                              compile=not args.no_compile)
+        print(f"gamma {choice.gamma} chosen on {len(calibration)} validation prompts, decode ms per token: "
+              + ", ".join(f"{g}: {ms:.3f}" for g, ms in choice.decode_ms_per_token.items()))
+    gamma = choice.gamma if choice else args.gamma
+    result = compare_speculative(target, draft, prompts, gamma, args.max_new_tokens, args.repeats, args.threads,
                                  device, compile=not args.no_compile, isa=isa)
     report(result)
     env = environment_fingerprint()
-    result.update(isa=isa, load_average_1min={"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
-                  threads=args.threads, device=device, cpu=env.get("cpu_model", env.get("cpu")),
-                  torch=torch.__version__)
+    result.update(gamma_choice=choice.as_dict() if choice else {"gamma": gamma, "note": "given (--gamma)"}, isa=isa,
+                  load_average_1min={"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
+                  threads=args.threads, device=device, cpu=env.get("cpu_model", env.get("cpu")), torch=torch.__version__)
     print(f"load average (1 min): {result['load_average_1min']}  isa: {isa}")
     print(json.dumps(result))
     return result
