@@ -99,7 +99,8 @@ def main(argv=None) -> dict:
     env = environment_fingerprint()
     result.update(gamma_choice=choice.as_dict() if choice else {"gamma": gamma, "note": "given (--gamma)"}, isa=isa,
                   load_average_1min={"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
-                  threads=args.threads, device=device, cpu=env.get("cpu_model", env.get("cpu")), torch=torch.__version__)
+                  threads=args.threads, device=device, cpu=env.get("cpu_model", env.get("cpu")),
+                  torch=torch.__version__)
     print(f"load average (1 min): {result['load_average_1min']}  isa: {isa}")
     print(json.dumps(result))
     return result
