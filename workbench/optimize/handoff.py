@@ -14,6 +14,10 @@ import math
 from pathlib import Path
 
 LOAD_REQUESTS = 200          # one point: enough for a p99 (timing.MIN_SAMPLES) at a bounded wall time
+# Small mode (CI, WORKBENCH_SMALL=1): the same path on 50 requests. The demo classifier's bundle took ~10 requests/s
+# one at a time here, so its check point (4.8/s) ran ~11 s of arrivals instead of ~43; a p99 then reads as absent
+# (fewer than timing.MIN_SAMPLES), never as a number.
+LOAD_REQUESTS_SMALL = 50
 LOAD_WARMUP_S = 1.0          # open_loop's default warm-up (its requests are not counted)
 LOAD_FRACTION = 0.5          # of the one-at-a-time capacity: a check that the SLO holds under real arrivals
 
@@ -81,6 +85,7 @@ def load_check(bundle_dir: Path, slo_ms: float, percentile: str) -> tuple[dict, 
     from workbench.serving.bundle.triton_server import TritonServer, triton_distribution, twin_repository
     from workbench.serving.load.config_search import bundle_inputs
     from workbench.serving.load.sweep import measure_point, sync_capacity
+    from workbench.util.settings import small_mode
 
     bundle_dir = Path(bundle_dir)
     manifest, make_inputs = bundle_inputs(bundle_dir)
@@ -91,7 +96,7 @@ def load_check(bundle_dir: Path, slo_ms: float, percentile: str) -> tuple[dict, 
             cap = sync_capacity(server.url, manifest["name"], make_inputs, n=30)
             rate = LOAD_FRACTION * cap["capacity_per_s"]
             # the first second of arrivals is open_loop's warm-up: at a high rate 200 requests would all fall in it
-            n_requests = LOAD_REQUESTS + math.ceil(rate * LOAD_WARMUP_S)
+            n_requests = (LOAD_REQUESTS_SMALL if small_mode() else LOAD_REQUESTS) + math.ceil(rate * LOAD_WARMUP_S)
             res, row = measure_point(server.url, manifest["name"], make_inputs, rate, n_requests, slo_ms, 0.99,
                                      cap, row={"bundle": str(bundle_dir), "model": manifest["name"]})
     tail = row.get(f"latency_{percentile}_ms")
