@@ -6,9 +6,9 @@ round costs (gamma draft steps plus one verify call whose cost grows with its ga
 CPU). The model in :mod:`workbench.measure.speculative_model` explains a gamma once it is measured; it cannot tell the
 verify cost of a length it has not run. So :func:`choose_gamma` builds the fast-loop engine at each candidate gamma
 (compiling each, once, before any clock starts), times every candidate on the same calibration prompts in rounds whose
-order rotates (so load drift lands on all of them alike), and picks the lowest median decode time per new token. On the
-demo pair (2-core AMX Xeon) gamma 2 ran ~25% slower per token than gamma 3-5, which were within the machine's noise
-of each other (the pick among them moved from run to run).
+order rotates (``measure.interleaved``'s schedule: load drift lands on all of them alike), and picks the lowest median
+decode time per new token. On the demo pair (2-core AMX Xeon) gamma 2 ran ~20-25% slower per token than gamma 3-5,
+which were within the machine's noise of each other (the pick among them moved from run to run).
 
 The calibration prompts should not be the prompts the chosen engine is then measured on (the demo benchmark takes them
 from the validation split and measures on the test split), and a headline ratio is measured again on fresh timings
@@ -85,29 +85,37 @@ def choose_gamma(target, draft, prompts: list, candidates=DEFAULT_CANDIDATES, ma
     from tqdm.auto import tqdm
 
     from workbench.decoding.fast_speculative import FastSpeculativeDecoder
+    from workbench.measure.interleaved import arm_order, round_robin
 
     candidates = _check(candidates, prompts, rounds)
     cache_len = max(p.shape[1] for p in prompts) + max_new_tokens
     engines = {}
     for gamma in tqdm(candidates, desc="gamma candidates: compiling", disable=not progress):
         engines[gamma] = FastSpeculativeDecoder(target, draft, gamma=gamma, max_cache_len=cache_len, compile=compile)
+
+    def one_pass(engine) -> tuple:
+        """Every calibration prompt once: (decode seconds, decode tokens, drafts accepted, drafts proposed)."""
+        seconds = tokens = accepted = proposed = 0
+        for prompt in prompts:
+            _, stats = engine.generate(prompt, max_new_tokens)
+            seconds += stats.decode_seconds
+            tokens += stats.new_tokens - 1   # the first new token is the prefill's
+            accepted, proposed = accepted + stats.accepted, proposed + stats.proposed
+        return seconds, tokens, accepted, proposed
+
+    arms = {gamma: (lambda engine=engine: one_pass(engine)) for gamma, engine in engines.items()}
     samples: dict = {g: [] for g in candidates}
     alpha_counts: dict = {g: [0, 0] for g in candidates}   # accepted, proposed (timed rounds)
     with torch.inference_mode():
-        for engine in engines.values():   # compile + the same untimed warm-up pass for each
-            for prompt in prompts:
-                engine.generate(prompt, max_new_tokens)
-        for r in tqdm(range(rounds), desc="gamma candidates: timing", disable=not progress):
-            order = candidates[r % len(candidates):] + candidates[:r % len(candidates)]
-            for gamma in order:
-                seconds = tokens = 0.0
-                for prompt in prompts:
-                    _, stats = engines[gamma].generate(prompt, max_new_tokens)
-                    seconds += stats.decode_seconds
-                    tokens += stats.new_tokens - 1   # the first new token is the prefill's
-                    alpha_counts[gamma][0] += stats.accepted
-                    alpha_counts[gamma][1] += stats.proposed
-                samples[gamma].append(seconds / max(tokens, 1) * 1e3)
+        for arm in arms.values():   # compile + the same untimed warm-up pass for each
+            arm()
+        schedule = round_robin(arms, rounds, order=lambda r: arm_order(candidates, r))
+        for _, gamma, (seconds, tokens, accepted, proposed) in tqdm(schedule, total=rounds * len(arms),
+                                                                    desc="gamma candidates: timing",
+                                                                    disable=not progress):
+            samples[gamma].append(seconds / max(tokens, 1) * 1e3)
+            alpha_counts[gamma][0] += accepted
+            alpha_counts[gamma][1] += proposed
     per_token = {g: statistics.median(v) for g, v in samples.items()}
     best = min(candidates, key=lambda g: per_token[g])
     unsupported = [g for g, e in engines.items() if not e.supported or not e.compiled]
