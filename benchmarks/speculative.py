@@ -20,7 +20,7 @@ import os
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gamma", type=gamma_arg, default="auto", help="drafts per round, or auto (timed on validation)")
-    p.add_argument("--gamma-candidates", type=lambda v: tuple(int(g) for g in v.split(",")), default=(2, 3, 4, 5, 6))
+    p.add_argument("--gamma-candidates", type=gamma_list, default=(2, 3, 4, 5, 6), help="for --gamma auto, e.g. 3,4,5")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -37,6 +37,14 @@ def gamma_arg(value: str):
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"--gamma {value!r}: give a number of drafts per round >= 1, or auto")
     return int(value)
+
+
+def gamma_list(value: str) -> tuple:
+    parts = value.split(",")
+    if not all(part.strip().isdigit() and int(part) >= 1 for part in parts):
+        raise argparse.ArgumentTypeError(f"--gamma-candidates {value!r}: give drafts per round >= 1, comma-separated "
+                                         "(e.g. 2,3,4,5,6)")
+    return tuple(int(part) for part in parts)
 
 
 def fmt(value, unit="x"):

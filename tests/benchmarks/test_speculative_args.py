@@ -11,3 +11,6 @@ def test_gamma_is_auto_by_default_a_number_when_given_and_refused_otherwise(benc
         with pytest.raises(SystemExit):
             bench.parse_args(["--gamma", bad])
         assert "drafts per round >= 1, or auto" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--gamma-candidates", "2,x"])
+    assert "comma-separated" in capsys.readouterr().err

@@ -35,6 +35,16 @@ def test_table_has_the_pick_each_loser_with_why_and_the_budget_skips():
     assert "skipped for budget: distilled student" in text and "resume with" not in text
 
 
+def test_a_load_check_too_short_for_its_percentile_says_so_rather_than_none():
+    base = _decision()
+    for tail, expected in ((42.0, "p99 latency 42.0 ms: SLO met"),
+                           (None, "p99 latency absent (too few requests for it): SLO met")):
+        pick = {**base["pick"], "load_check": {"rate_per_s": 4.8, "tail_ms": tail, "percentile": "p99", "slo_met": True,
+                                               "outcome": "pass", "errors": 0}}
+        line = next(x for x in decision_text(_decision(pick=pick)).splitlines() if x.startswith("load check"))
+        assert expected in line and "None" not in line
+
+
 def test_incomplete_run_says_so_and_how_to_resume():
     text = decision_text(_decision(complete=False, pick=None))
     assert "[INCOMPLETE]" in text.splitlines()[0] and "PICK none" in text

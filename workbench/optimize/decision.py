@@ -181,8 +181,10 @@ def decision_text(decision: dict) -> str:
         load = pick.get("load_check")
         if load:
             met = {True: "SLO met", False: "SLO missed"}.get(load.get("slo_met"), load.get("outcome") or "-")
+            tail = load.get("tail_ms")   # absent when the point had too few requests for that percentile
+            tail = f"{tail} ms" if tail is not None else "absent (too few requests for it)"
             lines.append(f"load check (open loop, served bundle): {load.get('rate_per_s')} requests/s, "
-                         f"{decision['slo']['percentile']} {load.get('latency') or 'latency'} {load.get('tail_ms')} ms: "
+                         f"{decision['slo']['percentile']} {load.get('latency') or 'latency'} {tail}: "
                          f"{met}, {load.get('errors')} errors")
     else:
         ran_out = any(s.startswith(("quality of", "sweep of")) for s in decision.get("skipped_for_budget") or [])
