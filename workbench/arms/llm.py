@@ -38,6 +38,8 @@ LLM_ARMS = {
                                           "torch.compile of the decode forward, fp32"),
     "fast-loop-fp32": ("decode", "fast loop: static KV cache + compiled, frozen, guard-free decode step, fp32"),
     "fast-loop-bf16": ("bf16", "fast loop on bf16 weights (bf16 KV cache)"),
+    "fast-loop-bf16w": ("weight-only", "fast loop on bf16-stored weights, fp32 activations and KV cache "
+                                       "(steps.bf16_weights); not in the default catalogue yet"),
     "hf-generate-bf16": ("bf16", "HF generate on bf16 weights"),
     "hf-int8-wo": ("weight-only", "weight-only int8 (per channel), HF generate"),
     "fast-loop-int8-wo": ("weight-only", "weight-only int8 under the fast loop"),
@@ -170,13 +172,17 @@ def _eager_scorer(model):
 
 
 def _variant_model(ctx: ArmContext, precision: str):
-    """The fp32 parent, its bf16 copy, or its weight-only int8 / int4 copy (made once per run, shared by the HF and
-    the fast-loop arm of the same weights)."""
+    """The fp32 parent, its bf16 copy, its bf16-weights copy (fp32 activations) or its weight-only int8 / int4 copy
+    (made once per run, shared by the HF and the fast-loop arm of the same weights)."""
     if precision == "fp32":
         return ctx.options["model"]
     if precision not in ctx.cache:
         if precision == "bf16":
             ctx.cache[precision] = copy.deepcopy(ctx.options["model"]).to(torch.bfloat16)
+        elif precision == "bf16w":
+            from workbench.steps.bf16_weights import bf16_weights
+
+            ctx.cache[precision] = bf16_weights(copy.deepcopy(ctx.options["model"]))
         else:
             from workbench.steps.weight_only import apply_weight_only
 
@@ -373,7 +379,7 @@ def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1) -> 
             out[name] = missing_llama_cpp or (f"the llama.cpp arms run on CPU here (device {device})"
                                               if device != "cpu" else "llama-cpp-python's Llama decodes one "
                                               f"sequence: batch 1 only (this run: batch {batch})")
-        elif "bf16" in name and not native:
+        elif "bf16" in name and name != "fast-loop-bf16w" and not native:   # bf16w computes in fp32
             out[name] = f"{why} (bf16 would run emulated, slower than fp32)"
         elif name.startswith("ort-") and importlib.util.find_spec("onnxruntime") is None:
             out[name] = "onnxruntime is not installed here: pip install onnxruntime"
@@ -401,6 +407,7 @@ def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int =
         names.insert(0, BASELINE)
     builds = {"hf-generate-fp32": _hf("fp32"), "hf-static-compile-fp32": _hf("fp32", static_compile=True),
               "fast-loop-fp32": _fast_loop("fp32"), "fast-loop-bf16": _fast_loop("bf16"),
+              "fast-loop-bf16w": _fast_loop("bf16w"),
               "hf-generate-bf16": _hf("bf16"), "hf-int8-wo": _hf("int8"), "fast-loop-int8-wo": _fast_loop("int8"),
               "hf-int4-wo": _hf("int4"), "fast-loop-int4-wo": _fast_loop("int4"), "hf-kv-int8": _kv_int8,
               "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4"),
