@@ -26,6 +26,8 @@ SPECS = {
                                            "engine's own business"),
     "fast-loop-fp32": ("baseline", "float weights written bf16; the fast decode loop is the engine's own business"),
     "fast-loop-bf16": ("baseline", None),
+    "fast-loop-bf16w": ("baseline", "the engine's bf16 checkpoint holds the same bf16 weights; vLLM computes its "
+                                    "activations in bf16, not fp32 as this arm did"),
     "hf-generate-bf16": ("baseline", None),
     "hf-int8-wo": ("int8-wo", None),
     "fast-loop-int8-wo": ("int8-wo", None),
