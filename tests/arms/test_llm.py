@@ -27,6 +27,8 @@ def test_catalogue_names_and_skip_reasons(monkeypatch):
     monkeypatch.setattr(isa, "native_bf16", lambda _isa: (False, "no AMX/AVX512-BF16 (test)"))
     bf16 = {a.name: a for a in llm_arms(["fast-loop-bf16"])}
     assert "emulated" in bf16["fast-loop-bf16"].skip_reason and set(bf16) == {BASELINE, "fast-loop-bf16"}
+    # bf16-stored weights computed in fp32: not emulated bf16, so it runs there too
+    assert llm_arms(["fast-loop-bf16w"])[1].skip_reason is None
     with pytest.raises(ValueError, match="unknown LLM arm"):
         llm_arms(["torch-int8-wo"])
 

@@ -52,6 +52,8 @@ LLM_ARMS = {
     "llama-cpp-f32": ("llama.cpp", "llama.cpp (llama-cpp-python), GGUF f32 from llama.cpp's converter, batch 1"),
     "llama-cpp-bf16": ("llama.cpp", "llama.cpp (llama-cpp-python), GGUF bf16 from llama.cpp's converter, batch 1"),
 }
+# arms that compute in bf16 (skipped where the CPU has no native bf16); fast-loop-bf16w stores bf16 but computes fp32
+BF16_COMPUTE = ("fast-loop-bf16", "hf-generate-bf16", "llama-cpp-bf16")
 BENCHMARK_ARMS = ("hf-generate-fp32", "hf-static-compile-fp32", "fast-loop-fp32", "fast-loop-bf16", "hf-int8-wo",
                   "fast-loop-int8-wo", "hf-int4-wo", "fast-loop-int4-wo", "ort-fp32-kv", "ort-int8-matmulnbits",
                   "ort-int4-matmulnbits", "llama-cpp-f32", "llama-cpp-bf16")
@@ -379,7 +381,7 @@ def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1) -> 
             out[name] = missing_llama_cpp or (f"the llama.cpp arms run on CPU here (device {device})"
                                               if device != "cpu" else "llama-cpp-python's Llama decodes one "
                                               f"sequence: batch 1 only (this run: batch {batch})")
-        elif "bf16" in name and name != "fast-loop-bf16w" and not native:   # bf16w computes in fp32
+        elif name in BF16_COMPUTE and not native:
             out[name] = f"{why} (bf16 would run emulated, slower than fp32)"
         elif name.startswith("ort-") and importlib.util.find_spec("onnxruntime") is None:
             out[name] = "onnxruntime is not installed here: pip install onnxruntime"
