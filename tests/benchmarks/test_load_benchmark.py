@@ -36,8 +36,11 @@ def test_small_run_prints_the_headline_json_last(bench, tmp_path, monkeypatch, c
     if fp32["goodput_best_baseline_rps"] is not None:   # the best baseline: the better of exported / no batching
         assert fp32["goodput_best_baseline_rps"] == max(g for g in (fp32["goodput_exported_rps"],
                                                                    fp32["goodput_no_batching_rps"]) if g)
-    if fp32["goodput_search_winner_rps"] is not None:   # a winner is always confirmed by a fresh climb
-        assert result["winner_confirmed"]
+    # a winner is always climbed again on a fresh server; whether that climb still met the SLO (winner_confirmed) is
+    # a measurement on a noisy 2-core box, so only the climb itself is pinned here
+    confirm_climbed = any(label.endswith("(confirm)") for label in fp32["curves"])
+    assert confirm_climbed == (fp32["goodput_search_winner_rps"] is not None)
+    assert result["winner_confirmed"] == (fp32["goodput_confirmed_rps"] is not None)
     rows = [json.loads(line) for line in Path(result["results"]).read_text().splitlines()]
     assert {r["scenario"] for r in rows} == {"load", "load-search"}
-    assert sum(r["scenario"] == "load-search" for r in rows) == fp32["candidates"] + result["winner_confirmed"]
+    assert sum(r["scenario"] == "load-search" for r in rows) == fp32["candidates"] + confirm_climbed
