@@ -64,6 +64,34 @@ def test_compiled_loop_matches_and_does_not_recompile():
     assert counters["stats"]["unique_graphs"] == 1
 
 
+def test_frozen_step_keeps_the_weights_it_compiled_with():
+    """Frozen means the weights are constants of the compiled graph: zeroing the LM head afterwards changes what the
+    eager parts read (the prefill's first token becomes 0, as every token of an eager loop does) but not the steps.
+    With freezing passed only as a compile option, the weights stayed graph inputs and every step read the zeros."""
+    model = llama(seed=5)
+    ids = prompts(1, 6, seed=6)
+    frozen = FastDecoder(model, max_batch_size=1, max_cache_len=24)
+    live = FastDecoder(model, max_batch_size=1, max_cache_len=24, compile=False)
+    frozen.generate(ids, 8)   # compiles, with the weights as they are now
+    assert frozen.compiled and frozen.frozen, frozen.reason
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    assert (live.generate(ids, 8).tokens[:, 6:] == 0).all()   # every logit 0: argmax is token 0
+    after = frozen.generate(ids, 8).tokens[:, 6:]
+    assert after[0, 0] == 0 and (after[0, 1:] != 0).any()
+
+
+def test_weights_stored_narrower_than_computed_are_not_frozen():
+    """Freezing would fold bf16_weights' bf16 -> fp32 cast into an fp32 constant: the step would read fp32 bytes."""
+    from workbench.decoding.fast_loop import freezable
+    from workbench.steps.bf16_weights import bf16_weights
+
+    assert freezable(llama()) and freezable(llama().to(torch.bfloat16))
+    narrow = bf16_weights(llama())
+    assert not freezable(narrow)
+    assert not FastDecoder(narrow, max_batch_size=1, max_cache_len=8).freeze
+
+
 def test_two_decoders_in_one_process_each_run_their_own_graph():
     """Steps run guard-free: two decoders of the same class and batch size must never share a compiled graph
     (each batch size compiles a private copy of the step), else the second would run the first's frozen weights."""
@@ -121,10 +149,11 @@ def test_cuda_graph_loop_matches_hf_generate_on_gpu():
     assert res.emit_times == sorted(res.emit_times) and res.emit_times[0] > res.start
 
 
-@pytest.mark.slow  # integration-like: the demo LM through int4 weight-only and a frozen inductor compile
-def test_headline_int4_path_compiled_frozen_gives_hf_greedy_tokens_on_the_demo_lm():
-    """``fast-loop-int4-wo`` (workbench.arms.llm builds exactly this decoder: int4 weights, compiled, frozen,
-    guard-free) makes HF generate's greedy tokens on the demo LM's int4 weights; a second call with a NEW prompt
+@pytest.mark.slow  # integration-like: the demo LM through int4 weight-only and an inductor compile
+def test_headline_int4_path_compiled_gives_hf_greedy_tokens_on_the_demo_lm():
+    """``fast-loop-int4-wo`` (workbench.arms.llm builds exactly this decoder: int4 weights, compiled, guard-free;
+    not frozen: its int4 weights are bf16-typed tensors in an fp32 model, see ``freezable``) makes HF generate's greedy
+    tokens on the demo LM's int4 weights; a second call with a NEW prompt
     length (new positions, same graph) is checked on its tokens, not only its shape; scoring runs the same graph."""
     import copy
 
@@ -140,7 +169,7 @@ def test_headline_int4_path_compiled_frozen_gives_hf_greedy_tokens_on_the_demo_l
     second = second[:, :11]
     dec = FastDecoder(model, max_batch_size=1, max_cache_len=64)
     res = dec.generate(first, 16)
-    assert dec.compiled and dec.frozen, dec.reason
+    assert dec.compiled and not dec.frozen, dec.reason
     assert torch.equal(res.tokens, hf_generate(model, first, 16).tokens)
     res2 = dec.generate(second, 20)
     assert res2.tokens.shape == (1, 31) and torch.equal(res2.tokens, hf_generate(model, second, 20).tokens)
@@ -164,6 +193,7 @@ def test_bf16_batch_one_step_compiles_to_gemv_reductions_with_the_full_forwards_
     dec = FastDecoder(model, max_batch_size=1, max_cache_len=24)
     res = dec.generate(ids, 6)
     assert dec.compiled and dec.gemv and "GEMV" in dec.label and res.tokens.shape == (1, 16)
+    assert not dec.frozen   # a GEMV step reads its stored weights in place
     assert counters["inductor"]["decompose_mm"] > 0      # the step's matmuls became reductions
     with torch.inference_mode():
         full = model(input_ids=ids).logits[:, :-1].float()

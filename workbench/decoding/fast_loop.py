@@ -5,16 +5,19 @@ criteria, cache bookkeeping). Here the cache is a transformers ``StaticCache`` (
 head_dim], so the step's shapes never change), the prompt is prefilled eagerly in one call, and every decode step
 is one call of a compiled function ``(token [B, 1], cache_position [1]) -> next token [B]``: inductor on CPU,
 ``mode="reduce-overhead"`` (CUDA graphs) on CUDA. On CPU the weights are frozen into the graph (inductor
-``freezing``): they become constants that inductor prepacks for its CPU GEMM kernels, which is what lifts batch-1
-decode past HF (2-core Xeon, 134M Llama shape, fp32: ~40 tok/s frozen vs ~36 compiled unfrozen vs ~30-35 HF). The
-price: a weight changed after the first ``generate`` is not seen (build a new decoder), and compile takes ~2x longer. ``cache_position`` is a tensor, so a new position is new data, not
-a new graph: one graph per batch size (check with ``torch._dynamo.utils.counters["stats"]["unique_graphs"]``).
+``freezing``, switched on while the step is traced: :func:`first_compile`): they become constants that inductor
+folds and prepacks for its CPU GEMM kernels (fp32 12 x 768 Llama, 2-core AMX Xeon, four side-by-side probes: the
+frozen step 0-9% faster than the same step reading its weights as graph inputs). The price: a weight changed after
+the first ``generate`` is not seen (build a new decoder), and compile takes longer. Not frozen: GEMV steps (below)
+and weights stored narrower than they are computed in (:func:`freezable`). ``cache_position`` is a tensor, so a
+new position is new data, not a new graph: one graph per batch size (check with
+``torch._dynamo.utils.counters["stats"]["unique_graphs"]``).
 
 Each batch size compiles its own copy of the step: a new code object, because dynamo keeps graphs per code object
 (two ``torch.compile`` calls on one function would share them). Before every call dynamo checks the graph's guards
 (every weight, module attribute and cache tensor): ~1.2 ms of a ~8 ms step on the 134M int4 decoder. A per-batch
-copy is only ever called with its own cache, token shape and dtype, under ``inference_mode``, and its frozen weights
-already assume the model does not change, so on CPU it runs guard-free (``torch.compiler.skip_all_guards_unsafe``):
+copy is only ever called with its own cache, token shape and dtype, under ``inference_mode``, and the decoder
+already assumes the model does not change (frozen steps hold its weights as constants), so on CPU it runs guard-free (``torch.compiler.skip_all_guards_unsafe``):
 decode 115 -> 140 tok/s on that decoder.
 
 bf16 / fp16 weights on CPU at batch 1: each matmul of the step is a GEMV (one row times the weight), and the aten
@@ -129,10 +132,36 @@ GEMV_DTYPES = (torch.bfloat16, torch.float16)
 GEMV_MAX_DIM = 1 << 20   # inductor decomposes a batch-1 mm only up to 2048 wide by default: any layer of an LLM here
 
 
+def freezable(model) -> bool:
+    """Whether inductor freezing can fold ``model``'s weights as they are stored: every floating-point parameter in
+    the model's dtype. A weight stored narrower than it is computed in (``steps.bf16_weights``: bf16 weights cast to
+    fp32 activations) would have its cast folded into a wider constant, and the step would read fp32 bytes again
+    (measured: 22.7 ms a step frozen, 15.9 ms not, 12 x 768 Llama)."""
+    dtype = getattr(model, "dtype", None)
+    return all(p.dtype == dtype for p in model.parameters() if p.dtype.is_floating_point)
+
+
 def gemv_kernels(model, device: torch.device, batch: int) -> bool:
     """Whether the ``batch`` step of ``model`` is compiled with inductor's GEMV (see the module doc): a batch-1 step
     on CPU with bf16 / fp16 weights."""
     return device.type == "cpu" and batch == 1 and getattr(model, "dtype", None) in GEMV_DTYPES
+
+
+@contextlib.contextmanager
+def first_compile(frozen: bool, gemv: bool = False):
+    """Around the first call of a :func:`compile_private` step (the call that traces and compiles it): inductor's
+    ``freezing`` on when ``frozen``, and with ``gemv`` the GEMV width limit lifted (:func:`gemv_width_limit`).
+
+    Freezing is set in the global config, not in ``torch.compile(options=...)``: dynamo decides whether a module's
+    weights become graph constants (frozen) or graph inputs while it *traces*, from the global flag, and the options
+    only reach inductor afterwards. Passed as an option alone, the weights stayed graph inputs: nothing was frozen or
+    prepacked, though the flag was set (torch 2.13). The step is guard-free and is never traced again, so the flag
+    is needed only here."""
+    from torch._inductor import config as inductor_config
+
+    width = gemv_width_limit() if gemv else contextlib.nullcontext()
+    with inductor_config.patch(freezing=frozen), width:
+        yield
 
 
 @contextlib.contextmanager
@@ -160,15 +189,15 @@ def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, ge
     Dynamo keeps graphs per code object, whatever ``torch.compile`` call made them: a new code object per call is what
     keeps a guard-free graph from answering another batch size's (or another decoder's) call. CUDA: CUDA graphs
     (host-side guards overlap with the GPU's work). CPU: guard-free, weights frozen in when ``frozen``; ``gemv``:
-    batch-1 matmuls as inductor's fused GEMV reductions (:func:`gemv_kernels`; compile the first call inside
-    :func:`gemv_width_limit`). The speculative fast loop (:mod:`workbench.decoding.fast_speculative`) compiles its
+    batch-1 matmuls as inductor's fused GEMV reductions (:func:`gemv_kernels`). Make the first call, which compiles,
+    inside :func:`first_compile` with the same ``frozen`` and ``gemv``. The speculative fast loop (:mod:`workbench.decoding.fast_speculative`) compiles its
     draft and verify calls through this too.
     """
     code = fn.__code__.replace(co_name=name)
     step = types.MethodType(types.FunctionType(code, fn.__globals__, name, fn.__defaults__), owner)
     if device.type == "cuda":
         return torch.compile(step, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    options = {"freezing": frozen}
+    options = {"freezing": frozen}   # inductor's side; dynamo's side is first_compile's global flag
     if gemv:
         options.update({"cpp.weight_prepack": False, "post_grad_fusion_options": {"decompose_mm_pass": {}}})
     skip_guards = getattr(torch.compiler, "skip_all_guards_unsafe", None)   # torch >= 2.8
@@ -185,8 +214,9 @@ class FastDecoder:
         max_batch_size: the largest batch :meth:`generate` takes.
         max_cache_len: prompt + new tokens must fit (the cache is allocated at this length).
         compile: ``torch.compile`` the decode step (False: the same static-cache loop, eager).
-        freeze: on CPU, freeze the weights into the compiled graph (see the module doc); None = on when compiling on
-            CPU. Ignored on CUDA (CUDA graphs already remove the per-step overhead).
+        freeze: on CPU, freeze the weights into the compiled steps (see the module doc); None = on when compiling
+            on CPU, for weights that fold as stored (:func:`freezable`), in every step but a GEMV one. Ignored on CUDA
+            (CUDA graphs already remove the per-step overhead).
         device: where to run; None = the model's device. Must be the model's device (move the model first).
     """
 
@@ -208,7 +238,10 @@ class FastDecoder:
         self.reason = unsupported_reason(model)
         self.supported = not self.reason
         self.compiled = False
-        self.frozen = bool(compile and self.supported and self.device.type == "cpu" and freeze is not False)
+        # frozen steps (see the module doc): on CPU, where the weights fold cleanly (freezable); GEMV steps never
+        self.freeze = bool(compile and self.supported and self.device.type == "cpu" and freeze is not False
+                           and freezable(model))
+        self._frozen_batches: set = set()
         self.compile_seconds = 0.0
         self._caches: dict = {}        # batch size -> StaticCache (its tensors keep their addresses: CUDA graphs)
         self._steps: dict = {}         # batch size -> that batch's compiled step (see _compile_step)
@@ -218,6 +251,11 @@ class FastDecoder:
     def gemv(self) -> bool:
         """Whether a compiled step of this decoder runs inductor's GEMV (see :func:`gemv_kernels`)."""
         return self.compiled and any(gemv_kernels(self.model, self.device, batch) for batch in self._steps)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether a compiled step of this decoder has its weights frozen in (not a GEMV step, not a fallback)."""
+        return self.compiled and bool(self._frozen_batches)
 
     @property
     def label(self) -> str:
@@ -247,8 +285,15 @@ class FastDecoder:
 
     def _compile_step(self, batch: int):
         """``torch.compile`` of a private copy of :meth:`_decode_step` for one batch size (see the module doc)."""
-        return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device, self.frozen,
-                               gemv=gemv_kernels(self.model, self.device, batch))
+        gemv = gemv_kernels(self.model, self.device, batch)
+        return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device,
+                               self._freezes(batch), gemv=gemv)
+
+    def _freezes(self, batch: int) -> bool:
+        """Whether the batch's step is compiled frozen: GEMV steps read their stored weights in place (frozen, the
+        first frozen compile of a process would also leave inductor's weight-prepack patterns registered, which then
+        rewrite a later GEMV step back into a prepacked GEMM); every other CPU step is frozen when ``freeze``."""
+        return self.freeze and not gemv_kernels(self.model, self.device, batch)
 
     def _call_step(self, token, position, cache) -> tuple:
         """(next token [B], logits [B, V]) of one decode step, through the compiled graph when compiled."""
@@ -272,11 +317,14 @@ class FastDecoder:
             try:
                 token, _ = self._prefill(torch.zeros(batch, 1, dtype=torch.long, device=self.device), cache)
                 positions = torch.arange(1, 4, device=self.device)   # sliced as generate() slices (same guards)
-                with gemv_width_limit():   # the first call compiles: every layer's batch-1 mm may become a GEMV
+                # the first call compiles: weights frozen in, and every layer's batch-1 mm may become a GEMV
+                with first_compile(self._freezes(batch), gemv_kernels(self.model, self.device, batch)):
                     for i in range(3):   # CUDA graph trees record on the 2nd-3rd call
                         token, _ = self._call_step(token[:, None], positions[i:i + 1], cache)
+                if self._freezes(batch):
+                    self._frozen_batches.add(batch)
             except Exception as err:   # a backend/compiler missing here: run eager, and say so
-                self.compiled, self.frozen = False, False
+                self.compiled = False
                 self.reason = f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eager"
             self.compile_seconds += clock(self.device) - t0
             cache.reset()
@@ -452,4 +500,4 @@ def hf_static_compile_score(model, input_ids: torch.Tensor) -> tuple[torch.Tenso
 
 __all__ = ["FastDecoder", "DecodeResult", "hf_generate", "hf_static_compile_config", "hf_static_compile_score",
            "hf_static_compile_compiles", "unsupported_reason", "static_cache", "compile_private", "gemv_kernels",
-           "gemv_width_limit"]
+           "gemv_width_limit", "first_compile", "freezable"]

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import torch
 
-from workbench.decoding.fast_loop import compile_private, static_cache, unsupported_reason
+from workbench.decoding.fast_loop import (compile_private, first_compile, freezable, static_cache,
+                                          unsupported_reason)
 from workbench.decoding.lm import check_prompt, clock, last_logits_only, model_device, vocab_size
 from workbench.decoding.speculative import SpecStats
 
@@ -80,7 +81,8 @@ class FastSpeculativeDecoder:
         self.max_cache_len = max_cache_len
         self.supported = not self.reason
         self.compiled = bool(compile and self.supported)
-        self.frozen = bool(self.compiled and self.device.type == "cpu" and freeze is not False)
+        self.frozen = bool(self.compiled and self.device.type == "cpu" and freeze is not False
+                           and freezable(target) and freezable(draft))
         self.compile_seconds = 0.0
         self._caches = None                     # (target cache, draft cache), built and warmed on first use
         self._positions = torch.arange(self.cache_len, device=self.device)
@@ -149,8 +151,9 @@ class FastSpeculativeDecoder:
             dummy = torch.zeros(self.cache_len, dtype=torch.long, device=self.device)
             for model, cache in zip((self.target, self.draft), self._caches):
                 self._prefill(model, dummy[:2], cache)   # eager first: the caches allocate on their first update
-            for _ in range(3):   # CUDA graph trees record on the 2nd-3rd call
-                self._round(dummy, 2)
+            with first_compile(self.frozen):   # the first round compiles both graphs
+                for _ in range(3):   # CUDA graph trees record on the 2nd-3rd call
+                    self._round(dummy, 2)
         except Exception as err:   # a backend/compiler missing here: run eager, and say so
             if not self.compiled:
                 raise
