@@ -17,8 +17,8 @@ Each batch size compiles its own copy of the step: a new code object, because dy
 (two ``torch.compile`` calls on one function would share them). Before every call dynamo checks the graph's guards
 (every weight, module attribute and cache tensor): ~1.2 ms of a ~8 ms step on the 134M int4 decoder. A per-batch
 copy is only ever called with its own cache, token shape and dtype, under ``inference_mode``, and the decoder
-already assumes the model does not change (frozen steps hold its weights as constants), so on CPU it runs guard-free (``torch.compiler.skip_all_guards_unsafe``):
-decode 115 -> 140 tok/s on that decoder.
+already assumes the model does not change (frozen steps hold its weights as constants), so on CPU it runs
+guard-free (``torch.compiler.skip_all_guards_unsafe``): decode 115 -> 140 tok/s on that decoder.
 
 bf16 / fp16 weights on CPU at batch 1: each matmul of the step is a GEMV (one row times the weight), and the aten
 kernel (oneDNN) runs it far below the bandwidth: on a 2-core AMX Xeon (12 x 768 Llama) the bf16 step, reading 176 MB,
@@ -190,8 +190,8 @@ def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, ge
     keeps a guard-free graph from answering another batch size's (or another decoder's) call. CUDA: CUDA graphs
     (host-side guards overlap with the GPU's work). CPU: guard-free, weights frozen in when ``frozen``; ``gemv``:
     batch-1 matmuls as inductor's fused GEMV reductions (:func:`gemv_kernels`). Make the first call, which compiles,
-    inside :func:`first_compile` with the same ``frozen`` and ``gemv``. The speculative fast loop (:mod:`workbench.decoding.fast_speculative`) compiles its
-    draft and verify calls through this too.
+    inside :func:`first_compile` with the same ``frozen`` and ``gemv``. The speculative fast loop
+    (:mod:`workbench.decoding.fast_speculative`) compiles its draft and verify calls through this too.
     """
     code = fn.__code__.replace(co_name=name)
     step = types.MethodType(types.FunctionType(code, fn.__globals__, name, fn.__defaults__), owner)
