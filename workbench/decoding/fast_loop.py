@@ -18,9 +18,7 @@ Each batch size compiles its own copy of the step: a new code object, because dy
 (every weight, module attribute and cache tensor): ~1.2 ms of a ~8 ms step on the 134M int4 decoder. A per-batch
 copy is only ever called with its own cache, token shape and dtype, under ``inference_mode``, and the decoder
 already assumes the model does not change (frozen steps hold its weights as constants), so on CPU it runs
-guard-free (``torch.compiler.skip_all_guards_unsafe``): decode 115 -> 140 tok/s on that decoder. Inside the graph,
-inductor's C++ wrapper (``cpp_wrapper``) makes a step's kernel and GEMM calls (~160 for 12 Llama layers) from C++
-instead of Python (see :func:`compile_private`).
+guard-free (``torch.compiler.skip_all_guards_unsafe``): decode 115 -> 140 tok/s on that decoder.
 
 bf16 / fp16 weights on CPU at batch 1: each matmul of the step is a GEMV (one row times the weight), and the aten
 kernel (oneDNN) runs it far below the bandwidth: on a 2-core AMX Xeon (12 x 768 Llama) the bf16 step, reading 176 MB,
