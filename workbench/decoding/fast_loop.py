@@ -197,10 +197,7 @@ def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, ge
     step = types.MethodType(types.FunctionType(code, fn.__globals__, name, fn.__defaults__), owner)
     if device.type == "cuda":
         return torch.compile(step, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    # freezing: inductor's side (dynamo's side is first_compile's global flag); cpp_wrapper: the graph's calls of its
-    # kernels and GEMMs made from C++, not Python (12 x 768 Llama fp32 step, 2-core AMX Xeon: 18.50 vs 20.36 ms, paired
-    # median of 12 rounds; compile 30 vs 19 s)
-    options = {"freezing": frozen, "cpp_wrapper": True}
+    options = {"freezing": frozen}   # inductor's side; dynamo's side is first_compile's global flag
     if gemv:
         options.update({"cpp.weight_prepack": False, "post_grad_fusion_options": {"decompose_mm_pass": {}}})
     skip_guards = getattr(torch.compiler, "skip_all_guards_unsafe", None)   # torch >= 2.8
