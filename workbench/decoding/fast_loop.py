@@ -285,15 +285,15 @@ class FastDecoder:
 
     def _compile_step(self, batch: int):
         """``torch.compile`` of a private copy of :meth:`_decode_step` for one batch size (see the module doc)."""
-        gemv = gemv_kernels(self.model, self.device, batch)
-        return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device,
-                               self._freezes(batch), gemv=gemv)
+        frozen, gemv = self._step_kind(batch)
+        return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device, frozen, gemv=gemv)
 
-    def _freezes(self, batch: int) -> bool:
-        """Whether the batch's step is compiled frozen: GEMV steps read their stored weights in place (frozen, the
-        first frozen compile of a process would also leave inductor's weight-prepack patterns registered, which then
-        rewrite a later GEMV step back into a prepacked GEMM); every other CPU step is frozen when ``freeze``."""
-        return self.freeze and not gemv_kernels(self.model, self.device, batch)
+    def _step_kind(self, batch: int) -> tuple[bool, bool]:
+        """(frozen, gemv) of the batch's step. GEMV steps read their stored weights in place (frozen, the first frozen
+        compile of a process would also leave inductor's weight-prepack patterns registered, which then rewrite a
+        later GEMV step back into a prepacked GEMM); every other CPU step is frozen when ``freeze``."""
+        gemv = gemv_kernels(self.model, self.device, batch)
+        return self.freeze and not gemv, gemv
 
     def _call_step(self, token, position, cache) -> tuple:
         """(next token [B], logits [B, V]) of one decode step, through the compiled graph when compiled."""
@@ -313,15 +313,16 @@ class FastDecoder:
         self._caches[batch] = cache
         if self.compiled:
             t0 = clock(self.device)
+            frozen, gemv = self._step_kind(batch)
             self._steps[batch] = self._compile_step(batch)
             try:
                 token, _ = self._prefill(torch.zeros(batch, 1, dtype=torch.long, device=self.device), cache)
                 positions = torch.arange(1, 4, device=self.device)   # sliced as generate() slices (same guards)
                 # the first call compiles: weights frozen in, and every layer's batch-1 mm may become a GEMV
-                with first_compile(self._freezes(batch), gemv_kernels(self.model, self.device, batch)):
+                with first_compile(frozen, gemv):
                     for i in range(3):   # CUDA graph trees record on the 2nd-3rd call
                         token, _ = self._call_step(token[:, None], positions[i:i + 1], cache)
-                if self._freezes(batch):
+                if frozen:
                     self._frozen_batches.add(batch)
             except Exception as err:   # a backend/compiler missing here: run eager, and say so
                 self.compiled = False
