@@ -68,12 +68,14 @@ def main(argv=None) -> dict:
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     log(f"Llama-shaped random-weight decoder, {n_params:.1f}M parameters; building arms ...")
     compiled = not args.no_compile
+    cpp_wrapper = compiled and not args.small   # full-size steps only: tiny ones are all compile time
     ctx = decode_context(model, args.prompt, args.new, (args.batch,), compiled, threads=args.threads, out=args.out,
-                         log=log)
+                         log=log, cpp_wrapper=cpp_wrapper)
     names = [n for n in args.arms.split(",") if n] or None
     recipe = ("workbench.arms.llm", "recipe", dict(small=args.small, prompt=args.prompt, new=args.new, names=names,
                                                    compile=compiled, threads=args.threads, out=args.out,
-                                                   batches=(args.batch,), vocab=args.vocab))
+                                                   batches=(args.batch,), vocab=args.vocab,
+                                                   cpp_wrapper=cpp_wrapper))
     references = read_reference(ctx)   # the device's read bandwidth, timed in the same rounds as the arms
     res = compare(llm_arms(names, compiled, batch=args.batch), ctx, args.tolerance,
                   measure_quality=not args.skip_ppl, rounds=args.rounds, calls_per_turn=1, warmup=1,

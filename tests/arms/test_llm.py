@@ -127,13 +127,14 @@ def test_hf_static_compile_quality_is_scored_through_hf_compiled_forward(cheap_h
 
 
 def test_a_compiled_arm_compiles_the_named_batch_sizes_at_build_and_the_others_on_first_call(monkeypatch):
-    from workbench.decoding.fast_loop import FastDecoder
+    from workbench.decoding.fast_loop import FastDecoder, PrivateStep
 
     compiled = []
 
     def eager_stand_in(self, batch):   # the compile call, recorded; the step runs eagerly (no minutes of inductor)
         compiled.append(batch)
-        return lambda token, position, cache: FastDecoder._decode_step(self, token, position, cache)
+        return PrivateStep(lambda token, position, cache: FastDecoder._decode_step(self, token, position, cache),
+                           frozen=False, gemv=False)
     monkeypatch.setattr(FastDecoder, "_compile_step", eager_stand_in)
     model = tiny_llama()
     with pytest.raises(ValueError, match="compile_batches"):

@@ -94,12 +94,20 @@ def test_weights_stored_narrower_than_computed_are_not_frozen():
 
 def test_two_decoders_in_one_process_each_run_their_own_graph():
     """Steps run guard-free: two decoders of the same class and batch size must never share a compiled graph
-    (each batch size compiles a private copy of the step), else the second would run the first's frozen weights."""
+    (each batch size compiles a private copy of the step), else the second would run the first's frozen weights.
+    The second is compiled with the C++ wrapper: its graph's calls are C++ code, the tokens the same as HF's."""
+    from torch._inductor.utils import run_and_get_code
+
     first, second = llama(seed=7), llama(seed=8)
     ids = prompts(1, 6, seed=9)
-    decoders = [FastDecoder(m, max_batch_size=2, max_cache_len=24) for m in (first, second)]
+    decoders = [FastDecoder(first, max_batch_size=2, max_cache_len=24),
+                FastDecoder(second, max_batch_size=2, max_cache_len=24, cpp_wrapper=True)]
+    codes = {}
     for model, dec in zip((first, second), decoders):
-        assert torch.equal(dec.generate(ids, 8).tokens, hf_generate(model, ids, 8).tokens), dec.reason
+        res, codes[dec.cpp_wrapper] = run_and_get_code(lambda: dec.generate(ids, 8))
+        assert torch.equal(res.tokens, hf_generate(model, ids, 8).tokens), dec.reason
+    assert "C++ wrapper" in decoders[1].label and "C++ wrapper" not in decoders[0].label
+    assert ["inductor_entry_impl" in code for code in codes[True] + codes[False]] == [True, False]
     assert not torch.equal(decoders[0].generate(ids, 8).tokens, decoders[1].generate(ids, 8).tokens)
     two = prompts(2, 6, seed=10)   # a second batch size of the first decoder: its own graph, still right
     assert torch.equal(decoders[0].generate(two, 8).tokens, hf_generate(first, two, 8).tokens)

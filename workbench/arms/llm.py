@@ -76,13 +76,15 @@ def random_llama(small: bool, vocab: int | None = None):
 def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = True, quality: str = "agreement",
                    task=None, threads: int | None = None, out=None, ppl_blocks: int | None = None,
                    quality_seqs: int = 8, log=lambda message: None, seed: int = 1,
-                   prompt_list: list | None = None, device: str = "cpu", compile_batches=None) -> ArmContext:
+                   prompt_list: list | None = None, device: str = "cpu", compile_batches=None,
+                   cpp_wrapper: bool = False) -> ArmContext:
     """The context every LLM arm builds from: ``model`` (fp32 parent), prompts of ``prompt`` tokens per batch size
     (random ids; ``prompt_list``: real [1, prompt] prompts that batch-1 calls take in turn), ``new`` tokens per
     request. ``quality``: "agreement" (random weights) or "perplexity" (needs ``task``). ``compile_batches``: the
     batch sizes a compiled arm compiles at build (default all ``batches``); any other one compiles on its first call,
     which every timing path makes as an untimed warm-up (a search that screens at one batch size then compiles the
-    others only for the arms it keeps)."""
+    others only for the arms it keeps). ``cpp_wrapper``: fast-loop steps compiled with inductor's C++ wrapper (a faster
+    step for a longer compile: full-size models, not tests' tiny ones)."""
     if quality not in ("agreement", "perplexity"):
         raise ValueError(f"quality={quality!r}: use 'agreement' (random weights) or 'perplexity' (a trained model)")
     compile_batches = tuple(batches) if compile_batches is None else tuple(compile_batches)
@@ -98,7 +100,7 @@ def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = T
     cache_len = prompt + new
     options = dict(model=model, prompts=prompts, new=new, compile=compile, quality=quality, out=out,
                    batches=tuple(batches), compile_batches=compile_batches, ppl_blocks=ppl_blocks,
-                   prompt_list=prompt_list)
+                   prompt_list=prompt_list, cpp_wrapper=cpp_wrapper)
     if quality == "agreement":
         length = min(64, cache_len - 1)
         options["quality_ids"] = torch.randint(0, vocab, (quality_seqs, length), generator=gen)
@@ -252,7 +254,7 @@ def _fast_loop(precision: str):
 
         model = _variant_model(ctx, precision)
         dec = FastDecoder(model, max_batch_size=max(ctx.options["batches"]), max_cache_len=ctx.options["cache_len"],
-                          compile=ctx.options["compile"])
+                          compile=ctx.options["compile"], cpp_wrapper=ctx.options.get("cpp_wrapper", False))
         start = time.perf_counter()
         for b in ctx.options["compile_batches"]:   # one graph per batch size, compiled before any clock runs
             dec.generate(ctx.options["prompts"][b], 2)
@@ -422,11 +424,12 @@ def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int =
 
 
 def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: int, out, batches=(1,),
-           vocab: int | None = None):
+           vocab: int | None = None, cpp_wrapper: bool = False):
     """``arms.runner`` recipe for ``isolate=True``: the same model (seeded), context and arms in an arm's own
     process."""
     torch.set_num_threads(threads)
-    ctx = decode_context(random_llama(small, vocab), prompt, new, batches, compile, threads=threads, out=out)
+    ctx = decode_context(random_llama(small, vocab), prompt, new, batches, compile, threads=threads, out=out,
+                         cpp_wrapper=cpp_wrapper)
     return llm_arms(names, compile, batch=batches[0]), ctx
 
 

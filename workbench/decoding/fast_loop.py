@@ -18,7 +18,9 @@ Each batch size compiles its own copy of the step: a new code object, because dy
 (every weight, module attribute and cache tensor): ~1.2 ms of a ~8 ms step on the 134M int4 decoder. A per-batch
 copy is only ever called with its own cache, token shape and dtype, under ``inference_mode``, and the decoder
 already assumes the model does not change (frozen steps hold its weights as constants), so on CPU it runs
-guard-free (``torch.compiler.skip_all_guards_unsafe``): decode 115 -> 140 tok/s on that decoder.
+guard-free (``torch.compiler.skip_all_guards_unsafe``): decode 115 -> 140 tok/s on that decoder. What is left of
+the Python side is the graph's own wrapper, one Python call per kernel or GEMM (~160 a step for a 12-layer Llama):
+``cpp_wrapper=True`` makes those calls from C++ (~10% of the fp32 12 x 768 step, for ~1.5x the compile time).
 
 bf16 / fp16 weights on CPU at batch 1: each matmul of the step is a GEMV (one row times the weight), and the aten
 kernel (oneDNN) runs it far below the bandwidth: on a 2-core AMX Xeon (12 x 768 Llama) the bf16 step, reading 176 MB,
@@ -183,27 +185,47 @@ def gemv_width_limit(limit: int = GEMV_MAX_DIM):
         pass_module.cpu_max_other_dimension_decomposition = before
 
 
-def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, gemv: bool = False):
+def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, gemv: bool = False,
+                    cpp_wrapper: bool = False) -> "PrivateStep":
     """``torch.compile`` of a private copy of the plain function ``fn`` bound to ``owner`` (see the module doc).
 
     Dynamo keeps graphs per code object, whatever ``torch.compile`` call made them: a new code object per call is what
     keeps a guard-free graph from answering another batch size's (or another decoder's) call. CUDA: CUDA graphs
     (host-side guards overlap with the GPU's work). CPU: guard-free, weights frozen in when ``frozen``; ``gemv``:
-    batch-1 matmuls as inductor's fused GEMV reductions (:func:`gemv_kernels`). Make the first call, which compiles,
-    inside :func:`first_compile` with the same ``frozen`` and ``gemv``. The speculative fast loop
-    (:mod:`workbench.decoding.fast_speculative`) compiles its draft and verify calls through this too.
+    batch-1 matmuls as inductor's fused GEMV reductions (:func:`gemv_kernels`); ``cpp_wrapper``: the graph calls its
+    kernels and GEMMs from C++ instead of Python (inductor's ``cpp_wrapper``: 12 x 768 Llama fp32 step, 2-core AMX
+    Xeon, 18.50 vs 20.36 ms, paired median of 12 rounds), for ~1.5x the compile time, so it is the caller's choice.
+    The speculative fast loop (:mod:`workbench.decoding.fast_speculative`) compiles its draft and verify calls
+    through this too.
     """
     code = fn.__code__.replace(co_name=name)
     step = types.MethodType(types.FunctionType(code, fn.__globals__, name, fn.__defaults__), owner)
     if device.type == "cuda":
-        return torch.compile(step, fullgraph=True, dynamic=False, mode="reduce-overhead")
-    options = {"freezing": frozen}   # inductor's side; dynamo's side is first_compile's global flag
+        return PrivateStep(torch.compile(step, fullgraph=True, dynamic=False, mode="reduce-overhead"), False, False)
+    options = {"freezing": frozen, "cpp_wrapper": cpp_wrapper}   # freezing: dynamo's side is first_compile's flag
     if gemv:
         options.update({"cpp.weight_prepack": False, "post_grad_fusion_options": {"decompose_mm_pass": {}}})
     skip_guards = getattr(torch.compiler, "skip_all_guards_unsafe", None)   # torch >= 2.8
     if skip_guards is not None:
         options["guard_filter_fn"] = skip_guards
-    return torch.compile(step, fullgraph=True, dynamic=False, options=options)
+    return PrivateStep(torch.compile(step, fullgraph=True, dynamic=False, options=options), frozen, gemv)
+
+
+class PrivateStep:
+    """A :func:`compile_private` step: its first call (the one that traces and compiles) runs inside
+    :func:`first_compile` with the ``frozen`` / ``gemv`` it was compiled for, so the pair is stated once."""
+
+    def __init__(self, compiled, frozen: bool, gemv: bool):
+        self._compiled, self.frozen, self.gemv = compiled, frozen, gemv
+        self._traced = False
+
+    def __call__(self, *args):
+        if self._traced:
+            return self._compiled(*args)
+        with first_compile(self.frozen, self.gemv):
+            out = self._compiled(*args)
+        self._traced = True
+        return out
 
 
 class FastDecoder:
@@ -218,10 +240,12 @@ class FastDecoder:
             on CPU, for weights that fold as stored (:func:`freezable`), in every step but a GEMV one. Ignored on CUDA
             (CUDA graphs already remove the per-step overhead).
         device: where to run; None = the model's device. Must be the model's device (move the model first).
+        cpp_wrapper: on CPU, compile the steps with inductor's C++ wrapper (see :func:`compile_private`): a faster
+            step for ~1.5x the compile time; worth it for a model that is served or benchmarked, not for a test's.
     """
 
     def __init__(self, model, *, max_batch_size: int, max_cache_len: int, compile: bool = True,
-                 device: str | None = None, freeze: bool | None = None):
+                 device: str | None = None, freeze: bool | None = None, cpp_wrapper: bool = False):
         from workbench.tasks.hf_loading import context_length
 
         if max_batch_size < 1 or max_cache_len < 2:
@@ -242,6 +266,7 @@ class FastDecoder:
         self.freeze = bool(compile and self.supported and self.device.type == "cpu" and freeze is not False
                            and freezable(model))
         self._frozen_batches: set = set()
+        self.cpp_wrapper = bool(cpp_wrapper and compile and self.supported and self.device.type == "cpu")
         self.compile_seconds = 0.0
         self._caches: dict = {}        # batch size -> StaticCache (its tensors keep their addresses: CUDA graphs)
         self._steps: dict = {}         # batch size -> that batch's compiled step (see _compile_step)
@@ -266,7 +291,8 @@ class FastDecoder:
             return "fast loop (static cache, eager)"
         frozen = ", frozen weights" if self.frozen else ""
         gemv = ", batch-1 GEMV kernels" if self.gemv else ""
-        return f"fast loop (static cache, compiled{frozen}{gemv})"
+        wrapper = ", C++ wrapper" if self.cpp_wrapper else ""
+        return f"fast loop (static cache, compiled{frozen}{gemv}{wrapper})"
 
     def _decode_step(self, token: torch.Tensor, position: torch.Tensor, cache) -> tuple:
         """token [B, 1], position [1] -> (greedy next token [B], its logits [B, V]); the one function that is
@@ -285,15 +311,12 @@ class FastDecoder:
 
     def _compile_step(self, batch: int):
         """``torch.compile`` of a private copy of :meth:`_decode_step` for one batch size (see the module doc)."""
-        frozen, gemv = self._step_kind(batch)
-        return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device, frozen, gemv=gemv)
-
-    def _step_kind(self, batch: int) -> tuple[bool, bool]:
-        """(frozen, gemv) of the batch's step. GEMV steps read their stored weights in place (frozen, the first frozen
-        compile of a process would also leave inductor's weight-prepack patterns registered, which then rewrite a
-        later GEMV step back into a prepacked GEMM); every other CPU step is frozen when ``freeze``."""
+        # GEMV steps read their stored weights in place (frozen, the first frozen compile of a process would also
+        # leave inductor's weight-prepack patterns registered, which then rewrite a later GEMV step back into a
+        # prepacked GEMM); every other CPU step is frozen when ``freeze``
         gemv = gemv_kernels(self.model, self.device, batch)
-        return self.freeze and not gemv, gemv
+        return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device,
+                               self.freeze and not gemv, gemv=gemv, cpp_wrapper=self.cpp_wrapper)
 
     def _call_step(self, token, position, cache) -> tuple:
         """(next token [B], logits [B, V]) of one decode step, through the compiled graph when compiled."""
@@ -313,16 +336,13 @@ class FastDecoder:
         self._caches[batch] = cache
         if self.compiled:
             t0 = clock(self.device)
-            frozen, gemv = self._step_kind(batch)
-            self._steps[batch] = self._compile_step(batch)
+            step = self._steps[batch] = self._compile_step(batch)
             try:
                 token, _ = self._prefill(torch.zeros(batch, 1, dtype=torch.long, device=self.device), cache)
                 positions = torch.arange(1, 4, device=self.device)   # sliced as generate() slices (same guards)
-                # the first call compiles: weights frozen in, and every layer's batch-1 mm may become a GEMV
-                with first_compile(frozen, gemv):
-                    for i in range(3):   # CUDA graph trees record on the 2nd-3rd call
-                        token, _ = self._call_step(token[:, None], positions[i:i + 1], cache)
-                if frozen:
+                for i in range(3):   # the first call compiles; CUDA graph trees record on the 2nd-3rd call
+                    token, _ = self._call_step(token[:, None], positions[i:i + 1], cache)
+                if step.frozen:
                     self._frozen_batches.add(batch)
             except Exception as err:   # a backend/compiler missing here: run eager, and say so
                 self.compiled = False
@@ -501,4 +521,4 @@ def hf_static_compile_score(model, input_ids: torch.Tensor) -> tuple[torch.Tenso
 
 __all__ = ["FastDecoder", "DecodeResult", "hf_generate", "hf_static_compile_config", "hf_static_compile_score",
            "hf_static_compile_compiles", "unsupported_reason", "static_cache", "compile_private", "gemv_kernels",
-           "gemv_width_limit", "first_compile", "freezable"]
+           "gemv_width_limit", "first_compile", "freezable", "PrivateStep"]

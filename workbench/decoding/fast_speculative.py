@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from workbench.decoding.fast_loop import (compile_private, first_compile, freezable, static_cache,
+from workbench.decoding.fast_loop import (compile_private, freezable, static_cache,
                                           unsupported_reason)
 from workbench.decoding.lm import check_prompt, clock, last_logits_only, model_device, vocab_size
 from workbench.decoding.speculative import SpecStats
@@ -52,10 +52,12 @@ class FastSpeculativeDecoder:
             overshoot, and ``max_cache_len + gamma`` must be within both models' context.
         compile: compile the draft round and the verify call (False: the same static-cache loop, eager).
         freeze: on CPU, freeze weights into the compiled graphs (None = on when compiling on CPU).
+        cpp_wrapper: on CPU, compile both graphs with inductor's C++ wrapper (see
+            :func:`~workbench.decoding.fast_loop.compile_private`).
     """
 
     def __init__(self, target, draft, *, gamma: int = 4, max_cache_len: int, compile: bool = True,
-                 freeze: bool | None = None):
+                 freeze: bool | None = None, cpp_wrapper: bool = False):
         from workbench.tasks.hf_loading import context_length
 
         if not isinstance(gamma, int) or gamma < 1:
@@ -83,6 +85,7 @@ class FastSpeculativeDecoder:
         self.compiled = bool(compile and self.supported)
         self.frozen = bool(self.compiled and self.device.type == "cpu" and freeze is not False
                            and freezable(target) and freezable(draft))
+        self.cpp_wrapper = bool(cpp_wrapper and self.compiled and self.device.type == "cpu")
         self.compile_seconds = 0.0
         self._caches = None                     # (target cache, draft cache), built and warmed on first use
         self._positions = torch.arange(self.cache_len, device=self.device)
@@ -96,7 +99,9 @@ class FastSpeculativeDecoder:
         if not self.compiled:
             return f"speculative fast loop (static caches, eager, gamma={self.gamma})"
         frozen = ", frozen weights" if self.frozen else ""
-        return f"speculative fast loop (static caches, compiled draft round + verify{frozen}, gamma={self.gamma})"
+        wrapper = ", C++ wrapper" if self.cpp_wrapper else ""
+        return (f"speculative fast loop (static caches, compiled draft round + verify{frozen}{wrapper}, "
+                f"gamma={self.gamma})")
 
     # --- the two functions that are compiled (plain functions of tensors and the caches) ---
 
@@ -144,20 +149,20 @@ class FastSpeculativeDecoder:
         t0 = clock(self.device)
         try:
             if self.compiled:
-                self._draft_round_fn = compile_private(FastSpeculativeDecoder._draft_round, self,
-                                                       f"draft_round_g{self.gamma}", self.device, self.frozen)
-                self._verify_fn = compile_private(FastSpeculativeDecoder._verify, self, f"verify_g{self.gamma}",
-                                                  self.device, self.frozen)
+                self._draft_round_fn, self._verify_fn = (
+                    compile_private(fn, self, f"{name}_g{self.gamma}", self.device, self.frozen,
+                                    cpp_wrapper=self.cpp_wrapper)
+                    for fn, name in ((FastSpeculativeDecoder._draft_round, "draft_round"),
+                                     (FastSpeculativeDecoder._verify, "verify")))
             dummy = torch.zeros(self.cache_len, dtype=torch.long, device=self.device)
             for model, cache in zip((self.target, self.draft), self._caches):
                 self._prefill(model, dummy[:2], cache)   # eager first: the caches allocate on their first update
-            with first_compile(self.frozen):   # the first round compiles both graphs
-                for _ in range(3):   # CUDA graph trees record on the 2nd-3rd call
-                    self._round(dummy, 2)
+            for _ in range(3):   # the first round compiles both graphs; CUDA graph trees record on the 2nd-3rd call
+                self._round(dummy, 2)
         except Exception as err:   # a backend/compiler missing here: run eager, and say so
             if not self.compiled:
                 raise
-            self.compiled, self.frozen = False, False
+            self.compiled = self.frozen = self.cpp_wrapper = False
             self._draft_round_fn, self._verify_fn = self._draft_round, self._verify
             self.reason = f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eager"
         self.compile_seconds += clock(self.device) - t0
