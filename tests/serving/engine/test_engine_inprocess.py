@@ -72,14 +72,15 @@ def test_step_times_on_the_engine_cores_restore_threads_and_affinity(bundles):
 
 def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles):
     cand = SimpleNamespace(label="bf16-x", stage="default", bundle=bundles["bf16"][1], goodput_per_s=2.0,
-                           args=EngineArgs(max_num_seqs=2), start_rate=1.0, idle={"ttft_ms_p50": 40.0,
-                                                                                  "itl_ms_p50": 8.0})
+                           args=EngineArgs(max_num_seqs=2), start_rate=1.0, min_requests=8,
+                           idle={"ttft_ms_p50": 40.0, "itl_ms_p50": 8.0})
     result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
                              point_s=2.0, max_points=3)
     out = predict_candidate(cand, result, seconds_per_batch=0.01)
     assert out["label"] == "bf16-x" and out["start_rate_per_s"] == 1.0
     assert set(out["step_times"]["tpot_ms"]) == {"1", "2"} and out["step_times"]["prefill_ms"] > 0
     assert 2 <= len(out["points"]) <= 3 and out["points"][0]["offered_rate_per_s"] <= 1.0
+    assert all(p["n_requests"] == max(8, round(p["offered_rate_per_s"] * 2.0)) for p in out["points"])
     good = out["predicted_goodput_per_s"]
     # a tiny model under a 2 s / 1 s SLO passes every rung climbed: the climb's top rung, and its error vs 2.0/s
     assert good == max(p["offered_rate_per_s"] for p in out["points"])
@@ -105,13 +106,16 @@ def test_predict_search_measures_the_winner_and_says_why_the_default_is_absent(b
     from workbench.serving.engine.inprocess import predict_search
 
     climbed = SimpleNamespace(label="int8-x", stage="confirm", bundle=bundles["int8"][1], goodput_per_s=1.0,
-                              args=EngineArgs(max_num_seqs=1), start_rate=0.5, rows=[{}], error=None,
+                              args=EngineArgs(max_num_seqs=1), start_rate=0.5, min_requests=100, rows=[{}], error=None,
                               idle={"ttft_ms_p50": 30.0, "itl_ms_p50": 6.0})
     failed = SimpleNamespace(label="bf16-d", stage="default", bundle=bundles["bf16"][1], goodput_per_s=None,
-                             args=EngineArgs(), start_rate=None, rows=[], error="RuntimeError: engine died", idle=None)
+                             args=EngineArgs(), start_rate=None, min_requests=8, rows=[], error="RuntimeError: engine died",
+                             idle=None)
     result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
                              point_s=2.0, max_points=2, confirmed=climbed, default=failed)
     said = []
     out = predict_search(result, seconds_per_batch=0.01, progress=said.append)
     assert out["winner"]["precision_inprocess"] == "int8" and out["winner"]["predicted_goodput_per_s"] is not None
     assert "engine died" in out["default"]["error"] and any("predicted" in s for s in said)
+    # the confirmation's prediction climbs the confirmation's ladder: points of >= 100 requests, as it was served
+    assert all(p["n_requests"] >= 100 for p in out["winner"]["points"])

@@ -34,6 +34,14 @@ def test_climb_halves_a_missing_start_at_most_twice():
     assert good == 0.5   # 1.0 missed, 0.5 passed, then 0.705 (1.41 x 0.5, below the miss) missed: no second 1.0
 
 
+def test_a_confirmation_point_reads_enough_requests_that_one_late_one_does_not_decide_it():
+    from workbench.serving.engine.search import confirm_requests, point_requests
+
+    assert [confirm_requests(a) for a in (0.99, 0.95, 0.999, 1.0)] == [100, 20, 1000, 8]
+    assert point_requests(2.0, 5.0) == 10 and point_requests(2.0, 5.0, 100) == 100 and point_requests(30, 5.0) == 80
+    assert point_requests(30, 5.0, 100) == 100
+
+
 def test_space_small_and_full():
     base, chat, shared = EngineArgs(), WORKLOADS["chat"], WORKLOADS["shared-prefix"]
     small = [stage for stage, _ in engine_space(base, chat, small=True)]
@@ -69,6 +77,7 @@ def fake_engine(monkeypatch):
     import workbench.serving.engine.load as load
     import workbench.serving.engine.search as search
     import workbench.serving.engine.server as server
+    import workbench.serving.load.schedule as schedule
 
     FakeServer.started = []
     current = {}
@@ -78,11 +87,15 @@ def fake_engine(monkeypatch):
             current["server"] = self
             return super().__enter__()
 
+    def even_schedule(rate, n, arrival, seed=0):   # arrivals exactly 1 / rate apart: the point's rate reads back
+        return [i / rate for i in range(n)]
+
     def fake_point(server_, ckpt, prompts, lens, offsets, new, ttft, itl, att, cpus, out, price=None, **kw):
-        rate = len(prompts) / 20.0   # the search sends round(rate * point_s) requests; the tests use point_s 20
+        rate = round((len(offsets) - 1) / offsets[-1], 4)
         return {**_row(rate, current["server"].capacity), "n_requests": len(prompts)}
 
     monkeypatch.setattr(server, "VllmServer", Tracking)
+    monkeypatch.setattr(schedule, "schedule", even_schedule)
     monkeypatch.setattr(load, "measure_point", fake_point)
     monkeypatch.setattr(search, "idle_latency", lambda *a: {"ttft_ms_p50": 10.0, "itl_ms_p50": 2.0, "e2e_s_p50": 1.0})
     return FakeServer
@@ -129,6 +142,9 @@ def test_search_stages_confirm_and_write(tiny_llama_task, tmp_path, fake_engine,
     assert default.start_rate == max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
     assert result.confirmed.start_rate == wide.goodput_per_s / 2
     assert (result.attainment, result.point_s, result.max_points) == (0.99, 20.0, 6)
+    # a confirmation point reads >= 100 requests (one late request of 100 still meets 99%); a search point 8..80
+    assert all(r["n_requests"] >= 100 for r in result.confirmed.rows + again.rows)
+    assert all(8 <= r["n_requests"] <= 80 for c in result.candidates for r in c.rows)
     summaries = [r for r in table.rows if r["scenario"] == "load-engine-search"]
     assert [r["stage"] for r in summaries] == ["default", "precision", "batching", "kv", "confirm", "confirm-default"]
     assert summaries[0]["start_rate_per_s"] == default.start_rate

@@ -145,7 +145,8 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
         return predict_goodput(step_times, wl.new_tokens, args.max_num_seqs, result.slo_ttft_ms, result.slo_itl_ms,
                                attainment=result.attainment, start_rate=candidate.start_rate,
                                point_s=result.point_s, max_points=result.max_points, prompt_tokens=wl.prompt_tokens,
-                               max_num_batched_tokens=args.max_num_batched_tokens)
+                               max_num_batched_tokens=args.max_num_batched_tokens,
+                               min_requests=candidate.min_requests)
 
     raw = predict(times)
     idle, out = candidate.idle or {}, {}

@@ -43,7 +43,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from workbench.measure.step_times import StepTimes
-from workbench.serving.engine.search import point_requests
+from workbench.serving.engine.search import MIN_REQUESTS, point_requests
 
 
 def simulate(times: StepTimes, offsets, new_tokens: int, max_num_seqs: int, prompt_tokens: int | None = None,
@@ -90,13 +90,14 @@ def simulate(times: StepTimes, offsets, new_tokens: int, max_num_seqs: int, prom
 
 def simulate_point(times: StepTimes, rate: float, seed: int, new_tokens: int, max_num_seqs: int,
                    slo_ttft_ms: float, slo_itl_ms: float, attainment: float = 0.99, point_s: float = 8.0,
-                   prompt_tokens: int | None = None, max_num_batched_tokens: int | None = None) -> dict:
+                   prompt_tokens: int | None = None, max_num_batched_tokens: int | None = None,
+                   min_requests: int = MIN_REQUESTS) -> dict:
     """One simulated load point, as a row with the served row's SLO columns (``slo_attainment``, ``slo_outcome``)."""
     from workbench.measure.request_metrics import per_request_latency, request_metrics, share_within
     from workbench.serving.load.schedule import schedule
     from workbench.serving.load.sweep import slo_outcome
 
-    n = point_requests(rate, point_s)
+    n = point_requests(rate, point_s, min_requests)
     requests = simulate(times, schedule(rate, n, "poisson", seed=seed), new_tokens, max_num_seqs, prompt_tokens,
                         max_num_batched_tokens)
     share = share_within(per_request_latency(requests), n, slo_ttft_ms, slo_itl_ms)   # the own client's rule
@@ -209,12 +210,13 @@ def bisect_goodput(passes, start_rate: float, rel_tol: float = 0.01, max_steps: 
 def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_ttft_ms: float, slo_itl_ms: float,
                     attainment: float = 0.99, start_rate: float | None = None, point_s: float = 8.0,
                     max_points: int = 5, prompt_tokens: int | None = None,
-                    max_num_batched_tokens: int | None = None) -> GoodputPrediction:
+                    max_num_batched_tokens: int | None = None, min_requests: int = MIN_REQUESTS) -> GoodputPrediction:
     """Predicted goodput of an engine with ``max_num_seqs`` slots from ``times`` (module doc).
 
     ``start_rate``: the served climb's first rate (``EngineCandidate.start_rate``), so both climb the same ladder;
     None: the served search's default start, 1 / the predicted idle e2e. ``point_s`` / ``max_points``: the served
-    search's. ``prompt_tokens`` is needed only with a ``max_num_batched_tokens`` budget."""
+    search's, and ``min_requests`` the served climb's (``EngineCandidate.min_requests``). ``prompt_tokens`` is needed only
+    with a ``max_num_batched_tokens`` budget."""
     from workbench.serving.engine.search import climb
 
     _check_slo(slo_ttft_ms, slo_itl_ms, attainment)
@@ -225,7 +227,7 @@ def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_tt
     start = start_rate or idle_start_rate(times, new_tokens)
     common = dict(new_tokens=new_tokens, max_num_seqs=max_num_seqs, slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms,
                   attainment=attainment, point_s=point_s, prompt_tokens=prompt_tokens,
-                  max_num_batched_tokens=max_num_batched_tokens)
+                  max_num_batched_tokens=max_num_batched_tokens, min_requests=min_requests)
     rows, good = climb(lambda rate, k: simulate_point(times, rate, k, **common), start, max_points)
     bisect = bisect_goodput(lambda rate: simulate_point(times, rate, 0, **common)["meets_slo"], start)
     return GoodputPrediction(good, bisect, start, rows, times.as_dict())

@@ -18,7 +18,9 @@ at start-up, ~90 s here), so candidates are few and measured one after another:
    server, through AIPerf and the own client on one schedule when AIPerf is installed. That climb is what is quoted
    and written into the bundle (:func:`write_search`). The default is climbed again the same way (fresh server, same
    client) and the headline ratio is the two confirmations' goodputs: like with like, since one configuration's two
-   climbs differed 2x on 2 cores at 15-30 requests a point.
+   climbs differed 2x on 2 cores at 15-30 requests a point. A confirmation point reads at least
+   :func:`confirm_requests` requests (100 at 99% attainment): at 17 requests one late request fails the point (16 of 17
+   is 94%), so one request decided a rung of the headline; at 100, one late request is still within 99%.
 
 Each climb starts at the idle engine's one-request rate (1 / idle e2e: continuous batching serves several at once), doubles while the SLO holds (halving at most twice
 when the start misses), and once a pass and a miss bracket it tries 1.41x the highest pass once; the goodput is
@@ -28,6 +30,7 @@ is listed); a candidate the engine refuses to start is a row with its log tail, 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +58,7 @@ class EngineCandidate:
     error: str | None = None
     seconds: float = 0.0
     start_rate: float | None = None   # the climb's first rate (a prediction climbs the same ladder)
+    min_requests: int = MIN_REQUESTS  # the fewest requests a point of its climb reads (more for a confirmation)
     idle: dict | None = None          # its engine's idle latency (the default's and the confirmation's: a
     #                                   prediction of their goodput is calibrated to it, serving.engine.predict)
 
@@ -69,7 +73,7 @@ class EngineCandidate:
         return {"label": self.label, "precision": self.precision, "stage": self.stage,
                 "engine_args": self.args.as_dict(), "goodput_per_s": self.goodput_per_s,
                 "goodput": goodput_text(self.goodput_per_s, end), "points": len(self.rows),
-                "start_rate_per_s": self.start_rate, "idle": self.idle,
+                "start_rate_per_s": self.start_rate, "min_requests": self.min_requests, "idle": self.idle,
                 "startup_s": self.startup_s, "seconds": round(self.seconds, 1), "error": self.error}
 
 
@@ -155,9 +159,18 @@ def engine_space(base: EngineArgs, workload: Workload, small: bool = False) -> l
     return out
 
 
-def point_requests(rate: float, point_s: float) -> int:
-    """Requests in a climb's point at ``rate``: ``point_s`` seconds of arrivals, within MIN_REQUESTS..MAX_REQUESTS."""
-    return max(MIN_REQUESTS, min(MAX_REQUESTS, round(rate * point_s)))
+def point_requests(rate: float, point_s: float, min_requests: int = MIN_REQUESTS) -> int:
+    """Requests in a climb's point at ``rate``: ``point_s`` seconds of arrivals, within MIN_REQUESTS..MAX_REQUESTS,
+    and at least ``min_requests`` (a confirmation's :func:`confirm_requests`)."""
+    return max(min_requests, MIN_REQUESTS, min(MAX_REQUESTS, round(rate * point_s)))
+
+
+def confirm_requests(attainment: float) -> int:
+    """The fewest requests a confirmation point reads: enough that one late request still leaves ``attainment`` met
+    (100 at 99%; 8 when every request must pass, where one late request fails any count), at most 1000."""
+    if attainment >= 1:
+        return MIN_REQUESTS
+    return max(MIN_REQUESTS, min(1000, math.ceil(round(1 / (1 - attainment), 6))))
 
 
 def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: int) -> tuple[list[dict], float | None]:
@@ -223,7 +236,8 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
         slo_ttft_ms, slo_itl_ms: the SLO on TTFT p99 and ITL p99; None: derived from the default's idle latency.
         workload: a named workload (:data:`~workbench.serving.engine.workloads.WORKLOADS`) or a :class:`Workload`.
         budget_s: wall-clock budget for stages 2-4 (the default and the confirmation always run).
-        point_s: seconds of Poisson arrivals per load point (8..80 requests).
+        point_s: seconds of Poisson arrivals per load point (8..80 requests; a confirmation's at least
+            :func:`confirm_requests`).
         small: the small space (one batching width, no prefix flip unless the workload shares a prefix).
         use_aiperf: confirm through AIPerf as well as the own client (default: when AIPerf is installed).
         table: ResultsTable for every point row (``load-engine``) and one summary row per candidate.
@@ -292,14 +306,16 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
             try_all([EngineCandidate(best.precision, best.bundle, args, stage)])
         win = result.winner
         if win is not None:
-            confirm = EngineCandidate(win.precision, win.bundle, win.args, "confirm")
+            confirm = EngineCandidate(win.precision, win.bundle, win.args, "confirm",
+                                      min_requests=confirm_requests(attainment))
             _run(confirm, ctx, result, use_aiperf=use_aiperf, start=win.goodput_per_s / 2, on_confirm=on_confirm)
             result.confirmed = confirm
             # the headline's other side, measured the same way (when the default won, its confirmation is both)
             if win.label == default.label:
                 result.default_confirmed = confirm
             elif default.goodput_per_s:
-                again = EngineCandidate(default.precision, default.bundle, default.args, "confirm-default")
+                again = EngineCandidate(default.precision, default.bundle, default.args, "confirm-default",
+                                        min_requests=confirm.min_requests)
                 _run(again, ctx, result, use_aiperf=use_aiperf, start=default.goodput_per_s / 2)
                 result.default_confirmed = again
     return result
@@ -341,7 +357,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                 say(f"  idle {cand.idle}")
 
             def measure(rate: float, k: int) -> dict:
-                n = point_requests(rate, ctx["point_s"])
+                n = point_requests(rate, ctx["point_s"], cand.min_requests)
                 prompts, lens = wl.prompts(ckpt, n, seed=100 + k)
                 offsets = schedule(rate, n, "poisson", seed=k)
                 row = measure_point(server, ckpt, prompts, lens, offsets, wl.new_tokens, result.slo_ttft_ms,
@@ -393,5 +409,5 @@ def write_search(bundle: str | Path, result: EngineSearchResult) -> dict:
     return rewrite_engine_facts(bundle, {"load": load, "engine_search": result.as_dict()}, engine_args=win.args)
 
 
-__all__ = ["search_engine", "write_search", "engine_space", "climb", "point_requests", "idle_latency",
-           "EngineSearchResult", "EngineCandidate", "SUMMARY_SCENARIO"]
+__all__ = ["search_engine", "write_search", "engine_space", "climb", "point_requests", "confirm_requests",
+           "idle_latency", "EngineSearchResult", "EngineCandidate", "SUMMARY_SCENARIO"]
