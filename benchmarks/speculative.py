@@ -28,6 +28,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=2, help="passes over the prompts (rounds = prompts x repeats)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto: where target and draft run")
     p.add_argument("--no-compile", action="store_true", help="fast-loop arms eager (static caches, no compile)")
+    p.add_argument("--no-cpp-wrapper", action="store_true", help="compiled graphs call their kernels from Python")
     return p.parse_args(argv)
 
 
@@ -97,12 +98,12 @@ def main(argv=None) -> dict:
 
         calibration = [p.to(device) for p in task.prompts(args.prompts, args.prompt_tokens, split="validation")]
         choice = choose_gamma(target, draft, calibration, args.gamma_candidates, args.max_new_tokens,
-                              compile=not args.no_compile)
+                              compile=not args.no_compile, cpp_wrapper=not args.no_cpp_wrapper)
         print(f"gamma {choice.gamma} chosen on {len(calibration)} validation prompts, decode ms per token: "
               + ", ".join(f"{g}: {ms:.3f}" for g, ms in choice.decode_ms_per_token.items()))
     gamma = choice.gamma if choice else args.gamma
     result = compare_speculative(target, draft, prompts, gamma, args.max_new_tokens, args.repeats, args.threads,
-                                 device, compile=not args.no_compile, isa=isa)
+                                 device, compile=not args.no_compile, isa=isa, cpp_wrapper=not args.no_cpp_wrapper)
     report(result)
     env = environment_fingerprint()
     result.update(gamma_choice=choice.as_dict() if choice else {"gamma": gamma, "note": "given (--gamma)"}, isa=isa,

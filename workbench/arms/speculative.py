@@ -91,7 +91,7 @@ def _hf_extra(target, draft, gamma: int) -> dict:
 
 
 def speculative_arms(target, draft, prompts: list, recorder: Recorder, gamma: int = 4, max_new_tokens: int = 64,
-                     compile: bool = True) -> list[Arm]:
+                     compile: bool = True, cpp_wrapper: bool = False) -> list[Arm]:
     """The arms above over ``prompts`` ([1, T] each, on the models' device); each call records into ``recorder``."""
     import torch
 
@@ -138,13 +138,14 @@ def speculative_arms(target, draft, prompts: list, recorder: Recorder, gamma: in
         return tokens, stats, stats.requests
 
     def fast_loop():   # built when the arm is built (compiled + warmed up there, outside the timed calls)
-        dec = FastDecoder(target, max_batch_size=1, max_cache_len=cache_len, compile=compile)
+        dec = FastDecoder(target, max_batch_size=1, max_cache_len=cache_len, compile=compile, cpp_wrapper=cpp_wrapper)
         dec.generate(prompts[0], 2)
         return (lambda ids: from_result(dec.generate(ids, n_new))), {"compile_seconds": round(dec.compile_seconds, 2),
                                                                       "label": dec.label}
 
     def fast_spec():
-        spec = FastSpeculativeDecoder(target, draft, gamma=gamma, max_cache_len=cache_len, compile=compile)
+        spec = FastSpeculativeDecoder(target, draft, gamma=gamma, max_cache_len=cache_len, compile=compile,
+                                      cpp_wrapper=cpp_wrapper)
         spec.generate(prompts[0], 2)
         return (lambda ids: from_engine(spec.generate(ids, n_new))), {"compile_seconds": round(spec.compile_seconds, 2),
                                                                        "label": spec.label}
@@ -222,7 +223,7 @@ def _r(value, digits: int = 3):
 
 def compare_speculative(target, draft, prompts: list, gamma: int = 4, max_new_tokens: int = 64, repeats: int = 2,
                         threads: int | None = None, device: str = "cpu", compile: bool = True, isa: dict | None = None,
-                        log=print) -> dict:
+                        log=print, cpp_wrapper: bool = False) -> dict:
     """Every arm above on ``prompts``, interleaved; the JSON-ready result ``benchmarks/speculative.py`` prints.
 
     Keys: ``identical`` (our arms' greedy tokens = the baseline's on every prompt), ``speedup_vs_target`` (fast-loop-spec over the
@@ -236,7 +237,7 @@ def compare_speculative(target, draft, prompts: list, gamma: int = 4, max_new_to
     from workbench.arms.runner import compare, time_arms
 
     recorder = Recorder()
-    arms = speculative_arms(target, draft, prompts, recorder, gamma, max_new_tokens, compile)
+    arms = speculative_arms(target, draft, prompts, recorder, gamma, max_new_tokens, compile, cpp_wrapper)
     rounds, warmup = repeats * len(prompts), 1
     ctx = ArmContext(threads=threads, device=device, log=log)
     result = compare(arms, ctx, tolerance=0.0, rounds=rounds, calls_per_turn=1, warmup=warmup, isa=isa, keep=True)

@@ -109,8 +109,8 @@ def test_predict_search_measures_the_winner_and_says_why_the_default_is_absent(b
                               args=EngineArgs(max_num_seqs=1), start_rate=0.5, min_requests=100, rows=[{}], error=None,
                               idle={"ttft_ms_p50": 30.0, "itl_ms_p50": 6.0})
     failed = SimpleNamespace(label="bf16-d", stage="default", bundle=bundles["bf16"][1], goodput_per_s=None,
-                             args=EngineArgs(), start_rate=None, min_requests=8, rows=[], error="RuntimeError: engine died",
-                             idle=None)
+                             args=EngineArgs(), start_rate=None, min_requests=8, rows=[],
+                             error="RuntimeError: engine died", idle=None)
     result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
                              point_s=2.0, max_points=2, confirmed=climbed, default=failed)
     said = []

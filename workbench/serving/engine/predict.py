@@ -215,8 +215,8 @@ def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_tt
 
     ``start_rate``: the served climb's first rate (``EngineCandidate.start_rate``), so both climb the same ladder;
     None: the served search's default start, 1 / the predicted idle e2e. ``point_s`` / ``max_points``: the served
-    search's, and ``min_requests`` the served climb's (``EngineCandidate.min_requests``). ``prompt_tokens`` is needed only
-    with a ``max_num_batched_tokens`` budget."""
+    search's, and ``min_requests`` the served climb's (``EngineCandidate.min_requests``). ``prompt_tokens`` is needed
+    only with a ``max_num_batched_tokens`` budget."""
     from workbench.serving.engine.search import climb
 
     _check_slo(slo_ttft_ms, slo_itl_ms, attainment)
