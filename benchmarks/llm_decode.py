@@ -68,14 +68,15 @@ def main(argv=None) -> dict:
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     log(f"Llama-shaped random-weight decoder, {n_params:.1f}M parameters; building arms ...")
     compiled = not args.no_compile
-    cpp_wrapper = compiled and not args.small   # full-size steps only: tiny ones are all compile time
+    # full-size steps only (tiny ones are all compile time): C++ calls, matmuls autotuned with the C++ GEMM template
+    steps = dict(cpp_wrapper=True, gemm_template=True) if compiled and not args.small else {}
     ctx = decode_context(model, args.prompt, args.new, (args.batch,), compiled, threads=args.threads, out=args.out,
-                         log=log, cpp_wrapper=cpp_wrapper)
+                         log=log, fast_loop_options=steps)
     names = [n for n in args.arms.split(",") if n] or None
     recipe = ("workbench.arms.llm", "recipe", dict(small=args.small, prompt=args.prompt, new=args.new, names=names,
                                                    compile=compiled, threads=args.threads, out=args.out,
                                                    batches=(args.batch,), vocab=args.vocab,
-                                                   cpp_wrapper=cpp_wrapper))
+                                                   fast_loop_options=steps))
     references = read_reference(ctx)   # the device's read bandwidth, timed in the same rounds as the arms
     res = compare(llm_arms(names, compiled, batch=args.batch), ctx, args.tolerance,
                   measure_quality=not args.skip_ppl, rounds=args.rounds, calls_per_turn=1, warmup=1,

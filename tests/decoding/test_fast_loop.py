@@ -209,6 +209,25 @@ def test_bf16_batch_one_step_compiles_to_gemv_reductions_with_the_full_forwards_
     assert (scored - full).abs().max() < 0.05 and (scored.argmax(-1) == full.argmax(-1)).float().mean() > 0.85
 
 
+def test_gemm_template_takes_the_bf16_batch_one_step_frozen_with_the_eager_loops_tokens():
+    """``gemm_template``: the frozen step's matmuls autotuned against inductor's C++ GEMM template (its micro-GEMM in
+    the generated code); at bf16 batch 1 it takes the place of the GEMV."""
+    from torch._inductor.utils import run_and_get_code
+
+    from workbench.steps.bf16_weights import bf16_weights
+
+    model = llama(seed=11).to(torch.bfloat16)
+    ids = prompts(1, 6, seed=12)
+    dec = FastDecoder(model, max_batch_size=1, max_cache_len=24, gemm_template=True)
+    res, code = run_and_get_code(lambda: dec.generate(ids, 8))
+    eager = FastDecoder(model, max_batch_size=1, max_cache_len=24, compile=False).generate(ids, 8)
+    assert dec.compiled and dec.frozen and not dec.gemv, dec.reason
+    assert "autotuned C++ GEMM template" in dec.label and any("micro_gemm" in c for c in code)
+    assert torch.equal(res.tokens, eager.tokens)
+    # weights stored narrower than computed are not frozen (test above), so they get no template
+    assert not FastDecoder(bf16_weights(llama()), max_batch_size=1, max_cache_len=8, gemm_template=True).gemm_template
+
+
 def test_score_teacher_forces_through_the_step_and_matches_a_full_forward():
     model = llama(seed=3)
     ids = prompts(2, 10, seed=4)

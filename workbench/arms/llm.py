@@ -77,14 +77,15 @@ def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = T
                    task=None, threads: int | None = None, out=None, ppl_blocks: int | None = None,
                    quality_seqs: int = 8, log=lambda message: None, seed: int = 1,
                    prompt_list: list | None = None, device: str = "cpu", compile_batches=None,
-                   cpp_wrapper: bool = False) -> ArmContext:
+                   fast_loop_options: dict | None = None) -> ArmContext:
     """The context every LLM arm builds from: ``model`` (fp32 parent), prompts of ``prompt`` tokens per batch size
     (random ids; ``prompt_list``: real [1, prompt] prompts that batch-1 calls take in turn), ``new`` tokens per
     request. ``quality``: "agreement" (random weights) or "perplexity" (needs ``task``). ``compile_batches``: the
     batch sizes a compiled arm compiles at build (default all ``batches``); any other one compiles on its first call,
     which every timing path makes as an untimed warm-up (a search that screens at one batch size then compiles the
-    others only for the arms it keeps). ``cpp_wrapper``: fast-loop steps compiled with inductor's C++ wrapper (a faster
-    step for a longer compile: full-size models, not tests' tiny ones)."""
+    others only for the arms it keeps). ``fast_loop_options``: keyword arguments of the fast-loop arms'
+    :class:`~workbench.decoding.fast_loop.FastDecoder` (``cpp_wrapper``, ``gemm_template``: faster steps for a longer
+    compile, for full-size models, not tests' tiny ones)."""
     if quality not in ("agreement", "perplexity"):
         raise ValueError(f"quality={quality!r}: use 'agreement' (random weights) or 'perplexity' (a trained model)")
     compile_batches = tuple(batches) if compile_batches is None else tuple(compile_batches)
@@ -100,7 +101,7 @@ def decode_context(model, prompt: int, new: int, batches=(1,), compile: bool = T
     cache_len = prompt + new
     options = dict(model=model, prompts=prompts, new=new, compile=compile, quality=quality, out=out,
                    batches=tuple(batches), compile_batches=compile_batches, ppl_blocks=ppl_blocks,
-                   prompt_list=prompt_list, cpp_wrapper=cpp_wrapper)
+                   prompt_list=prompt_list, fast_loop_options=dict(fast_loop_options or {}))
     if quality == "agreement":
         length = min(64, cache_len - 1)
         options["quality_ids"] = torch.randint(0, vocab, (quality_seqs, length), generator=gen)
@@ -254,7 +255,7 @@ def _fast_loop(precision: str):
 
         model = _variant_model(ctx, precision)
         dec = FastDecoder(model, max_batch_size=max(ctx.options["batches"]), max_cache_len=ctx.options["cache_len"],
-                          compile=ctx.options["compile"], cpp_wrapper=ctx.options.get("cpp_wrapper", False))
+                          compile=ctx.options["compile"], **ctx.options.get("fast_loop_options", {}))
         start = time.perf_counter()
         for b in ctx.options["compile_batches"]:   # one graph per batch size, compiled before any clock runs
             dec.generate(ctx.options["prompts"][b], 2)
@@ -424,12 +425,12 @@ def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int =
 
 
 def recipe(small: bool, prompt: int, new: int, names, compile: bool, threads: int, out, batches=(1,),
-           vocab: int | None = None, cpp_wrapper: bool = False):
+           vocab: int | None = None, fast_loop_options: dict | None = None):
     """``arms.runner`` recipe for ``isolate=True``: the same model (seeded), context and arms in an arm's own
     process."""
     torch.set_num_threads(threads)
     ctx = decode_context(random_llama(small, vocab), prompt, new, batches, compile, threads=threads, out=out,
-                         cpp_wrapper=cpp_wrapper)
+                         fast_loop_options=fast_loop_options)
     return llm_arms(names, compile, batch=batches[0]), ctx
 
 

@@ -186,7 +186,7 @@ def gemv_width_limit(limit: int = GEMV_MAX_DIM):
 
 
 def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, gemv: bool = False,
-                    cpp_wrapper: bool = False) -> "PrivateStep":
+                    cpp_wrapper: bool = False, gemm_template: bool = False) -> "PrivateStep":
     """``torch.compile`` of a private copy of the plain function ``fn`` bound to ``owner`` (see the module doc).
 
     Dynamo keeps graphs per code object, whatever ``torch.compile`` call made them: a new code object per call is what
@@ -194,7 +194,11 @@ def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, ge
     (host-side guards overlap with the GPU's work). CPU: guard-free, weights frozen in when ``frozen``; ``gemv``:
     batch-1 matmuls as inductor's fused GEMV reductions (:func:`gemv_kernels`); ``cpp_wrapper``: the graph calls its
     kernels and GEMMs from C++ instead of Python (inductor's ``cpp_wrapper``: 12 x 768 Llama fp32 step, 2-core AMX
-    Xeon, 18.50 vs 20.36 ms, paired median of 12 rounds), for ~1.5x the compile time, so it is the caller's choice.
+    Xeon, 18.50 vs 20.36 ms, paired median of 12 rounds), for ~1.5x the compile time, so it is the caller's choice;
+    ``gemm_template`` (with ``frozen``): every matmul autotuned between aten's kernel and inductor's own C++ GEMM
+    template, which packs the frozen weights for its AMX / AVX-512 micro-kernels (12 x 768 Llama, 2-core AMX Xeon,
+    8 rotating rounds: bf16 step 9.04 ms against 13.17 ms for the GEMV step, fp32 13.90 against 15.44 ms for MKL's
+    packed GEMM), for ~1 minute of autotuning at compile.
     The speculative fast loop (:mod:`workbench.decoding.fast_speculative`) compiles its draft and verify calls
     through this too.
     """
@@ -203,6 +207,8 @@ def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, ge
     if device.type == "cuda":
         return PrivateStep(torch.compile(step, fullgraph=True, dynamic=False, mode="reduce-overhead"), False, False)
     options = {"freezing": frozen, "cpp_wrapper": cpp_wrapper}   # freezing: dynamo's side is first_compile's flag
+    if gemm_template and frozen:   # the template packs constant weights: frozen steps only
+        options.update({"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"})
     if gemv:
         options.update({"cpp.weight_prepack": False, "post_grad_fusion_options": {"decompose_mm_pass": {}}})
     skip_guards = getattr(torch.compiler, "skip_all_guards_unsafe", None)   # torch >= 2.8
@@ -242,10 +248,14 @@ class FastDecoder:
         device: where to run; None = the model's device. Must be the model's device (move the model first).
         cpp_wrapper: on CPU, compile the steps with inductor's C++ wrapper (see :func:`compile_private`): a faster
             step for ~1.5x the compile time; worth it for a model that is served or benchmarked, not for a test's.
+        gemm_template: on CPU, autotune every matmul of a frozen step between aten and inductor's C++ GEMM template
+            (see :func:`compile_private`); a bf16 batch-1 step then takes the template instead of the GEMV. Faster
+            steps for ~1 minute more compile on a full-size model; for weights that freeze (:func:`freezable`).
     """
 
     def __init__(self, model, *, max_batch_size: int, max_cache_len: int, compile: bool = True,
-                 device: str | None = None, freeze: bool | None = None, cpp_wrapper: bool = False):
+                 device: str | None = None, freeze: bool | None = None, cpp_wrapper: bool = False,
+                 gemm_template: bool = False):
         from workbench.tasks.hf_loading import context_length
 
         if max_batch_size < 1 or max_cache_len < 2:
@@ -267,6 +277,7 @@ class FastDecoder:
                            and freezable(model))
         self._frozen_batches: set = set()
         self.cpp_wrapper = bool(cpp_wrapper and compile and self.supported and self.device.type == "cpu")
+        self.gemm_template = bool(gemm_template and self.freeze)   # the template packs frozen (constant) weights
         self.compile_seconds = 0.0
         self._caches: dict = {}        # batch size -> StaticCache (its tensors keep their addresses: CUDA graphs)
         self._steps: dict = {}         # batch size -> that batch's compiled step (see _compile_step)
@@ -275,7 +286,7 @@ class FastDecoder:
     @property
     def gemv(self) -> bool:
         """Whether a compiled step of this decoder runs inductor's GEMV (see :func:`gemv_kernels`)."""
-        return self.compiled and any(gemv_kernels(self.model, self.device, batch) for batch in self._steps)
+        return self.compiled and any(self._gemv(batch) for batch in self._steps)
 
     @property
     def frozen(self) -> bool:
@@ -291,8 +302,9 @@ class FastDecoder:
             return "fast loop (static cache, eager)"
         frozen = ", frozen weights" if self.frozen else ""
         gemv = ", batch-1 GEMV kernels" if self.gemv else ""
+        template = ", autotuned C++ GEMM template" if self.gemm_template and self.frozen else ""
         wrapper = ", C++ wrapper" if self.cpp_wrapper else ""
-        return f"fast loop (static cache, compiled{frozen}{gemv}{wrapper})"
+        return f"fast loop (static cache, compiled{frozen}{gemv}{template}{wrapper})"
 
     def _decode_step(self, token: torch.Tensor, position: torch.Tensor, cache) -> tuple:
         """token [B, 1], position [1] -> (greedy next token [B], its logits [B, V]); the one function that is
@@ -314,9 +326,15 @@ class FastDecoder:
         # GEMV steps read their stored weights in place (frozen, the first frozen compile of a process would also
         # leave inductor's weight-prepack patterns registered, which then rewrite a later GEMV step back into a
         # prepacked GEMM); every other CPU step is frozen when ``freeze``
-        gemv = gemv_kernels(self.model, self.device, batch)
+        gemv = self._gemv(batch)
         return compile_private(FastDecoder._decode_step, self, f"decode_step_b{batch}", self.device,
-                               self.freeze and not gemv, gemv=gemv, cpp_wrapper=self.cpp_wrapper)
+                               self.freeze and not gemv, gemv=gemv, cpp_wrapper=self.cpp_wrapper,
+                               gemm_template=self.gemm_template)
+
+    def _gemv(self, batch: int) -> bool:
+        """Whether the batch's step runs inductor's GEMV: a bf16 / fp16 batch-1 CPU step, unless the GEMM template
+        takes it (faster where measured: 9.04 vs 13.17 ms, 12 x 768 Llama bf16)."""
+        return gemv_kernels(self.model, self.device, batch) and not self.gemm_template
 
     def _call_step(self, token, position, cache) -> tuple:
         """(next token [B], logits [B, V]) of one decode step, through the compiled graph when compiled."""
