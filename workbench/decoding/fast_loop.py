@@ -30,7 +30,8 @@ one vectorised reduction reading the bf16 weights once (accumulating in fp32), a
 pass matches the plain ``mm`` that prepacking would replace). Side by side with the prepacked step, the bf16 step
 ran 1.46-1.63x faster (``gemv_kernels``). It is still not at the bandwidth: inductor's kernel keeps one
 accumulator chain per output row. fp32 stays on aten's kernel (the same change measured 1.00x there), and so do
-other batch sizes.
+other batch sizes. With ``gemm_template=True`` (see :func:`compile_private`) the batch-1 bf16 step is frozen and its
+matmuls autotuned against inductor's C++ GEMM template instead of the GEMV.
 
 Compilation happens before the clock starts (a warm-up on a dummy token for each new batch size) and is reported
 apart in ``compile_seconds``. Output is greedy and token-identical to HF ``model.generate(do_sample=False)``; no EOS
@@ -197,8 +198,8 @@ def compile_private(fn, owner, name: str, device: torch.device, frozen: bool, ge
     Xeon, 18.50 vs 20.36 ms, paired median of 12 rounds), for ~1.5x the compile time, so it is the caller's choice;
     ``gemm_template`` (with ``frozen``): every matmul autotuned between aten's kernel and inductor's own C++ GEMM
     template, which packs the frozen weights for its AMX / AVX-512 micro-kernels (12 x 768 Llama, 2-core AMX Xeon,
-    8 rotating rounds: bf16 step 9.04 ms against 13.17 ms for the GEMV step, fp32 13.90 against 15.44 ms for MKL's
-    packed GEMM), for ~1 minute of autotuning at compile.
+    8 rotating rounds, paired medians: the bf16 step 0.72x and 0.98x the GEMV step's time in two probes, 0.88x with
+    the C++ wrapper too; fp32 0.93x MKL's packed GEMM), for ~1 minute of autotuning at compile.
     The speculative fast loop (:mod:`workbench.decoding.fast_speculative`) compiles its draft and verify calls
     through this too.
     """
@@ -333,7 +334,7 @@ class FastDecoder:
 
     def _gemv(self, batch: int) -> bool:
         """Whether the batch's step runs inductor's GEMV: a bf16 / fp16 batch-1 CPU step, unless the GEMM template
-        takes it (faster where measured: 9.04 vs 13.17 ms, 12 x 768 Llama bf16)."""
+        takes it (no slower in any probe, see :func:`compile_private`)."""
         return gemv_kernels(self.model, self.device, batch) and not self.gemm_template
 
     def _call_step(self, token, position, cache) -> tuple:
