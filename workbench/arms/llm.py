@@ -255,7 +255,7 @@ def _fast_loop(precision: str):
 
         model = _variant_model(ctx, precision)
         dec = FastDecoder(model, max_batch_size=max(ctx.options["batches"]), max_cache_len=ctx.options["cache_len"],
-                          compile=ctx.options["compile"], **ctx.options.get("fast_loop_options", {}))
+                          compile=ctx.options["compile"], **ctx.options["fast_loop_options"])
         start = time.perf_counter()
         for b in ctx.options["compile_batches"]:   # one graph per batch size, compiled before any clock runs
             dec.generate(ctx.options["prompts"][b], 2)

@@ -272,17 +272,16 @@ class FastDecoder:
         self.max_batch_size, self.max_cache_len, self.compile = max_batch_size, max_cache_len, compile
         self.reason = unsupported_reason(model)
         self.supported = not self.reason
-        self.compiled = False
+        self.compiled = bool(self.supported and compile)   # cleared by a compile that fails (eager fallback)
+        on_cpu = self.compiled and self.device.type == "cpu"
         # frozen steps (see the module doc): on CPU, where the weights fold cleanly (freezable); GEMV steps never
-        self.freeze = bool(compile and self.supported and self.device.type == "cpu" and freeze is not False
-                           and freezable(model))
+        self.freeze = bool(on_cpu and freeze is not False and freezable(model))
         self._frozen_batches: set = set()
-        self.cpp_wrapper = bool(cpp_wrapper and compile and self.supported and self.device.type == "cpu")
+        self.cpp_wrapper = bool(cpp_wrapper and on_cpu)
         self.gemm_template = bool(gemm_template and self.freeze)   # the template packs frozen (constant) weights
         self.compile_seconds = 0.0
         self._caches: dict = {}        # batch size -> StaticCache (its tensors keep their addresses: CUDA graphs)
         self._steps: dict = {}         # batch size -> that batch's compiled step (see _compile_step)
-        self.compiled = bool(self.supported and compile)
 
     @property
     def gemv(self) -> bool:
