@@ -74,7 +74,22 @@ $(AIPERF_VENV)/.installed:
 
 serve-env: $(ENGINE_VENV)/.installed $(AIPERF_VENV)/.installed
 
+# Optional: llama.cpp, the fast loop's CPU peer (the llama-cpp-* arms of benchmarks/llm_decode.py; skipped with this
+# command as the reason when missing). PyPI has only its source: pip builds it with cmake for this CPU (~4 minutes on
+# 2 cores). Its HF->GGUF converter is not in the wheel: it is copied from the same source's vendored llama.cpp into
+# .venv/share/llama.cpp/, where workbench.decoding.llama_cpp looks for it.
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CPP_SRC := $(VENV)/share/llama-cpp-src
+llama-cpp: install
+	rm -rf $(LLAMA_CPP_SRC) $(VENV)/share/llama.cpp && mkdir -p $(LLAMA_CPP_SRC) $(VENV)/share/llama.cpp
+	$(BIN)/pip download -q --no-deps --no-binary :all: -d $(LLAMA_CPP_SRC) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BIN)/pip install -q $(LLAMA_CPP_SRC)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+	tar xzf $(LLAMA_CPP_SRC)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(LLAMA_CPP_SRC)
+	cd $(LLAMA_CPP_SRC)/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp && \
+	  cp -r convert_hf_to_gguf.py conversion gguf-py $(CURDIR)/$(VENV)/share/llama.cpp/
+	rm -rf $(LLAMA_CPP_SRC)
+
 test-notebooks: install
 	$(BIN)/python -m pytest -q notebooks $(NBVAL)
 
-.PHONY: install lab measure test test-fast test-notebooks browser serve-env
+.PHONY: install lab measure test test-fast test-notebooks browser serve-env llama-cpp

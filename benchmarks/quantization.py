@@ -1,6 +1,7 @@
 """Quantisation benchmark: every CPU arm of this ISA (torch eager fp32 / dynamic int8 / bf16 / torch.compile, frozen,
-max-autotune / PT2E int8, ONNX Runtime fp32 / O3 / dynamic and static int8, OpenVINO fp32 / bf16 / int8) on the demo
-classifier, through the one arm layer (``workbench.arms``): arms that do not apply here are rows with the reason.
+max-autotune / PT2E int8, ONNX Runtime fp32 / O3 / dynamic and static int8, OpenVINO fp32 / bf16 / int8, its fp32,
+bf16 and static int8 also with each batch split across two streams) on the demo classifier, through the one arm layer
+(``workbench.arms``): arms that do not apply here are rows with the reason.
 
 Selection, then confirmation (``arms.runner.compare``): all arms are timed side by side at batch 8 (interleaved, the
 same warm-up for every arm, a seeded order each round); each arm's accuracy drop against torch eager fp32 is a paired

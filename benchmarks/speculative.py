@@ -29,6 +29,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto: where target and draft run")
     p.add_argument("--no-compile", action="store_true", help="fast-loop arms eager (static caches, no compile)")
     p.add_argument("--no-cpp-wrapper", action="store_true", help="compiled graphs call their kernels from Python")
+    p.add_argument("--gemm-template", action="store_true",
+                   help="autotune the frozen graphs' matmuls against inductor's C++ GEMM template (longer compile)")
     return p.parse_args(argv)
 
 
@@ -93,22 +95,24 @@ def main(argv=None) -> dict:
     isa = isa_summary()
     load_before = os.getloadavg()[0]
     choice = None
+    steps = dict(cpp_wrapper=not args.no_cpp_wrapper, gemm_template=args.gemm_template)   # fast loop and engine alike
     if args.gamma == "auto":
         from workbench.measure.speculative_gamma import choose_gamma
 
         calibration = [p.to(device) for p in task.prompts(args.prompts, args.prompt_tokens, split="validation")]
         choice = choose_gamma(target, draft, calibration, args.gamma_candidates, args.max_new_tokens,
-                              compile=not args.no_compile, cpp_wrapper=not args.no_cpp_wrapper)
+                              compile=not args.no_compile, fast_loop_options=steps)
         print(f"gamma {choice.gamma} chosen on {len(calibration)} validation prompts, decode ms per token: "
               + ", ".join(f"{g}: {ms:.3f}" for g, ms in choice.decode_ms_per_token.items()))
     gamma = choice.gamma if choice else args.gamma
     result = compare_speculative(target, draft, prompts, gamma, args.max_new_tokens, args.repeats, args.threads,
-                                 device, compile=not args.no_compile, isa=isa, cpp_wrapper=not args.no_cpp_wrapper)
+                                 device, compile=not args.no_compile, isa=isa, fast_loop_options=steps)
     report(result)
     env = environment_fingerprint()
     result.update(gamma_choice=choice.as_dict() if choice else {"gamma": gamma, "note": "given (--gamma)"}, isa=isa,
                   load_average_1min={"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
-                  threads=args.threads, device=device, cpu=env.get("cpu_model", env.get("cpu")),
+                  threads=args.threads, device=device, fast_loop_options=steps,
+                  cpu=env.get("cpu_model", env.get("cpu")),
                   torch=torch.__version__)
     print(f"load average (1 min): {result['load_average_1min']}  isa: {isa}")
     print(json.dumps(result))

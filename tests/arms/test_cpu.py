@@ -73,7 +73,8 @@ def test_static_int8_arms_need_a_calibration_set_and_carry_it():
 def test_extended_adds_the_autotune_and_ort_study_arms_after_the_isa_arms():
     arms = _arms(AVX512_VNNI, extended=True)
     assert list(arms)[:len(NAMES)] == NAMES
-    assert list(arms)[len(NAMES):] == ["torch-compile-bf16-autotune", "ov-bf16-streams", "ort-fp32", "ort-fp32-o3",
+    assert list(arms)[len(NAMES):] == ["torch-compile-bf16-autotune", "ov-bf16-streams", "ov-fp32-streams",
+                                       "ov-int8-static-streams", "ort-fp32", "ort-fp32-o3",
                                        "ort-int8-dynamic-o3", "ort-int8-static-minmax", "ort-int8-static-entropy",
                                        "ort-int8-static-percentile"]
     assert [type(c).__name__ for c in arms["ort-int8-dynamic-o3"].steps] == ["ExportOnnxConfig", "OptimizeConfig",
@@ -84,6 +85,12 @@ def test_extended_adds_the_autotune_and_ort_study_arms_after_the_isa_arms():
     assert "emulated" in arms["torch-compile-bf16-autotune"].reason   # VNNI without bf16 hardware
     streams = _arms(AMX, extended=True)["ov-bf16-streams"]
     assert streams.applies and streams.config.streams == 2 and streams.config.precision == "bf16"
+    avx2 = _arms(AVX2, calibration="c.npz", extended=True)   # the throughput split for the precisions AVX2 runs
+    assert avx2["ov-fp32-streams"].applies and avx2["ov-fp32-streams"].config.streams == 2
+    int8 = avx2["ov-int8-static-streams"].config
+    assert int8.streams == 2 and int8.precision == "int8-static" and int8.calibration == "c.npz"
+    uncalibrated = arms["ov-int8-static-streams"]
+    assert not uncalibrated.applies and "needs calibration data" in uncalibrated.reason
 
 
 def test_each_compile_arm_names_its_eager_twin_in_the_same_catalogue():

@@ -101,6 +101,33 @@ def test_compiled_gives_the_target_greedy_tokens_with_one_graph_per_call():
     assert counters["stats"]["unique_graphs"] == graphs == 3   # draft round, verify, the fast loop's step
 
 
+def test_step_options_reach_both_compiled_calls_and_the_template_needs_frozen_weights(monkeypatch):
+    """``cpp_wrapper`` / ``gemm_template`` (FastDecoder's options) go to the draft round's and the verify's compile;
+    the template packs constant weights, so without freezing (or compiling) it is off. The compile is stood in for by
+    the plain bound function: what is checked is what each call was compiled with, and the tokens."""
+    import types
+
+    from workbench.decoding import fast_speculative
+
+    seen = []
+
+    def plain(fn, owner, name, device, frozen, gemv=False, cpp_wrapper=False, gemm_template=False):
+        seen.append((name, frozen, cpp_wrapper, gemm_template))
+        return types.MethodType(fn, owner)
+
+    monkeypatch.setattr(fast_speculative, "compile_private", plain)
+    target = tiny_llama(seed=3)
+    spec = FastSpeculativeDecoder(target, perturbed(target), gamma=2, max_cache_len=32, cpp_wrapper=True,
+                                  gemm_template=True)
+    out, _ = spec.generate(prompt(5, 0), 6)
+    assert seen == [("draft_round_g2", True, True, True), ("verify_g2", True, True, True)]
+    assert "frozen weights, autotuned C++ GEMM template, C++ wrapper" in spec.label
+    assert torch.equal(out, hf_generate(target, prompt(5, 0), 6).tokens)
+    for off in (dict(freeze=False), dict(compile=False)):
+        assert not FastSpeculativeDecoder(target, target, gamma=2, max_cache_len=32, gemm_template=True,
+                                          **off).gemm_template
+
+
 def test_bad_input_is_named():
     target = tiny_gpt2(positions=64)
     with pytest.raises(ValueError, match="gamma"):

@@ -25,7 +25,7 @@ def test_missing_library_or_converter_is_a_skip_with_the_fix(monkeypatch, tmp_pa
     assert {"llama-cpp-f32", "llama-cpp-bf16"} <= set(BENCHMARK_ARMS)
     _hide_llama_cpp(monkeypatch, present=False)
     arms = {a.name: a for a in llm_arms(["llama-cpp-f32", "llama-cpp-bf16"], compile=False)}
-    assert arms["llama-cpp-f32"].skip_reason == "llama-cpp-python not installed: pip install llama-cpp-python"
+    assert arms["llama-cpp-f32"].skip_reason == llama_cpp.INSTALL and "make llama-cpp" in llama_cpp.INSTALL
     assert arms["llama-cpp-bf16"].skip_reason == llama_cpp.INSTALL
     _hide_llama_cpp(monkeypatch, present=True)
     monkeypatch.setenv("WORKBENCH_LLAMA_CPP_CONVERTER", str(tmp_path / "missing" / "convert_hf_to_gguf.py"))

@@ -184,10 +184,18 @@ def cpu_arms(isa: dict | None = None, calibration: str | None = None, extended: 
                          _gate(bf16_ok and vector is not None, bf16_why if not bf16_ok else compile_why),
                          f"{bf16_why}; frozen, max-autotune: inductor times its C++ GEMM templates (AMX micro-kernels "
                          "where the CPU has them) against oneDNN per GEMM shape", twin="torch-bf16"))
+        # Throughput arms: each batch split across 2 streams of half the cores (ov-bf16-streams was the AMX pick).
+        split = "each batch split across 2 streams of half the cores, each compiled for its block's shape (batch 1 " \
+                "runs on one stream)"
         arms.append(_arm("ov-bf16-streams", "openvino", (onnx, OpenVinoConfig.bf16_streams(2)),
-                         _gate(bf16_ok, bf16_why, "openvino"),
-                         f"{bf16_why}; {ov_kernels}; each batch split across 2 streams of half the cores, each "
-                         "compiled for its block's shape (batch 1 runs on one stream)"))
+                         _gate(bf16_ok, bf16_why, "openvino"), f"{bf16_why}; {ov_kernels}; {split}"))
+        arms.append(_arm("ov-fp32-streams", "openvino", (onnx, OpenVinoConfig(streams=2)),
+                         _gate(True, "", "openvino"), f"{ov_kernels}; {split}"))
+        arms.append(_arm("ov-int8-static-streams", "openvino",
+                         (onnx, dataclasses.replace(OpenVinoConfig.int8_static(calibration), streams=2))
+                         if calib_ok else (),
+                         _gate(int8_ok and calib_ok, int8_why if calib_ok else no_calib, "openvino", "nncf"),
+                         f"{int8_why}; NNCF static int8 (SmoothQuant); {split}"))
         arms += _ort_study_arms(int8_ok, int8_why)
     return arms
 

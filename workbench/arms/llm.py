@@ -367,7 +367,7 @@ def _llama_cpp(outtype: str):
     return build
 
 
-def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1) -> dict:
+def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1, emulated_bf16: bool = False) -> dict:
     """Why an arm cannot run here (naming the ISA / device / library fact), per name; absent when it runs."""
     import importlib.util
 
@@ -384,8 +384,8 @@ def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1) -> 
             out[name] = missing_llama_cpp or (f"the llama.cpp arms run on CPU here (device {device})"
                                               if device != "cpu" else "llama-cpp-python's Llama decodes one "
                                               f"sequence: batch 1 only (this run: batch {batch})")
-        elif name in BF16_COMPUTE and not native:
-            out[name] = f"{why} (bf16 would run emulated, slower than fp32)"
+        elif name in BF16_COMPUTE and not native and not emulated_bf16:
+            out[name] = f"{why}: slower than fp32, so not run"
         elif name.startswith("ort-") and importlib.util.find_spec("onnxruntime") is None:
             out[name] = "onnxruntime is not installed here: pip install onnxruntime"
         elif name == "hf-static-compile-fp32" and not compile:
@@ -401,9 +401,11 @@ def _skip_reasons(names, compile: bool, device: str = "cpu", batch: int = 1) -> 
     return out
 
 
-def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int = 1) -> list[Arm]:
+def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int = 1,
+             emulated_bf16: bool = False) -> list[Arm]:
     """The LLM decode arms ``names`` (default :data:`BENCHMARK_ARMS`; HF generate fp32, the baseline, always first),
-    with the skip reasons of ``device`` and requests of ``batch`` prompts."""
+    with the skip reasons of ``device`` and requests of ``batch`` prompts. ``emulated_bf16``: run the bf16 arms on a
+    CPU without bf16 hardware too (a plumbing check such as ``gpu_check --cpu``, where speed is not the point)."""
     names = list(names or BENCHMARK_ARMS)
     unknown = [n for n in names if n not in LLM_ARMS]
     if unknown:
@@ -417,7 +419,7 @@ def llm_arms(names=None, compile: bool = True, device: str = "cpu", batch: int =
               "hf-int4-wo": _hf("int4"), "fast-loop-int4-wo": _fast_loop("int4"), "hf-kv-int8": _kv_int8,
               "ort-fp32-kv": _ort("fp32"), "ort-int8-matmulnbits": _ort("int8"), "ort-int4-matmulnbits": _ort("int4"),
               "llama-cpp-f32": _llama_cpp("f32"), "llama-cpp-bf16": _llama_cpp("bf16")}
-    skips = _skip_reasons(names, compile, device, batch)
+    skips = _skip_reasons(names, compile, device, batch, emulated_bf16)
     # records: the runner keeps each request's DecodeResult (ctx.cache["results"][name], warm-up calls first, sent
     # back from an arm's own process too), so the request metrics come from the very calls it timed
     return [Arm(n, LLM_ARMS[n][0], builds[n], skips.get(n), baseline=n == BASELINE, notes=LLM_ARMS[n][1],

@@ -91,8 +91,10 @@ def _hf_extra(target, draft, gamma: int) -> dict:
 
 
 def speculative_arms(target, draft, prompts: list, recorder: Recorder, gamma: int = 4, max_new_tokens: int = 64,
-                     compile: bool = True, cpp_wrapper: bool = False) -> list[Arm]:
-    """The arms above over ``prompts`` ([1, T] each, on the models' device); each call records into ``recorder``."""
+                     compile: bool = True, fast_loop_options: dict | None = None) -> list[Arm]:
+    """The arms above over ``prompts`` ([1, T] each, on the models' device); each call records into ``recorder``.
+    ``fast_loop_options``: keyword arguments (``cpp_wrapper``, ``gemm_template``) given alike to the fast loop and to
+    the speculative fast loop, so the two compile their steps the same way."""
     import torch
 
     from workbench.decoding.drafters import ModelDrafter, PromptLookupDrafter
@@ -104,6 +106,7 @@ def speculative_arms(target, draft, prompts: list, recorder: Recorder, gamma: in
     n_new = max_new_tokens
     cache_len = max(p.shape[1] for p in prompts) + n_new
     never = vocab_size(target)   # an EOS id no token can equal
+    options = dict(fast_loop_options or {})
 
     def arm(name, kind, make, baseline=False):
         """``make() -> (run, meta)``, called at build time (a compiled arm compiles and warms up there, untimed);
@@ -138,14 +141,13 @@ def speculative_arms(target, draft, prompts: list, recorder: Recorder, gamma: in
         return tokens, stats, stats.requests
 
     def fast_loop():   # built when the arm is built (compiled + warmed up there, outside the timed calls)
-        dec = FastDecoder(target, max_batch_size=1, max_cache_len=cache_len, compile=compile, cpp_wrapper=cpp_wrapper)
+        dec = FastDecoder(target, max_batch_size=1, max_cache_len=cache_len, compile=compile, **options)
         dec.generate(prompts[0], 2)
         return (lambda ids: from_result(dec.generate(ids, n_new))), {"compile_seconds": round(dec.compile_seconds, 2),
                                                                       "label": dec.label}
 
     def fast_spec():
-        spec = FastSpeculativeDecoder(target, draft, gamma=gamma, max_cache_len=cache_len, compile=compile,
-                                      cpp_wrapper=cpp_wrapper)
+        spec = FastSpeculativeDecoder(target, draft, gamma=gamma, max_cache_len=cache_len, compile=compile, **options)
         spec.generate(prompts[0], 2)
         return (lambda ids: from_engine(spec.generate(ids, n_new))), {"compile_seconds": round(spec.compile_seconds, 2),
                                                                        "label": spec.label}
@@ -223,7 +225,7 @@ def _r(value, digits: int = 3):
 
 def compare_speculative(target, draft, prompts: list, gamma: int = 4, max_new_tokens: int = 64, repeats: int = 2,
                         threads: int | None = None, device: str = "cpu", compile: bool = True, isa: dict | None = None,
-                        log=print, cpp_wrapper: bool = False) -> dict:
+                        log=print, fast_loop_options: dict | None = None) -> dict:
     """Every arm above on ``prompts``, interleaved; the JSON-ready result ``benchmarks/speculative.py`` prints.
 
     Keys: ``identical`` (our arms' greedy tokens = the baseline's on every prompt), ``speedup_vs_target`` (fast-loop-spec over the
@@ -237,7 +239,7 @@ def compare_speculative(target, draft, prompts: list, gamma: int = 4, max_new_to
     from workbench.arms.runner import compare, time_arms
 
     recorder = Recorder()
-    arms = speculative_arms(target, draft, prompts, recorder, gamma, max_new_tokens, compile, cpp_wrapper)
+    arms = speculative_arms(target, draft, prompts, recorder, gamma, max_new_tokens, compile, fast_loop_options)
     rounds, warmup = repeats * len(prompts), 1
     ctx = ArmContext(threads=threads, device=device, log=log)
     result = compare(arms, ctx, tolerance=0.0, rounds=rounds, calls_per_turn=1, warmup=warmup, isa=isa, keep=True)

@@ -54,10 +54,13 @@ class FastSpeculativeDecoder:
         freeze: on CPU, freeze weights into the compiled graphs (None = on when compiling on CPU).
         cpp_wrapper: on CPU, compile both graphs with inductor's C++ wrapper (see
             :func:`~workbench.decoding.fast_loop.compile_private`).
+        gemm_template: on CPU, with frozen weights, autotune every matmul of both graphs between aten and inductor's
+            C++ GEMM template (see :func:`~workbench.decoding.fast_loop.compile_private`). The options are
+            :class:`~workbench.decoding.fast_loop.FastDecoder`'s, so one ``fast_loop_options`` dict configures both.
     """
 
     def __init__(self, target, draft, *, gamma: int = 4, max_cache_len: int, compile: bool = True,
-                 freeze: bool | None = None, cpp_wrapper: bool = False):
+                 freeze: bool | None = None, cpp_wrapper: bool = False, gemm_template: bool = False):
         from workbench.tasks.hf_loading import context_length
 
         if not isinstance(gamma, int) or gamma < 1:
@@ -86,6 +89,7 @@ class FastSpeculativeDecoder:
         self.frozen = bool(self.compiled and self.device.type == "cpu" and freeze is not False
                            and freezable(target) and freezable(draft))
         self.cpp_wrapper = bool(cpp_wrapper and self.compiled and self.device.type == "cpu")
+        self.gemm_template = bool(gemm_template and self.frozen)   # the template packs frozen (constant) weights
         self.compile_seconds = 0.0
         self._caches = None                     # (target cache, draft cache), built and warmed on first use
         self._positions = torch.arange(self.cache_len, device=self.device)
@@ -99,8 +103,9 @@ class FastSpeculativeDecoder:
         if not self.compiled:
             return f"speculative fast loop (static caches, eager, gamma={self.gamma})"
         frozen = ", frozen weights" if self.frozen else ""
+        template = ", autotuned C++ GEMM template" if self.gemm_template else ""
         wrapper = ", C++ wrapper" if self.cpp_wrapper else ""
-        return (f"speculative fast loop (static caches, compiled draft round + verify{frozen}{wrapper}, "
+        return (f"speculative fast loop (static caches, compiled draft round + verify{frozen}{template}{wrapper}, "
                 f"gamma={self.gamma})")
 
     # --- the two functions that are compiled (plain functions of tensors and the caches) ---
@@ -151,7 +156,7 @@ class FastSpeculativeDecoder:
             if self.compiled:
                 self._draft_round_fn, self._verify_fn = (
                     compile_private(fn, self, f"{name}_g{self.gamma}", self.device, self.frozen,
-                                    cpp_wrapper=self.cpp_wrapper)
+                                    cpp_wrapper=self.cpp_wrapper, gemm_template=self.gemm_template)
                     for fn, name in ((FastSpeculativeDecoder._draft_round, "draft_round"),
                                      (FastSpeculativeDecoder._verify, "verify")))
             dummy = torch.zeros(self.cache_len, dtype=torch.long, device=self.device)
@@ -162,7 +167,7 @@ class FastSpeculativeDecoder:
         except Exception as err:   # a backend/compiler missing here: run eager, and say so
             if not self.compiled:
                 raise
-            self.compiled = self.frozen = self.cpp_wrapper = False
+            self.compiled = self.frozen = self.cpp_wrapper = self.gemm_template = False
             self._draft_round_fn, self._verify_fn = self._draft_round, self._verify
             self.reason = f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eager"
         self.compile_seconds += clock(self.device) - t0

@@ -1,10 +1,11 @@
 """llama.cpp as a decoder: an HF causal LM written as a GGUF file by llama.cpp's own converter, then greedy requests
 and teacher-forced scoring through ``llama-cpp-python`` (the strongest CPU peer of the fast loop).
 
-Optional: ``llama-cpp-python`` is not a dependency (PyPI has only its source; it builds with cmake). The converter is
-not in its wheel either: ``convert_hf_to_gguf.py`` with its ``conversion/`` and ``gguf-py/`` folders come from the
-vendored llama.cpp of the same source (``vendor/llama.cpp``), found at ``$WORKBENCH_LLAMA_CPP_CONVERTER`` or in
-``<venv>/share/llama.cpp/`` (:func:`converter_path`). :func:`unavailable` says which of the two is missing.
+Optional: ``llama-cpp-python`` is not a dependency (PyPI has only its source; ``make llama-cpp`` builds it with cmake
+and puts the converter where it is looked for). The converter is not in its wheel: ``convert_hf_to_gguf.py`` with its
+``conversion/`` and ``gguf-py/`` folders come from the vendored llama.cpp of the same source (``vendor/llama.cpp``),
+found at ``$WORKBENCH_LLAMA_CPP_CONVERTER`` or in ``<venv>/share/llama.cpp/`` (:func:`converter_path`).
+:func:`unavailable` says which of the two is missing.
 
 The converter names a BPE tokenizer's pre-tokenizer from the hash of its output on a test text, and refuses a
 tokenizer it does not know (a custom BPE such as the demo LM's 4096-id byte-level one). :func:`export_gguf` names it
@@ -29,7 +30,7 @@ import torch
 
 from workbench.decoding.fast_loop import DecodeResult, StepClock
 
-INSTALL = "llama-cpp-python not installed: pip install llama-cpp-python"
+INSTALL = "llama-cpp-python not installed: make llama-cpp (builds it with cmake and copies its converter)"
 OUTTYPES = ("f32", "bf16")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
                     "tokenizer.model")
@@ -47,8 +48,8 @@ def unavailable() -> str | None:
     if importlib.util.find_spec("llama_cpp") is None:
         return INSTALL
     if converter_path() is None:
-        return ("llama.cpp's HF->GGUF converter not found: copy convert_hf_to_gguf.py, conversion/ and gguf-py/ from "
-                "the llama-cpp-python source's vendor/llama.cpp into <venv>/share/llama.cpp/ (or set "
+        return ("llama.cpp's HF->GGUF converter not found: make llama-cpp copies convert_hf_to_gguf.py, conversion/ "
+                "and gguf-py/ from the llama-cpp-python source's vendor/llama.cpp into <venv>/share/llama.cpp/ (or set "
                 "WORKBENCH_LLAMA_CPP_CONVERTER to the script)")
     return None
 

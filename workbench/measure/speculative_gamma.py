@@ -70,7 +70,7 @@ def _check(candidates, prompts, rounds: int) -> tuple:
 
 def choose_gamma(target, draft, prompts: list, candidates=DEFAULT_CANDIDATES, max_new_tokens: int = 64,
                  rounds: int = 3, compile: bool = True, progress: bool = True,
-                 cpp_wrapper: bool = False) -> GammaChoice:
+                 fast_loop_options: dict | None = None) -> GammaChoice:
     """Time the speculative fast loop at each gamma in ``candidates`` on ``prompts`` and pick the fastest per token.
 
     Args:
@@ -81,7 +81,8 @@ def choose_gamma(target, draft, prompts: list, candidates=DEFAULT_CANDIDATES, ma
             the last round's overshoot look alike).
         rounds: timed passes over the prompts; each candidate gets one untimed pass first (the same warm-up).
         compile: as the engine's ``compile`` (False: eager static-cache loops, e.g. for tests).
-        cpp_wrapper: as the engine's (the C++ wrapper: time each gamma as the arms will run it).
+        fast_loop_options: the engine's step options (``cpp_wrapper``, ``gemm_template``): time each gamma as the
+            arms will run it.
     """
     import torch
     from tqdm.auto import tqdm
@@ -94,7 +95,7 @@ def choose_gamma(target, draft, prompts: list, candidates=DEFAULT_CANDIDATES, ma
     engines = {}
     for gamma in tqdm(candidates, desc="gamma candidates: compiling", disable=not progress):
         engines[gamma] = FastSpeculativeDecoder(target, draft, gamma=gamma, max_cache_len=cache_len, compile=compile,
-                                                cpp_wrapper=cpp_wrapper)
+                                                **(fast_loop_options or {}))
 
     def one_pass(engine) -> tuple:
         """Every calibration prompt once: (decode seconds, decode tokens, drafts accepted, drafts proposed)."""

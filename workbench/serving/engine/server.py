@@ -19,6 +19,7 @@ from pathlib import Path
 
 from workbench.serving.engine import envs
 from workbench.serving.engine.engine_args import EngineArgs
+from workbench.serving.engine.support import check_served_here
 from workbench.util.net import HOST, ProcessExited, free_port, http_ok, wait_until_ready
 STOP_GRACE_S = 20.0
 
@@ -63,6 +64,7 @@ class VllmServer:
         self.checkpoint = Path(checkpoint)
         if not (self.checkpoint / "config.json").is_file():
             raise FileNotFoundError(f"{self.checkpoint} has no config.json: pass an engine bundle's checkpoint/ folder")
+        check_served_here(self.checkpoint)   # a weight-only kernel this machine's build lacks: refused before start
         self.args, self.log_path, self.served_name = args, Path(log_path), served_name
         if port is not None and port_in_use(port):
             raise EngineError(f"port {port} on {HOST} is in use (another server?): pick another or leave it unset")

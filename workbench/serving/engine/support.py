@@ -5,11 +5,18 @@ takes seconds); without the venv, a short list of families vLLM has served for y
 Quantisation: vLLM's CPU backend runs compressed-tensors W4A16 with an even group size and layer sizes that are
 multiples of 32 (checked in ``CPUWNA16LinearKernel.can_implement``); it has no W8A16 kernel, so the workbench's
 per-channel int8 weights are served as W8A8 (activations quantised per token at run time).
+
+Kernels on this machine: vLLM's CPU build loads the kernels of this CPU's ISA, and its AVX2 build has no W4A16 GEMM
+(an int4 checkpoint starts, then fails its first request). :func:`check_served_here` asks the engine venv which ops
+it registers here (cached per CPU) and refuses such a checkpoint before a server starts; the export itself is not
+refused, as the bundle may be served elsewhere (an AVX-512 CPU or a GPU).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 from workbench.serving.engine import envs
 
@@ -22,6 +29,11 @@ KNOWN_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausal
 FLOAT_ONLY_MODEL_TYPES = ("gpt2",)
 LAYER_MULTIPLE = 32
 PRECISIONS = ("bf16", "int8", "int4")
+# The op each weight-only scheme calls in vLLM's CPU build (W8A8: oneDNN's scaled GEMM; W4A16: its own GEMM).
+CPU_KERNELS = {"int8": "onednn_scaled_mm", "int4": "cpu_gemm_wna16"}
+_KERNELS_PROBE = ("import json, torch; from vllm.platforms import current_platform; current_platform.import_kernels(); "
+                  "print(json.dumps({'device': current_platform.device_type, 'ops': sorted(n.split('::', 1)[1] "
+                  "for n in torch._C._dispatch_get_all_op_names() if n.startswith('_C::'))}))")
 
 
 class EngineUnsupported(ValueError):
@@ -47,6 +59,53 @@ def engine_architectures() -> tuple[set[str], str]:
 
     write_file_atomic(cache, json.dumps(archs))
     return set(archs), "vLLM's registry"
+
+
+def engine_kernels() -> tuple[str, set[str]] | None:
+    """(the engine's device type, the custom ops its build registers on this machine), asked once through the engine
+    venv and cached beside it per CPU model and flags; None without the venv."""
+    from workbench.runtime.cpu import cpu_model_and_flags
+    from workbench.util.files import write_file_atomic
+
+    try:
+        python = envs.engine_python()
+    except FileNotFoundError:
+        return None
+    model, flags = cpu_model_and_flags()
+    key = hashlib.sha256(" ".join([model, *sorted(flags)]).encode()).hexdigest()[:12]
+    cache = python.parent.parent / f".workbench-kernels-{key}.json"
+    if not (cache.is_file() and cache.stat().st_mtime >= python.stat().st_mtime):
+        out = subprocess.run([str(python), "-c", _KERNELS_PROBE], capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise RuntimeError(f"could not ask vLLM ({python}) for its kernels: {out.stderr.strip()[-400:]}")
+        write_file_atomic(cache, out.stdout.strip().splitlines()[-1])
+    found = json.loads(cache.read_text())
+    return found["device"], set(found["ops"])
+
+
+def checkpoint_precision(checkpoint: str | Path) -> str:
+    """"bf16", "int8" or "int4": what an engine checkpoint's ``config.json`` says its weights are."""
+    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    quant = config.get("quantization_config")
+    if not quant:
+        return "bf16"
+    bits = {g["weights"]["num_bits"] for g in quant.get("config_groups", {}).values()}
+    return {frozenset({8}): "int8", frozenset({4}): "int4"}.get(frozenset(bits), f"{sorted(bits)}-bit")
+
+
+def check_served_here(checkpoint: str | Path) -> None:
+    """Refuse, before a server starts, a checkpoint whose weight-only kernel this machine's vLLM CPU build lacks."""
+    precision = checkpoint_precision(checkpoint)
+    need = CPU_KERNELS.get(precision)
+    kernels = engine_kernels() if need else None
+    if kernels is None or kernels[0] != "cpu" or need in kernels[1]:
+        return
+    from workbench.runtime.cpu import isa_summary
+
+    isa = ", ".join(k for k, v in isa_summary().items() if v) or "no AVX2"
+    raise EngineUnsupported(f"this machine's vLLM CPU build has no {precision} kernel ({need}; CPU: {isa}), so the "
+                            f"{precision} checkpoint {checkpoint} would fail its first request: serve it on a CPU with "
+                            "AVX-512 or on a GPU, or load an int8 or bf16 bundle here")
 
 
 def check_engine_loadable(hf_config, precision: str, group_size: int | None, linear_shapes) -> None:
@@ -87,4 +146,5 @@ def check_engine_loadable(hf_config, precision: str, group_size: int | None, lin
                                 f"(first {bad[0]}): vLLM's CPU kernels need them for int4; export int8 or the float baseline (bf16)")
 
 
-__all__ = ["EngineUnsupported", "check_engine_loadable", "engine_architectures", "KNOWN_ARCHITECTURES"]
+__all__ = ["EngineUnsupported", "check_engine_loadable", "check_served_here", "checkpoint_precision",
+           "engine_architectures", "engine_kernels", "KNOWN_ARCHITECTURES", "CPU_KERNELS"]
