@@ -35,7 +35,7 @@ measure: install
 # against 5m54s one after another (pip spends much of its time waiting on downloads and disk).
 test:
 	$(MAKE) -j3 install browser serve-env
-	$(BIN)/python -m pytest -q --durations=15 tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest -q --durations=40 tests notebooks $(NBVAL)
 
 # The browser test drives Debian's chromium (playwright's own browser download fails on machines like this one).
 # As root it is installed when missing; otherwise the browser test is skipped with a reason (CI requires it).
