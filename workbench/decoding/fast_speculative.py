@@ -86,9 +86,9 @@ class FastSpeculativeDecoder:
         self.max_cache_len = max_cache_len
         self.supported = not self.reason
         self.compiled = bool(compile and self.supported)
-        self.frozen = bool(self.compiled and self.device.type == "cpu" and freeze is not False
-                           and freezable(target) and freezable(draft))
-        self.cpp_wrapper = bool(cpp_wrapper and self.compiled and self.device.type == "cpu")
+        on_cpu = self.compiled and self.device.type == "cpu"
+        self.frozen = bool(on_cpu and freeze is not False and freezable(target) and freezable(draft))
+        self.cpp_wrapper = bool(cpp_wrapper and on_cpu)
         self.gemm_template = bool(gemm_template and self.frozen)   # the template packs frozen (constant) weights
         self.compile_seconds = 0.0
         self._caches = None                     # (target cache, draft cache), built and warmed on first use

@@ -40,32 +40,39 @@ class EngineUnsupported(ValueError):
     """The engine cannot load this variant (the message says why and what to export instead)."""
 
 
+def _ask_engine(python, cache_name: str, code: str, what: str) -> tuple[object, Path, bool]:
+    """(the JSON that ``code`` prints in the engine venv, the cache file, whether it came from the cache). Importing
+    vLLM takes seconds, so the answer is kept beside the venv until the venv's Python is newer than it."""
+    from workbench.util.files import write_file_atomic
+
+    cache = python.parent.parent / cache_name
+    if cache.is_file() and cache.stat().st_mtime >= python.stat().st_mtime:
+        return json.loads(cache.read_text()), cache, True
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"could not ask vLLM ({python}) for its {what}: {out.stderr.strip()[-400:]}")
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    write_file_atomic(cache, json.dumps(answer))
+    return answer, cache, False
+
+
 def engine_architectures() -> tuple[set[str], str]:
     """(architectures vLLM loads, where the list came from)."""
     try:
         python = envs.engine_python()
     except FileNotFoundError:
         return set(KNOWN_ARCHITECTURES), "built-in list (no engine venv: `make serve-env` to ask vLLM itself)"
-    cache = python.parent.parent / ".workbench-architectures.json"
-    if cache.is_file() and cache.stat().st_mtime >= python.stat().st_mtime:
-        return set(json.loads(cache.read_text())), f"vLLM's registry ({cache})"
     code = ("import json; from vllm.model_executor.models import ModelRegistry; "
             "print(json.dumps(sorted(ModelRegistry.get_supported_archs())))")
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        raise RuntimeError(f"could not ask vLLM ({python}) for its architectures: {out.stderr.strip()[-400:]}")
-    archs = json.loads(out.stdout.strip().splitlines()[-1])
-    from workbench.util.files import write_file_atomic
-
-    write_file_atomic(cache, json.dumps(archs))
-    return set(archs), "vLLM's registry"
+    archs, cache, cached = _ask_engine(python, ".workbench-architectures.json", code, "architectures")
+    return set(archs), f"vLLM's registry ({cache})" if cached else "vLLM's registry"
 
 
 def engine_kernels() -> tuple[str, set[str]] | None:
     """(the engine's device type, the custom ops its build registers on this machine), asked once through the engine
-    venv and cached beside it per CPU model and flags; None without the venv."""
+    venv and cached beside it per CPU model and flags (the build loads the kernels of this CPU's ISA); None without
+    the venv."""
     from workbench.runtime.cpu import cpu_model_and_flags
-    from workbench.util.files import write_file_atomic
 
     try:
         python = envs.engine_python()
@@ -73,13 +80,7 @@ def engine_kernels() -> tuple[str, set[str]] | None:
         return None
     model, flags = cpu_model_and_flags()
     key = hashlib.sha256(" ".join([model, *sorted(flags)]).encode()).hexdigest()[:12]
-    cache = python.parent.parent / f".workbench-kernels-{key}.json"
-    if not (cache.is_file() and cache.stat().st_mtime >= python.stat().st_mtime):
-        out = subprocess.run([str(python), "-c", _KERNELS_PROBE], capture_output=True, text=True, timeout=300)
-        if out.returncode != 0:
-            raise RuntimeError(f"could not ask vLLM ({python}) for its kernels: {out.stderr.strip()[-400:]}")
-        write_file_atomic(cache, out.stdout.strip().splitlines()[-1])
-    found = json.loads(cache.read_text())
+    found, _, _ = _ask_engine(python, f".workbench-kernels-{key}.json", _KERNELS_PROBE, "kernels")
     return found["device"], set(found["ops"])
 
 
@@ -103,9 +104,10 @@ def check_served_here(checkpoint: str | Path) -> None:
     from workbench.runtime.cpu import isa_summary
 
     isa = ", ".join(k for k, v in isa_summary().items() if v) or "no AVX2"
+    here = " or ".join([p for p, op in CPU_KERNELS.items() if op in kernels[1]] + ["bf16"])
     raise EngineUnsupported(f"this machine's vLLM CPU build has no {precision} kernel ({need}; CPU: {isa}), so the "
                             f"{precision} checkpoint {checkpoint} would fail its first request: serve it on a CPU with "
-                            "AVX-512 or on a GPU, or load an int8 or bf16 bundle here")
+                            f"AVX-512 or on a GPU, or load an {here} bundle here")
 
 
 def check_engine_loadable(hf_config, precision: str, group_size: int | None, linear_shapes) -> None:
