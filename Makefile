@@ -72,7 +72,10 @@ $(AIPERF_VENV)/.installed:
 	$(AIPERF_VENV)/bin/pip install -q $(AIPERF_SPEC)
 	touch $@
 
-serve-env: $(ENGINE_VENV)/.installed $(AIPERF_VENV)/.installed
+# Then the workbench asks the engine once what it loads and runs on this CPU (cached beside the venv; it also fills
+# vLLM's model-info cache), so a first export or server start does not spend a vLLM import on it.
+serve-env: $(ENGINE_VENV)/.installed $(AIPERF_VENV)/.installed $(BIN)/.installed
+	-$(BIN)/python -m workbench.serving.engine.support
 
 # Optional: llama.cpp, the fast loop's CPU peer (the llama-cpp-* arms of benchmarks/llm_decode.py; skipped with this
 # command as the reason when missing). PyPI has only its source: pip builds it with cmake for this CPU (~4 minutes on

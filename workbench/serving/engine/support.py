@@ -31,48 +31,33 @@ LAYER_MULTIPLE = 32
 PRECISIONS = ("bf16", "int8", "int4")
 # The op each weight-only scheme calls in vLLM's CPU build (W8A8: oneDNN's scaled GEMM; W4A16: its own GEMM).
 CPU_KERNELS = {"int8": "onednn_scaled_mm", "int4": "cpu_gemm_wna16"}
-_KERNELS_PROBE = ("import json, torch; from vllm.platforms import current_platform; current_platform.import_kernels(); "
-                  "print(json.dumps({'device': current_platform.device_type, 'ops': sorted(n.split('::', 1)[1] "
-                  "for n in torch._C._dispatch_get_all_op_names() if n.startswith('_C::'))}))")
+# One question to the engine venv (importing vLLM takes ~15-20 s on 2 cores, so everything is asked at once): its
+# registry's architectures, its device type and the custom ops its build registers on this CPU. It also fills vLLM's
+# own model-info cache for the families above: on its first start per architecture vLLM inspects the model class in
+# a fresh subprocess (one more vLLM import) unless that cache has it, so the probe does it in-process instead.
+_ENGINE_PROBE = f"""
+import json, torch
+from vllm.platforms import current_platform
+from vllm.model_executor.models import ModelRegistry, registry
+current_platform.import_kernels()
+registry._run_in_subprocess = lambda fn: fn()
+primed = [a for a in {KNOWN_ARCHITECTURES!r} if ModelRegistry._try_inspect_model_cls(a) is not None]
+print(json.dumps({{"architectures": sorted(ModelRegistry.get_supported_archs()), "primed": primed,
+                  "device": current_platform.device_type, "ops": sorted(n.split("::", 1)[1]
+                  for n in torch._C._dispatch_get_all_op_names() if n.startswith("_C::"))}}))
+"""
 
 
 class EngineUnsupported(ValueError):
     """The engine cannot load this variant (the message says why and what to export instead)."""
 
 
-def _ask_engine(python, cache_name: str, code: str, what: str) -> tuple[object, Path, bool]:
-    """(the JSON that ``code`` prints in the engine venv, the cache file, whether it came from the cache). Importing
-    vLLM takes seconds, so the answer is kept beside the venv until the venv's Python is newer than it."""
-    from workbench.util.files import write_file_atomic
-
-    cache = python.parent.parent / cache_name
-    if cache.is_file() and cache.stat().st_mtime >= python.stat().st_mtime:
-        return json.loads(cache.read_text()), cache, True
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        raise RuntimeError(f"could not ask vLLM ({python}) for its {what}: {out.stderr.strip()[-400:]}")
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
-    write_file_atomic(cache, json.dumps(answer))
-    return answer, cache, False
-
-
-def engine_architectures() -> tuple[set[str], str]:
-    """(architectures vLLM loads, where the list came from)."""
-    try:
-        python = envs.engine_python()
-    except FileNotFoundError:
-        return set(KNOWN_ARCHITECTURES), "built-in list (no engine venv: `make serve-env` to ask vLLM itself)"
-    code = ("import json; from vllm.model_executor.models import ModelRegistry; "
-            "print(json.dumps(sorted(ModelRegistry.get_supported_archs())))")
-    archs, cache, cached = _ask_engine(python, ".workbench-architectures.json", code, "architectures")
-    return set(archs), f"vLLM's registry ({cache})" if cached else "vLLM's registry"
-
-
-def engine_kernels() -> tuple[str, set[str]] | None:
-    """(the engine's device type, the custom ops its build registers on this machine), asked once through the engine
-    venv and cached beside it per CPU model and flags (the build loads the kernels of this CPU's ISA); None without
-    the venv."""
+def engine_facts() -> tuple[dict, Path, bool] | None:
+    """(what the engine venv said, its cache file, whether it came from the cache): ``architectures``, ``device``,
+    ``ops`` (see ``_ENGINE_PROBE``); None without the venv. Kept beside the venv per CPU model and flags (the build
+    loads the kernels of this CPU's ISA) until the venv's Python is newer than it. ``make serve-env`` asks once."""
     from workbench.runtime.cpu import cpu_model_and_flags
+    from workbench.util.files import write_file_atomic
 
     try:
         python = envs.engine_python()
@@ -80,8 +65,30 @@ def engine_kernels() -> tuple[str, set[str]] | None:
         return None
     model, flags = cpu_model_and_flags()
     key = hashlib.sha256(" ".join([model, *sorted(flags)]).encode()).hexdigest()[:12]
-    found, _, _ = _ask_engine(python, f".workbench-kernels-{key}.json", _KERNELS_PROBE, "kernels")
-    return found["device"], set(found["ops"])
+    cache = python.parent.parent / f".workbench-engine-{key}.json"
+    if cache.is_file() and cache.stat().st_mtime >= python.stat().st_mtime:
+        return json.loads(cache.read_text()), cache, True
+    out = subprocess.run([str(python), "-c", _ENGINE_PROBE], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"could not ask vLLM ({python}) what it loads and runs here: {out.stderr.strip()[-400:]}")
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    write_file_atomic(cache, json.dumps(answer))
+    return answer, cache, False
+
+
+def engine_architectures() -> tuple[set[str], str]:
+    """(architectures vLLM loads, where the list came from)."""
+    facts = engine_facts()
+    if facts is None:
+        return set(KNOWN_ARCHITECTURES), "built-in list (no engine venv: `make serve-env` to ask vLLM itself)"
+    answer, cache, cached = facts
+    return set(answer["architectures"]), f"vLLM's registry ({cache})" if cached else "vLLM's registry"
+
+
+def engine_kernels() -> tuple[str, set[str]] | None:
+    """(the engine's device type, the custom ops its build registers on this machine); None without the venv."""
+    facts = engine_facts()
+    return None if facts is None else (facts[0]["device"], set(facts[0]["ops"]))
 
 
 def checkpoint_precision(checkpoint: str | Path) -> str:
@@ -148,5 +155,14 @@ def check_engine_loadable(hf_config, precision: str, group_size: int | None, lin
                                 f"(first {bad[0]}): vLLM's CPU kernels need them for int4; export int8 or the float baseline (bf16)")
 
 
+if __name__ == "__main__":   # `make serve-env` asks once, so a first export or start does not wait on it
+    found = engine_facts()
+    if found is None:
+        print("no engine venv: `make serve-env` first")
+    else:
+        print(f"vLLM on {found[0]['device']}: {len(found[0]['architectures'])} architectures, "
+              f"{len(found[0]['ops'])} custom ops; model info cached for {', '.join(found[0]['primed'])} ({found[1]})")
+
+
 __all__ = ["EngineUnsupported", "check_engine_loadable", "check_served_here", "checkpoint_precision",
-           "engine_architectures", "engine_kernels", "KNOWN_ARCHITECTURES", "CPU_KERNELS"]
+           "engine_architectures", "engine_facts", "engine_kernels", "KNOWN_ARCHITECTURES", "CPU_KERNELS"]
