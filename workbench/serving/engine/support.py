@@ -35,13 +35,17 @@ CPU_KERNELS = {"int8": "onednn_scaled_mm", "int4": "cpu_gemm_wna16"}
 # registry's architectures, its device type and the custom ops its build registers on this CPU. It also fills vLLM's
 # own model-info cache for the families above: on its first start per architecture vLLM inspects the model class in
 # a fresh subprocess (one more vLLM import) unless that cache has it, so the probe does it in-process instead.
+# Those are private names of the pinned vllm 0.32.0: another version (a GPU user's `vllm`) lacking them still answers
+# the rest, unprimed, rather than failing every export.
 _ENGINE_PROBE = f"""
 import json, torch
 from vllm.platforms import current_platform
 from vllm.model_executor.models import ModelRegistry, registry
 current_platform.import_kernels()
-registry._run_in_subprocess = lambda fn: fn()
-primed = [a for a in {KNOWN_ARCHITECTURES!r} if ModelRegistry._try_inspect_model_cls(a) is not None]
+primed = []
+if hasattr(registry, "_run_in_subprocess") and hasattr(ModelRegistry, "_try_inspect_model_cls"):
+    registry._run_in_subprocess = lambda fn: fn()
+    primed = [a for a in {KNOWN_ARCHITECTURES!r} if ModelRegistry._try_inspect_model_cls(a) is not None]
 print(json.dumps({{"architectures": sorted(ModelRegistry.get_supported_archs()), "primed": primed,
                   "device": current_platform.device_type, "ops": sorted(n.split("::", 1)[1]
                   for n in torch._C._dispatch_get_all_op_names() if n.startswith("_C::"))}}))
@@ -160,8 +164,9 @@ if __name__ == "__main__":   # `make serve-env` asks once, so a first export or 
     if found is None:
         print("no engine venv: `make serve-env` first")
     else:
-        print(f"vLLM on {found[0]['device']}: {len(found[0]['architectures'])} architectures, "
-              f"{len(found[0]['ops'])} custom ops; model info cached for {', '.join(found[0]['primed'])} ({found[1]})")
+        answer, cache, _ = found
+        print(f"vLLM on {answer['device']}: {len(answer['architectures'])} architectures, {len(answer['ops'])} custom "
+              f"ops; model info cached for {', '.join(answer['primed']) or 'none'} ({cache})")
 
 
 __all__ = ["EngineUnsupported", "check_engine_loadable", "check_served_here", "checkpoint_precision",
