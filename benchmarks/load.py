@@ -118,4 +118,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from workbench.util.signals import terminate_as_interrupt
+
+    terminate_as_interrupt()   # a kill stops the servers this run started, as Ctrl-C does
     main()

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Callable
 
+from workbench.util.signals import terminate_as_interrupt
+
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
 
 
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     fn = COMMANDS[args.verb][0]
+    terminate_as_interrupt()   # a kill stops the servers a verb started (vLLM, AIPerf, Triton), as Ctrl-C does
     try:
         return int(fn(args) or 0)
     except (FileNotFoundError, NotADirectoryError, ValueError, RuntimeError, TypeError) as err:

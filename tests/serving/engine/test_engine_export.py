@@ -71,7 +71,10 @@ def test_export_writes_bundle_atomically_with_checksums(tiny_llama_task, tmp_pat
     model_json = json.loads((path / "triton" / name / "1" / "model.json").read_text())
     assert model_json["max_num_seqs"] == 4 and 'backend: "vllm"' in (path / "triton" / name / "config.pbtxt").read_text()
     assert "tokenizer.json" in json.loads((path / "checkpoint" / "checksums.json").read_text())
-    assert "--max-num-seqs 4" in (path / "MODEL_CARD.md").read_text()
+    card = (path / "MODEL_CARD.md").read_text()
+    assert "--max-num-seqs 4" in card and f"--dtype {EngineArgs().dtype}" in card
+    # the card says why an fp32 engine was chosen and what to serve on native-bf16 hardware
+    assert ("`--dtype float32`: the CPU this was chosen on has no AMX" in card) == (EngineArgs().dtype == "float32")
     with pytest.raises(FileExistsError):
         export_engine(base, tiny_llama_task, to=path)
 
@@ -115,6 +118,23 @@ def test_a_checkpoint_whose_kernel_this_machines_build_lacks_is_refused_before_a
     support.check_served_here(bf16)
     monkeypatch.setattr(support, "engine_kernels", lambda: ("cuda", set()))
     support.check_served_here(int4)
+
+
+def test_an_fp8_kv_cache_the_cpu_attention_cannot_keep_is_refused_before_a_server_starts(monkeypatch, tmp_path):
+    """vLLM's CPU attention keeps an fp8 KV cache only with AVX-512 or AMX (on AVX2 the engine dies at start-up)."""
+    import workbench.runtime.cpu as cpu
+    from workbench.serving.engine import server, support
+
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(cpu, "isa_summary", lambda: {"avx2": True, "avx512": False, "amx_int8": False,
+                                                     "amx_bf16": False})
+    with pytest.raises(EngineUnsupported, match="kv_cache_dtype fp8: .*AVX-512 or AMX.*use kv_cache_dtype auto"):
+        server.VllmServer(tmp_path, EngineArgs(kv_cache_dtype="fp8"), tmp_path / "never.log")
+    support.check_served_here(tmp_path)   # the same checkpoint with the engine's own KV dtype passes
+    monkeypatch.setattr(cpu, "isa_summary", lambda: {"avx2": True, "avx512": True, "amx_int8": False,
+                                                     "amx_bf16": False})
+    support.check_served_here(tmp_path, "fp8")
 
 
 def test_onnx_variant_refused_before_writing(tiny_llama_task, tmp_path):

@@ -43,13 +43,23 @@ def test_a_confirmation_point_reads_enough_requests_that_one_late_one_does_not_d
 
 
 def test_space_small_and_full():
-    base, chat, shared = EngineArgs(), WORKLOADS["chat"], WORKLOADS["shared-prefix"]
-    small = [stage for stage, _ in engine_space(base, chat, small=True)]
+    base, chat, shared = EngineArgs(dtype="bfloat16"), WORKLOADS["chat"], WORKLOADS["shared-prefix"]
+    native = {"dtype_here": "bfloat16", "fp8_kv": (True, "")}   # a CPU with AMX: no dtype stage, fp8 KV tried
+    small = [stage for stage, _ in engine_space(base, chat, small=True, **native)]
     assert small == ["batching", "kv"]
-    assert [s for s, _ in engine_space(base, shared, small=True)] == ["batching", "kv", "prefix"]
-    full = engine_space(base, chat)
+    assert [s for s, _ in engine_space(base, shared, small=True, **native)] == ["batching", "kv", "prefix"]
+    full = engine_space(base, chat, **native)
     assert [s for s, _ in full] == ["batching", "batching", "kv", "prefix"]
     assert full[1][1](base).max_num_seqs == 32 and full[3][1](base).enable_prefix_caching is False
+
+
+def test_space_on_a_cpu_without_native_bf16_or_fp8_attention():
+    """AVX2 only: fp32 compute is tried first (vLLM's bf16 is emulated there); fp8 KV is left out with the reason."""
+    base, notes = EngineArgs(dtype="bfloat16"), []
+    space = engine_space(base, WORKLOADS["chat"], small=True, dtype_here="float32",
+                         fp8_kv=(False, "needs AVX-512 or AMX"), notes=notes)
+    assert [s for s, _ in space] == ["dtype", "batching"] and space[0][1](base).dtype == "float32"
+    assert notes == ["kv (fp8) not tried: needs AVX-512 or AMX"]
 
 
 class FakeServer:
@@ -98,6 +108,9 @@ def fake_engine(monkeypatch):
     monkeypatch.setattr(schedule, "schedule", even_schedule)
     monkeypatch.setattr(load, "measure_point", fake_point)
     monkeypatch.setattr(search, "idle_latency", lambda *a: {"ttft_ms_p50": 10.0, "itl_ms_p50": 2.0, "e2e_s_p50": 1.0})
+    # a CPU with native bf16 and fp8 attention, whatever this one is (the AVX2 space has its own test)
+    monkeypatch.setattr(search, "engine_dtype_here", lambda: ("bfloat16", "native"))
+    monkeypatch.setattr(search, "fp8_kv_here", lambda: (True, ""))
     return FakeServer
 
 
@@ -128,6 +141,7 @@ def test_search_stages_confirm_and_write(tiny_llama_task, tmp_path, fake_engine,
     # derived SLO from the idle latency: 5x TTFT p50, 4x ITL p50
     assert (result.slo_ttft_ms, result.slo_itl_ms) == (50.0, 8.0)
     default, int8, wide, kv = result.candidates
+    assert default.args.dtype == "bfloat16"   # vLLM's own dtype for the bf16 checkpoint, whatever the export wrote
     assert default.goodput_per_s == 1.0 and int8.goodput_per_s == 1.41   # capacities 1.0 and 1.5
     assert wide.precision == "int8" and wide.args.max_num_seqs == 16 and wide.goodput_per_s == 2.82
     assert kv.goodput_per_s is None and "fp8 KV not supported" in kv.error

@@ -71,6 +71,22 @@ def test_engine_args_cli_and_validation():
         EngineArgs(kv_cache_dtype="int3")
     with pytest.raises(ValueError, match="unknown engine arguments"):
         EngineArgs.from_dict({"max_num_seqs": 2, "tensor_parallel": 8})
+    with pytest.raises(ValueError, match="dtype 'int8'"):
+        EngineArgs(dtype="int8")
+
+
+def test_the_compute_dtype_follows_the_machine(monkeypatch):
+    """vLLM's bf16 is emulated on a CPU without AMX / AVX512-BF16: the default compute dtype is fp32 there (its label
+    says so), bf16 where the CPU has native bf16."""
+    import workbench.runtime.cpu as cpu
+    from workbench.serving.engine.engine_args import engine_dtype_here
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(cpu, "isa_summary", lambda: {"avx2": True, "avx512": False, "avx512_bf16": False})
+    assert engine_dtype_here()[0] == "float32" and EngineArgs().dtype == "float32"
+    assert EngineArgs().label().endswith("-float32") and EngineArgs().cli()[:2] == ["--dtype", "float32"]
+    monkeypatch.setattr(cpu, "isa_summary", lambda: {"avx2": True, "avx512": True, "avx512_bf16": True})
+    assert EngineArgs().dtype == "bfloat16" and not EngineArgs().label().endswith("bfloat16")
 
 
 def test_death_mid_run_fails_with_log_tail(tmp_path, monkeypatch):

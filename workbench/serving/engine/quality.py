@@ -9,10 +9,11 @@ same checkpoint (the weights in ``checkpoint/``, loaded by transformers, not the
   (:func:`workbench.decoding.fast_loop.hf_generate`, no EOS stop) from the same prompt ids. After the first
   divergence the two continue from different contexts, so agreement is counted up to it: the token agreement rate
   is the share of all generated tokens that come before their prompt's first divergence; each prompt's first
-  divergence position (None: none within the tokens asked for) is kept. The engine computes in bf16 with its own
-  kernels (and W8A8 activations for int8), the workbench in fp32: near-ties in the logits may flip, so a rate below
-  1 is expected and reported, not hidden; at each first divergence the gap between the two picks in the workbench's
-  own log-probabilities says whether it was a near-tie (``greedy_divergence_logprob_gaps``, nats).
+  divergence position (None: none within the tokens asked for) is kept. The engine computes in its dtype (bf16, or
+  fp32 where the CPU has no native bf16) with its own kernels (and W8A8 activations for int8), the workbench in fp32:
+  near-ties in the logits may flip, so a rate below 1 is expected and reported, not hidden; at each first divergence
+  the gap between the two picks in the workbench's own log-probabilities says whether it was a near-tie
+  (``greedy_divergence_logprob_gaps``, nats).
 """
 from __future__ import annotations
 

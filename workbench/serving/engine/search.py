@@ -7,13 +7,15 @@ end are :mod:`workbench.serving.load.sweep`'s). Each candidate needs its own eng
 at start-up, ~90 s here), so candidates are few and measured one after another:
 
 1. **default**: the first bundle's own engine arguments (``engine_args.json``: vLLM's defaults unless a search wrote
-   it); its idle latency sets the start rate (and the SLO when none is given: TTFT p99 <= 5x the idle TTFT p50, ITL
-   p99 <= 4x the idle ITL p50).
+   it) in vLLM's own dtype for a bf16 checkpoint (bf16, even where the CPU emulates it); its idle latency sets the
+   start rate (and the SLO when none is given: TTFT p99 <= 5x the idle TTFT p50, ITL p99 <= 4x the idle ITL p50).
 2. **precision**: the other bundles' checkpoints (bf16 / int8 / int4 of the same model) with the same arguments.
-3. **batching**: on the best checkpoint, wider continuous batching (``max_num_seqs``) with a larger chunked-prefill
+3. **dtype / batching**: on the best checkpoint, the machine's compute dtype where it is not vLLM's (fp32 on a CPU
+   without AMX or AVX512-BF16), then wider continuous batching (``max_num_seqs``) with a larger chunked-prefill
    budget per step (``max_num_batched_tokens``).
-4. **kv / prefix**: on the best so far, an fp8 KV cache, and prefix caching flipped (off when the workload shares no
-   prefix: its hashing is then pure cost; the full space only).
+4. **kv / prefix**: on the best so far, an fp8 KV cache (where the engine keeps one: AVX-512 / AMX / GPU), and
+   prefix caching flipped (off when the workload shares no prefix: its hashing is then pure cost; the full space
+   only).
 5. **confirm**: the winner (most goodput of single climbs, which favours a lucky climb) climbed again on a fresh
    server, through AIPerf and the own client on one schedule when AIPerf is installed. That climb is what is quoted
    and written into the bundle (:func:`write_search`). The default is climbed again the same way (fresh server, same
@@ -36,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from workbench.serving.engine.engine_args import EngineArgs
+from workbench.serving.engine.engine_args import VLLM_AUTO_DTYPE, EngineArgs, engine_dtype_here
+from workbench.serving.engine.support import fp8_kv_here
 from workbench.serving.engine.workloads import Workload, get_workload
 
 MIN_REQUESTS, MAX_REQUESTS = 8, 80
@@ -147,13 +150,26 @@ class EngineSearchResult:
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def engine_space(base: EngineArgs, workload: Workload, small: bool = False) -> list[tuple[str, Callable]]:
-    """Stages 3-4 as (stage, ``best args -> candidate args``); each applies to the best arguments found so far."""
+def engine_space(base: EngineArgs, workload: Workload, small: bool = False, dtype_here: str | None = None,
+                 fp8_kv: tuple[bool, str] | None = None, notes: list | None = None) -> list[tuple[str, Callable]]:
+    """Stages 3-4 as (stage, ``best args -> candidate args``); each applies to the best arguments found so far.
+
+    ``dtype_here`` (default :func:`~workbench.serving.engine.engine_args.engine_dtype_here`): a compute dtype other
+    than ``base``'s is tried first (on a CPU without native bf16 it moves goodput most). ``fp8_kv`` (default
+    :func:`~workbench.serving.engine.support.fp8_kv_here`): without it the kv stage is left out and ``notes`` says
+    why."""
+    dtype_here = dtype_here or engine_dtype_here()[0]
+    fp8_ok, fp8_why = fp8_kv or fp8_kv_here()
+    out: list[tuple[str, Callable]] = []
+    if dtype_here != base.dtype:
+        out.append(("dtype", lambda b: dataclasses.replace(b, dtype=dtype_here)))
     widths = [(16, 1024)] if small else [(16, 1024), (32, 2048)]
-    out: list[tuple[str, Callable]] = [
-        ("batching", (lambda b, s=s, t=t: dataclasses.replace(b, max_num_seqs=s, max_num_batched_tokens=t)))
-        for s, t in widths if s > base.max_num_seqs]
-    out.append(("kv", lambda b: dataclasses.replace(b, kv_cache_dtype="fp8")))
+    out += [("batching", (lambda b, s=s, t=t: dataclasses.replace(b, max_num_seqs=s, max_num_batched_tokens=t)))
+            for s, t in widths if s > base.max_num_seqs]
+    if fp8_ok:
+        out.append(("kv", lambda b: dataclasses.replace(b, kv_cache_dtype="fp8")))
+    elif notes is not None:
+        notes.append(f"kv (fp8) not tried: {fp8_why}")
     if not small or workload.shared_prefix_tokens:
         out.append(("prefix", lambda b: dataclasses.replace(b, enable_prefix_caching=not b.enable_prefix_caching)))
     return out
@@ -279,7 +295,9 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
                                 max_points=max_points)
     with tempfile.TemporaryDirectory(prefix="workbench-engine-search-") as tmp:
         ctx["work"] = Path(work_dir) if work_dir else Path(tmp)
-        default = EngineCandidate(precisions[first], first, _bundle_args(first), "default")
+        # vLLM's own compute dtype for the bf16 checkpoint, whatever the export chose: the headline's baseline
+        default = EngineCandidate(precisions[first], first, dataclasses.replace(_bundle_args(first),
+                                                                                dtype=VLLM_AUTO_DTYPE), "default")
         _run(default, ctx, result, derive_slo=slo_ttft_ms is None)
         result.candidates.append(default)
         deadline = time.monotonic() + budget_s
@@ -296,7 +314,7 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
                 result.candidates.append(cand)
 
         try_all(queue)
-        for stage, make in engine_space(default.args, wl, small):
+        for stage, make in engine_space(default.args, wl, small, notes=result.notes):
             best = result.winner or default
             try:
                 args = make(best.args)

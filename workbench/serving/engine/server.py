@@ -64,7 +64,8 @@ class VllmServer:
         self.checkpoint = Path(checkpoint)
         if not (self.checkpoint / "config.json").is_file():
             raise FileNotFoundError(f"{self.checkpoint} has no config.json: pass an engine bundle's checkpoint/ folder")
-        check_served_here(self.checkpoint)   # a weight-only kernel this machine's build lacks: refused before start
+        # a weight-only kernel or fp8 KV cache this machine's build lacks: refused before a minute of start-up
+        check_served_here(self.checkpoint, args.kv_cache_dtype)
         self.args, self.log_path, self.served_name = args, Path(log_path), served_name
         if port is not None and port_in_use(port):
             raise EngineError(f"port {port} on {HOST} is in use (another server?): pick another or leave it unset")

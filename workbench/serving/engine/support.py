@@ -105,16 +105,41 @@ def checkpoint_precision(checkpoint: str | Path) -> str:
     return {frozenset({8}): "int8", frozenset({4}): "int4"}.get(frozenset(bits), f"{sorted(bits)}-bit")
 
 
-def check_served_here(checkpoint: str | Path) -> None:
-    """Refuse, before a server starts, a checkpoint whose weight-only kernel this machine's vLLM CPU build lacks."""
+def _isa_text() -> str:
+    from workbench.runtime.cpu import isa_summary
+
+    return ", ".join(k for k, v in isa_summary().items() if v) or "no AVX2"
+
+
+def fp8_kv_here() -> tuple[bool, str]:
+    """(whether the engine here can keep an fp8 KV cache, why not): vLLM's CPU attention reads an fp8 cache only with
+    AVX-512 or AMX (``cpu_attn._get_attn_isa``; elsewhere the engine dies at start-up); a GPU engine does."""
+    import torch
+
+    from workbench.runtime.cpu import isa_summary
+
+    if torch.cuda.is_available():
+        return True, ""
+    isa = isa_summary()
+    if isa["avx512"] or isa["amx_int8"] or isa["amx_bf16"]:
+        return True, ""
+    return False, f"vLLM's CPU attention keeps an fp8 KV cache only with AVX-512 or AMX (CPU: {_isa_text()})"
+
+
+def check_served_here(checkpoint: str | Path, kv_cache_dtype: str = "auto") -> None:
+    """Refuse, before a server starts, a checkpoint whose weight-only kernel this machine's vLLM CPU build lacks, or
+    an fp8 KV cache its attention cannot keep."""
+    if kv_cache_dtype.startswith("fp8"):
+        ok, why = fp8_kv_here()
+        if not ok:
+            raise EngineUnsupported(f"kv_cache_dtype {kv_cache_dtype}: {why}, so the engine would die at start-up: "
+                                    "use kv_cache_dtype auto here, or serve on a CPU with AVX-512 or on a GPU")
     precision = checkpoint_precision(checkpoint)
     need = CPU_KERNELS.get(precision)
     kernels = engine_kernels() if need else None
     if kernels is None or kernels[0] != "cpu" or need in kernels[1]:
         return
-    from workbench.runtime.cpu import isa_summary
-
-    isa = ", ".join(k for k, v in isa_summary().items() if v) or "no AVX2"
+    isa = _isa_text()
     here = " or ".join([p for p, op in CPU_KERNELS.items() if op in kernels[1]] + ["bf16"])
     raise EngineUnsupported(f"this machine's vLLM CPU build has no {precision} kernel ({need}; CPU: {isa}), so the "
                             f"{precision} checkpoint {checkpoint} would fail its first request: serve it on a CPU with "
@@ -169,5 +194,5 @@ if __name__ == "__main__":   # `make serve-env` asks once, so a first export or 
               f"ops; model info cached for {', '.join(answer['primed']) or 'none'} ({cache})")
 
 
-__all__ = ["EngineUnsupported", "check_engine_loadable", "check_served_here", "checkpoint_precision",
+__all__ = ["EngineUnsupported", "check_engine_loadable", "check_served_here", "checkpoint_precision", "fp8_kv_here",
            "engine_architectures", "engine_facts", "engine_kernels", "KNOWN_ARCHITECTURES", "CPU_KERNELS"]
