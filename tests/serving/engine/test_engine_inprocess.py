@@ -104,6 +104,7 @@ def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles)
 
 def test_predict_search_measures_the_winner_and_says_why_the_default_is_absent(bundles):
     from workbench.serving.engine.inprocess import predict_search
+    from workbench.serving.engine.search import point_requests
 
     climbed = SimpleNamespace(label="int8-x", stage="confirm", bundle=bundles["int8"][1], goodput_per_s=1.0,
                               args=EngineArgs(max_num_seqs=1), start_rate=0.5, min_requests=100, rows=[{}], error=None,
@@ -117,5 +118,8 @@ def test_predict_search_measures_the_winner_and_says_why_the_default_is_absent(b
     out = predict_search(result, seconds_per_batch=0.01, progress=said.append)
     assert out["winner"]["precision_inprocess"] == "int8" and out["winner"]["predicted_goodput_per_s"] is not None
     assert "engine died" in out["default"]["error"] and any("predicted" in s for s in said)
-    # the confirmation's prediction climbs the confirmation's ladder: points of >= 100 requests, as it was served
-    assert all(p["n_requests"] >= 100 for p in out["winner"]["points"])
+    # the confirmation's prediction climbs the confirmation's ladder: as many requests a point as it was served
+    # (100, or 180 s of arrivals where that is fewer)
+    points = out["winner"]["points"]
+    assert all(p["n_requests"] == point_requests(p["offered_rate_per_s"], 2.0, 100) for p in points)
+    assert any(p["n_requests"] < 100 for p in points) and any(p["n_requests"] == 100 for p in points)
