@@ -72,7 +72,7 @@ def test_step_times_on_the_engine_cores_restore_threads_and_affinity(bundles):
 
 def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles):
     cand = SimpleNamespace(label="bf16-x", stage="default", bundle=bundles["bf16"][1], goodput_per_s=2.0,
-                           args=EngineArgs(max_num_seqs=2), start_rate=1.0, min_requests=8,
+                           args=EngineArgs(max_num_seqs=2), start_rate=1.0, min_requests=8, halvings=2,
                            idle={"ttft_ms_p50": 40.0, "itl_ms_p50": 8.0})
     result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
                              point_s=2.0, max_points=3)
@@ -107,10 +107,11 @@ def test_predict_search_measures_the_winner_and_says_why_the_default_is_absent(b
     from workbench.serving.engine.search import point_requests
 
     climbed = SimpleNamespace(label="int8-x", stage="confirm", bundle=bundles["int8"][1], goodput_per_s=1.0,
-                              args=EngineArgs(max_num_seqs=1), start_rate=0.5, min_requests=100, rows=[{}], error=None,
+                              args=EngineArgs(max_num_seqs=1), start_rate=0.5, min_requests=100, halvings=4, rows=[{}],
+                              error=None,
                               idle={"ttft_ms_p50": 30.0, "itl_ms_p50": 6.0})
     failed = SimpleNamespace(label="bf16-d", stage="default", bundle=bundles["bf16"][1], goodput_per_s=None,
-                             args=EngineArgs(), start_rate=None, min_requests=8, rows=[],
+                             args=EngineArgs(), start_rate=None, min_requests=8, halvings=2, rows=[],
                              error="RuntimeError: engine died", idle=None)
     result = SimpleNamespace(workload=Workload("t", 16, 4), slo_ttft_ms=2000.0, slo_itl_ms=1000.0, attainment=0.99,
                              point_s=2.0, max_points=2, confirmed=climbed, default=failed)

@@ -28,6 +28,9 @@ def test_climb_halves_a_missing_start_at_most_twice():
     seen = []
     _, good = climb(lambda r, k: seen.append(r) or _row(r, 0.01), 1.0, max_points=6)
     assert seen == [1.0, 0.5, 0.25] and good is None
+    seen = []   # a confirmation may go further down (CONFIRM_HALVINGS): its start is a short climb's optimism
+    _, good = climb(lambda r, k: seen.append(r) or _row(r, 0.1), 1.0, max_points=6, max_halvings=4)
+    assert seen == [1.0, 0.5, 0.25, 0.125, 0.0625, 0.0881] and good == 0.0881
     seen = []
     _, good = climb(lambda r, k: seen.append(r) or _row(r, 0.6), 1.0, max_points=6)
     assert seen == [1.0, 0.5, 0.705]
@@ -152,6 +155,7 @@ def test_search_stages_confirm_and_write(tiny_llama_task, tmp_path, fake_engine,
     again = result.default_confirmed
     assert again is not default and again.stage == "confirm-default" and again.args == default.args
     assert again.start_rate == default.goodput_per_s / 2
+    assert result.confirmed.halvings == again.halvings == 4 and default.halvings == 2
     assert result.headline_ratio == round(result.confirmed.goodput_per_s / again.goodput_per_s, 3)
     # each climb's first rate is kept (a prediction climbs the same ladder): idle 1 / e2e, the confirmation half the
     # winner's goodput; and the climb's settings

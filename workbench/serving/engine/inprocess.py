@@ -151,7 +151,7 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
                                attainment=result.attainment, start_rate=candidate.start_rate,
                                point_s=result.point_s, max_points=result.max_points, prompt_tokens=wl.prompt_tokens,
                                max_num_batched_tokens=args.max_num_batched_tokens,
-                               min_requests=candidate.min_requests)
+                               min_requests=candidate.min_requests, max_halvings=candidate.halvings)
 
     raw = predict(times)
     idle, out = candidate.idle or {}, {}

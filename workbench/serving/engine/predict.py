@@ -210,12 +210,14 @@ def bisect_goodput(passes, start_rate: float, rel_tol: float = 0.01, max_steps: 
 def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_ttft_ms: float, slo_itl_ms: float,
                     attainment: float = 0.99, start_rate: float | None = None, point_s: float = 8.0,
                     max_points: int = 5, prompt_tokens: int | None = None,
-                    max_num_batched_tokens: int | None = None, min_requests: int = MIN_REQUESTS) -> GoodputPrediction:
+                    max_num_batched_tokens: int | None = None, min_requests: int = MIN_REQUESTS,
+                    max_halvings: int = 2) -> GoodputPrediction:
     """Predicted goodput of an engine with ``max_num_seqs`` slots from ``times`` (module doc).
 
     ``start_rate``: the served climb's first rate (``EngineCandidate.start_rate``), so both climb the same ladder;
     None: the served search's default start, 1 / the predicted idle e2e. ``point_s`` / ``max_points``: the served
-    search's, and ``min_requests`` the served climb's (``EngineCandidate.min_requests``). ``prompt_tokens`` is needed
+    search's, and ``min_requests`` / ``max_halvings`` the served climb's (``EngineCandidate.min_requests`` /
+    ``halvings``). ``prompt_tokens`` is needed
     only with a ``max_num_batched_tokens`` budget."""
     from workbench.serving.engine.search import climb
 
@@ -228,7 +230,7 @@ def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_tt
     common = dict(new_tokens=new_tokens, max_num_seqs=max_num_seqs, slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms,
                   attainment=attainment, point_s=point_s, prompt_tokens=prompt_tokens,
                   max_num_batched_tokens=max_num_batched_tokens, min_requests=min_requests)
-    rows, good = climb(lambda rate, k: simulate_point(times, rate, k, **common), start, max_points)
+    rows, good = climb(lambda rate, k: simulate_point(times, rate, k, **common), start, max_points, max_halvings)
     bisect = bisect_goodput(lambda rate: simulate_point(times, rate, 0, **common)["meets_slo"], start)
     return GoodputPrediction(good, bisect, start, rows, times.as_dict())
 

@@ -44,6 +44,9 @@ from workbench.serving.engine.workloads import Workload, get_workload
 
 MIN_REQUESTS, MAX_REQUESTS = 8, 80
 CONFIRM_POINT_MAX_S = 180.0        # the longest a confirmation point's arrivals last (point_requests)
+# A confirmation starts at half the search climb's goodput and may halve this many times: a search point of 8-80
+# requests builds no queue, and on an AVX2 CPU vLLM fp32 passed 3.8/s there but missed 0.47/s on 85 requests.
+CONFIRM_HALVINGS = 4
 SLO_TTFT_X, SLO_ITL_X = 5, 4       # a derived SLO: these multiples of the default engine's idle TTFT p50 / ITL p50
 SUMMARY_SCENARIO = "load-engine-search"
 
@@ -63,6 +66,7 @@ class EngineCandidate:
     seconds: float = 0.0
     start_rate: float | None = None   # the climb's first rate (a prediction climbs the same ladder)
     min_requests: int = MIN_REQUESTS  # the fewest requests a point of its climb reads (more for a confirmation)
+    halvings: int = 2                 # how far below its start its climb may halve (more for a confirmation)
     idle: dict | None = None          # its engine's idle latency (the default's and the confirmation's: a
     #                                   prediction of their goodput is calibrated to it, serving.engine.predict)
 
@@ -193,8 +197,10 @@ def confirm_requests(attainment: float) -> int:
     return max(MIN_REQUESTS, min(1000, math.ceil(round(1 / (1 - attainment), 6))))
 
 
-def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: int) -> tuple[list[dict], float | None]:
-    """Rates doubling from ``start_rate`` while the SLO holds (halving at most twice when nothing has passed yet);
+def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: int,
+          max_halvings: int = 2) -> tuple[list[dict], float | None]:
+    """Rates doubling from ``start_rate`` while the SLO holds (halving at most ``max_halvings`` times when nothing has
+    passed yet);
     once a pass and a miss bracket the goodput, one point at 1.41x the highest pass (when below the lowest miss);
     ``measure(rate, k) -> row``. Returns the rows by rate and their goodput (:func:`~workbench.serving.load.sweep.
     goodput_of`)."""
@@ -209,7 +215,7 @@ def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: 
         else:
             bad = min(bad or rate, rate)
         if good is None:
-            if down >= 2:
+            if down >= max_halvings:
                 break
             rate, down = round(rate / 2, 4), down + 1
         elif bad is None:
@@ -329,7 +335,7 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
         win = result.winner
         if win is not None:
             confirm = EngineCandidate(win.precision, win.bundle, win.args, "confirm",
-                                      min_requests=confirm_requests(attainment))
+                                      min_requests=confirm_requests(attainment), halvings=CONFIRM_HALVINGS)
             _run(confirm, ctx, result, use_aiperf=use_aiperf, start=win.goodput_per_s / 2, on_confirm=on_confirm)
             result.confirmed = confirm
             # the headline's other side, measured the same way (when the default won, its confirmation is both)
@@ -337,7 +343,7 @@ def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float |
                 result.default_confirmed = confirm
             elif default.goodput_per_s:
                 again = EngineCandidate(default.precision, default.bundle, default.args, "confirm-default",
-                                        min_requests=confirm.min_requests)
+                                        min_requests=confirm.min_requests, halvings=CONFIRM_HALVINGS)
                 _run(again, ctx, result, use_aiperf=use_aiperf, start=default.goodput_per_s / 2)
                 result.default_confirmed = again
     return result
@@ -394,7 +400,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                 return ctx["table"].append(row) if ctx["table"] is not None else row
 
             r0 = cand.start_rate = start or max(0.05, round(1.0 / result.idle["e2e_s_p50"], 3))
-            cand.rows, cand.goodput_per_s = climb(measure, r0, ctx["max_points"])
+            cand.rows, cand.goodput_per_s = climb(measure, r0, ctx["max_points"], cand.halvings)
             if on_confirm is not None:
                 on_confirm(server, cand, result)
     except Exception as exc:   # an engine that cannot start or dies with this config: a failed candidate
