@@ -32,6 +32,7 @@ def test_figures_come_from_the_confirmations_and_absent_ones_say_why():
               "workload_rows": [{"workload": "long-prompt", "ttft_ms_p50": 80.0, "extra": 1}]}
     f = serving_figures(_search(), prediction, triton, {"served_ppl_diff_pct": 0.004}, trials)
     assert f["goodput_ratio_best_vs_default"] == 1.6          # confirmation vs confirmation, not the search climbs
+    assert f["goodput_ratio_best_vs_default_at_least"] is None   # only where the default passed at no rate
     assert f["goodput_best_rps"] == 4.0 and f["goodput_best_search_rps"] == 4.5
     assert f["goodput_vllm_default_bf16_rps"] == 3.0 and f["goodput_vllm_default_bf16_confirmed_rps"] == 2.5
     assert f["aiperf_vs_own_ttft_p50_diff_pct"] == -12.5      # the largest disagreement, sign kept

@@ -236,3 +236,31 @@ def test_cli_search_writes_the_confirmed_winner(tiny_llama_task, tmp_path, fake_
     manifest = load_manifest(bundle)
     assert manifest["engine_args"]["max_num_seqs"] == 16 and manifest["engine_search"]["confirmed"]
     assert manifest["load"]["slo_ttft_ms"] == 100.0 and manifest["load"]["slo_itl_ms"] == 4 * 100.0 / 32
+
+
+def test_no_climb_goes_below_the_slowest_rate():
+    """A point below SLOWEST_RATE (8 requests in 180 s) would take many minutes: the climb stops halving there."""
+    from workbench.serving.engine.search import SLOWEST_RATE
+
+    seen = []
+    _, good = climb(lambda r, k: seen.append(r) or _row(r, 0.001), 0.1, max_points=6, max_halvings=4)
+    assert seen == [0.1, 0.05] and good is None and 0.025 < SLOWEST_RATE < 0.05
+
+
+def test_a_default_that_meets_the_slo_at_no_rate_gives_a_lower_bound():
+    from pathlib import Path
+
+    from workbench.serving.engine.search import EngineCandidate, EngineSearchResult
+
+    def cand(stage, goodput, outcomes):
+        rows = [{"offered_rate_per_s": r, "slo_outcome": o} for r, o in outcomes]
+        return EngineCandidate("bf16", Path("b"), EngineArgs(), stage, goodput_per_s=goodput, rows=rows)
+
+    win = cand("confirm", 0.37, [(0.37, "pass"), (0.52, "miss")])
+    result = EngineSearchResult(1000.0, 200.0, WORKLOADS["chat"], [], confirmed=win,
+                                default_confirmed=cand("confirm-default", None, [(0.092, "miss"), (0.046, "miss")]))
+    assert result.headline_ratio is None and result.headline_ratio_at_least == round(0.37 / 0.046, 3)
+    assert result.as_dict()["goodput_over_default_at_least"] == result.headline_ratio_at_least
+    assert "at least 8.043" in result.to_text()
+    result.default_confirmed = cand("confirm-default", 0.05, [(0.05, "pass"), (0.1, "miss")])
+    assert result.headline_ratio == 7.4 and result.headline_ratio_at_least is None

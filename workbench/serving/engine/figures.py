@@ -40,6 +40,8 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
         "goodput_vllm_default_bf16_rps": search.default.goodput_per_s if search.default else None,
         "goodput_vllm_default_bf16_confirmed_rps": engine_good,
         "goodput_ratio_best_vs_default": search.headline_ratio,
+        # the default met the SLO at no rate down to search.SLOWEST_RATE: the ratio is at least this
+        "goodput_ratio_best_vs_default_at_least": search.headline_ratio_at_least,
         # None when the Triton path meets the SLO at no rate (goodput 0: no finite ratio)
         "engine_vs_triton_python_goodput": _ratio(engine_good, triton.get("goodput_per_s")),
         "triton_python_goodput_rps": triton.get("goodput_per_s"),

@@ -47,6 +47,10 @@ CONFIRM_POINT_MAX_S = 180.0        # the longest a confirmation point's arrivals
 # A confirmation starts at half the search climb's goodput and may halve this many times: a search point of 8-80
 # requests builds no queue, and on an AVX2 CPU vLLM fp32 passed 3.8/s there but missed 0.47/s on 85 requests.
 CONFIRM_HALVINGS = 4
+# No climb goes below the rate at which MIN_REQUESTS arrive in CONFIRM_POINT_MAX_S (0.044/s): vLLM's emulated bf16
+# here missed at 0.046/s, and one more halving would have spent 12 minutes on 8 requests. A candidate that misses
+# there has a goodput below it, and the headline is then a lower bound (``headline_ratio_at_least``).
+SLOWEST_RATE = MIN_REQUESTS / CONFIRM_POINT_MAX_S
 SLO_TTFT_X, SLO_ITL_X = 5, 4       # a derived SLO: these multiples of the default engine's idle TTFT p50 / ITL p50
 SUMMARY_SCENARIO = "load-engine-search"
 
@@ -120,6 +124,17 @@ class EngineSearchResult:
             return None
         return round(win.goodput_per_s / base.goodput_per_s, 3)
 
+    @property
+    def headline_ratio_at_least(self) -> float | None:
+        """Where the default's confirmation met the SLO at no rate it tried (none below SLOWEST_RATE): its goodput is
+        below its slowest rate, so the confirmed winner's goodput over that rate is a lower bound of the ratio."""
+        win, base = self.confirmed, self.default_confirmed
+        if self.headline_ratio is not None or not win or not win.goodput_per_s or not base or not base.rows:
+            return None
+        if base.goodput_per_s or any(r.get("slo_outcome") == "pass" for r in base.rows):
+            return None
+        return round(win.goodput_per_s / min(r["offered_rate_per_s"] for r in base.rows), 3)
+
     def to_text(self) -> str:
         fmt = (lambda v: f"{v:10.3f}" if v is not None else f"{'-':>10}")
         lines = [f"{'candidate':48s} {'stage':10s} {'goodput/s':>10s} {'points':>6s} {'start s':>7s}"]
@@ -137,7 +152,9 @@ class EngineSearchResult:
             lines.append(f"confirmed {self.confirmed.label}: {self.confirmed.goodput_per_s}/s (search climb "
                          f"{self.winner.goodput_per_s if self.winner else None}/s); default confirmed "
                          f"{self.default_confirmed.goodput_per_s if self.default_confirmed else None}/s (search "
-                         f"climb {self.default.goodput_per_s if self.default else None}/s); ratio {self.headline_ratio}")
+                         f"climb {self.default.goodput_per_s if self.default else None}/s); ratio {self.headline_ratio}"
+                         + (f" (at least {self.headline_ratio_at_least}: the default met the SLO at no rate tried)"
+                            if self.headline_ratio_at_least else ""))
         lines += [f"not tried (time budget): {s}" for s in self.skipped] + self.notes
         return "\n".join(lines)
 
@@ -150,7 +167,8 @@ class EngineSearchResult:
                 "search_goodput_per_s": self.winner.goodput_per_s if self.winner else None,
                 "default": self.default.summary() if self.default else None,
                 "default_confirmed": self.default_confirmed.summary() if self.default_confirmed else None,
-                "goodput_over_default": self.headline_ratio, "idle": self.idle,
+                "goodput_over_default": self.headline_ratio,
+                "goodput_over_default_at_least": self.headline_ratio_at_least, "idle": self.idle,
                 "candidates": [c.summary() for c in self.candidates], "skipped": self.skipped,
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
@@ -200,8 +218,8 @@ def confirm_requests(attainment: float) -> int:
 def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: int,
           max_halvings: int = 2) -> tuple[list[dict], float | None]:
     """Rates doubling from ``start_rate`` while the SLO holds (halving at most ``max_halvings`` times when nothing has
-    passed yet);
-    once a pass and a miss bracket the goodput, one point at 1.41x the highest pass (when below the lowest miss);
+    passed yet, and never below SLOWEST_RATE); once a pass and a miss bracket the goodput, one point at 1.41x the
+    highest pass (when below the lowest miss);
     ``measure(rate, k) -> row``. Returns the rows by rate and their goodput (:func:`~workbench.serving.load.sweep.
     goodput_of`)."""
     from workbench.serving.load.sweep import goodput_of
@@ -215,7 +233,7 @@ def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: 
         else:
             bad = min(bad or rate, rate)
         if good is None:
-            if down >= max_halvings:
+            if down >= max_halvings or rate / 2 < SLOWEST_RATE:
                 break
             rate, down = round(rate / 2, 4), down + 1
         elif bad is None:
