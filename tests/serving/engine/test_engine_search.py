@@ -114,7 +114,7 @@ def fake_engine(monkeypatch):
     monkeypatch.setattr(load, "measure_point", fake_point)
     monkeypatch.setattr(search, "idle_latency", lambda *a: {"ttft_ms_p50": 10.0, "itl_ms_p50": 2.0, "e2e_s_p50": 1.0})
     # a CPU with native bf16 and fp8 attention, whatever this one is (the AVX2 space has its own test)
-    monkeypatch.setattr(search, "engine_dtype_here", lambda: ("bfloat16", "native"))
+    monkeypatch.setattr(search, "engine_dtype_here", lambda: "bfloat16")
     monkeypatch.setattr(search, "fp8_kv_here", lambda: (True, ""))
     return FakeServer
 

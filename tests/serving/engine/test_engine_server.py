@@ -83,7 +83,7 @@ def test_the_compute_dtype_follows_the_machine(monkeypatch):
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setattr(cpu, "isa_summary", lambda: {"avx2": True, "avx512": False, "avx512_bf16": False})
-    assert engine_dtype_here()[0] == "float32" and EngineArgs().dtype == "float32"
+    assert engine_dtype_here() == "float32" and EngineArgs().dtype == "float32"
     assert EngineArgs().label().endswith("-float32") and EngineArgs().cli()[:2] == ["--dtype", "float32"]
     monkeypatch.setattr(cpu, "isa_summary", lambda: {"avx2": True, "avx512": True, "avx512_bf16": True})
     assert EngineArgs().dtype == "bfloat16" and not EngineArgs().label().endswith("bfloat16")

@@ -22,21 +22,14 @@ DTYPES = ("bfloat16", "float32", "float16")
 VLLM_AUTO_DTYPE = "bfloat16"   # what `--dtype auto` resolves to for the bf16 checkpoints the export writes
 
 
-def engine_dtype_here() -> tuple[str, str]:
-    """(the compute dtype the engine should run here, why): bf16 on a GPU or a CPU with native bf16 GEMMs, fp32 on a
-    CPU that would emulate bf16 (module doc)."""
+def engine_dtype_here() -> str:
+    """The compute dtype the engine should run here: bf16 on a GPU or a CPU with native bf16 GEMMs, fp32 on a CPU that
+    would emulate bf16 (module doc)."""
     import torch
 
     from workbench.runtime.cpu import isa_summary, native_bf16
 
-    if torch.cuda.is_available():
-        return "bfloat16", "GPU: bf16 tensor cores"
-    native, why = native_bf16(isa_summary())
-    return ("bfloat16" if native else "float32"), why
-
-
-def _dtype_here() -> str:
-    return engine_dtype_here()[0]
+    return "bfloat16" if torch.cuda.is_available() or native_bf16(isa_summary())[0] else "float32"
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ class EngineArgs:
     enable_prefix_caching: bool = True             # vLLM's default on this version
     kv_cache_dtype: str = "auto"
     block_size: int | None = None                  # KV block tokens; None: the engine's (128 on vLLM's CPU backend)
-    dtype: str = dataclasses.field(default_factory=_dtype_here)   # compute dtype (module doc)
+    dtype: str = dataclasses.field(default_factory=engine_dtype_here)   # compute dtype (module doc)
     enforce_eager: bool = True
     kv_cache_space_gib: int = 1                    # CPU backend: KV cache memory (VLLM_CPU_KVCACHE_SPACE)
     seed: int = 0

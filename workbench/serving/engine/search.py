@@ -130,8 +130,8 @@ class EngineSearchResult:
         below its slowest rate, so the confirmed winner's goodput over that rate is a lower bound of the ratio."""
         win, base = self.confirmed, self.default_confirmed
         if self.headline_ratio is not None or not win or not win.goodput_per_s or not base or not base.rows:
-            return None
-        if base.goodput_per_s or any(r.get("slo_outcome") == "pass" for r in base.rows):
+            return None   # (with a confirmed winner, no headline means the default's confirmation found no goodput)
+        if any(r.get("slo_outcome") == "pass" for r in base.rows):
             return None
         return round(win.goodput_per_s / min(r["offered_rate_per_s"] for r in base.rows), 3)
 
@@ -181,7 +181,7 @@ def engine_space(base: EngineArgs, workload: Workload, small: bool = False, dtyp
     than ``base``'s is tried first (on a CPU without native bf16 it moves goodput most). ``fp8_kv`` (default
     :func:`~workbench.serving.engine.support.fp8_kv_here`): without it the kv stage is left out and ``notes`` says
     why."""
-    dtype_here = dtype_here or engine_dtype_here()[0]
+    dtype_here = dtype_here or engine_dtype_here()
     fp8_ok, fp8_why = fp8_kv or fp8_kv_here()
     out: list[tuple[str, Callable]] = []
     if dtype_here != base.dtype:

@@ -105,10 +105,9 @@ def checkpoint_precision(checkpoint: str | Path) -> str:
     return {frozenset({8}): "int8", frozenset({4}): "int4"}.get(frozenset(bits), f"{sorted(bits)}-bit")
 
 
-def _isa_text() -> str:
-    from workbench.runtime.cpu import isa_summary
-
-    return ", ".join(k for k, v in isa_summary().items() if v) or "no AVX2"
+def _isa_text(isa: dict) -> str:
+    """The ISA features an :func:`~workbench.runtime.cpu.isa_summary` holds, for a refusal's reason."""
+    return ", ".join(k for k, v in isa.items() if v) or "no AVX2"
 
 
 def fp8_kv_here() -> tuple[bool, str]:
@@ -123,7 +122,7 @@ def fp8_kv_here() -> tuple[bool, str]:
     isa = isa_summary()
     if isa["avx512"] or isa["amx_int8"] or isa["amx_bf16"]:
         return True, ""
-    return False, f"vLLM's CPU attention keeps an fp8 KV cache only with AVX-512 or AMX (CPU: {_isa_text()})"
+    return False, f"vLLM's CPU attention keeps an fp8 KV cache only with AVX-512 or AMX (CPU: {_isa_text(isa)})"
 
 
 def check_served_here(checkpoint: str | Path, kv_cache_dtype: str = "auto") -> None:
@@ -139,7 +138,9 @@ def check_served_here(checkpoint: str | Path, kv_cache_dtype: str = "auto") -> N
     kernels = engine_kernels() if need else None
     if kernels is None or kernels[0] != "cpu" or need in kernels[1]:
         return
-    isa = _isa_text()
+    from workbench.runtime.cpu import isa_summary
+
+    isa = _isa_text(isa_summary())
     here = " or ".join([p for p, op in CPU_KERNELS.items() if op in kernels[1]] + ["bf16"])
     raise EngineUnsupported(f"this machine's vLLM CPU build has no {precision} kernel ({need}; CPU: {isa}), so the "
                             f"{precision} checkpoint {checkpoint} would fail its first request: serve it on a CPU with "
