@@ -95,10 +95,12 @@ def chi2_critical(df, z=3.09):   # Wilson-Hilferty approximation of the 0.999 qu
     return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
 
 
-@pytest.mark.slow  # the first case alone ran > 2 min of CPU here
+@pytest.mark.slow  # 6-8 s a case here (2000 samples took 14-20 s)
 @pytest.mark.parametrize("drafter_kind,temperature", [("draft-model", 1.0), ("draft-model", 0.7), ("prompt-lookup", 1.0)])
 def test_sampling_preserves_the_target_distribution(drafter_kind, temperature):
-    vocab, n_new, n_samples = 4, 3, 2000
+    # 1200 samples: a rule that keeps the draft's token on rejection, or skips the residual resample, moves whole
+    # cells by tens of percent, far beyond the 0.999 chi-square bound at this size
+    vocab, n_new, n_samples = 4, 3, 1200
     target, draft = tiny_gpt2(1, 16, seed=0, vocab=vocab), tiny_gpt2(1, 16, seed=7, vocab=vocab)
     prompt = torch.tensor([[0, 1, 2, 0, 1]])
     exact = exact_joint(target, prompt, n_new, vocab, temperature)
