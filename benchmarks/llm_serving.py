@@ -8,8 +8,9 @@ times of each checkpoint and its error, ``versus_triton``: the Triton Python ful
 model and SLO); this script calls them and prints. Candidates are measured one after another (each
 needs its own engine start-up), so the 1-min load average is printed at the start and the end.
 
-    python benchmarks/llm_serving.py            # 134M Llama, full search (~30 min on idle cores)
-    python benchmarks/llm_serving.py --quick    # 134M Llama, bf16 + int8, small search (~12 min)
+    python benchmarks/llm_serving.py            # 134M Llama, full search (~30 min with native bf16; longer on AVX2)
+    python benchmarks/llm_serving.py --quick    # 134M Llama, bf16 + int8, small search (~12 min with native bf16;
+                                                # 59 min on a 2-core AVX2 CPU, where vLLM's emulated bf16 is slow)
     python benchmarks/llm_serving.py --small    # tiny shapes (also WORKBENCH_SMALL=1)
 
 Last printed line: one JSON object with the targets' figures.

@@ -30,8 +30,12 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
     "workload_rows")."""
     conf, default_conf = search.confirmed, search.default_confirmed
     engine_good = default_conf.goodput_per_s if default_conf else None
-    diffs = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in (conf.rows if conf else [])
-             if r.get("aiperf_vs_own_ttft_p50_diff_pct") is not None]
+    compared = [r for r in (conf.rows if conf else []) if r.get("aiperf_vs_own_ttft_p50_diff_pct") is not None]
+    # The two clients run one after the other on the same schedule. Where the engine kept up (the point met the SLO)
+    # both read one stationary queue, and their TTFTs should agree. Where it did not, the queue grows through the
+    # run and each run reads its own point on that growth (s44, AVX2: 2276 vs 1169 ms p50 at 76% within SLO), so
+    # those points are listed but left out of the headline.
+    stable = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in compared if r.get("meets_slo")]
     prefix = trials.get("prefix") or {}
     winner, default = prediction.get("winner", {}), prediction.get("default", {})
     return {
@@ -48,8 +52,10 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
         "triton_python_vs_engine_idle_tpot": _ratio(triton.get("tpot_ms_p50"), (search.idle or {}).get("itl_ms_p50")),
         "triton_python": triton,
         "prefix_cache_ttft_ratio_under_load": prefix.get("prefix_cache_ttft_ratio"),
-        "aiperf_vs_own_ttft_p50_diff_pct": max(diffs, key=abs) if diffs else None,
-        "aiperf_vs_own_ttft_p50_diff_pct_all": diffs,
+        "aiperf_vs_own_ttft_p50_diff_pct": max(stable, key=abs) if stable else None,
+        "aiperf_vs_own_ttft_p50_diff_pct_all": [{"offered_rate_per_s": r.get("offered_rate_per_s"),
+                                                 "meets_slo": r.get("meets_slo"),
+                                                 "diff_pct": r["aiperf_vs_own_ttft_p50_diff_pct"]} for r in compared],
         "predicted_goodput_rps": winner.get("predicted_goodput_per_s"),
         "predicted_vs_served_goodput_error_pct": winner.get("predicted_vs_served_goodput_error_pct"),
         "predicted_uncalibrated_vs_served_goodput_error_pct": winner.get(
