@@ -6,6 +6,26 @@ import pytest
 import torch
 
 
+# Notebooks that time a sweep or load a server: `make test` runs them in its serial pass (marker `serial`), the others
+# two at a time beside the unit tests. A batching sweep judges each point's stability on its timing windows, and
+# another process on the 2 cores left notebook 04's small-mode sweep with no stable point.
+SERIAL_NOTEBOOKS = ("01_quickstart.ipynb", "04_batching_and_cost.ipynb", "08_load_and_tail.ipynb")
+
+
+class _SerialNotebooks:
+    """Marks those notebooks' cells ``serial``: a plugin of its own, since this module's collection hook runs last."""
+
+    @pytest.hookimpl(tryfirst=True)   # before -m reads the markers
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            if item.nodeid.startswith("notebooks/") and item.nodeid.split("::")[0].endswith(SERIAL_NOTEBOOKS):
+                item.add_marker(pytest.mark.serial)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_SerialNotebooks(), "workbench-serial-notebooks")
+
+
 @pytest.hookimpl(trylast=True)   # after -m / -k deselection: the browser test must really be in this session
 def pytest_collection_modifyitems(config, items):
     _quickstart_runs_in_the_browser_only(config, items)

@@ -19,7 +19,9 @@ import pytest
 
 from workbench.util.net import free_port, http_ok, wait_until_ready  # the same helpers the Triton and vLLM servers use
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
+# serial: the quickstart's Find the best works within a time budget, and JupyterLab + chromium + a kernel are three
+# more processes on 2 cores
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration, pytest.mark.serial]
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",

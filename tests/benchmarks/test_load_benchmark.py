@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration  # starts benchmarks/load.py with Triton
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # starts benchmarks/load.py with Triton; times load
 
 @pytest.fixture(scope="module")
 def bench(benchmark_module):

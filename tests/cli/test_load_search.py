@@ -11,6 +11,8 @@ import pytest  # noqa: E402
 
 from workbench.cli import main  # noqa: E402
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 
 def test_write_config_needs_search(capsys):
     assert main(["load", "no-such-bundle", "--slo-ms", "50", "--write-config"]) == 2

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 
 @pytest.mark.integration
 @pytest.mark.slow

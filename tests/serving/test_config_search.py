@@ -7,6 +7,8 @@ import pytest
 from workbench.serving.load.search_space import ClimbSettings, SearchSpace, climb
 from workbench.serving.bundle.serving_config import ServingConfig, edited_config_text
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 
 def test_serving_config_validates_and_round_trips_through_config_pbtxt():
     from demo_bundle import demo_setup

@@ -6,7 +6,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.integration  # starts a Triton server streaming the demo LM
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # starts a Triton server streaming the demo LM
 
 NEW_TOKENS = 6
 

@@ -15,6 +15,8 @@ from workbench.serving.load.client import split_url
 from workbench.serving.load.schedule import schedule
 from workbench.serving.load.sleeper import sleeper_input as one_input, sleeper_repository
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 SLEEP_MS = 15.0  # long enough that the ~1 ms of HTTP + backend overhead outside the queue stays small
 
 

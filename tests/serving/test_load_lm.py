@@ -8,6 +8,8 @@ import pytest
 
 from workbench.cli import main
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 NEW_TOKENS = 4
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from workbench.serving.load.stream import open_loop_stream
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 FIRST_MS, GAP_MS, TOKENS = 20.0, 10.0, 6
 
 

@@ -7,6 +7,8 @@ from workbench.serving.bundle.triton_server import TritonServer, triton_distribu
 from workbench.serving.bundle.serve_check import ServeCheckError, serve_check
 from workbench.serving.bundle.verify import BundleError, load_manifest
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 
 def _triton_children():
     return [p for p in psutil.Process().children(recursive=True)

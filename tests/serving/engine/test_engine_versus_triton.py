@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.serial   # times load on cores it pins: make test runs it alone (serial)
+
 
 @pytest.mark.integration
 def test_near_idle_requests_judged_by_ttft_and_per_request_itl(tmp_path):

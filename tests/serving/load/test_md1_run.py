@@ -5,7 +5,7 @@ import pytest
 
 from workbench.serving.load.md1_run import md1_on_triton, stall_on_triton
 
-pytestmark = pytest.mark.integration   # starts Triton
+pytestmark = [pytest.mark.integration, pytest.mark.serial]   # starts Triton; times load: run alone
 
 
 def test_md1_on_triton_reports_each_utilisation_with_the_clients_figures():
