@@ -46,7 +46,7 @@ def _fake_engine(monkeypatch) -> dict:
     monkeypatch.setattr(server, "VllmServer", FakeServer)
     monkeypatch.setattr(client, "run_schedule", fake_schedule)
     monkeypatch.setattr(engine_search, "idle_latency",
-                        lambda *a: {"ttft_ms_p50": 30.0, "itl_ms_p50": 5.0, "e2e_s_p50": 1.0})
+                        lambda *a, **k: {"ttft_ms_p50": 30.0, "itl_ms_p50": 5.0, "e2e_s_p50": 1.0})
     return seen
 
 

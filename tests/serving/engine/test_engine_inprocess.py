@@ -96,6 +96,15 @@ def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles)
     assert out["predicted_goodput_uncalibrated_per_s"] is not None
     assert out["predicted_uncalibrated_vs_served_goodput_error_pct"] == round(
         100 * (out["predicted_goodput_uncalibrated_per_s"] - 2.0) / 2.0, 1)
+    assert not out["calibrated_to_served_burst"] and "served_burst_itl_ms_p50" not in out
+    # a burst on its engine: the step at that batch is the burst's ITL, and the in-process ratio is reported
+    burst = predict_candidate(SimpleNamespace(**{**vars(cand), "idle": {**cand.idle, "burst_size": 2,
+                                                                         "burst_itl_ms_p50": 12.0}}),
+                              result, seconds_per_batch=0.01)
+    assert burst["calibrated_to_served_burst"] and burst["served_burst_itl_ms_p50"] == 12.0
+    assert burst["step_times"]["tpot_ms"]["2"] == pytest.approx(12.0, abs=1e-3)
+    assert burst["inprocess_over_served_burst_itl"] == pytest.approx(
+        burst["step_times_inprocess"]["tpot_ms"]["2"] / 12.0, abs=1e-3)
     # without an idle point the in-process times are the prediction, and it says so
     bare = predict_candidate(SimpleNamespace(**{**vars(cand), "idle": None}), result, seconds_per_batch=0.01)
     assert not bare["calibrated_to_served_idle"] and "served_idle_ttft_ms_p50" not in bare

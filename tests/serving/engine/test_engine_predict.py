@@ -123,3 +123,20 @@ def test_calibration_scales_to_the_served_idle_point_and_keeps_the_growth_with_t
     assert predict_goodput(cal, **kw).bisect_per_s > predict_goodput(times, **kw).bisect_per_s
     with pytest.raises(ValueError, match="idle_latency"):
         calibrated(times, idle_ttft_ms=0.0, idle_itl_ms=5.0)
+
+
+def test_a_burst_point_sets_how_the_step_grows_with_the_batch():
+    from workbench.serving.engine.predict import calibrated
+
+    times = StepTimes(prefill_s=0.05, tpot_s={1: 0.010, 2: 0.015, 4: 0.020}, prompt_tokens=64)   # in-process: x2 at 4
+    # the engine: 5 ms alone, 7.5 ms with 4 running (x1.5): the in-process shape stretched between the two
+    cal = calibrated(times, idle_ttft_ms=40.0, idle_itl_ms=5.0, burst_size=4, burst_itl_ms=7.5)
+    assert cal.tpot_s == pytest.approx({1: 0.005, 2: 0.00625, 4: 0.0075}) and "burst ITL p50 7.5 ms" in cal.notes
+    flat = StepTimes(prefill_s=0.05, tpot_s={1: 0.010, 2: 0.010, 4: 0.010})   # no in-process growth: a straight line
+    assert calibrated(flat, 40.0, 5.0, 4, 8.0).tpot_s == pytest.approx({1: 0.005, 2: 0.006, 4: 0.008})
+    # a burst read below the idle step is noise: the steps stay at the idle one
+    assert calibrated(times, 40.0, 5.0, 4, 4.0).tpot_s == pytest.approx({1: 0.005, 2: 0.005, 4: 0.005})
+    # the engine that batches more cheaply than the in-process kernels serves more under the same SLO
+    kw = dict(new_tokens=16, max_num_seqs=4, slo_ttft_ms=400.0, slo_itl_ms=9.0, start_rate=1.0)
+    assert (predict_goodput(cal, **kw).bisect_per_s >
+            predict_goodput(calibrated(times, 40.0, 5.0), **kw).bisect_per_s)

@@ -112,7 +112,8 @@ def fake_engine(monkeypatch):
     monkeypatch.setattr(server, "VllmServer", Tracking)
     monkeypatch.setattr(schedule, "schedule", even_schedule)
     monkeypatch.setattr(load, "measure_point", fake_point)
-    monkeypatch.setattr(search, "idle_latency", lambda *a: {"ttft_ms_p50": 10.0, "itl_ms_p50": 2.0, "e2e_s_p50": 1.0})
+    monkeypatch.setattr(search, "idle_latency",
+                        lambda *a, **k: {"ttft_ms_p50": 10.0, "itl_ms_p50": 2.0, "e2e_s_p50": 1.0})
     # a CPU with native bf16 and fp8 attention, whatever this one is (the AVX2 space has its own test)
     monkeypatch.setattr(search, "engine_dtype_here", lambda: "bfloat16")
     monkeypatch.setattr(search, "fp8_kv_here", lambda: (True, ""))
@@ -264,3 +265,32 @@ def test_a_default_that_meets_the_slo_at_no_rate_gives_a_lower_bound():
     assert "at least 8.043" in result.to_text()
     result.default_confirmed = cand("confirm-default", 0.05, [(0.05, "pass"), (0.1, "miss")])
     assert result.headline_ratio == 7.4 and result.headline_ratio_at_least is None
+
+
+def test_idle_latency_sends_a_burst_of_fresh_prompts_and_reads_its_inter_token_gaps(monkeypatch):
+    import os
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import workbench.serving.engine.openai_client as client
+    from workbench.serving.engine.openai_client import OwnClientResult
+    from workbench.serving.engine.search import idle_latency
+    from workbench.serving.engine.workloads import Workload
+
+    sent = []
+
+    def fake_schedule(url, prompts, offsets, max_tokens, **kw):   # a step of 4 ms alone, 9 ms with 3 running
+        sent.append((list(prompts), list(offsets)))
+        itl = 9.0 if len(prompts) == 3 else 4.0
+        return OwnClientResult({"itl_ms_p50": itl}, len(prompts), len(prompts), 0, 0.0, 0.0, 0.5,
+                               per_request=[(20.0, itl)] * len(prompts))
+
+    monkeypatch.setattr(client, "run_schedule", fake_schedule)
+    monkeypatch.setattr(Workload, "prompts", lambda self, ckpt, n, seed=0: ([f"p{i}" for i in range(n)], [8] * n))
+    server, cpus = SimpleNamespace(url="http://127.0.0.1:1", log_path="vllm.log"), os.sched_getaffinity(0)
+    idle = idle_latency(server, Path("ckpt"), Workload("t", 8, 4), cpus, burst=3)
+    assert idle == {"ttft_ms_p50": 20.0, "itl_ms_p50": 4.0, "e2e_s_p50": 0.5, "burst_size": 3, "burst_itl_ms_p50": 9.0}
+    assert sent[-1] == (["p6", "p7", "p8"], [0.0] * 3)   # prompts the idle requests did not send, all at once
+    sent.clear()
+    assert "burst_size" not in idle_latency(server, Path("ckpt"), Workload("t", 8, 4), cpus)
+    assert len(sent) == 5   # two warm-ups in one schedule, four idle requests, no burst

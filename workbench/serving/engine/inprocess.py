@@ -134,7 +134,7 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
 
     Two predictions from the same in-process step times: ``predicted_goodput_per_s``, calibrated to the candidate's
     served idle point (:func:`~workbench.serving.engine.predict.calibrated`: one idle request's TTFT and ITL on its
-    engine, no load), and ``predicted_goodput_uncalibrated_per_s`` from the in-process times alone; each with its
+    engine, no load, and where the search measured one, the ITL of a burst of ``max_num_seqs`` requests), and ``predicted_goodput_uncalibrated_per_s`` from the in-process times alone; each with its
     error = (predicted - served) / served x 100, and the two in-process over served idle ratios the uncalibrated
     error starts from. A candidate without an idle point gets the uncalibrated prediction as its figure."""
     from workbench.serving.engine.predict import calibrated, predict_goodput, prediction_error_pct
@@ -156,11 +156,15 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
     raw = predict(times)
     idle, out = candidate.idle or {}, {}
     if idle.get("ttft_ms_p50") and idle.get("itl_ms_p50"):
-        pred = predict(calibrated(times, idle["ttft_ms_p50"], idle["itl_ms_p50"]))
+        burst, burst_itl = idle.get("burst_size"), idle.get("burst_itl_ms_p50")
+        pred = predict(calibrated(times, idle["ttft_ms_p50"], idle["itl_ms_p50"], burst, burst_itl))
         out = {"served_idle_ttft_ms_p50": idle["ttft_ms_p50"], "served_idle_itl_ms_p50": idle["itl_ms_p50"],
                "inprocess_over_served_idle_ttft": round(times.prefill_s * 1e3 / idle["ttft_ms_p50"], 3),
                "inprocess_over_served_idle_itl": round(times.tpot_at(1) * 1e3 / idle["itl_ms_p50"], 3),
-               "calibrated_to_served_idle": True}
+               "calibrated_to_served_idle": True, "calibrated_to_served_burst": bool(burst and burst_itl)}
+        if burst and burst_itl:
+            out.update(served_burst_size=burst, served_burst_itl_ms_p50=burst_itl,
+                       inprocess_over_served_burst_itl=round(times.tpot_at(burst) * 1e3 / burst_itl, 3))
     else:
         pred, out = raw, {"calibrated_to_served_idle": False}
     served = candidate.goodput_per_s

@@ -249,24 +249,31 @@ def climb(measure: Callable[[float, int], dict], start_rate: float, max_points: 
     return ordered, goodput_of(ordered)
 
 
-def idle_latency(server, ckpt: Path, workload: Workload, client_cpus) -> dict:
-    """One request at a time (4, after 2 warm-ups): TTFT p50, ITL p50 and e2e p50 of the idle engine."""
+def idle_latency(server, ckpt: Path, workload: Workload, client_cpus, burst: int = 0) -> dict:
+    """One request at a time (4, after 2 warm-ups): TTFT p50, ITL p50 and e2e p50 of the idle engine. With ``burst``
+    > 1, then that many requests sent at once (fresh prompts): the p50 of their inter-token gaps, which is the
+    engine's decode step with ``burst`` sequences running (``burst_itl_ms_p50``; the prediction's calibration reads
+    how the step grows with the batch from it, :func:`workbench.serving.engine.predict.calibrated`)."""
     import numpy as np
 
     from workbench.serving.engine.load import pinned
     from workbench.serving.engine.openai_client import run_schedule
 
-    prompts, _ = workload.prompts(ckpt, 6, seed=7)
+    prompts, _ = workload.prompts(ckpt, 6 + max(burst, 0), seed=7)
     with pinned(client_cpus):
         run_schedule(server.url, prompts[:2], [0.0, 3.0], workload.new_tokens)
-        res = [run_schedule(server.url, [p], [0.0], workload.new_tokens) for p in prompts[2:]]
+        res = [run_schedule(server.url, [p], [0.0], workload.new_tokens) for p in prompts[2:6]]
+        together = run_schedule(server.url, prompts[6:], [0.0] * burst, workload.new_tokens) if burst > 1 else None
     ttft = [r.per_request[0][0] for r in res if r.per_request]
     itl = [r.per_request[0][1] for r in res if r.per_request and r.per_request[0][1] is not None]
     if not ttft or not itl:
         raise RuntimeError(f"the idle engine answered {len(ttft)} of {len(res)} requests: see the server log "
                            f"{server.log_path}")
-    return {"ttft_ms_p50": round(float(np.median(ttft)), 2), "itl_ms_p50": round(float(np.median(itl)), 3),
-            "e2e_s_p50": round(float(np.median([r.wall_s for r in res])), 3)}
+    out = {"ttft_ms_p50": round(float(np.median(ttft)), 2), "itl_ms_p50": round(float(np.median(itl)), 3),
+           "e2e_s_p50": round(float(np.median([r.wall_s for r in res])), 3)}
+    if together is not None and together.n_ok == burst and together.metrics.get("itl_ms_p50"):
+        out.update(burst_size=burst, burst_itl_ms_p50=round(float(together.metrics["itl_ms_p50"]), 3))
+    return out
 
 
 def search_engine(bundles, slo_ttft_ms: float | None = None, slo_itl_ms: float | None = None,
@@ -394,14 +401,14 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                         cpus=ctx["engine_cpus"]) as server:
             cand.startup_s = server.startup_s
             if result.idle is None:
-                result.idle = idle_latency(server, ckpt, wl, ctx["client_cpus"])
+                result.idle = idle_latency(server, ckpt, wl, ctx["client_cpus"], burst=cand.args.max_num_seqs)
                 if derive_slo:
                     result.slo_ttft_ms = round(SLO_TTFT_X * result.idle["ttft_ms_p50"], 1)
                     result.slo_itl_ms = round(SLO_ITL_X * result.idle["itl_ms_p50"], 2)
                 say(f"  idle {result.idle}; SLO TTFT p99 <= {result.slo_ttft_ms} ms, ITL p99 <= {result.slo_itl_ms} ms")
                 cand.idle = result.idle
-            elif cand.stage == "confirm":   # ~6 idle requests before the climb: what its prediction is scaled by
-                cand.idle = idle_latency(server, ckpt, wl, ctx["client_cpus"])
+            elif cand.stage == "confirm":   # ~6 idle requests and a burst before the climb: its prediction's scale
+                cand.idle = idle_latency(server, ckpt, wl, ctx["client_cpus"], burst=cand.args.max_num_seqs)
                 say(f"  idle {cand.idle}")
 
             def measure(rate: float, k: int) -> dict:
