@@ -30,20 +30,22 @@ measure: install
 	$(BIN)/workbench measure --task text-classification
 	$(BIN)/workbench measure --task causal-lm
 
-# Unit tests, every notebook (nbval) and the browser test, in one pytest run. CI sets WORKBENCH_SMALL=1.
+# Unit tests, every notebook (nbval) and the browser test. CI sets WORKBENCH_SMALL=1.
 # The three venvs and the browser install side by side: from a fresh clone on a 2-core machine that took 2m48s,
 # against 5m54s one after another (pip spends much of its time waiting on downloads and disk).
-# Two passes: first everything not marked `serial`, TEST_WORKERS at a time (pytest-xdist; a file's tests stay on one
-# worker, so its fixtures and a notebook's kernel are shared), one torch / OpenMP thread each so the workers do not
-# spin against each other; then the `serial` tests and notebooks alone (servers pinned to cores, load climbs, batching
-# sweeps and time budgets, which another process would disturb). On 2 cores the first pass did ~760 s of the
-# unit tests' work in ~490 s.
+# Two passes: first the unit tests (neither `integration` nor `serial`), TEST_WORKERS at a time (pytest-xdist; a file's
+# tests stay on one worker, so its fixtures are shared), one torch thread each; then, alone, the tests that start
+# servers, a browser or a benchmark, those marked `serial` (they time load or a sweep, which another process would
+# disturb) and the notebooks. On 2 cores the first pass did ~760 s of work in ~490 s. Both passes always run; make
+# fails if either did.
 TEST_WORKERS ?= 2
 test:
 	$(MAKE) -j3 install browser serve-env
-	OMP_NUM_THREADS=1 WORKBENCH_TEST_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
-	  -m "not serial" --durations=25 tests notebooks $(NBVAL)
-	$(BIN)/python -m pytest -q -m serial --durations=25 tests notebooks $(NBVAL)
+	@rc=0; \
+	WORKBENCH_TEST_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	  -m "not integration and not serial" --durations=15 tests || rc=$$?; \
+	$(BIN)/python -m pytest -q -m "integration or serial" --durations=30 tests notebooks $(NBVAL) || rc=$$?; \
+	exit $$rc
 
 # The browser test drives Debian's chromium (playwright's own browser download fails on machines like this one).
 # As root it is installed when missing; otherwise the browser test is skipped with a reason (CI requires it).

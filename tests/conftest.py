@@ -6,19 +6,15 @@ import pytest
 import torch
 
 
-# Notebooks that time a sweep or load a server: `make test` runs them in its serial pass (marker `serial`), the others
-# two at a time beside the unit tests. A batching sweep judges each point's stability on its timing windows, and
-# another process on the 2 cores left notebook 04's small-mode sweep with no stable point.
-SERIAL_NOTEBOOKS = ("01_quickstart.ipynb", "04_batching_and_cost.ipynb", "08_load_and_tail.ipynb")
-
-
 class _SerialNotebooks:
-    """Marks those notebooks' cells ``serial``: a plugin of its own, since this module's collection hook runs last."""
+    """Marks every notebook cell ``serial``: `make test` runs notebooks in its serial pass. With another test process
+    on the 2 cores they slowed 3-13x (distillation's training 35 -> 233 s, the serving-cost cell 29 -> 182 s; their
+    kernels run their own torch and ONNX Runtime threads) and notebook 04's small-mode sweep found no stable point. A plugin of its own, since this module's collection hook has to run last."""
 
     @pytest.hookimpl(tryfirst=True)   # before -m reads the markers
     def pytest_collection_modifyitems(self, items):
         for item in items:
-            if item.nodeid.startswith("notebooks/") and item.nodeid.split("::")[0].endswith(SERIAL_NOTEBOOKS):
+            if item.nodeid.startswith("notebooks/"):
                 item.add_marker(pytest.mark.serial)
 
 
