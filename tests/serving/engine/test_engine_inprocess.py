@@ -86,6 +86,9 @@ def test_predict_candidate_reports_the_error_against_the_served_goodput(bundles)
     assert good == max(p["offered_rate_per_s"] for p in out["points"])
     assert out["predicted_vs_served_goodput_error_pct"] == round(100 * (good - 2.0) / 2.0, 1)
     assert out["predicted_goodput_bisect_per_s"] >= good
+    # the continuous limit with every step time 10% slower, then 10% faster: a band around the figure
+    slower, faster = out["predicted_goodput_bisect_band_per_s"]
+    assert out["step_time_band_pct"] == 10 and slower <= out["predicted_goodput_bisect_per_s"] <= faster
     # its engine was measured idle: the prediction is calibrated to that point (prefill = idle TTFT, batch-1 step =
     # idle ITL), the in-process times and the uncalibrated prediction kept beside it
     assert out["calibrated_to_served_idle"] and out["step_times"]["prefill_ms"] == 40.0

@@ -125,6 +125,21 @@ def test_calibration_scales_to_the_served_idle_point_and_keeps_the_growth_with_t
         calibrated(times, idle_ttft_ms=0.0, idle_itl_ms=5.0)
 
 
+def test_scaled_step_times_move_the_predicted_limit_the_right_way():
+    from workbench.serving.engine.predict import scaled
+
+    times = StepTimes(prefill_s=0.05, tpot_s={1: 0.010, 2: 0.012, 4: 0.016}, prompt_tokens=64)
+    slow = scaled(times, 1.1)
+    assert slow.prefill_s == pytest.approx(0.055) and slow.tpot_s == pytest.approx({1: 0.011, 2: 0.0132, 4: 0.0176})
+    kw = dict(new_tokens=16, max_num_seqs=4, slo_ttft_ms=400.0, slo_itl_ms=30.0, start_rate=1.0)
+    limit = {k: predict_goodput(scaled(times, k), **kw).bisect_per_s for k in (1.5, 1.1, 1.0, 0.9, 0.67)}
+    assert limit[1.5] < limit[1.0] < limit[0.67]
+    # 10% apart the order holds, though not always strictly: each rate is judged on its own seeded Poisson arrivals
+    assert limit[1.1] <= limit[1.0] <= limit[0.9]
+    with pytest.raises(ValueError, match="> 0"):
+        scaled(times, 0.0)
+
+
 def test_a_burst_point_sets_how_the_step_grows_with_the_batch():
     from workbench.serving.engine.predict import calibrated
 

@@ -58,6 +58,8 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
                                                  "diff_pct": r["aiperf_vs_own_ttft_p50_diff_pct"]} for r in compared],
         "predicted_goodput_rps": winner.get("predicted_goodput_per_s"),
         "predicted_vs_served_goodput_error_pct": winner.get("predicted_vs_served_goodput_error_pct"),
+        "predicted_goodput_bisect_rps": winner.get("predicted_goodput_bisect_per_s"),
+        "predicted_goodput_bisect_band_rps": winner.get("predicted_goodput_bisect_band_per_s"),   # step times +-10%
         "predicted_uncalibrated_vs_served_goodput_error_pct": winner.get(
             "predicted_uncalibrated_vs_served_goodput_error_pct"),
         "predicted_goodput_vllm_default_bf16_rps": default.get("predicted_goodput_per_s"),

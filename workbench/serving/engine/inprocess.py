@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+STEP_TIME_BAND = 0.10   # the prediction's sensitivity band: every step time 10% slower / faster
+
 
 def _dequantised_state(ckpt: Path, bits: int, group_size: int | None, dtype) -> dict:
     """The checkpoint's tensors with every compressed-tensors weight turned back into a ``dtype`` ``weight``
@@ -137,7 +139,7 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
     engine, no load, and where the search measured one, the ITL of a burst of ``max_num_seqs`` requests), and ``predicted_goodput_uncalibrated_per_s`` from the in-process times alone; each with its
     error = (predicted - served) / served x 100, and the two in-process over served idle ratios the uncalibrated
     error starts from. A candidate without an idle point gets the uncalibrated prediction as its figure."""
-    from workbench.serving.engine.predict import calibrated, predict_goodput, prediction_error_pct
+    from workbench.serving.engine.predict import calibrated, predict_goodput, prediction_error_pct, scaled
 
     t0 = time.perf_counter()
     wl, args = result.workload, candidate.args
@@ -157,7 +159,8 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
     idle, out = candidate.idle or {}, {}
     if idle.get("ttft_ms_p50") and idle.get("itl_ms_p50"):
         burst, burst_itl = idle.get("burst_size"), idle.get("burst_itl_ms_p50")
-        pred = predict(calibrated(times, idle["ttft_ms_p50"], idle["itl_ms_p50"], burst, burst_itl))
+        cal = calibrated(times, idle["ttft_ms_p50"], idle["itl_ms_p50"], burst, burst_itl)
+        pred = predict(cal)
         out = {"served_idle_ttft_ms_p50": idle["ttft_ms_p50"], "served_idle_itl_ms_p50": idle["itl_ms_p50"],
                "inprocess_over_served_idle_ttft": round(times.prefill_s * 1e3 / idle["ttft_ms_p50"], 3),
                "inprocess_over_served_idle_itl": round(times.tpot_at(1) * 1e3 / idle["itl_ms_p50"], 3),
@@ -166,12 +169,17 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
             out.update(served_burst_size=burst, served_burst_itl_ms_p50=burst_itl,
                        inprocess_over_served_burst_itl=round(times.tpot_at(burst) * 1e3 / burst_itl, 3))
     else:
-        pred, out = raw, {"calibrated_to_served_idle": False}
+        cal, pred, out = times, raw, {"calibrated_to_served_idle": False}
+    # The continuous limit with every step time STEP_TIME_BAND slower and faster: near the SLO's edge a few percent of
+    # step time moved it x2.4 (AVX2, 134M fp32: two bursts 7% apart predicted 0.41/s and 0.99/s), so the figure is
+    # quoted with the band it sits in.
+    band = [predict(scaled(cal, 1 + sign * STEP_TIME_BAND)).bisect_per_s for sign in (1, -1)]
     served = candidate.goodput_per_s
     return {"label": candidate.label, "stage": candidate.stage, "precision_inprocess": precision, **out,
             "served_goodput_per_s": served, **pred.as_dict(),
             "predicted_vs_served_goodput_error_pct": pred.error_pct(served),
             "predicted_bisect_vs_served_error_pct": pred.bisect_error_pct(served),
+            "step_time_band_pct": round(100 * STEP_TIME_BAND), "predicted_goodput_bisect_band_per_s": band,
             "predicted_goodput_uncalibrated_per_s": raw.goodput_per_s,
             "predicted_uncalibrated_vs_served_goodput_error_pct": prediction_error_pct(raw.goodput_per_s, served),
             "step_times_inprocess": times.as_dict(),

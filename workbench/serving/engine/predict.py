@@ -146,9 +146,9 @@ def calibrated(times: StepTimes, idle_ttft_ms: float, idle_itl_ms: float, burst_
     Why: the in-process step times come from the workbench's kernels, not the engine's, and the two differ by a
     factor (in-process over served, 134M Llama here: bf16 1.05-1.15x on prefill and 1.5-1.65x on the batch-1 step;
     int8 3.6x on prefill) that put every uncalibrated prediction one or two rungs of the climb's ladder below the
-    served figure. They also differ in how the step grows with the batch: HF ``generate``'s fp32 step on AVX2 took
-    2.5x its batch-1 time at batch 8 where vLLM's batched decode grew far less, and with the batch-1 factor alone the
-    prediction read 0.153/s against a served 0.434/s (-65%). The burst measures the engine's own growth at the top
+    served figure. They also differ in how the step grows with the batch: on AVX2 (134M Llama, fp32) HF
+    ``generate``'s step took 2.5x its batch-1 time at batch 8, vLLM's 1.65-1.77x (bursts of 8), and with the batch-1
+    factor alone the prediction read 0.153/s against a served 0.434/s (-65%). The burst measures the engine's own growth at the top
     batch; between batch 1 and the burst's batch the in-process curve keeps its shape, stretched to meet both served
     points. Without a burst the batch-1 factor is taken for every batch size (the simplification then reported in
     the notes)."""
@@ -168,6 +168,16 @@ def calibrated(times: StepTimes, idle_ttft_ms: float, idle_itl_ms: float, burst_
     return dataclasses.replace(times, prefill_s=idle_ttft_ms / 1e3, tpot_s=tpot,
                                notes=(times.notes + "; " if times.notes else "") +
                                f"calibrated to the served idle point: prefill = idle TTFT p50 {idle_ttft_ms} ms, {how}")
+
+
+def scaled(times: StepTimes, factor: float) -> StepTimes:
+    """``times`` with the prefill and every decode step multiplied by ``factor`` (the prediction's sensitivity band:
+    how far the predicted limit moves when the step times are off by a few percent)."""
+    if factor <= 0:
+        raise ValueError(f"scale factor {factor} must be > 0")
+    return dataclasses.replace(times, prefill_s=times.prefill_s * factor,
+                               tpot_s={b: t * factor for b, t in times.tpot_s.items()},
+                               notes=(times.notes + "; " if times.notes else "") + f"x{factor:g}")
 
 
 def _stretched_growth(times: StepTimes, batch: int, burst_size: int, served_growth: float) -> float:
@@ -261,4 +271,5 @@ def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_tt
 
 
 __all__ = ["simulate", "simulate_point", "predict_goodput", "bisect_goodput", "idle_start_rate", "prediction_error_pct",
+           "scaled",
            "calibrated", "GoodputPrediction"]
