@@ -136,9 +136,11 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
 
     Two predictions from the same in-process step times: ``predicted_goodput_per_s``, calibrated to the candidate's
     served idle point (:func:`~workbench.serving.engine.predict.calibrated`: one idle request's TTFT and ITL on its
-    engine, no load, and where the search measured one, the ITL of a burst of ``max_num_seqs`` requests), and ``predicted_goodput_uncalibrated_per_s`` from the in-process times alone; each with its
-    error = (predicted - served) / served x 100, and the two in-process over served idle ratios the uncalibrated
-    error starts from. A candidate without an idle point gets the uncalibrated prediction as its figure."""
+    engine, no load, and where the search measured one, the ITL of a burst of ``max_num_seqs`` requests), and
+    ``predicted_goodput_uncalibrated_per_s`` from the in-process times alone; each with its error = (predicted -
+    served) / served x 100, and the two in-process over served idle ratios the uncalibrated error starts from. A
+    candidate without an idle point gets the uncalibrated prediction as its figure. The continuous limit is quoted
+    with its band: every step time ``STEP_TIME_BAND`` slower and faster."""
     from workbench.serving.engine.predict import calibrated, predict_goodput, prediction_error_pct, scaled
 
     t0 = time.perf_counter()

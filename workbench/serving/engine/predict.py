@@ -148,9 +148,9 @@ def calibrated(times: StepTimes, idle_ttft_ms: float, idle_itl_ms: float, burst_
     int8 3.6x on prefill) that put every uncalibrated prediction one or two rungs of the climb's ladder below the
     served figure. They also differ in how the step grows with the batch: on AVX2 (134M Llama, fp32) HF
     ``generate``'s step took 2.5x its batch-1 time at batch 8, vLLM's 1.65-1.77x (bursts of 8), and with the batch-1
-    factor alone the prediction read 0.153/s against a served 0.434/s (-65%). The burst measures the engine's own growth at the top
-    batch; between batch 1 and the burst's batch the in-process curve keeps its shape, stretched to meet both served
-    points. Without a burst the batch-1 factor is taken for every batch size (the simplification then reported in
+    factor alone the prediction read 0.153/s against a served 0.434/s (-65%). The burst measures the engine's own
+    growth at the top batch; between batch 1 and the burst's batch the in-process curve keeps its shape, stretched to
+    meet both served points. Without a burst the batch-1 factor is taken for every batch size (the simplification then reported in
     the notes)."""
     if not idle_ttft_ms or idle_ttft_ms <= 0 or not idle_itl_ms or idle_itl_ms <= 0:
         raise ValueError(f"served idle TTFT {idle_ttft_ms} ms / ITL {idle_itl_ms} ms must both be > 0: measure the "
@@ -271,5 +271,4 @@ def predict_goodput(times: StepTimes, new_tokens: int, max_num_seqs: int, slo_tt
 
 
 __all__ = ["simulate", "simulate_point", "predict_goodput", "bisect_goodput", "idle_start_rate", "prediction_error_pct",
-           "scaled",
-           "calibrated", "GoodputPrediction"]
+           "calibrated", "scaled", "GoodputPrediction"]
