@@ -36,7 +36,7 @@ measure: install
 # Two passes: first the unit tests (neither `integration` nor `serial`), TEST_WORKERS at a time (pytest-xdist; a file's
 # tests stay on one worker, so its fixtures are shared), one torch thread each; then, alone, the tests that start
 # servers, a browser or a benchmark, those marked `serial` (they time load or a sweep, which another process would
-# disturb) and the notebooks. On 2 cores the first pass did ~760 s of work in ~490 s. Both passes always run; make
+# disturb) and the notebooks. On 2 cores the first pass did ~760 s of work in ~480 s. Both passes always run; make
 # fails if either did.
 TEST_WORKERS ?= 2
 test:
