@@ -9,7 +9,8 @@ import torch
 class _SerialNotebooks:
     """Marks every notebook cell ``serial``: `make test` runs notebooks in its serial pass. With another test process
     on the 2 cores they slowed 3-13x (distillation's training 35 -> 233 s, the serving-cost cell 29 -> 182 s; their
-    kernels run their own torch and ONNX Runtime threads) and notebook 04's small-mode sweep found no stable point. A plugin of its own, since this module's collection hook has to run last."""
+    kernels run their own torch and ONNX Runtime threads) and notebook 04's small-mode sweep found no stable point.
+    A plugin of its own, since this module's collection hook has to run last."""
 
     @pytest.hookimpl(tryfirst=True)   # before -m reads the markers
     def pytest_collection_modifyitems(self, items):

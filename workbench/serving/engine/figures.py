@@ -33,8 +33,8 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
     compared = [r for r in (conf.rows if conf else []) if r.get("aiperf_vs_own_ttft_p50_diff_pct") is not None]
     # The two clients run one after the other on the same schedule. Where the engine kept up (the point met the SLO)
     # both read one stationary queue, and their TTFTs should agree. Where it did not, the queue grows through the
-    # run and each run reads its own point on that growth (on a 2-core AVX2 CPU: 2276 vs 1169 ms p50 at 76% within SLO), so
-    # those points are listed but left out of the headline.
+    # run and each run reads its own point on that growth (on a 2-core AVX2 CPU: 2276 vs 1169 ms p50 at 76% within
+    # SLO), so those points are listed but left out of the headline.
     stable = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in compared if r.get("meets_slo")]
     prefix = trials.get("prefix") or {}
     winner, default = prediction.get("winner", {}), prediction.get("default", {})

@@ -161,13 +161,14 @@ def predict_candidate(candidate, result, seconds_per_batch: float | None = None,
     idle, out = candidate.idle or {}, {}
     if idle.get("ttft_ms_p50") and idle.get("itl_ms_p50"):
         burst, burst_itl = idle.get("burst_size"), idle.get("burst_itl_ms_p50")
+        has_burst = bool(burst and burst_itl)
         cal = calibrated(times, idle["ttft_ms_p50"], idle["itl_ms_p50"], burst, burst_itl)
         pred = predict(cal)
         out = {"served_idle_ttft_ms_p50": idle["ttft_ms_p50"], "served_idle_itl_ms_p50": idle["itl_ms_p50"],
                "inprocess_over_served_idle_ttft": round(times.prefill_s * 1e3 / idle["ttft_ms_p50"], 3),
                "inprocess_over_served_idle_itl": round(times.tpot_at(1) * 1e3 / idle["itl_ms_p50"], 3),
-               "calibrated_to_served_idle": True, "calibrated_to_served_burst": bool(burst and burst_itl)}
-        if burst and burst_itl:
+               "calibrated_to_served_idle": True, "calibrated_to_served_burst": has_burst}
+        if has_burst:
             out.update(served_burst_size=burst, served_burst_itl_ms_p50=burst_itl,
                        inprocess_over_served_burst_itl=round(times.tpot_at(burst) * 1e3 / burst_itl, 3))
     else:

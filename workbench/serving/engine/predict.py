@@ -150,21 +150,23 @@ def calibrated(times: StepTimes, idle_ttft_ms: float, idle_itl_ms: float, burst_
     ``generate``'s step took 2.5x its batch-1 time at batch 8, vLLM's 1.65-1.77x (bursts of 8), and with the batch-1
     factor alone the prediction read 0.153/s against a served 0.434/s (-65%). The burst measures the engine's own
     growth at the top batch; between batch 1 and the burst's batch the in-process curve keeps its shape, stretched to
-    meet both served points. Without a burst the batch-1 factor is taken for every batch size (the simplification then reported in
-    the notes)."""
+    meet both served points. Without a burst the batch-1 factor is taken for every batch size (the simplification
+    then reported in the notes)."""
     if not idle_ttft_ms or idle_ttft_ms <= 0 or not idle_itl_ms or idle_itl_ms <= 0:
         raise ValueError(f"served idle TTFT {idle_ttft_ms} ms / ITL {idle_itl_ms} ms must both be > 0: measure the "
                          "engine idle (serving.engine.search.idle_latency) before calibrating to it")
     one = times.tpot_at(1)
-    factor = idle_itl_ms / 1e3 / one
-    tpot = {b: t * factor for b, t in times.tpot_s.items()}
-    how = f"decode steps x{factor:.3f} (idle ITL p50 {idle_itl_ms} ms / in-process batch-1 step)"
     if burst_size and burst_size > 1 and burst_itl_ms and burst_itl_ms > 0:
         served_growth = max(1.0, burst_itl_ms / idle_itl_ms)   # a burst read below the idle step is noise: flat
         own_growth = times.tpot_at(burst_size) / one
-        tpot = {b: idle_itl_ms / 1e3 * _stretched_growth(times, b, burst_size, served_growth) for b in times.tpot_s}
+        tpot = {b: idle_itl_ms / 1e3 * _stretched_growth(t / one, own_growth, served_growth, b, burst_size)
+                for b, t in times.tpot_s.items()}
         how = (f"decode steps: batch 1 = idle ITL p50 {idle_itl_ms} ms, batch {burst_size} = burst ITL p50 "
                f"{burst_itl_ms} ms (x{served_growth:.2f}; in-process x{own_growth:.2f}), the in-process shape between")
+    else:
+        factor = idle_itl_ms / 1e3 / one
+        tpot = {b: t * factor for b, t in times.tpot_s.items()}
+        how = f"decode steps x{factor:.3f} (idle ITL p50 {idle_itl_ms} ms / in-process batch-1 step)"
     return dataclasses.replace(times, prefill_s=idle_ttft_ms / 1e3, tpot_s=tpot,
                                notes=(times.notes + "; " if times.notes else "") +
                                f"calibrated to the served idle point: prefill = idle TTFT p50 {idle_ttft_ms} ms, {how}")
@@ -180,16 +182,15 @@ def scaled(times: StepTimes, factor: float) -> StepTimes:
                                notes=(times.notes + "; " if times.notes else "") + f"x{factor:g}")
 
 
-def _stretched_growth(times: StepTimes, batch: int, burst_size: int, served_growth: float) -> float:
-    """Step time at ``batch`` over batch 1's on the engine: the in-process growth ``times.tpot_at(b) / tpot_at(1)``
-    stretched linearly so that it is 1 at batch 1 and ``served_growth`` at ``burst_size`` (a flat in-process curve
-    gives a straight line between the two); never below 1."""
+def _stretched_growth(growth: float, own_growth: float, served_growth: float, batch: int, burst_size: int) -> float:
+    """Step time at ``batch`` over batch 1's on the engine, from the in-process ``growth`` at that batch (step over
+    batch 1's step): stretched linearly so that it is 1 at batch 1 and ``served_growth`` where the in-process curve
+    reads ``own_growth`` (at ``burst_size``); a flat in-process curve gives a straight line between the two. Never
+    below 1."""
     if batch <= 1:
         return 1.0
-    one = times.tpot_at(1)
-    own = times.tpot_at(burst_size) / one
-    if own > 1.0:
-        return max(1.0, 1.0 + (times.tpot_at(batch) / one - 1.0) * (served_growth - 1.0) / (own - 1.0))
+    if own_growth > 1.0:
+        return max(1.0, 1.0 + (growth - 1.0) * (served_growth - 1.0) / (own_growth - 1.0))
     return 1.0 + (served_growth - 1.0) * (batch - 1) / (burst_size - 1)
 
 

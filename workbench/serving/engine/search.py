@@ -128,8 +128,8 @@ class EngineSearchResult:
     @property
     def headline_ratio_at_least(self) -> float | None:
         """Where the default's confirmation met the SLO at no rate it tried (it halves no further once below
-        SLOWEST_RATE): its goodput is below its slowest rate, so the confirmed winner's goodput over that rate is a lower
-        bound of the ratio."""
+        SLOWEST_RATE): its goodput is below its slowest rate, so the confirmed winner's goodput over that rate is a
+        lower bound of the ratio."""
         win, base = self.confirmed, self.default_confirmed
         if self.headline_ratio is not None or not win or not win.goodput_per_s or not base or not base.rows:
             return None   # (with a confirmed winner, no headline means the default's confirmation found no goodput)
@@ -259,11 +259,12 @@ def idle_latency(server, ckpt: Path, workload: Workload, client_cpus, burst: int
     from workbench.serving.engine.load import pinned
     from workbench.serving.engine.openai_client import run_schedule
 
-    prompts, _ = workload.prompts(ckpt, 6 + max(burst, 0), seed=7)
+    burst = burst if burst > 1 else 0
+    prompts, _ = workload.prompts(ckpt, 6 + burst, seed=7)
     with pinned(client_cpus):
         run_schedule(server.url, prompts[:2], [0.0, 3.0], workload.new_tokens)
         res = [run_schedule(server.url, [p], [0.0], workload.new_tokens) for p in prompts[2:6]]
-        together = run_schedule(server.url, prompts[6:], [0.0] * burst, workload.new_tokens) if burst > 1 else None
+        together = run_schedule(server.url, prompts[6:], [0.0] * burst, workload.new_tokens) if burst else None
     ttft = [r.per_request[0][0] for r in res if r.per_request]
     itl = [r.per_request[0][1] for r in res if r.per_request and r.per_request[0][1] is not None]
     if not ttft or not itl:
