@@ -36,15 +36,17 @@ measure: install
 # Two passes: first the unit tests (neither `integration` nor `serial`), TEST_WORKERS at a time (pytest-xdist; a file's
 # tests stay on one worker, so its fixtures are shared), one torch thread each; then, alone, the tests that start
 # servers, a browser or a benchmark, those marked `serial` (they time load or a sweep, which another process would
-# disturb) and the notebooks. On 2 cores the first pass did ~760 s of work in ~480 s. Both passes always run; make
-# fails if either did.
+# disturb) and the notebooks. The vLLM end-to-end test and notebook 09 (`beside_units`, see tests/conftest.py) run in
+# the first pass: their work is one engine start on one core. On 2 cores the first pass did ~760 s of work in
+# ~480 s. Both passes always run; make fails if either did.
 TEST_WORKERS ?= 2
 test:
 	$(MAKE) -j3 install browser serve-env
 	@rc=0; \
 	WORKBENCH_TEST_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
-	  -m "not integration and not serial" --durations=15 tests || rc=$$?; \
-	$(BIN)/python -m pytest -q -m "integration or serial" --durations=30 tests notebooks $(NBVAL) || rc=$$?; \
+	  -m "(not integration and not serial) or beside_units" --durations=15 tests notebooks $(NBVAL) || rc=$$?; \
+	$(BIN)/python -m pytest -q -m "(integration or serial) and not beside_units" --durations=30 tests notebooks \
+	  $(NBVAL) || rc=$$?; \
 	exit $$rc
 
 # The browser test drives Debian's chromium (playwright's own browser download fails on machines like this one).

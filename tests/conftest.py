@@ -6,21 +6,59 @@ import pytest
 import torch
 
 
-class _SerialNotebooks:
-    """Marks every notebook cell ``serial``: `make test` runs notebooks in its serial pass. With another test process
-    on the 2 cores they slowed 3-13x (distillation's training 35 -> 233 s, the serving-cost cell 29 -> 182 s; their
-    kernels run their own torch and ONNX Runtime threads) and notebook 04's small-mode sweep found no stable point.
+# Integration work that may run in make test's parallel pass, beside the unit tests: each starts one vLLM server
+# pinned to one core (~45 s of single-threaded imports in three processes, while its own worker only waits) and checks
+# outputs, not timings. They form one work unit handed out first, so the two engine starts run one after the other,
+# never both on the server's core at once. Moving them out of the serial pass saved ~100 s of CI on 2 cores.
+BESIDE_UNITS = ("tests/serving/engine/test_engine_e2e.py", "notebooks/09_llm_engine.ipynb")
+ENGINE_UNIT = "vllm-engine"
+
+
+def _beside_units(nodeid: str) -> bool:
+    return nodeid.split("::", 1)[0] in BESIDE_UNITS
+
+
+class _PassMarkers:
+    """Marks every notebook cell ``serial`` (`make test` runs notebooks in its serial pass) except those in
+    BESIDE_UNITS, and every item of BESIDE_UNITS ``beside_units``. With another test process on the 2 cores the
+    notebooks slowed 3-13x (distillation's training 35 -> 233 s, the serving-cost cell 29 -> 182 s; their kernels run
+    their own torch and ONNX Runtime threads) and notebook 04's small-mode sweep found no stable point.
     A plugin of its own, since this module's collection hook has to run last."""
 
     @pytest.hookimpl(tryfirst=True)   # before -m reads the markers
     def pytest_collection_modifyitems(self, items):
         for item in items:
-            if item.nodeid.startswith("notebooks/"):
+            if _beside_units(item.nodeid):
+                item.add_marker(pytest.mark.beside_units)
+            elif item.nodeid.startswith("notebooks/"):
                 item.add_marker(pytest.mark.serial)
 
 
+class _EngineFirst:
+    """xdist's file-by-file scheduler, with the BESIDE_UNITS files as one work unit handed out before any other."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") != "loadfile":
+            return None
+        from xdist.scheduler import LoadFileScheduling
+
+        class Scheduler(LoadFileScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return ENGINE_UNIT if _beside_units(nodeid) else super()._split_scope(nodeid)
+
+            def _assign_work_unit(self, node) -> None:
+                if ENGINE_UNIT in self.workqueue:
+                    self.workqueue.move_to_end(ENGINE_UNIT, last=False)
+                super()._assign_work_unit(node)
+
+        return Scheduler(config, log)
+
+
 def pytest_configure(config):
-    config.pluginmanager.register(_SerialNotebooks(), "workbench-serial-notebooks")
+    config.pluginmanager.register(_PassMarkers(), "workbench-pass-markers")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_EngineFirst(), "workbench-engine-first")
 
 
 @pytest.hookimpl(trylast=True)   # after -m / -k deselection: the browser test must really be in this session
