@@ -42,8 +42,8 @@ measure: install
 # tests stay on one worker, so its fixtures are shared), one torch thread each; then, alone, the tests that start
 # servers, a browser or a benchmark, those marked `serial` (they time load or a sweep, which another process would
 # disturb) and the notebooks. The vLLM end-to-end test and notebook 09 (`beside_units`, see tests/conftest.py) run in
-# the first pass: their work is one engine start on one core. On 2 cores the first pass did ~760 s of work in
-# ~480 s. Both passes always run; make fails if either did.
+# the first pass: their work is one engine start on one core. On 2 cores, cold caches: first pass 584 s, second
+# 1014 s, and `.ci/run` 1768 s in all. Both passes always run; make fails if either did.
 TEST_WORKERS ?= 2
 test:
 	$(MAKE) -j3 install browser serve-env
