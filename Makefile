@@ -6,6 +6,7 @@ PYTHON ?= python3
 # (PYTHONDONTWRITEBYTECODE=1, this one among them: every import would recompile from source). On 2 cores the three
 # venvs installed in 92 s against 221 s; importing torch + transformers the first time then took 24 s, later 10 s.
 unexport PYTHONDONTWRITEBYTECODE
+PIP_FLAGS := -q --no-compile
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
@@ -18,11 +19,11 @@ NBVAL := --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-t
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile --upgrade pip
-	$(BIN)/pip install -q --no-compile $(TORCH_SPEC)
-	$(BIN)/pip install -q --no-compile -e '.[test]'
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) $(TORCH_SPEC)
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[test]'
 	# Triton server + client for export/serve-check; --no-deps: their numpy<2 / ml-dtypes pins clash (see pyproject)
-	$(BIN)/pip install -q --no-compile --no-deps nvidia-pytriton==0.7.0 tritonclient==2.73.0
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps nvidia-pytriton==0.7.0 tritonclient==2.73.0
 	touch $@
 
 install: $(BIN)/.installed
@@ -76,8 +77,8 @@ AIPERF_SPEC ?= aiperf==0.13.0
 
 $(ENGINE_VENV)/.installed:
 	$(PYTHON) -m venv $(ENGINE_VENV)
-	$(ENGINE_VENV)/bin/pip install -q --no-compile --upgrade pip
-	$(ENGINE_VENV)/bin/pip install -q --no-compile $(VLLM_SPEC) $(TORCH_SPEC)
+	$(ENGINE_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(ENGINE_VENV)/bin/pip install $(PIP_FLAGS) $(VLLM_SPEC) $(TORCH_SPEC)
 	# Its pulled torchvision/torchaudio/torchcodec builds do not match that torch and break `import vllm`
 	# (only multimodal models need them).
 	-$(ENGINE_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
@@ -85,8 +86,8 @@ $(ENGINE_VENV)/.installed:
 
 $(AIPERF_VENV)/.installed:
 	$(PYTHON) -m venv $(AIPERF_VENV)
-	$(AIPERF_VENV)/bin/pip install -q --no-compile --upgrade pip
-	$(AIPERF_VENV)/bin/pip install -q --no-compile $(AIPERF_SPEC)
+	$(AIPERF_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(AIPERF_VENV)/bin/pip install $(PIP_FLAGS) $(AIPERF_SPEC)
 	touch $@
 
 # Then the workbench asks the engine once what it loads and runs on this CPU (cached beside the venv; it also fills
@@ -103,7 +104,7 @@ LLAMA_CPP_SRC := $(VENV)/share/llama-cpp-src
 llama-cpp: install
 	rm -rf $(LLAMA_CPP_SRC) $(VENV)/share/llama.cpp && mkdir -p $(LLAMA_CPP_SRC) $(VENV)/share/llama.cpp
 	$(BIN)/pip download -q --no-deps --no-binary :all: -d $(LLAMA_CPP_SRC) llama-cpp-python==$(LLAMA_CPP_VERSION)
-	$(BIN)/pip install -q --no-compile $(LLAMA_CPP_SRC)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+	$(BIN)/pip install $(PIP_FLAGS) $(LLAMA_CPP_SRC)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
 	tar xzf $(LLAMA_CPP_SRC)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(LLAMA_CPP_SRC)
 	cd $(LLAMA_CPP_SRC)/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp && \
 	  cp -r convert_hf_to_gguf.py conversion gguf-py $(CURDIR)/$(VENV)/share/llama.cpp/
