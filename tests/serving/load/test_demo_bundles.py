@@ -1,5 +1,5 @@
 """The load benchmark's bundles: the demo classifier in fp32 and int8 with one SLO read off the fp32 bundle's own
-batch-1 p50 (measured, never assumed), each a complete bundle."""
+batch-1 p50 (measured, never assumed), each a complete bundle; the demo causal LM's bundle never silently replaces one."""
 import json
 
 import pytest
@@ -22,3 +22,15 @@ def test_classifier_bundles_share_an_slo_measured_on_the_fp32_bundle(tmp_path):
         manifest = json.loads((bundle / "manifest.json").read_text())
         assert manifest["name"] == f"clf-{name}" and manifest["batching"]["slo_ms"] == slo
         verify_bundle(bundle)
+
+
+def test_causal_lm_bundle_refuses_an_existing_bundle_before_any_work(tmp_path, monkeypatch):
+    """A re-run into the same folder is told at once how to proceed, not after the ONNX export and sweep."""
+    import workbench.core
+    from workbench.serving.bundle.export import ExportError
+    from workbench.serving.load.demo_bundles import causal_lm_bundle
+
+    (tmp_path / "bundle-lm").mkdir()
+    monkeypatch.setattr(workbench.core, "apply", lambda *a, **k: pytest.fail("exported before refusing"))
+    with pytest.raises(ExportError, match="bundle-lm already exists: choose another folder or pass overwrite=True"):
+        causal_lm_bundle(tmp_path)

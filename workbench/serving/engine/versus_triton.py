@@ -15,12 +15,13 @@ from pathlib import Path
 
 
 def triton_python_near_idle(task, work: Path, workload, slo_ttft_ms: float, slo_itl_ms: float, threads: int = 1,
-                            n_requests: int = 3, attainment: float = 0.99, progress=None) -> dict:
+                            n_requests: int = 3, attainment: float = 0.99, progress=None,
+                            overwrite: bool = False) -> dict:
     """Export ``task``'s model as the full-sequence Triton bundle (prompts of the workload's length), stream
     ``n_requests`` at half its synchronous capacity, and judge them by the SLO (module doc). Returns the point's
     TTFT / TPOT figures, the share of requests within the SLO and ``goodput_per_s`` (0.0 when that share is below
     ``attainment``, the search's: no rate can do better than near idle; None when it passes, as one point cannot
-    place the limit)."""
+    place the limit). ``overwrite``: replace the bundle an earlier run left in ``work``."""
     from workbench.serving.load.demo_bundles import causal_lm_bundle
     from workbench.serving.load.lm import sweep_lm
 
@@ -29,7 +30,7 @@ def triton_python_near_idle(task, work: Path, workload, slo_ttft_ms: float, slo_
     n = workload.prompt_tokens
     # the export's validation grid: the smallest it takes (3 batch sizes x 3 lengths), up to the prompt length
     bundle = causal_lm_bundle(Path(work), seq_len=n, threads=threads, grid=((1, 2, 3), (max(2, n // 4), n // 2, n)),
-                              task=task)
+                              task=task, overwrite=overwrite)
     res = sweep_lm(bundle, slo_ttft_ms, new_tokens=workload.new_tokens, n_requests=n_requests, warmup_s=0.0,
                    fractions=(0.5,), progress=progress)
     row = res.rows[0]

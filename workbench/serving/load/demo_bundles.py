@@ -42,28 +42,32 @@ def classifier_bundles(out: Path, threads: int = 2, slo_ms: float | None = None,
 
 
 def causal_lm_bundle(out: Path, sweep_batch_sizes=(1,), seq_len: int = 16, threads: int | None = None,
-                     grid: tuple | None = None, task=None) -> Path:
+                     grid: tuple | None = None, task=None, overwrite: bool = False) -> Path:
     """The demo causal LM (or ``task``'s model) as a streamable bundle under ``out``: ONNX without past-KV inputs (the
     streamed model re-runs the whole prefix each token), a short forward-only sweep at ``seq_len`` tokens, a lax SLO
     (a load sweep judges TTFT against its own); its reference prompts are ``seq_len`` tokens of the task's test
     text. ``threads``: the export's and sweep's intra-op count (None: their defaults); ``grid``: the export's
-    validation (batch sizes, sequence lengths) (None: the default grid)."""
+    validation (batch sizes, sequence lengths) (None: the default grid). An existing ``out/bundle-lm`` is replaced
+    only with ``overwrite`` (a benchmark re-run into its own folder); without it the call stops before any work."""
     from workbench.core import apply
     from workbench.measure.batching import SweepConfig, sweep_batching
-    from workbench.serving.bundle.export import export_bundle
+    from workbench.serving.bundle.export import ExportError, export_bundle
     from workbench.steps import ExportOnnxConfig
     from workbench.tasks import get_task
 
+    dest = Path(out) / "bundle-lm"
+    if dest.exists() and not overwrite:   # the export would refuse it too, but only after the ONNX export and sweep
+        raise ExportError(f"{dest} already exists: choose another folder or pass overwrite=True")
     grid_kw = {} if grid is None else {"batch_sizes": tuple(grid[0]), "seq_lens": tuple(grid[1])}
     task = task or get_task("causal-lm")
-    onnx = apply(task.baseline(), ExportOnnxConfig(with_past=False, threads=threads, out_dir=str(out / "onnx-lm"),
-                                                   **grid_kw))
+    export = ExportOnnxConfig(with_past=False, threads=threads, out_dir=str(dest.parent / "onnx-lm"), **grid_kw)
+    onnx = apply(task.baseline(), export)
     rows = sweep_batching(task, onnx, SweepConfig(batch_sizes=tuple(sweep_batch_sizes), seq_lens=(seq_len,),
                                                   point_seconds=0.5, threads=threads, forward_only=True),
                           progress=False)
     # about serving, not the plan: a loaded machine's unstable sweep still gives a bundle
-    return export_bundle(onnx, rows, to=out / "bundle-lm", task=task, slo_ms=10_000, percentile="p50",
-                         allow_unstable=True, n_reference=2)
+    return export_bundle(onnx, rows, to=dest, task=task, slo_ms=10_000, percentile="p50",
+                         allow_unstable=True, n_reference=2, overwrite=overwrite)
 
 
 __all__ = ["classifier_bundles", "causal_lm_bundle"]
