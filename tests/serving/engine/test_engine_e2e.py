@@ -69,6 +69,7 @@ def test_int4_bundle_served_by_vllm_matches_the_workbench_and_is_measured(tiny_l
     assert (row["workload_prompt_tokens"], row["workload_new_tokens"], row["max_new_tokens"]) == (32, 8, 8)
     assert row["ttft_samples"] == 8 and row.get("errors") in (None, 0) and row["own_errors"] == 0
     assert 0 < row["ttft_ms_p50"] < row["e2e_ms_p50"] and row["itl_ms_p50"] > 0 and row["output_tokens_per_s"] > 0
+    assert row["osl"] == 8   # the engine's token count: random weights' text does not re-tokenise to 8 tokens
     assert row["own_ttft_ms_p50"] > 0 and row["aiperf_vs_own_ttft_p50_diff_pct"] is not None
     assert row["usd_per_1m_output_tokens"] > 0 and 0 < row["aiperf_cpu_share"] <= 1.5
     assert row["meets_slo"] and result.goodput_per_s == 2.0
