@@ -338,6 +338,60 @@ def test_contenders_tied_on_cost_go_to_the_clearly_better_quality(tmp_path):
     assert "costlier than twin-exact" in s.entries["torch-fp32"].why
 
 
+class _LuckyKind(_TwinKind):
+    """Two close arms: "lucky" reads cheapest in the side-by-side run (its pattern is twin-lossy's), within that
+    run's noise of "steady", and 30% costlier whenever it is timed again: a short run's luck, not its cost."""
+
+    ms = {"torch-fp32": 4.0, "lucky": 1.0, "steady": 1.0}
+    wobble = {"torch-fp32": [0.0] * 6, "lucky": _TwinKind.wobble["twin-lossy"],
+              "steady": _TwinKind.wobble["twin-exact"]}
+
+    def __init__(self):
+        self.runs = {}
+
+    def at_batch(self, s, name, batch):
+        from workbench.arms.base import BuiltArm
+        from workbench.measure.interleaved import Timed
+
+        self.runs[name] = self.runs.get(name, 0) + 1
+        if name == "lucky" and self.runs[name] > 1:
+            return BuiltArm(call=lambda: Timed(1.3 * batch))
+        return super().at_batch(s, name, batch)
+
+
+def test_a_tie_on_cost_is_timed_again_longer_before_quality_breaks_it(tmp_path):
+    from workbench.arms.base import Arm
+    from workbench.optimize import search as srch
+    from workbench.optimize.budget import Budget
+    from workbench.optimize.store import Store
+
+    arms = [Arm("torch-fp32", "baseline", None, baseline=True), Arm("lucky", "int4", None),
+            Arm("steady", "int8", None)]
+    kind = _LuckyKind()
+    s = srch.Search(task=None, task_kind="text-classification", arms=arms, ctx=SimpleNamespace(threads=None),
+                    settings=srch.Settings(1, 8, 3, 0.05, 8, (1, 2), 0.1, 8, 1), store=Store(tmp_path, {"t": 1}),
+                    budget=Budget(600), slo_ms=1000.0, percentile="p99", max_drop=1.0, instances=("c7i.large",),
+                    emit=lambda event: None, isa={}, kind=kind)
+    s.entries = {a.name: srch.Entry(a.name) for a in arms}
+    # lucky has the smaller drop: quality alone would keep it, so only the longer run can hand the pick to steady
+    s.entries["torch-fp32"].drop_ci, s.entries["lucky"].drop_ci = [0.0, 0.0], [0.0, 0.1]
+    s.entries["steady"].drop_ci = [0.2, 0.3]
+    s.built = {a.name: object() for a in arms}
+    srch.sweep(s)
+    rows = s.store.rows("sweep")
+    first = {r["arm"]: r for r in rows if r.get("rung") == srch.HEAD_TO_HEAD}
+    again = {r["arm"]: r for r in rows if r.get("rung") == srch.HEAD_TO_HEAD_TIE}
+    assert first["steady"]["cheapest_side_by_side"] == "lucky" and first["steady"]["cost_vs_cheapest"][1] <= 1.0
+    assert set(again) == {"lucky", "steady"} and kind.runs == {"torch-fp32": 1, "lucky": 2, "steady": 2}
+    assert again["lucky"]["cheapest_side_by_side"] == "steady" and again["lucky"]["cost_vs_cheapest"][1] > 1.2
+    assert s.winner == "steady" and "re-timed longer" in s.entries["steady"].why
+    assert "costlier than steady" in s.entries["lucky"].why
+    # a resumed run reads both runs back: nothing is timed a third time
+    s.store = Store(tmp_path, {"t": 1})
+    srch.sweep(s)
+    assert kind.runs == {"torch-fp32": 1, "lucky": 2, "steady": 2} and s.winner == "steady"
+
+
 def test_contenders_at_the_screen_batch_are_priced_off_the_screens_paired_rounds(tmp_path):
     from workbench.arms.base import Arm, BuiltArm
     from workbench.optimize import search as srch

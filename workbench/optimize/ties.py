@@ -6,7 +6,8 @@ way and 9.5% the other), so a cost gap that the run's own noise covers is not a 
 quality drop. The run's rounds pair the arms (each round times every arm once, in turn, at one moment of the
 machine), so the noise is read from the run itself: the paired bootstrap interval of the cost ratio over rounds.
 
-Rule: a contender whose cost ratio to the cheapest has an interval reaching 1 is tied with it. Among the cheapest and
+Rule: a contender whose cost ratio to the cheapest has an interval reaching 1 is tied with it (after the search has
+timed the tied arms again in a longer run of their own: ``search._settle_tie``). Among the cheapest and
 its ties, an arm whose quality-drop interval lies wholly below the cheapest's (the one eligibility rule's quantity,
 its upper end, below the cheapest's lower end) is clearly better on quality and wins; otherwise the cheapest stays.
 """
