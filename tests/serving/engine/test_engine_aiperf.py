@@ -30,3 +30,4 @@ def test_dataset_and_command_replay_one_schedule(tmp_path, monkeypatch):
     assert cmd[cmd.index("--goodput") + 1] == "time_to_first_token:500 inter_token_latency:50"
     assert "ignore_eos:true" in cmd and cmd[cmd.index("--endpoint-type") + 1] == "completions"
     assert "--use-server-token-count" in cmd   # ITL over the tokens generated, not the answer text re-tokenised
+    assert "--no-server-metrics" in cmd        # no scrape of the engine's core while it is measured

@@ -11,6 +11,12 @@ Token counts are the engine's (``--use-server-token-count``: the stream's usage 
 of the answer text. Decoded text does not always encode back to the tokens generated (byte-level pieces, stray
 spaces): on the demo checkpoint 32 generated tokens re-encoded to 1-164, so a request's ITL (its (latency - TTFT) /
 (tokens - 1)) came out 0 ms, or undefined and a goodput miss, on requests the engine served within the SLO.
+
+AIPerf's server-metrics scrape is off (``--no-server-metrics``): it fetched the engine's ``/metrics`` every ~0.33 s at
+~22 ms a fetch, on the API server process that shares the engine's pinned core and streams every token, so the
+client took part in what it measured (the own client, which reads the counters once before and once after, saw half
+AIPerf's TTFT at 0.95 requests/s on the same schedule). The counters a row needs are read around the run
+(:func:`workbench.serving.engine.load.engine_counters`).
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ def command(url: str, tokenizer_dir: Path, dataset: Path, out_dir: Path, n_reque
             "--streaming", "--tokenizer", str(tokenizer_dir), "--custom-dataset-type", "single_turn",
             "--input-file", str(dataset), "--fixed-schedule", "--request-count", str(n_requests),
             "--extra-inputs", "ignore_eos:true", "--extra-inputs", "temperature:0", "--use-server-token-count",
+            "--no-server-metrics",
             "--goodput", f"time_to_first_token:{slo_ttft_ms} inter_token_latency:{slo_itl_ms}",
             "--artifact-dir", str(out_dir), "--ui-type", "none", "--workers-max", "1", "--random-seed", "0"]
 
