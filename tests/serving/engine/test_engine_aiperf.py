@@ -31,3 +31,4 @@ def test_dataset_and_command_replay_one_schedule(tmp_path, monkeypatch):
     assert "ignore_eos:true" in cmd and cmd[cmd.index("--endpoint-type") + 1] == "completions"
     assert "--use-server-token-count" in cmd   # ITL over the tokens generated, not the answer text re-tokenised
     assert "--no-server-metrics" in cmd        # no scrape of the engine's core while it is measured
+    assert "--no-gpu-telemetry" in cmd         # nor a telemetry service on the client's core

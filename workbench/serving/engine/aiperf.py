@@ -16,7 +16,8 @@ AIPerf's server-metrics scrape is off (``--no-server-metrics``): it fetched the 
 ~22 ms a fetch, on the API server process that shares the engine's pinned core and streams every token, so the
 client took part in what it measured (the own client, which reads the counters once before and once after, saw half
 AIPerf's TTFT at 0.95 requests/s on the same schedule). The counters a row needs are read around the run
-(:func:`workbench.serving.engine.load.engine_counters`).
+(:func:`workbench.serving.engine.load.engine_counters`). Its GPU telemetry is off too (``--no-gpu-telemetry``): one
+more service polling DCGM on the client's core, for figures no row reads (on a CPU host it only missed heartbeats).
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def command(url: str, tokenizer_dir: Path, dataset: Path, out_dir: Path, n_reque
             "--streaming", "--tokenizer", str(tokenizer_dir), "--custom-dataset-type", "single_turn",
             "--input-file", str(dataset), "--fixed-schedule", "--request-count", str(n_requests),
             "--extra-inputs", "ignore_eos:true", "--extra-inputs", "temperature:0", "--use-server-token-count",
-            "--no-server-metrics",
+            "--no-server-metrics", "--no-gpu-telemetry",
             "--goodput", f"time_to_first_token:{slo_ttft_ms} inter_token_latency:{slo_itl_ms}",
             "--artifact-dir", str(out_dir), "--ui-type", "none", "--workers-max", "1", "--random-seed", "0"]
 
