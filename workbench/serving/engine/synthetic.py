@@ -31,9 +31,10 @@ def random_llama_checkpoint(folder: Path, small: bool = False) -> Path:
         return folder
     model = random_llama(small, vocab=DEMO_VOCAB if small else None).to(torch.bfloat16)
     # AIPerf counts a stream without text as a failed request. Ids above the tokenizer's decode to nothing, and so do
-    # its special token and its partial UTF-8 byte pieces (vLLM holds those back until a character is whole): a
-    # random model looping on them streamed 32 tokens and no text (1 request in 100 here). Zero LM-head rows give them
-    # a logit of 0, below the largest of the other ~4000 random logits on every step, at the same shape and speed.
+    # its special token and its partial UTF-8 byte pieces (vLLM holds those back until a character is whole): greedy
+    # decoding of random weights can stay on them for a whole answer (one request in 100 of a confirmation point
+    # streamed 32 tokens and no text). Zero LM-head rows give them a logit of 0, below the largest of the other ~4000
+    # random logits on every step, at the same shape and speed.
     with torch.no_grad():
         model.lm_head.weight[silent_ids(DEMO_TARGET_DIR, model.lm_head.weight.shape[0])] = 0
     tmp = folder.with_name(folder.name + ".tmp")
