@@ -44,7 +44,24 @@ def test_overlap_uses_the_interpolated_step_and_queues_past_max_num_seqs():
 def test_token_budget_limits_prompts_per_iteration():
     times = StepTimes(0.01, {1: 0.02, 4: 0.02})
     reqs = simulate(times, [0.0] * 3, 2, 4, prompt_tokens=100, max_num_batched_tokens=200)
-    assert [e[0] for _, e, _ in reqs] == pytest.approx([0.02, 0.02, 0.02 + 0.01 + 0.02])
+    # the third prompt waits one iteration; it then runs in one forward pass with the first two's next tokens
+    assert [e[0] for _, e, _ in reqs] == pytest.approx([0.02, 0.02, 0.02 + 0.01 + 2 * 0.01 / 100])
+
+
+def test_a_prompt_and_running_sequences_share_one_forward_pass():
+    # prefill 128 tokens in 0.128 s (1 ms a token); decode at batch 1 0.05 s; a second request arrives mid-answer
+    times = StepTimes(0.128, {1: 0.05, 2: 0.06}, prompt_tokens=128)
+    (_, first, _), (_, second, _) = simulate(times, [0.0, 0.2], 4, 2)
+    assert first[:3] == pytest.approx([0.128, 0.178, 0.228])
+    # the iteration that admits the second prompt carries the first's next token at a prompt token's cost (1 ms),
+    # not a whole decode step (50 ms): the sum of the two calls overstated the running sequence's ITL
+    assert second[0] == pytest.approx(0.228 + 0.128 + 0.001) and first[3] == pytest.approx(second[0])
+    # without a prompt length the price per token is unknown: the iteration costs the two calls' sum
+    bare = StepTimes(0.128, {1: 0.05, 2: 0.06})
+    assert simulate(bare, [0.0, 0.2], 4, 2)[1][1][0] == pytest.approx(0.228 + 0.128 + 0.05)
+    # a decode step cheaper than as many prompt tokens stays the decode step
+    dear = StepTimes(12.8, {1: 0.05, 2: 0.06}, prompt_tokens=128)
+    assert simulate(dear, [0.0, 12.9], 4, 2)[1][1][0] == pytest.approx(12.8 + 0.05 + 0.05 + 12.8 + 0.05)
 
 
 def test_prediction_is_seeded_and_deterministic():

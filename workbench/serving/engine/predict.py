@@ -10,13 +10,16 @@ Input: the prefill time of one prompt (TTFT at batch 1) and the decode step time
    a prompt longer than the budget still goes in).
 2. **Run**: the iteration takes ``k x prefill_s`` for the k prompts admitted plus one decode step ``tpot(B)`` for the
    B sequences already running (interpolated between the measured batch sizes:
-   :meth:`~workbench.measure.step_times.StepTimes.tpot_at`). Every admitted prompt emits its first token at the
-   iteration's end, every running sequence its next one; a sequence that has its ``new_tokens`` leaves.
+   :meth:`~workbench.measure.step_times.StepTimes.tpot_at`). When both kinds run, they run as vLLM runs them, in one
+   forward pass (its scheduler puts the new prompts and the running sequences' next tokens in one batch): the B
+   decode tokens then cost what B more prompt tokens cost, ``B x prefill_s / prompt_tokens``, never more than
+   ``tpot(B)``. Every admitted prompt emits its first token at the iteration's end, every running sequence its next
+   one; a sequence that has its ``new_tokens`` leaves.
 3. An idle engine waits for the next arrival.
 
 Simplifications, each a source of prediction error the report quotes rather than hides: vLLM's chunked prefill
-splits a long prompt across iterations and runs prefill and decode tokens in one forward pass (here a mixed
-iteration costs the sum of the two measured calls, and a prompt is never split); the per-request HTTP, tokenising and
+splits a long prompt across iterations (here a prompt is never split); a fused iteration's decode tokens are priced
+as prompt tokens, leaving out their attention over the context they carry; the per-request HTTP, tokenising and
 streaming costs of the server and the client are not modelled; the in-process step times come from the workbench's
 own kernels (HF ``generate``), not vLLM's. The last one is measured away where the engine was seen idle:
 :func:`calibrated` scales the step times to one idle request's TTFT and ITL on the predicted engine (no load) and
@@ -59,6 +62,8 @@ def simulate(times: StepTimes, offsets, new_tokens: int, max_num_seqs: int, prom
     if any(b < a for a, b in zip(arrivals, arrivals[1:])) or (arrivals and arrivals[0] < 0):
         raise ValueError("arrival offsets must be >= 0 and ascending (a schedule from serving.load.schedule)")
     n = len(arrivals)
+    per_prompt_token = times.prefill_s / (prompt_tokens or times.prompt_tokens) if (
+        prompt_tokens or times.prompt_tokens) else None   # unknown prompt length: a mixed iteration costs the sum
     emits: list[list[float]] = [[] for _ in range(n)]
     waiting: deque = deque()
     running: list[int] = []
@@ -77,7 +82,10 @@ def simulate(times: StepTimes, offsets, new_tokens: int, max_num_seqs: int, prom
                 break
             admit.append(waiting.popleft())
         decoding = len(running)
-        clock += len(admit) * times.prefill_s + (times.tpot_at(decoding) if decoding else 0.0)
+        step = times.tpot_at(decoding) if decoding else 0.0
+        if admit and decoding and per_prompt_token is not None:   # one fused forward pass (module doc)
+            step = min(step, decoding * per_prompt_token)
+        clock += len(admit) * times.prefill_s + step
         still = []
         for i in running + admit:
             emits[i].append(clock)
