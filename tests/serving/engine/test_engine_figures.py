@@ -54,4 +54,14 @@ def test_a_triton_path_with_goodput_gives_a_finite_ratio():
 
     f = serving_figures(_search(), {}, {"goodput_per_s": 0.5, "tpot_ms_p50": 300.0}, {}, {})
     assert f["engine_vs_triton_python_goodput"] == 5.0 and f["triton_python_vs_engine_idle_tpot"] == 15.0
+    assert f["engine_bundle_vs_triton_python_goodput_at_least"] is None   # a finite ratio needs no bound
     assert f["served_ppl_diff_pct"] is None and f["not_measured"] == {}
+
+
+def test_a_triton_path_missing_near_idle_bounds_the_bundles_ratio_from_below():
+    from workbench.serving.engine.figures import serving_figures
+
+    missed = {"goodput_per_s": 0.0, "offered_rate_per_s": 0.08, "tpot_ms_p50": 300.0}
+    f = serving_figures(_search(), {}, missed, {}, {})
+    assert f["engine_vs_triton_python_goodput"] is None              # no finite ratio to a goodput of 0
+    assert f["engine_bundle_vs_triton_python_goodput_at_least"] == 50.0   # the confirmed 4.0/s over 0.08/s

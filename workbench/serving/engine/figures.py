@@ -48,6 +48,11 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
         "goodput_ratio_best_vs_default_at_least": search.headline_ratio_at_least,
         # None when the Triton path meets the SLO at no rate (goodput 0: no finite ratio)
         "engine_vs_triton_python_goodput": _ratio(engine_good, triton.get("goodput_per_s")),
+        # then the bundle handed over (the confirmed winner) against the rate the Triton path missed at near idle,
+        # which its goodput is below: a lower bound
+        "engine_bundle_vs_triton_python_goodput_at_least": _ratio(
+            conf.goodput_per_s if conf else None, triton.get("offered_rate_per_s"))
+        if triton.get("goodput_per_s") == 0 else None,
         "triton_python_goodput_rps": triton.get("goodput_per_s"),
         "triton_python_vs_engine_idle_tpot": _ratio(triton.get("tpot_ms_p50"), (search.idle or {}).get("itl_ms_p50")),
         "triton_python": triton,
