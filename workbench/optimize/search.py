@@ -651,7 +651,7 @@ def head_to_head(s: Search, batches: dict[str, int], rounds: int | None = None, 
 def _settle_tie(s: Search, batches: dict[str, int], side: dict[str, dict]) -> dict[str, dict]:
     """``side`` (:func:`head_to_head`'s rows) when its cheapest is clearly cheapest; when other contenders are tied
     with it (a cost-ratio interval reaching 1), the cheapest and those arms timed again side by side, alone, for
-    TIE_ROUNDS_FACTOR x the rounds, and that run's rows in their place: its cheapest first (the arm
+    TIE_ROUNDS_FACTOR x the rounds, and that run's rows in their place, first (its rows name its cheapest, the arm
     ``ties.break_tie`` takes the ratios against). The first run's rows stay when the budget has no room for it."""
     tied = [n for n, row in side.items() if row.get("cost_vs_cheapest") and row["cost_vs_cheapest"][1] <= 1.0]
     if not tied:
@@ -663,8 +663,7 @@ def _settle_tie(s: Search, batches: dict[str, int], side: dict[str, dict]) -> di
                               "side-by-side run)")
     if not again:
         return side
-    first = next(iter(again.values()))["cheapest_side_by_side"]
-    return {first: again[first], **again, **{n: row for n, row in side.items() if n not in again}}
+    return {**again, **{n: row for n, row in side.items() if n not in again}}
 
 
 def _side_by_side_of_screen(s: Search, batches: dict[str, int]) -> dict[str, dict]:
@@ -703,7 +702,7 @@ def _price_side_by_side(s: Search, batches: dict[str, int], timings: dict[str, d
         out[name] = saved[name] or s.save({
             "stage": "sweep", "arm": name, "batch_size": batch, "rung": rung, "p50_ms": round(t["p50_ms"], 4),
             "n_calls": t["n_calls"], "stable": t["stable"], "throughput_per_s": round(throughput, 3),
-            "throughput_unit": s.kind.throughput_unit, "timed_in": t.get("timed_in", "side-by-side run"),
+            "throughput_unit": s.kind.throughput_unit, "timed_in": t["timed_in"],
             "usd_per_1m": usd_per_1m(throughput, s.instances, s.kind.cost),
             "side_by_side": sorted(batches), "cheapest_side_by_side": cheapest,
             "cost_vs_cheapest": ties.cost_ratio(rounds_of[name], rounds_of[cheapest]) if name != cheapest else None})

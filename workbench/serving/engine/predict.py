@@ -62,8 +62,8 @@ def simulate(times: StepTimes, offsets, new_tokens: int, max_num_seqs: int, prom
     if any(b < a for a, b in zip(arrivals, arrivals[1:])) or (arrivals and arrivals[0] < 0):
         raise ValueError("arrival offsets must be >= 0 and ascending (a schedule from serving.load.schedule)")
     n = len(arrivals)
-    per_prompt_token = times.prefill_s / (prompt_tokens or times.prompt_tokens) if (
-        prompt_tokens or times.prompt_tokens) else None   # unknown prompt length: a mixed iteration costs the sum
+    prompt_len = prompt_tokens or times.prompt_tokens
+    per_prompt_token = times.prefill_s / prompt_len if prompt_len else None   # None: a mixed iteration costs the sum
     emits: list[list[float]] = [[] for _ in range(n)]
     waiting: deque = deque()
     running: list[int] = []

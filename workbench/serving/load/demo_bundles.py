@@ -55,12 +55,13 @@ def causal_lm_bundle(out: Path, sweep_batch_sizes=(1,), seq_len: int = 16, threa
     from workbench.steps import ExportOnnxConfig
     from workbench.tasks import get_task
 
-    dest = Path(out) / "bundle-lm"
+    out = Path(out)
+    dest = out / "bundle-lm"
     if dest.exists() and not overwrite:   # the export would refuse it too, but only after the ONNX export and sweep
         raise ExportError(f"{dest} already exists: choose another folder or pass overwrite=True")
     grid_kw = {} if grid is None else {"batch_sizes": tuple(grid[0]), "seq_lens": tuple(grid[1])}
     task = task or get_task("causal-lm")
-    export = ExportOnnxConfig(with_past=False, threads=threads, out_dir=str(dest.parent / "onnx-lm"), **grid_kw)
+    export = ExportOnnxConfig(with_past=False, threads=threads, out_dir=str(out / "onnx-lm"), **grid_kw)
     onnx = apply(task.baseline(), export)
     rows = sweep_batching(task, onnx, SweepConfig(batch_sizes=tuple(sweep_batch_sizes), seq_lens=(seq_len,),
                                                   point_seconds=0.5, threads=threads, forward_only=True),
