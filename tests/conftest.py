@@ -6,12 +6,13 @@ import pytest
 import torch
 
 
-# Integration work that may run in make test's parallel pass, beside the unit tests: each starts one vLLM server
-# pinned to one core (~45 s of single-threaded imports in three processes, while its own worker only waits) and checks
-# outputs, not timings. They form one work unit handed out first, so the two engine starts run one after the other,
-# never both on the server's core at once. Moving them out of the serial pass saved ~130 s of CI on 2 cores
-# (serial pass -230 s, parallel pass 480 -> 580 s).
-BESIDE_UNITS = ("tests/serving/engine/test_engine_e2e.py", "notebooks/09_llm_engine.ipynb")
+# Integration work that may run in make test's parallel pass, beside the unit tests: the first two each start one vLLM
+# server pinned to one core (~45 s of single-threaded imports in three processes, while its own worker only waits),
+# the third renders static HTML reports in chromium; all check outputs, not timings. They form one work unit handed
+# out first, so the two engine starts run one after the other, never both on the server's core at once. Moving the
+# engine tests out of the serial pass saved ~130 s of CI on 2 cores (serial pass -230 s, parallel pass 480 -> 580 s).
+BESIDE_UNITS = ("tests/serving/engine/test_engine_e2e.py", "notebooks/09_llm_engine.ipynb",
+                "tests/browser/test_browser_reports.py")
 ENGINE_UNIT = "vllm-engine"
 
 
@@ -80,7 +81,7 @@ def _quickstart_runs_in_the_browser_only(config, items) -> None:
     cannot run, so nbval keeps the notebook."""
     import shutil
 
-    browser = any(item.nodeid.endswith("test_browser.py::test_quickstart_in_real_browser") for item in items)
+    browser = any(item.nodeid.endswith("test_browser_quickstart.py::test_quickstart_in_real_browser") for item in items)
     if not browser or shutil.which("chromium") is None:
         return
     twice = [item for item in items if item.nodeid.startswith("notebooks/01_quickstart.ipynb::")]
