@@ -13,8 +13,10 @@ def _search():
 
     default, int8 = cand("bf16", "default", 3.0), cand("int8", "precision", 4.5)
     confirmed = cand("int8", "confirm", 4.0, [
-        {"offered_rate_per_s": 2.0, "meets_slo": True, "aiperf_vs_own_ttft_p50_diff_pct": 5.0},
+        {"offered_rate_per_s": 2.0, "meets_slo": True, "own_meets_slo": True, "aiperf_vs_own_ttft_p50_diff_pct": 5.0},
         {"offered_rate_per_s": 3.0, "meets_slo": True, "aiperf_vs_own_ttft_p50_diff_pct": -12.5},
+        # at the knee: AIPerf's run kept up, the own client's did not (its queue grew): not a like-for-like reading
+        {"offered_rate_per_s": 3.5, "meets_slo": True, "own_meets_slo": False, "aiperf_vs_own_ttft_p50_diff_pct": 30.0},
         {"offered_rate_per_s": 4.0, "meets_slo": False, "aiperf_vs_own_ttft_p50_diff_pct": 95.0},   # overloaded
         {"offered_rate_per_s": 1.0, "meets_slo": True}])
     return EngineSearchResult(700.0, 90.0, get_workload("chat"), [default, int8], idle={"itl_ms_p50": 20.0},
@@ -38,10 +40,12 @@ def test_figures_come_from_the_confirmations_and_absent_ones_say_why():
     assert f["goodput_ratio_best_vs_default_at_least"] is None   # only where the default passed at no rate
     assert f["goodput_best_rps"] == 4.0 and f["goodput_best_search_rps"] == 4.5
     assert f["goodput_vllm_default_bf16_rps"] == 3.0 and f["goodput_vllm_default_bf16_confirmed_rps"] == 2.5
-    # the largest disagreement where the engine kept up, sign kept; the overloaded point is listed, not the headline
+    # the largest disagreement where the engine kept up in both clients' runs, sign kept; the knee and the overloaded
+    # point are listed, not the headline
     assert f["aiperf_vs_own_ttft_p50_diff_pct"] == -12.5
-    assert [(d["offered_rate_per_s"], d["diff_pct"]) for d in f["aiperf_vs_own_ttft_p50_diff_pct_all"]] == [
-        (2.0, 5.0), (3.0, -12.5), (4.0, 95.0)]
+    assert [(d["offered_rate_per_s"], d["own_meets_slo"], d["diff_pct"])
+            for d in f["aiperf_vs_own_ttft_p50_diff_pct_all"]] == [
+        (2.0, True, 5.0), (3.0, None, -12.5), (3.5, False, 30.0), (4.0, None, 95.0)]
     assert f["engine_vs_triton_python_goodput"] is None and f["triton_python_goodput_rps"] is None
     assert f["not_measured"] == {"triton_python": triton["error"], "prediction_default": "no idle latency"}
     assert f["predicted_goodput_vllm_default_bf16_rps"] is None and f["predicted_goodput_rps"] == 4.4

@@ -31,11 +31,14 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
     conf, default_conf = search.confirmed, search.default_confirmed
     engine_good = default_conf.goodput_per_s if default_conf else None
     compared = [r for r in (conf.rows if conf else []) if r.get("aiperf_vs_own_ttft_p50_diff_pct") is not None]
-    # The two clients run one after the other on the same schedule. Where the engine kept up (the point met the SLO)
-    # both read one stationary queue, and their TTFTs should agree. Where it did not, the queue grows through the
-    # run and each run reads its own point on that growth (on a 2-core AVX2 CPU: 2276 vs 1169 ms p50 at 76% within
-    # SLO), so those points are listed but left out of the headline.
-    stable = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in compared if r.get("meets_slo")]
+    # The two clients run one after the other on the same schedule. Where the engine kept up in both runs (both met
+    # the SLO) each reads one stationary queue, and their TTFTs should agree. Where it did not, the queue grows
+    # through the run and each run reads its own point on that growth (on a 2-core AVX2 CPU: 2276 vs 1169 ms p50 at
+    # 76% within SLO; at the knee, 1.156/s, AIPerf's run met the SLO and the own client's had 94% within, +11.5%),
+    # so those points are listed but left out of the headline. A row from before ``own_meets_slo`` is judged on
+    # AIPerf's run alone.
+    stable = [r["aiperf_vs_own_ttft_p50_diff_pct"] for r in compared
+              if r.get("meets_slo") and r.get("own_meets_slo") is not False]
     prefix = trials.get("prefix") or {}
     winner, default = prediction.get("winner", {}), prediction.get("default", {})
     return {
@@ -60,6 +63,8 @@ def serving_figures(search, prediction: dict, triton: dict, quality: dict, trial
         "aiperf_vs_own_ttft_p50_diff_pct": max(stable, key=abs) if stable else None,
         "aiperf_vs_own_ttft_p50_diff_pct_all": [{"offered_rate_per_s": r.get("offered_rate_per_s"),
                                                  "meets_slo": r.get("meets_slo"),
+                                                 "own_meets_slo": r.get("own_meets_slo"),
+                                                 "client_order": r.get("client_order"),
                                                  "diff_pct": r["aiperf_vs_own_ttft_p50_diff_pct"]} for r in compared],
         "predicted_goodput_rps": winner.get("predicted_goodput_per_s"),
         "predicted_vs_served_goodput_error_pct": winner.get("predicted_vs_served_goodput_error_pct"),

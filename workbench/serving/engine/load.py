@@ -1,14 +1,16 @@
 """``workbench load`` on an engine bundle: vLLM on loopback, a ladder of Poisson rates driven by AIPerf, the
 workbench's own stream client on the same schedule as the cross-check, one ``scenario: load-engine`` row per rate.
 
-Per rate, the same prompts at the same absolute send offsets go first through AIPerf (pinned to the client core),
-then, after the engine's prefix cache is reset (so the second client does not find the first one's prompts cached),
-through the own client (this process pinned to the same core for the run). The row's latency columns are AIPerf's
-(TTFT, ITL, TPOT, e2e: mean / p50 / p99 with sample counts); ``own_*`` columns are the own client's and
-``aiperf_vs_own_ttft_p50_diff_pct`` compares the two. SLO: a point meets it when no request failed and at least
-``attainment`` of requests had TTFT <= ``slo_ttft_ms`` and ITL <= ``slo_itl_ms`` (AIPerf's goodput over its request
-throughput: TTFT p99 and ITL p99 within the SLO, defined at any sample count); goodput climbs the ladder and stops at
-the first miss (:func:`workbench.serving.load.sweep.goodput_of`).
+Per rate, the same prompts at the same absolute send offsets go through AIPerf (pinned to the client core) and through
+the own client (this process pinned to the same core for the run), one after the other, the engine's prefix cache
+reset before each (so the second client does not find the first one's prompts cached); which goes first alternates
+from rate to rate. The row's latency columns are AIPerf's (TTFT, ITL, TPOT, e2e: mean / p50 / p99 with sample
+counts); ``own_*`` columns are the own client's, ``own_meets_slo`` judges its run by the row's rule (so a reader
+sees whether both runs found the engine keeping up) and ``aiperf_vs_own_ttft_p50_diff_pct`` compares the two. SLO:
+a point meets it when no request failed and at least ``attainment`` of requests had TTFT <= ``slo_ttft_ms`` and
+ITL <= ``slo_itl_ms`` (AIPerf's goodput over its request throughput: TTFT p99 and ITL p99 within the SLO, defined at
+any sample count); goodput climbs the ladder and stops at the first miss
+(:func:`workbench.serving.load.sweep.goodput_of`).
 
 Cost per rate: $ per 1M input tokens (prompt tokens served per second), per 1M cached input tokens (prompt tokens
 that hit vLLM's prefix cache per second, read from its ``/metrics`` counters: None when none hit) and per 1M output
@@ -98,62 +100,90 @@ def metric_columns(metrics: dict, prefixes: tuple = LATENCY_PREFIXES) -> dict:
     return {k: v for k, v in metrics.items() if k.startswith(prefixes) and not k.endswith("_note")}
 
 
+def _aiperf_side(server, tokenizer_dir: Path, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms, client_cpus,
+                 out_dir: Path) -> dict:
+    """AIPerf on ``offsets`` after a prefix-cache reset: its row columns and, under ``_``-keys, its SLO share,
+    errors, prefix-cache counter differences and the span its requests were served in."""
+    from workbench.serving.engine.aiperf import run_aiperf
+
+    reset_prefix_cache(server.url)
+    before = engine_counters(server.url)
+    ai = run_aiperf(server.url, tokenizer_dir, prompts, offsets, new_tokens, out_dir, slo_ttft_ms, slo_itl_ms,
+                    cpus=client_cpus)
+    after = engine_counters(server.url)
+    server.check_alive()
+    good, thr = ai.get("goodput_per_s"), ai.get("requests_per_s")
+    return {**{k: v for k, v in ai.items() if k != "aiperf_export"}, "client": "aiperf",
+            "_share": (good / thr) if good is not None and thr else 0.0, "_errors": ai.get("errors") or 0,
+            "_hits": _diff(after, before, "prefix_cache_hits"),
+            "_queries": _diff(after, before, "prefix_cache_queries"), "_span": (len(offsets) / thr) if thr else None}
+
+
+def _own_side(server, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms, attainment, client_cpus) -> dict:
+    """The own client on ``offsets`` (this process pinned to the client core) after a prefix-cache reset:
+    ``own_*`` columns, ``own_meets_slo`` (judged as the row's SLO is), and the plain metric columns, share, errors,
+    counter differences and span under ``_``-keys for a row measured by the own client alone."""
+    from workbench.serving.engine.openai_client import run_schedule
+
+    reset_prefix_cache(server.url)
+    before = engine_counters(server.url)
+    with pinned(client_cpus):
+        own = run_schedule(server.url, prompts, offsets, new_tokens)
+    after = engine_counters(server.url)
+    server.check_alive()
+    m = own.metrics
+    cols = metric_columns(m)
+    share = own.within(slo_ttft_ms, slo_itl_ms)
+    return {**{f"own_{k}": v for k, v in cols.items()}, "own_errors": own.errors,
+            "own_client_cpu_share": round(own.client_cpu_s / own.wall_s, 3),
+            "own_send_lag_p99_ms": own.send_lag_p99_ms, "own_within_slo": round(share, 4),
+            "own_meets_slo": not own.errors and share + 1e-9 >= attainment,
+            "_cols": {**cols, "output_tokens_per_s": m.get("output_tokens_per_s_aggregate"),
+                      "ttft_samples": m.get("n_requests"), "itl_samples": m.get("itl_samples")},
+            "_share": share, "_errors": own.errors, "_hits": _diff(after, before, "prefix_cache_hits"),
+            "_queries": _diff(after, before, "prefix_cache_queries"), "_span": own.wall_s}
+
+
 def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: list[int], offsets, new_tokens: int,
                   slo_ttft_ms: float, slo_itl_ms: float, attainment: float, client_cpus, out_dir: Path,
-                  price=None, own_client: bool = True, use_aiperf: bool = True) -> dict:
-    """One rate: AIPerf, then (cache reset) the own client on the same schedule; the row's columns. Without AIPerf
-    (the config search's quick climbs) the own client's figures are the row's."""
-    from workbench.serving.engine.aiperf import run_aiperf
-    from workbench.serving.engine.openai_client import run_schedule
+                  price=None, own_client: bool = True, use_aiperf: bool = True, aiperf_first: bool = True) -> dict:
+    """One rate: AIPerf and the own client on the same schedule, one after the other (``aiperf_first`` says which
+    goes first: callers alternate it from rate to rate, so neither client always meets the engine the other just
+    left), the prefix cache reset before each; the row's columns. Without AIPerf (the config search's quick climbs)
+    the own client's figures are the row's."""
     from workbench.serving.load.sweep import slo_outcome
 
     if not (use_aiperf or own_client):
         raise ValueError("measure with AIPerf, the own client, or both")
     span = float(offsets[-1]) if len(offsets) > 1 else 1.0
     rate = (len(offsets) - 1) / span if span > 0 else None
-    row: dict = {}
-    hits = queries = served_span = None
-    if use_aiperf:
-        reset_prefix_cache(server.url)
-        before = engine_counters(server.url)
-        ai = run_aiperf(server.url, tokenizer_dir, prompts, offsets, new_tokens, out_dir, slo_ttft_ms, slo_itl_ms,
-                        cpus=client_cpus)
-        after = engine_counters(server.url)
-        server.check_alive()
-        row.update({k: v for k, v in ai.items() if k != "aiperf_export"}, client="aiperf")
-        hits, queries = _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
-        served_span = (len(offsets) / ai["requests_per_s"]) if ai.get("requests_per_s") else None
-        good, thr = ai.get("goodput_per_s"), ai.get("requests_per_s")
-        share = (good / thr) if good is not None and thr else 0.0
-        errors = ai.get("errors") or 0
-    if own_client:
-        reset_prefix_cache(server.url)
-        before = engine_counters(server.url)
-        with pinned(client_cpus):
-            own = run_schedule(server.url, prompts, offsets, new_tokens)
-        after = engine_counters(server.url)
-        server.check_alive()
-        m = own.metrics
-        cols = metric_columns(m)
-        row.update({f"own_{k}": v for k, v in cols.items()}, own_errors=own.errors,
-                   own_client_cpu_share=round(own.client_cpu_s / own.wall_s, 3),
-                   own_send_lag_p99_ms=own.send_lag_p99_ms, own_within_slo=round(own.within(slo_ttft_ms, slo_itl_ms), 4))
-        if use_aiperf:
-            a, o = row.get("ttft_ms_p50"), m.get("ttft_ms_p50")
+
+    ai = mine = None
+    for side in ("aiperf", "own") if aiperf_first else ("own", "aiperf"):
+        if side == "aiperf" and use_aiperf:
+            ai = _aiperf_side(server, tokenizer_dir, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms,
+                              client_cpus, out_dir)
+        elif side == "own" and own_client:
+            mine = _own_side(server, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms, attainment, client_cpus)
+    judged = ai if ai is not None else mine   # AIPerf's figures are the row's whenever it ran
+    row: dict = {k: v for k, v in (ai or {}).items() if not k.startswith("_")}
+    if mine is not None:
+        row.update({k: v for k, v in mine.items() if not k.startswith("_")})
+        if ai is not None:
+            a, o = row.get("ttft_ms_p50"), mine["_cols"].get("ttft_ms_p50")
             row["aiperf_vs_own_ttft_p50_diff_pct"] = round(100 * (a - o) / o, 2) if a is not None and o else None
+            row["client_order"] = "aiperf,own" if aiperf_first else "own,aiperf"
         else:
-            row.update(cols, client="own", output_tokens_per_s=m.get("output_tokens_per_s_aggregate"),
-                       ttft_samples=m.get("n_requests"), itl_samples=m.get("itl_samples"))
-            hits, queries = _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
-            served_span = own.wall_s
-            share, errors = own.within(slo_ttft_ms, slo_itl_ms), own.errors
+            row.update(mine["_cols"], client="own")
+    hits, queries, served_span = judged["_hits"], judged["_queries"], judged["_span"]
     row["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
     cached_tps = round(hits / served_span, 2) if hits and served_span else None
-    outcome = slo_outcome(True, errors, share + 1e-9, attainment)   # the engine clients send on time (lag reported)
-    row.update(slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms, slo_metric="ttft+itl", slo_attainment=round(share, 4),
-               slo_outcome=outcome, meets_slo=outcome == "pass", offered_rate_per_s=round(rate, 4),
-               n_requests=len(prompts), prompt_len=round(sum(prompt_lens) / len(prompt_lens), 1),
-               max_new_tokens=new_tokens)
+    # the engine clients send on time (lag reported)
+    outcome = slo_outcome(True, judged["_errors"], judged["_share"] + 1e-9, attainment)
+    row.update(slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms, slo_metric="ttft+itl",
+               slo_attainment=round(judged["_share"], 4), slo_outcome=outcome, meets_slo=outcome == "pass",
+               offered_rate_per_s=round(rate, 4), n_requests=len(prompts),
+               prompt_len=round(sum(prompt_lens) / len(prompt_lens), 1), max_new_tokens=new_tokens)
     if price is not None and rate:
         served_rate = row.get("requests_per_s") or rate
         row.update(cost_columns(price, served_rate, row["prompt_len"], row.get("output_tokens_per_s"), cached_tps))
@@ -235,7 +265,7 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
                 t0 = time.perf_counter()
                 point = measure_point(server, ckpt, prompts, lens, offsets, new_tokens, slo_ttft_ms, slo_itl_ms,
                                       attainment, client_cpus, Path(tmp) / f"rate{k}", price, own_client,
-                                      use_aiperf)
+                                      use_aiperf, aiperf_first=k % 2 == 0)
                 point["offered_rate_per_s"] = rate
                 point["point_wall_s"] = round(time.perf_counter() - t0, 1)
                 r = {**base, **point, **({"notes": cpu_note} if cpu_note else {})}
@@ -253,5 +283,6 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
                             notes + ([cpu_note] if cpu_note else []))
 
 
-__all__ = ["sweep_engine", "measure_point", "metric_columns", "LATENCY_PREFIXES", "make_prompts", "engine_counters", "reset_prefix_cache", "EngineLoadResult",
-           "SCENARIO", "DEFAULT_NEW_TOKENS", "DEFAULT_PROMPT_TOKENS", "DEFAULT_REQUESTS"]
+__all__ = ["sweep_engine", "measure_point", "metric_columns", "LATENCY_PREFIXES", "make_prompts", "engine_counters",
+           "reset_prefix_cache", "EngineLoadResult", "SCENARIO", "DEFAULT_NEW_TOKENS", "DEFAULT_PROMPT_TOKENS",
+           "DEFAULT_REQUESTS"]

@@ -419,7 +419,7 @@ def _run(cand: EngineCandidate, ctx: dict, result: EngineSearchResult, derive_sl
                 row = measure_point(server, ckpt, prompts, lens, offsets, wl.new_tokens, result.slo_ttft_ms,
                                     result.slo_itl_ms, ctx["attainment"], ctx["client_cpus"],
                                     ctx["work"] / f"{cand.stage}-{cand.label}-p{k}", ctx["price"],
-                                    own_client=True, use_aiperf=use_aiperf)
+                                    own_client=True, use_aiperf=use_aiperf, aiperf_first=k % 2 == 0)
                 row = {**base, "engine_startup_s": server.startup_s, **row, "offered_rate_per_s": rate,
                        **({"confirm_requests_wanted": cand.min_requests} if n < cand.min_requests else {})}
                 say(f"    {rate:.3f}/s: TTFT p50 {row.get('ttft_ms_p50')} p99 {row.get('ttft_ms_p99')} ms, ITL p99 "
