@@ -3,9 +3,10 @@
 1. screen: every applicable arm is built (a build failure is a "failed" entry with its reason) and timed side by side
    with the baseline for a short interleaved run at the timing shape (``arms.runner.time_arms``): one round for every
    arm, the other rounds for the ``SCREEN_KEEP`` fastest of it, ranked by their fastest calls (:func:`screen_speedup`);
-   arms clearly slower than the baseline or than the leader are dropped here (no quality pass is spent on them). An arm that compiles an eager twin (``Arm.twin``:
-   torch-compile-bf16 of torch-bf16, ...) is built after its twin's first round, and not at all when the twin's
-   speed-up times ``COMPILE_GAIN_BOUND`` stays behind the contenders: compile builds are the screen's slow ones.
+   arms clearly slower than the baseline or than the leader are dropped here (no quality pass is spent on them). An
+   arm that compiles an eager twin (``Arm.twin``: torch-compile-bf16 of torch-bf16, ...) is built after its twin's
+   first round, and not at all when the twin's speed-up times ``COMPILE_GAIN_BOUND`` stays behind the contenders:
+   compile builds are the screen's slow ones.
 2. quality: the baseline's quality on the validation split, then the survivors' in screen order (fastest first), each
    paired with the baseline's on the same examples (eligible = the one rule, ``arms.eligibility``, with ``max_drop``
    as its tolerance), until ``CONTENDERS`` arms are eligible: the slower ones lose at the screen without a quality

@@ -7,13 +7,16 @@ import pytest
 from workbench.serving.engine import load
 
 
-def _side(name: str, ttft_p50: float, share: float, errors: int = 0) -> dict:
-    """What one client's side returns: row columns and the ``_``-keys the row is judged from."""
+def _side(name: str, ttft_p50: float, share: float, errors: int = 0) -> load.ClientRun:
+    """What one client's side returns: its row columns and what the row is judged from."""
     cols = {"ttft_ms_p50": ttft_p50, "itl_ms_p99": 5.0}
-    extra = ({"own_ttft_ms_p50": ttft_p50, "own_within_slo": share, "own_meets_slo": share >= 0.99 and not errors,
-              "_cols": {**cols, "output_tokens_per_s": 40.0, "ttft_samples": 4, "itl_samples": 12}}
-             if name == "own" else {**cols, "client": "aiperf", "requests_per_s": 2.0, "output_tokens_per_s": 50.0})
-    return {**extra, "_share": share, "_errors": errors, "_hits": 0.0, "_queries": 8.0, "_span": 2.0}
+    if name == "own":
+        columns = {"own_ttft_ms_p50": ttft_p50, "own_within_slo": share,
+                   "own_meets_slo": share >= 0.99 and not errors}
+        alone = {**cols, "client": "own", "output_tokens_per_s": 40.0, "ttft_samples": 4, "itl_samples": 12}
+        return load.ClientRun(columns, share, errors, 0.0, 8.0, 2.0, alone)
+    columns = {**cols, "client": "aiperf", "requests_per_s": 2.0, "output_tokens_per_s": 50.0}
+    return load.ClientRun(columns, share, errors, 0.0, 8.0, 2.0)
 
 
 @pytest.fixture

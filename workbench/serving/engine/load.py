@@ -100,48 +100,64 @@ def metric_columns(metrics: dict, prefixes: tuple = LATENCY_PREFIXES) -> dict:
     return {k: v for k, v in metrics.items() if k.startswith(prefixes) and not k.endswith("_note")}
 
 
+@dataclass
+class ClientRun:
+    """One client's run of a point's schedule: its row ``columns``, the share of requests within the SLO, failed
+    requests, the engine's prefix-cache counter differences over the run and the span its requests were served in.
+    ``alone``: the columns a row measured by this client alone takes in place of AIPerf's."""
+
+    columns: dict
+    share: float
+    errors: int
+    hits: float | None
+    queries: float | None
+    span: float | None
+    alone: dict = field(default_factory=dict)
+
+
+def _counted(server, run: Callable):
+    """``run()`` after a prefix-cache reset (so no client finds the other's prompts cached), with the engine's
+    counters read around it and the server checked alive after: (result, prefix-cache hits, queries)."""
+    reset_prefix_cache(server.url)
+    before = engine_counters(server.url)
+    result = run()
+    after = engine_counters(server.url)
+    server.check_alive()
+    return result, _diff(after, before, "prefix_cache_hits"), _diff(after, before, "prefix_cache_queries")
+
+
 def _aiperf_side(server, tokenizer_dir: Path, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms, client_cpus,
-                 out_dir: Path) -> dict:
-    """AIPerf on ``offsets`` after a prefix-cache reset: its row columns and, under ``_``-keys, its SLO share,
-    errors, prefix-cache counter differences and the span its requests were served in."""
+                 out_dir: Path) -> ClientRun:
     from workbench.serving.engine.aiperf import run_aiperf
 
-    reset_prefix_cache(server.url)
-    before = engine_counters(server.url)
-    ai = run_aiperf(server.url, tokenizer_dir, prompts, offsets, new_tokens, out_dir, slo_ttft_ms, slo_itl_ms,
-                    cpus=client_cpus)
-    after = engine_counters(server.url)
-    server.check_alive()
+    ai, hits, queries = _counted(server, lambda: run_aiperf(server.url, tokenizer_dir, prompts, offsets, new_tokens,
+                                                            out_dir, slo_ttft_ms, slo_itl_ms, cpus=client_cpus))
     good, thr = ai.get("goodput_per_s"), ai.get("requests_per_s")
-    return {**{k: v for k, v in ai.items() if k != "aiperf_export"}, "client": "aiperf",
-            "_share": (good / thr) if good is not None and thr else 0.0, "_errors": ai.get("errors") or 0,
-            "_hits": _diff(after, before, "prefix_cache_hits"),
-            "_queries": _diff(after, before, "prefix_cache_queries"), "_span": (len(offsets) / thr) if thr else None}
+    return ClientRun({**{k: v for k, v in ai.items() if k != "aiperf_export"}, "client": "aiperf"},
+                     (good / thr) if good is not None and thr else 0.0, ai.get("errors") or 0, hits, queries,
+                     (len(offsets) / thr) if thr else None)
 
 
-def _own_side(server, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms, attainment, client_cpus) -> dict:
-    """The own client on ``offsets`` (this process pinned to the client core) after a prefix-cache reset:
-    ``own_*`` columns, ``own_meets_slo`` (judged as the row's SLO is), and the plain metric columns, share, errors,
-    counter differences and span under ``_``-keys for a row measured by the own client alone."""
+def _own_side(server, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms, attainment, client_cpus) -> ClientRun:
+    """The own client (this process pinned to the client core): ``own_*`` columns and ``own_meets_slo`` (its run
+    judged by the row's rule)."""
     from workbench.serving.engine.openai_client import run_schedule
 
-    reset_prefix_cache(server.url)
-    before = engine_counters(server.url)
-    with pinned(client_cpus):
-        own = run_schedule(server.url, prompts, offsets, new_tokens)
-    after = engine_counters(server.url)
-    server.check_alive()
+    def run():
+        with pinned(client_cpus):
+            return run_schedule(server.url, prompts, offsets, new_tokens)
+
+    own, hits, queries = _counted(server, run)
     m = own.metrics
     cols = metric_columns(m)
     share = own.within(slo_ttft_ms, slo_itl_ms)
-    return {**{f"own_{k}": v for k, v in cols.items()}, "own_errors": own.errors,
-            "own_client_cpu_share": round(own.client_cpu_s / own.wall_s, 3),
-            "own_send_lag_p99_ms": own.send_lag_p99_ms, "own_within_slo": round(share, 4),
-            "own_meets_slo": not own.errors and share + 1e-9 >= attainment,
-            "_cols": {**cols, "output_tokens_per_s": m.get("output_tokens_per_s_aggregate"),
-                      "ttft_samples": m.get("n_requests"), "itl_samples": m.get("itl_samples")},
-            "_share": share, "_errors": own.errors, "_hits": _diff(after, before, "prefix_cache_hits"),
-            "_queries": _diff(after, before, "prefix_cache_queries"), "_span": own.wall_s}
+    columns = {**{f"own_{k}": v for k, v in cols.items()}, "own_errors": own.errors,
+               "own_client_cpu_share": round(own.client_cpu_s / own.wall_s, 3),
+               "own_send_lag_p99_ms": own.send_lag_p99_ms, "own_within_slo": round(share, 4),
+               "own_meets_slo": not own.errors and share + 1e-9 >= attainment}
+    alone = {**cols, "client": "own", "output_tokens_per_s": m.get("output_tokens_per_s_aggregate"),
+             "ttft_samples": m.get("n_requests"), "itl_samples": m.get("itl_samples")}
+    return ClientRun(columns, share, own.errors, hits, queries, own.wall_s, alone)
 
 
 def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: list[int], offsets, new_tokens: int,
@@ -166,22 +182,22 @@ def measure_point(server, tokenizer_dir: Path, prompts: list[str], prompt_lens: 
         elif side == "own" and own_client:
             mine = _own_side(server, prompts, offsets, new_tokens, slo_ttft_ms, slo_itl_ms, attainment, client_cpus)
     judged = ai if ai is not None else mine   # AIPerf's figures are the row's whenever it ran
-    row: dict = {k: v for k, v in (ai or {}).items() if not k.startswith("_")}
+    row: dict = dict(ai.columns) if ai is not None else {}
     if mine is not None:
-        row.update({k: v for k, v in mine.items() if not k.startswith("_")})
+        row.update(mine.columns)
         if ai is not None:
-            a, o = row.get("ttft_ms_p50"), mine["_cols"].get("ttft_ms_p50")
+            a, o = row.get("ttft_ms_p50"), mine.alone.get("ttft_ms_p50")
             row["aiperf_vs_own_ttft_p50_diff_pct"] = round(100 * (a - o) / o, 2) if a is not None and o else None
             row["client_order"] = "aiperf,own" if aiperf_first else "own,aiperf"
         else:
-            row.update(mine["_cols"], client="own")
-    hits, queries, served_span = judged["_hits"], judged["_queries"], judged["_span"]
+            row.update(mine.alone)
+    hits, queries, served_span = judged.hits, judged.queries, judged.span
     row["prefix_cache_hit_rate"] = round(hits / queries, 4) if hits is not None and queries else None
     cached_tps = round(hits / served_span, 2) if hits and served_span else None
     # the engine clients send on time (lag reported)
-    outcome = slo_outcome(True, judged["_errors"], judged["_share"] + 1e-9, attainment)
+    outcome = slo_outcome(True, judged.errors, judged.share + 1e-9, attainment)
     row.update(slo_ttft_ms=slo_ttft_ms, slo_itl_ms=slo_itl_ms, slo_metric="ttft+itl",
-               slo_attainment=round(judged["_share"], 4), slo_outcome=outcome, meets_slo=outcome == "pass",
+               slo_attainment=round(judged.share, 4), slo_outcome=outcome, meets_slo=outcome == "pass",
                offered_rate_per_s=round(rate, 4), n_requests=len(prompts),
                prompt_len=round(sum(prompt_lens) / len(prompt_lens), 1), max_new_tokens=new_tokens)
     if price is not None and rate:
@@ -283,6 +299,6 @@ def sweep_engine(bundle: str | Path, slo_ttft_ms: float, slo_itl_ms: float, rate
                             notes + ([cpu_note] if cpu_note else []))
 
 
-__all__ = ["sweep_engine", "measure_point", "metric_columns", "LATENCY_PREFIXES", "make_prompts", "engine_counters",
-           "reset_prefix_cache", "EngineLoadResult", "SCENARIO", "DEFAULT_NEW_TOKENS", "DEFAULT_PROMPT_TOKENS",
+__all__ = ["sweep_engine", "measure_point", "ClientRun", "metric_columns", "LATENCY_PREFIXES", "make_prompts",
+           "engine_counters", "reset_prefix_cache", "EngineLoadResult", "SCENARIO", "DEFAULT_NEW_TOKENS", "DEFAULT_PROMPT_TOKENS",
            "DEFAULT_REQUESTS"]
